@@ -1,0 +1,19 @@
+//! jellyfin-export-scheduler: runs the Jellyfin Migrator plugin's export task on cron
+//! schedules across many Jellyfin servers, tracks every run to its end and keeps a history.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | TOML file → validated [`config::Config`], every problem with file:line:col |
+//! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
+//! | [`secret`] | the masking type for API keys and other secrets |
+//! | [`record`] | the run record: outcomes, triggers, the history line's fields |
+//! | [`history`] | per-server run records on disk (JSON Lines) |
+//! | [`state`] | the state directory's layout and its lock files |
+//! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
+//! | [`run`] | one run: preflight, start, track, verify, outcome |
+//! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
+
+pub mod record;
+pub mod secret;

@@ -1,0 +1,177 @@
+//! The record of one run: what the history file stores, what `history` prints and what
+//! notifications carry.
+//!
+//! This module only describes the data; writing it to disk is `history`'s job and deciding
+//! the outcome is `run`'s. Field names and outcome spellings are part of the on-disk format
+//! (see `docs/history-format.md`): renaming one breaks every history file already written.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a run ended. Outcomes are data, not errors: a failed export is a normal result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The task ended `Completed` and (when verified) the export really happened.
+    Completed,
+    /// The task ended `Failed`, or ended `Completed` while the export did not happen.
+    Failed,
+    /// The task ended `Cancelled` (someone cancelled it, not us on a timeout).
+    Cancelled,
+    /// Jellyfin shut down gracefully during the run and recorded `Aborted`.
+    Aborted,
+    /// The run took longer than `timeout`; we cancelled it.
+    TimedOut,
+    /// The run vanished: the task went Idle without a new result (crash, restart, or a
+    /// start that never happened).
+    Lost,
+    /// We decided not to start (task already running, plugin not in Export mode, previous
+    /// run still in progress).
+    Skipped,
+    /// The task could not be started (server unreachable, key refused, task missing).
+    TriggerFailed,
+    /// The daemon stopped during the run and could not find out how it ended.
+    Interrupted,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Completed,
+        Outcome::Failed,
+        Outcome::Cancelled,
+        Outcome::Aborted,
+        Outcome::TimedOut,
+        Outcome::Lost,
+        Outcome::Skipped,
+        Outcome::TriggerFailed,
+        Outcome::Interrupted,
+    ];
+
+    /// The spelling used in history files, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Aborted => "aborted",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Lost => "lost",
+            Outcome::Skipped => "skipped",
+            Outcome::TriggerFailed => "trigger_failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What made a run happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A due instant of the server's cron schedule.
+    Schedule,
+    /// `jellyfin-export-scheduler trigger SERVER`.
+    Manual,
+    /// At daemon start, for a due instant missed while the daemon was down.
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of `<state_dir>/history/<server>.jsonl`.
+///
+/// Optional fields are left out of the JSON when unknown, never written as `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub server: String,
+    pub task_key: String,
+    pub trigger: Trigger,
+    /// The due instant this run was for; absent for manual runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// When we decided to run (our clock).
+    pub triggered_at: DateTime<Utc>,
+    /// Jellyfin's `StartTimeUtc` of the run, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Jellyfin's `EndTimeUtc` of the run, when known; else when we stopped tracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub outcome: Outcome,
+    /// Jellyfin's own `Status` of the run's result (`Completed`, `Failed`, ...), when seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jellyfin_status: Option<String>,
+    /// A sentence for people; absent on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The plugin's `LastExportPath` after a verified export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_path: Option<String>,
+    /// How many start requests were sent (1 unless transient failures were retried).
+    pub attempts: u32,
+    pub scheduler_version: String,
+}
+
+/// This program's version, as written into every record.
+pub const SCHEDULER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A new run id: 12 hex digits of milliseconds since the epoch, then 8 random hex digits.
+/// Sorts by time, is unique across restarts, and is safe in file names.
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let ms = now.timestamp_millis().max(0) as u64;
+    format!("{:012x}{:08x}", ms & 0xffff_ffff_ffff, h.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_spellings_match_serde() {
+        for o in Outcome::ALL {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("\"{}\"", o.as_str()));
+        }
+    }
+
+    #[test]
+    fn run_ids_are_unique_and_sortable() {
+        let t = Utc::now();
+        let a = new_run_id(t);
+        let b = new_run_id(t);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 20);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        let later = new_run_id(t + chrono::Duration::seconds(1));
+        assert!(later > a && later > b);
+    }
+}
