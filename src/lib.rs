@@ -15,5 +15,8 @@
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 
+pub mod commands;
+pub mod config;
 pub mod record;
+pub mod schedule;
 pub mod secret;

@@ -1,1 +1,95 @@
-fn main() {}
+//! The binary: parses arguments, sets up logging, calls into the library and turns the
+//! result into an exit status. Nothing else lives here.
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use jellyfin_export_scheduler::commands::{check, exit};
+use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "jellyfin-export-scheduler",
+    version,
+    about = "Runs the Jellyfin Migrator export on cron schedules across Jellyfin servers, tracks every run and keeps its history."
+)]
+struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "JELLYFIN_EXPORT_SCHEDULER_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config without contacting any server and show the next due instants.
+    Check {
+        /// How many due instants to show per server.
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+        /// Show due instants after this RFC 3339 instant instead of now.
+        #[arg(long, value_parser = parse_instant)]
+        after: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: check::Format,
+    },
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{e}; write it like 2026-11-27T03:30:00Z or 2026-11-27T03:30:00+01:00")
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(match cli.command {
+        Command::Check {
+            next,
+            after,
+            format,
+        } => cmd_check(&cli.config, next, after, format),
+    })
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, u8> {
+    match Config::load(path) {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+fn cmd_check(
+    path: &std::path::Path,
+    next: usize,
+    after: Option<DateTime<Utc>>,
+    format: check::Format,
+) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let out = check::report(&config, after.unwrap_or_else(Utc::now), next, format);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => exit::OK,
+        // A closed pipe (`check | head`) is not worth a panic.
+        Err(_) => exit::FAILED,
+    }
+}

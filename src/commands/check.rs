@@ -1,0 +1,127 @@
+//! `check`: validate a config without contacting any server and show what the schedules
+//! will do: the next due instants in local time and UTC, the jitter, and what the DST
+//! rules make of the coming clock changes.
+
+use crate::config::{Config, ServerConfig};
+use crate::schedule::jitter_offset;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// How far ahead `check` looks for DST changes worth a note.
+const DST_LOOKAHEAD: chrono::Duration = chrono::Duration::days(366);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The `--format json` document: exactly these fields, in this order.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    servers: Vec<JsonServer<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonServer<'a> {
+    name: &'a str,
+    enabled: bool,
+    schedule: &'a str,
+    timezone: &'a str,
+    next: Vec<String>,
+}
+
+/// The report for a valid config: text for people or the JSON document.
+pub fn report(config: &Config, after: DateTime<Utc>, next: usize, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let doc = JsonReport {
+                servers: config
+                    .servers
+                    .iter()
+                    .map(|s| JsonServer {
+                        name: &s.name,
+                        enabled: s.enabled,
+                        schedule: s.schedule.expr(),
+                        timezone: s.timezone.name(),
+                        next: s
+                            .schedule
+                            .upcoming(after, next)
+                            .iter()
+                            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            // Serialising plain strings and bools cannot fail.
+            serde_json::to_string(&doc).unwrap_or_default() + "\n"
+        }
+        Format::Text => text_report(config, after, next),
+    }
+}
+
+fn text_report(config: &Config, after: DateTime<Utc>, next: usize) -> String {
+    let enabled = config.servers.iter().filter(|s| s.enabled).count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: OK, {} server{} ({} enabled), state in {}",
+        config.path.display(),
+        config.servers.len(),
+        if config.servers.len() == 1 { "" } else { "s" },
+        enabled,
+        config.daemon.state_dir.display()
+    );
+    for server in &config.servers {
+        out.push('\n');
+        server_text(&mut out, server, after, next);
+    }
+    out
+}
+
+fn server_text(out: &mut String, s: &ServerConfig, after: DateTime<Utc>, next: usize) {
+    let _ = writeln!(
+        out,
+        "{}{}  {}  schedule \"{}\" in {}",
+        s.name,
+        if s.enabled { "" } else { " (disabled)" },
+        s.url,
+        s.schedule.expr(),
+        s.timezone.name()
+    );
+    let jitter = jitter_offset(&s.name, s.jitter);
+    if !s.jitter.is_zero() {
+        let _ = writeln!(
+            out,
+            "  jitter: each run starts {} after its due instant (stable, from the name; jitter = {})",
+            format_offset(jitter),
+            humantime::format_duration(s.jitter)
+        );
+    }
+    let upcoming = s.schedule.upcoming(after, next);
+    if upcoming.is_empty() {
+        let _ = writeln!(
+            out,
+            "  next: never (the expression matches no future instant)"
+        );
+    }
+    for (i, due) in upcoming.iter().enumerate() {
+        let local = due.with_timezone(&s.timezone);
+        let _ = writeln!(
+            out,
+            "  {} {}  {}",
+            if i == 0 { "next:" } else { "     " },
+            local.format("%a %Y-%m-%d %H:%M:%S %Z"),
+            due.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+    for note in s.schedule.dst_notes(after, after + DST_LOOKAHEAD) {
+        let _ = writeln!(out, "  dst:  {note}");
+    }
+}
+
+fn format_offset(d: Duration) -> String {
+    format!("+{:.3}s", d.as_secs_f64())
+}

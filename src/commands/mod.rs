@@ -1,0 +1,16 @@
+//! The subcommands' work, one file each, callable without a process: each takes parsed
+//! arguments and writers and returns an exit status, so tests drive them directly and
+//! `main.rs` only wires arguments to them.
+
+pub mod check;
+
+/// Exit statuses shared by every command.
+pub mod exit {
+    /// The command did what it was asked and its subject is fine.
+    pub const OK: u8 = 0;
+    /// The command ran and its subject failed (a run that did not complete, a server that
+    /// is busy, a second daemon on the same state directory).
+    pub const FAILED: u8 = 1;
+    /// Bad usage or a bad config; the message is on stderr.
+    pub const USAGE: u8 = 2;
+}

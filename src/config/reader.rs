@@ -1,0 +1,480 @@
+//! Reading typed values out of a spanned TOML table while collecting every problem.
+//!
+//! serde stops at the first error; a user fixing a config wants all of them at once, each
+//! with its line, column and key path. So the config is walked by hand over toml's
+//! `DeTable`, which keeps a byte span for every key and value: each accessor here either
+//! returns the value or records a [`Problem`] and returns nothing, and the walk goes on.
+
+use super::type_name;
+use std::path::Path;
+use std::time::Duration;
+use toml::de::{DeTable, DeValue};
+
+/// Byte offset → line and column, by binary search over line starts (a config with
+/// 10 000 servers has ~100 000 values; scanning from the start for each would be quadratic).
+pub struct LineIndex<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, line_starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+
+    pub fn problem(&self, offset: usize, path: &str, message: String) -> Problem {
+        let (line, col) = self.line_col(offset);
+        Problem {
+            offset,
+            line,
+            col,
+            path: path.to_owned(),
+            message,
+        }
+    }
+}
+
+/// One thing wrong with the config, at a place in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub offset: usize,
+    pub line: usize,
+    pub col: usize,
+    /// The key's path, e.g. `servers[1].schedule`; empty for a whole-file problem.
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    /// `FILE:LINE:COL: key.path: message`.
+    pub fn render(&self, file: &Path) -> String {
+        if self.path.is_empty() {
+            format!(
+                "{}:{}:{}: {}",
+                file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        } else {
+            format!(
+                "{}:{}:{}: {}: {}",
+                file.display(),
+                self.line,
+                self.col,
+                self.path,
+                self.message
+            )
+        }
+    }
+}
+
+/// A value with where it came from, so that a later check (one that needs several values
+/// together) can still point at the right place.
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+impl<T> Located<T> {
+    pub fn problem(&self, message: String) -> Problem {
+        self.loc.problem(message)
+    }
+
+    pub fn with<U>(&self, value: U) -> Located<U> {
+        Located {
+            value,
+            loc: self.loc.clone(),
+        }
+    }
+}
+
+/// A resolved place: key path, line, column.
+#[derive(Clone, Debug)]
+pub struct Loc {
+    offset: usize,
+    line: usize,
+    col: usize,
+    path: String,
+}
+
+impl Loc {
+    pub fn problem(&self, message: String) -> Problem {
+        Problem {
+            offset: self.offset,
+            line: self.line,
+            col: self.col,
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+/// One TOML table (or an absent one) with its key path.
+pub struct TableReader<'a> {
+    idx: &'a LineIndex<'a>,
+    path: String,
+    table: Option<&'a DeTable<'a>>,
+    offset: usize,
+}
+
+type Value<'a> = toml::Spanned<DeValue<'a>>;
+
+impl<'a> TableReader<'a> {
+    pub fn root(idx: &'a LineIndex<'a>, table: &'a DeTable<'a>) -> Self {
+        TableReader {
+            idx,
+            path: String::new(),
+            table: Some(table),
+            offset: 0,
+        }
+    }
+
+    /// A table the file does not have: every read finds nothing.
+    pub fn empty(idx: &'a LineIndex<'a>, path: &str) -> Self {
+        TableReader {
+            idx,
+            path: path.to_owned(),
+            table: None,
+            offset: idx.text.len(),
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&'a str, usize, &'a Value<'a>)> + 'a {
+        self.table
+            .into_iter()
+            .flat_map(|t| t.iter())
+            .map(|(k, v)| (k.get_ref().as_ref(), k.span().start, v))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+        self.entries()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| v)
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn loc_at(&self, offset: usize, path: String) -> Loc {
+        let (line, col) = self.idx.line_col(offset);
+        Loc {
+            offset,
+            line,
+            col,
+            path,
+        }
+    }
+
+    /// Where a key's value is, or the table itself when the key is absent.
+    pub fn key_location(&self, key: &str) -> Loc {
+        let offset = self.get(key).map_or(self.offset, |v| v.span().start);
+        self.loc_at(offset, self.child_path(key))
+    }
+
+    pub fn header_problem(&self, key: &str, message: String) -> Problem {
+        self.loc_at(self.offset, self.child_path(key))
+            .problem(message)
+    }
+
+    pub fn missing(&self, key: &str) -> Problem {
+        self.header_problem(key, "missing; this key is required".into())
+    }
+
+    fn value_problem(&self, key: &str, v: &Value<'_>, message: String) -> Problem {
+        self.loc_at(v.span().start, self.child_path(key))
+            .problem(message)
+    }
+
+    /// Report keys that are not in `known`. `forbidden` names groups of keys that exist
+    /// elsewhere but not here, with the reason, so the message can say why.
+    pub fn check_keys(
+        &self,
+        known: &[&str],
+        forbidden: &[(&[&str], &str)],
+        problems: &mut Vec<Problem>,
+    ) {
+        for (key, offset, _) in self.entries() {
+            if known.contains(&key) {
+                continue;
+            }
+            let path = self.child_path(key);
+            let message = if let Some((_, why)) = forbidden.iter().find(|(g, _)| g.contains(&key)) {
+                format!("not allowed here: {key} {why}")
+            } else {
+                match closest(key, known) {
+                    Some(s) => format!("unknown key; did you mean {s:?}?"),
+                    None => format!("unknown key; expected one of: {}", known.join(", ")),
+                }
+            };
+            problems.push(self.loc_at(offset, path).problem(message));
+        }
+    }
+
+    pub fn table(&self, key: &str, problems: &mut Vec<Problem>) -> Option<TableReader<'a>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(TableReader {
+                idx: self.idx,
+                path: self.child_path(key),
+                table: Some(t),
+                offset: v.span().start,
+            }),
+            other => {
+                problems.push(self.value_problem(
+                    key,
+                    v,
+                    format!("expected a table ([{key}]), found {}", type_name(other)),
+                ));
+                None
+            }
+        }
+    }
+
+    pub fn array_of_tables(
+        &self,
+        key: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Vec<TableReader<'a>>> {
+        let v = self.get(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            problems.push(self.value_problem(
+                key,
+                v,
+                format!(
+                    "expected an array of tables ([[{key}]]), found {}",
+                    type_name(v.get_ref())
+                ),
+            ));
+            return Some(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{i}]", self.child_path(key));
+            match item.get_ref() {
+                DeValue::Table(t) => out.push(TableReader {
+                    idx: self.idx,
+                    path,
+                    table: Some(t),
+                    offset: item.span().start,
+                }),
+                other => problems.push(
+                    self.loc_at(item.span().start, path)
+                        .problem(format!("expected a table, found {}", type_name(other))),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn typed<T>(
+        &self,
+        key: &str,
+        problems: &mut Vec<Problem>,
+        expected: &str,
+        f: impl FnOnce(&DeValue<'_>) -> Option<T>,
+    ) -> Option<Result<(T, &'a Value<'a>), ()>> {
+        let v = self.get(key)?;
+        Some(match f(v.get_ref()) {
+            Some(t) => Ok((t, v)),
+            None => {
+                problems.push(self.value_problem(
+                    key,
+                    v,
+                    format!("expected {expected}, found {}", type_name(v.get_ref())),
+                ));
+                Err(())
+            }
+        })
+    }
+
+    fn locate<T>(&self, key: &str, v: &Value<'_>, value: T) -> Located<T> {
+        Located {
+            value,
+            loc: self.loc_at(v.span().start, self.child_path(key)),
+        }
+    }
+
+    /// A string value; `None` when absent or of another type (the latter reported).
+    pub fn string(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Located<String>> {
+        let (s, v) = self
+            .typed(key, problems, "a string", |v| v.as_str().map(str::to_owned))?
+            .ok()?;
+        Some(self.locate(key, v, s))
+    }
+
+    pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<bool, ()>> {
+        Some(
+            self.typed(key, problems, "true or false", |v| v.as_bool())?
+                .map(|(b, _)| b),
+        )
+    }
+
+    /// An integer in `[min, max]`.
+    pub fn bounded_int(
+        &self,
+        key: &str,
+        min: u64,
+        max: u64,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Result<u64, ()>> {
+        let (raw, v) = match self.typed(key, problems, "an integer", |v| {
+            v.as_integer()
+                .map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
+        })? {
+            Ok(x) => x,
+            Err(()) => return Some(Err(())),
+        };
+        Some(match raw.and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            _ => {
+                problems.push(self.value_problem(
+                    key,
+                    v,
+                    format!("must be between {min} and {max}"),
+                ));
+                Err(())
+            }
+        })
+    }
+
+    pub fn positive_int(
+        &self,
+        key: &str,
+        max: u64,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Result<u64, ()>> {
+        self.bounded_int(key, 1, max, problems)
+    }
+
+    pub fn located_duration(
+        &self,
+        key: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Result<Located<Duration>, ()>> {
+        let (s, v) = match self.typed(
+            key,
+            problems,
+            "a duration string like \"90s\" or \"1h 30m\"",
+            |v| v.as_str().map(str::to_owned),
+        )? {
+            Ok(x) => x,
+            Err(()) => return Some(Err(())),
+        };
+        Some(match humantime::parse_duration(s.trim()) {
+            Ok(d) => Ok(self.locate(key, v, d)),
+            Err(e) => {
+                problems.push(self.value_problem(
+                    key,
+                    v,
+                    format!(
+                        "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
+                    ),
+                ));
+                Err(())
+            }
+        })
+    }
+
+    pub fn duration(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<Duration, ()>> {
+        Some(self.located_duration(key, problems)?.map(|d| d.value))
+    }
+
+    /// One of a fixed set of strings.
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        options: &[(&str, T)],
+        problems: &mut Vec<Problem>,
+    ) -> Option<Result<T, ()>> {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let expected = format!("one of {}", quoted_list(&names));
+        let (s, v) =
+            match self.typed(key, problems, &expected, |v| v.as_str().map(str::to_owned))? {
+                Ok(x) => x,
+                Err(()) => return Some(Err(())),
+            };
+        Some(match options.iter().find(|(n, _)| *n == s) {
+            Some((_, t)) => Ok(*t),
+            None => {
+                problems.push(self.value_problem(key, v, format!("{s:?} is not {expected}")));
+                Err(())
+            }
+        })
+    }
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The known key nearest to a misspelt one, if it is near enough to be a likely typo.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let lower = key.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_from_one() {
+        let idx = LineIndex::new("a = 1\nbé = 2\n");
+        assert_eq!(idx.line_col(0), (1, 1));
+        assert_eq!(idx.line_col(6), (2, 1));
+        // 'é' is two bytes but one column.
+        assert_eq!(idx.line_col(9), (2, 3));
+    }
+
+    #[test]
+    fn closest_suggests_typos_and_camel_case() {
+        let known = ["poll_interval", "timeout", "schedule"];
+        assert_eq!(closest("pollInterval", &known), Some("poll_interval"));
+        assert_eq!(closest("shedule", &known), Some("schedule"));
+        assert_eq!(closest("frobnicate", &known), None);
+    }
+}

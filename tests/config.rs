@@ -1,0 +1,317 @@
+//! Config loading: the shipped example parses, every invalid fixture fails with the
+//! message it names, and values and defaults come out as documented.
+
+use jellyfin_export_scheduler::config::{
+    CatchUp, Config, IfRunning, KeySource, LoadEnv, LogFormat,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+/// Loads with a fixed environment: only the variables given, system zone UTC.
+fn load(path: &Path, vars: &[(&str, &str)]) -> Result<Config, String> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let var = move |name: &str| vars.get(name).cloned();
+    let env = LoadEnv {
+        var: &var,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::load_with(path, &env).map_err(|e| e.to_string())
+}
+
+fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    load(&path, vars)
+}
+
+#[test]
+fn example_config_parses_with_every_key() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("living-room"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let config = load(
+        &example,
+        &[
+            ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
+            ("CABIN_JELLYFIN_KEY", "fedcba9876543210fedcba9876543210"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("config/example.toml must parse:\n{e}"));
+    assert_eq!(config.servers.len(), 2);
+    let lr = &config.servers[0];
+    assert_eq!(lr.name, "living-room");
+    assert_eq!(lr.url.as_str(), "http://jellyfin.lan:8096/");
+    assert_eq!(lr.api_key.expose(), "0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        lr.api_key_source,
+        KeySource::File(creds.path().join("living-room"))
+    );
+    assert_eq!(lr.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(lr.schedule.expr(), "0 30 3 * * *");
+    let cabin = &config.servers[1];
+    assert_eq!(cabin.url.as_str(), "https://media.example.org/jellyfin/");
+    assert_eq!(cabin.timezone, chrono_tz::America::New_York);
+    assert_eq!(cabin.timeout, Duration::from_secs(7200));
+    assert_eq!(
+        cabin.api_key_source,
+        KeySource::Env("CABIN_JELLYFIN_KEY".into())
+    );
+    assert_eq!(
+        config.daemon.state_dir,
+        PathBuf::from("/var/lib/jellyfin-export-scheduler")
+    );
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_its_message() {
+    let dir = fixtures().join("invalid");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{} has no '# expect:' line",
+            path.display()
+        );
+        checked += 1;
+        let err = match load(&path, &[("SOME_KEY", "abc")]) {
+            Ok(_) => {
+                failures.push(format!("{} should be refused but loaded", path.display()));
+                continue;
+            }
+            Err(e) => e,
+        };
+        for expect in expects {
+            if !err.contains(expect) {
+                failures.push(format!(
+                    "{}: expected the error to contain\n  {expect}\nbut it was:\n{err}",
+                    path.display()
+                ));
+            }
+        }
+        // One line per problem, each FILE:LINE:COL: prefixed.
+        for line in err.lines() {
+            assert!(
+                line.starts_with(&format!("{}:", path.display())),
+                "{}: line without file:line:col prefix: {line}",
+                path.display()
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        checked >= 30,
+        "only {checked} fixtures found in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn every_problem_is_reported_on_its_own_line() {
+    let path = fixtures().join("invalid/every_problem_reported.toml");
+    let err = load(&path, &[]).unwrap_err();
+    assert!(
+        err.lines().count() >= 5,
+        "expected at least 5 problems:\n{err}"
+    );
+}
+
+#[test]
+fn defaults_apply_and_servers_override_them() {
+    let config = parse(
+        r#"
+[daemon]
+state_dir = "/tmp/x"
+log_format = "json"
+max_concurrent_runs = 3
+shutdown_grace = "1m"
+
+[defaults]
+timezone = "Australia/Lord_Howe"
+poll_interval = "2s"
+retries = 5
+catch_up = "none"
+if_running = "follow"
+schedule = "@daily"
+verify_export = false
+
+[[servers]]
+name = "one"
+url = "http://127.0.0.1:1"
+api_key = "abc"
+
+[[servers]]
+name = "two"
+url = "http://127.0.0.1:2/jf"
+api_key_env = "TWO_KEY"
+poll_interval = "10s"
+schedule = "*/5 * * * *"
+timezone = "UTC"
+enabled = false
+"#,
+        &[("TWO_KEY", "  two-key\n")],
+    )
+    .unwrap();
+    assert_eq!(config.daemon.log_format, LogFormat::Json);
+    assert_eq!(config.daemon.max_concurrent_runs, 3);
+    assert_eq!(config.daemon.shutdown_grace, Duration::from_secs(60));
+    let one = &config.servers[0];
+    assert_eq!(one.timezone, chrono_tz::Australia::Lord_Howe);
+    assert_eq!(one.poll_interval, Duration::from_secs(2));
+    assert_eq!(one.retries, 5);
+    assert_eq!(one.catch_up, CatchUp::None);
+    assert_eq!(one.if_running, IfRunning::Follow);
+    assert_eq!(one.schedule.expr(), "@daily");
+    assert!(!one.verify_export);
+    assert!(one.enabled);
+    // Built-in defaults.
+    assert_eq!(one.timeout, Duration::from_secs(6 * 3600));
+    assert_eq!(one.request_timeout, Duration::from_secs(30));
+    assert_eq!(one.retry_backoff, Duration::from_secs(30));
+    assert_eq!(one.jitter, Duration::ZERO);
+    assert_eq!(one.catch_up_window, Duration::from_secs(24 * 3600));
+    assert_eq!(one.history_limit, 1000);
+    assert_eq!(one.start_grace, Duration::from_secs(60));
+    assert_eq!(one.task_key, "JellyfinMigratorExport");
+    let two = &config.servers[1];
+    assert_eq!(two.poll_interval, Duration::from_secs(10));
+    assert_eq!(two.timezone, chrono_tz::UTC);
+    assert_eq!(two.api_key.expose(), "two-key");
+    assert_eq!(two.url.as_str(), "http://127.0.0.1:2/jf/");
+    assert!(!two.enabled);
+}
+
+#[test]
+fn state_directory_from_systemd_when_config_is_silent() {
+    let text =
+        "[[servers]]\nname = \"a\"\nurl = \"http://h\"\napi_key = \"k\"\nschedule = \"@hourly\"\n";
+    let c = parse(text, &[("STATE_DIRECTORY", "/var/lib/jes:/other")]).unwrap();
+    assert_eq!(c.daemon.state_dir, PathBuf::from("/var/lib/jes"));
+    let c = parse(text, &[]).unwrap();
+    assert_eq!(
+        c.daemon.state_dir,
+        PathBuf::from("/var/lib/jellyfin-export-scheduler")
+    );
+    let c = parse(
+        &format!("[daemon]\nstate_dir = \"/srv/state\"\n{text}"),
+        &[("STATE_DIRECTORY", "/x")],
+    )
+    .unwrap();
+    assert_eq!(c.daemon.state_dir, PathBuf::from("/srv/state"));
+}
+
+#[test]
+fn system_timezone_is_used_when_none_is_configured() {
+    let text =
+        "[[servers]]\nname = \"a\"\nurl = \"http://h\"\napi_key = \"k\"\nschedule = \"@hourly\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::Asia::Tokyo,
+    };
+    let c = Config::load_with(&path, &env).unwrap();
+    assert_eq!(c.servers[0].timezone, chrono_tz::Asia::Tokyo);
+}
+
+#[test]
+fn key_file_under_credentials_directory_is_expanded_and_trimmed() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("srv"), "secret-key-value\n\n").unwrap();
+    let text = "[[servers]]\nname = \"a\"\nurl = \"http://h\"\napi_key_file = \"${CREDENTIALS_DIRECTORY}/srv\"\nschedule = \"@hourly\"\n";
+    let c = parse(
+        text,
+        &[("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())],
+    )
+    .unwrap();
+    assert_eq!(c.servers[0].api_key.expose(), "secret-key-value");
+}
+
+#[test]
+fn keys_never_appear_in_debug_output_or_errors() {
+    let key = "d41d8cd98f00b204e9800998ecf8427e";
+    let text = format!(
+        "[[servers]]\nname = \"a\"\nurl = \"http://h\"\napi_key = \"{key}\"\nschedule = \"@hourly\"\n"
+    );
+    let c = parse(&text, &[]).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(key), "key leaked in Debug: {debug}");
+    // An error elsewhere in the same file must not quote the key either.
+    let err = parse(&format!("{text}retries = -1\n"), &[]).unwrap_err();
+    assert!(!err.contains(key), "key leaked in error: {err}");
+}
+
+#[test]
+fn inline_key_in_world_readable_file_is_a_warning_not_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[[servers]]\nname = \"a\"\nurl = \"http://h\"\napi_key = \"k\"\nschedule = \"@hourly\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = load(&path, &[]).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("chmod 600"), "{}", c.warnings[0]);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(load(&path, &[]).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn oversized_file_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.toml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(jellyfin_export_scheduler::config::MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    let err = load(&path, &[]).unwrap_err();
+    assert!(err.contains("more than the"), "{err}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = load(Path::new("/nonexistent/jes/config.toml"), &[]).unwrap_err();
+    assert!(
+        err.starts_with("/nonexistent/jes/config.toml: cannot read the config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ten_thousand_servers_load() {
+    let mut text =
+        String::from("[defaults]\nschedule = \"0 30 3 * * *\"\ntimezone = \"Europe/Berlin\"\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "[[servers]]\nname = \"s{i}\"\nurl = \"http://127.0.0.1:8096/s/s{i}\"\napi_key = \"key{i}\"\n"
+        ));
+    }
+    let c = parse(&text, &[]).unwrap();
+    assert_eq!(c.servers.len(), 10_000);
+}
