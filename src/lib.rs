@@ -17,6 +17,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod jellyfin;
 pub mod record;
 pub mod schedule;
 pub mod secret;

@@ -1,0 +1,631 @@
+//! A typed HTTP client for the Jellyfin calls a run needs (see
+//! `../shared/docs/jellyfin-api.md` for the facts it follows).
+//!
+//! It owns the wire: authentication, timeouts, size caps, redirects, decoding, and errors
+//! that tell the user what to do. It owns no policy: retries, polling and deciding an
+//! outcome are `run`'s.
+//!
+//! The API key travels only in the `Authorization` header (marked sensitive so no debug
+//! output of a request shows it), never in a URL. Redirects are not followed: Jellyfin's API
+//! never redirects, and following one would carry the key to wherever it points.
+
+pub mod model;
+mod strip;
+
+use crate::secret::Secret;
+use model::{MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use std::time::Duration;
+use url::Url;
+
+/// The Migrator plugin's id (without dashes), for `GET /Plugins/{id}/Configuration`.
+pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
+/// Task answers are small (a few KiB); anything bigger than this is not Jellyfin.
+pub const TASK_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// The plugin configuration without its zip field: log text and a few fields.
+pub const CONFIG_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The plugin configuration with its zip field (which is skipped as it streams in).
+pub const CONFIG_STREAM_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+const USER_AGENT: &str = concat!("jellyfin-export-scheduler/", env!("CARGO_PKG_VERSION"));
+
+/// Why a call failed. Messages name the server and say what to do; none contains the key.
+#[derive(Debug, thiserror::Error)]
+pub enum JellyfinError {
+    #[error(
+        "cannot reach {server} at {addr}: {cause}; check the url in the config and that Jellyfin is running"
+    )]
+    Unreachable {
+        server: String,
+        addr: String,
+        cause: String,
+    },
+    #[error("{server} did not answer {call} within {}; it may be overloaded (raise request_timeout if this is normal)", humantime::format_duration(*after))]
+    Timeout {
+        server: String,
+        call: String,
+        after: Duration,
+    },
+    #[error(
+        "{server}: the API key was refused (revoked, or the server no longer accepts this auth method); create a new key in Dashboard → API Keys"
+    )]
+    Unauthorized { server: String },
+    #[error(
+        "{server}: the key is not an administrator's; use an API key from Dashboard → API Keys"
+    )]
+    Forbidden { server: String },
+    #[error("{server}: {call} answered 404 Not Found{detail}")]
+    NotFound {
+        server: String,
+        call: String,
+        detail: String,
+    },
+    #[error(
+        "{server}: {call} answered {status} redirecting to {location}; redirects are not followed (the API key would go along): set url to the address Jellyfin really serves"
+    )]
+    Redirect {
+        server: String,
+        call: String,
+        status: u16,
+        location: String,
+    },
+    #[error("{server} is unavailable (503: starting, migrating, or an IP filter){}", retry_after.map(|d| format!("; it asked to retry after {}", humantime::format_duration(d))).unwrap_or_default())]
+    Unavailable {
+        server: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{server}: {call} answered {status}{detail}")]
+    Status {
+        server: String,
+        call: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{server}: {call} gave an answer that is not what Jellyfin sends: {detail}")]
+    BadResponse {
+        server: String,
+        call: String,
+        detail: String,
+    },
+    #[error(
+        "{server}: {call} sent more than {limit} bytes; that is not a Jellyfin answer (check the url)"
+    )]
+    TooLarge {
+        server: String,
+        call: String,
+        limit: u64,
+    },
+    #[error(
+        "task {key} not found on {server}: is the Migrator plugin installed and Active? /Plugins reports: {plugins}"
+    )]
+    TaskNotFound {
+        server: String,
+        key: String,
+        plugins: String,
+    },
+    #[error("{server} has {count} tasks with key {key} (ids {ids}); remove the duplicate plugin")]
+    DuplicateTask {
+        server: String,
+        key: String,
+        count: usize,
+        ids: String,
+    },
+    #[error("cannot set up the HTTP client for {server}: {cause}")]
+    Setup { server: String, cause: String },
+}
+
+impl JellyfinError {
+    /// Failures that may go away by themselves soon (worth a retry); a refused key, a
+    /// missing task or a redirect will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JellyfinError::Unreachable { .. }
+            | JellyfinError::Timeout { .. }
+            | JellyfinError::Unavailable { .. }
+            | JellyfinError::BadResponse { .. } => true,
+            JellyfinError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The delay a 503 asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            JellyfinError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What `DELETE /ScheduledTasks/Running/{id}` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelAnswer {
+    /// 204: the task was asked to cancel.
+    Requested,
+    /// 500: the task is Idle or already Cancelling (Jellyfin throws on those).
+    NotRunning,
+}
+
+/// A client for one Jellyfin server.
+#[derive(Clone)]
+pub struct JellyfinClient {
+    http: reqwest::Client,
+    base: Url,
+    server: String,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for JellyfinClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JellyfinClient")
+            .field("server", &self.server)
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JellyfinClient {
+    /// `base` must end in `/` (the config guarantees it) so that a base path is kept.
+    pub fn new(
+        server: &str,
+        base: &Url,
+        key: &Secret,
+        request_timeout: Duration,
+    ) -> Result<Self, JellyfinError> {
+        let setup = |cause: String| JellyfinError::Setup {
+            server: server.to_owned(),
+            cause,
+        };
+        let auth = format!(
+            "MediaBrowser Client=\"jellyfin-export-scheduler\", Version=\"{}\", Token=\"{}\"",
+            env!("CARGO_PKG_VERSION"),
+            key.expose()
+        );
+        let mut auth = HeaderValue::from_str(&auth)
+            .map_err(|_| setup("the API key contains characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(request_timeout)
+            .read_timeout(request_timeout)
+            // Proxies from the environment would see the key in plain HTTP; Jellyfin is
+            // usually on the LAN. Users who need one can put it in front explicitly.
+            .no_proxy()
+            .build()
+            .map_err(|e| setup(e.to_string()))?;
+        let mut base = base.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        Ok(JellyfinClient {
+            http,
+            base,
+            server: server.to_owned(),
+            request_timeout,
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `GET /ScheduledTasks`.
+    pub async fn scheduled_tasks(&self) -> Result<Vec<TaskInfo>, JellyfinError> {
+        self.get_json("ScheduledTasks").await
+    }
+
+    /// The task whose `Key` is `key`, looked up every time (ids can change when a plugin
+    /// renames its class). Absent: the error says what `/Plugins` reports.
+    pub async fn find_task(&self, key: &str) -> Result<TaskInfo, JellyfinError> {
+        let mut found: Vec<TaskInfo> = self
+            .scheduled_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.key.as_deref() == Some(key))
+            .collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(JellyfinError::TaskNotFound {
+                server: self.server.clone(),
+                key: key.to_owned(),
+                plugins: self.describe_plugins().await,
+            }),
+            count => Err(JellyfinError::DuplicateTask {
+                server: self.server.clone(),
+                key: key.to_owned(),
+                count,
+                ids: found
+                    .iter()
+                    .map(|t| t.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// What `/Plugins` says about the Migrator plugin, for a "task not found" message.
+    async fn describe_plugins(&self) -> String {
+        match self.plugins().await {
+            Err(e) => format!("(could not list plugins: {e})"),
+            Ok(list) => match list
+                .iter()
+                .find(|p| p.id.replace('-', "") == MIGRATOR_PLUGIN_ID)
+            {
+                Some(p) => format!(
+                    "Migrator {} is installed with status {}{}",
+                    p.version.as_deref().unwrap_or("(no version)"),
+                    p.status.as_deref().unwrap_or("(none)"),
+                    if p.is_active() {
+                        ""
+                    } else {
+                        " (only Active plugins run; check the plugin in Dashboard → Plugins and restart Jellyfin)"
+                    }
+                ),
+                None => format!(
+                    "no Migrator plugin among {} plugin{}{}",
+                    list.len(),
+                    if list.len() == 1 { "" } else { "s" },
+                    if list.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({})",
+                            list.iter()
+                                .map(|p| p.name.as_deref().unwrap_or("?"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                ),
+            },
+        }
+    }
+
+    /// `GET /ScheduledTasks/{id}`.
+    pub async fn task(&self, id: &str) -> Result<TaskInfo, JellyfinError> {
+        self.get_json(&format!("ScheduledTasks/{id}")).await
+    }
+
+    /// `POST /ScheduledTasks/Running/{id}`: 204 at once; the task starts in the background.
+    pub async fn start_task(&self, id: &str) -> Result<(), JellyfinError> {
+        let path = format!("ScheduledTasks/Running/{id}");
+        let (status, _) = self
+            .send(Method::POST, &path, TASK_BODY_LIMIT, self.request_timeout)
+            .await?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            s => Err(self.unexpected(&Method::POST, &path, s)),
+        }
+    }
+
+    /// `DELETE /ScheduledTasks/Running/{id}`: asks the task to cancel.
+    pub async fn cancel_task(&self, id: &str) -> Result<CancelAnswer, JellyfinError> {
+        let path = format!("ScheduledTasks/Running/{id}");
+        match self
+            .send(Method::DELETE, &path, TASK_BODY_LIMIT, self.request_timeout)
+            .await
+        {
+            Ok((StatusCode::NO_CONTENT | StatusCode::OK, _)) => Ok(CancelAnswer::Requested),
+            Ok((s, _)) => Err(self.unexpected(&Method::DELETE, &path, s)),
+            // Jellyfin throws (500) when the task is Idle or already Cancelling.
+            Err(JellyfinError::Status { status: 500, .. }) => Ok(CancelAnswer::NotRunning),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /Plugins`.
+    pub async fn plugins(&self) -> Result<Vec<PluginInfo>, JellyfinError> {
+        self.get_json("Plugins").await
+    }
+
+    /// `GET /Plugins/{id}/Configuration` for the Migrator plugin, without its zip field.
+    pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
+        let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
+        let call = format!("GET /{path}");
+        let url = self.url(&path);
+        // The document can be as large as the export itself: give it more time.
+        let response = self
+            .request(Method::GET, &url, &call, self.request_timeout * 10)
+            .await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(self.status_error(&call, response).await);
+        }
+        let mut stripper = strip::FieldStripper::new("LastExportZipBase64");
+        let mut kept = Vec::new();
+        let mut total: u64 = 0;
+        let mut response = response;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len() as u64;
+                    stripper.feed(&chunk, &mut kept);
+                    if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
+                        return Err(JellyfinError::TooLarge {
+                            server: self.server.clone(),
+                            call,
+                            limit: if total > CONFIG_STREAM_LIMIT {
+                                CONFIG_STREAM_LIMIT
+                            } else {
+                                CONFIG_BODY_LIMIT as u64
+                            },
+                        });
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transport_error(&call, &url, e)),
+            }
+        }
+        self.decode(&call, &kept)
+    }
+
+    /// `GET /System/Info/Public` (anonymous; 503 while the server starts).
+    pub async fn public_info(&self) -> Result<PublicSystemInfo, JellyfinError> {
+        self.get_json("System/Info/Public").await
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // `path` is relative and made of fixed words and hex ids: join cannot fail, but a
+        // fallback keeps this total.
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, JellyfinError> {
+        let call = format!("GET /{path}");
+        let (status, body) = self
+            .send(Method::GET, path, TASK_BODY_LIMIT, self.request_timeout)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, path, status));
+        }
+        self.decode(&call, &body)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &str,
+        body: &[u8],
+    ) -> Result<T, JellyfinError> {
+        serde_json::from_slice(body).map_err(|e| JellyfinError::BadResponse {
+            server: self.server.clone(),
+            call: call.to_owned(),
+            detail: format!("{e} (body starts with {:?})", snippet(body)),
+        })
+    }
+
+    fn unexpected(&self, method: &Method, path: &str, status: StatusCode) -> JellyfinError {
+        JellyfinError::Status {
+            server: self.server.clone(),
+            call: format!("{method} /{path}"),
+            status: status.as_u16(),
+            detail: String::new(),
+        }
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        url: &Url,
+        call: &str,
+        total: Duration,
+    ) -> Result<reqwest::Response, JellyfinError> {
+        self.http
+            .request(method, url.clone())
+            .timeout(total)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(call, url, e))
+    }
+
+    /// Send a request; return the status and the (capped) body of a 2xx answer, or the
+    /// error a non-2xx answer means.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        limit: usize,
+        total: Duration,
+    ) -> Result<(StatusCode, Vec<u8>), JellyfinError> {
+        let call = format!("{method} /{path}");
+        let url = self.url(path);
+        let mut response = self.request(method, &url, &call, total).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(&call, response).await);
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(JellyfinError::TooLarge {
+                            server: self.server.clone(),
+                            call,
+                            limit: limit as u64,
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok((status, body)),
+                Err(e) => return Err(self.transport_error(&call, &url, e)),
+            }
+        }
+    }
+
+    async fn status_error(&self, call: &str, response: reqwest::Response) -> JellyfinError {
+        let server = self.server.clone();
+        let call = call.to_owned();
+        let status = response.status();
+        match status.as_u16() {
+            401 => JellyfinError::Unauthorized { server },
+            403 => JellyfinError::Forbidden { server },
+            503 => JellyfinError::Unavailable {
+                server,
+                retry_after: response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after),
+            },
+            300..=399 => JellyfinError::Redirect {
+                server,
+                call,
+                status: status.as_u16(),
+                location: response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map_or_else(|| "(no Location header)".to_owned(), str::to_owned),
+            },
+            code => {
+                let body = read_capped(response, 4096).await;
+                let detail = problem_detail(&body)
+                    .or_else(|| {
+                        let s = snippet(&body);
+                        (!s.is_empty()).then(|| format!(": {s}"))
+                    })
+                    .unwrap_or_default();
+                if code == 404 {
+                    JellyfinError::NotFound {
+                        server,
+                        call,
+                        detail,
+                    }
+                } else {
+                    JellyfinError::Status {
+                        server,
+                        call,
+                        status: code,
+                        detail,
+                    }
+                }
+            }
+        }
+    }
+
+    fn transport_error(&self, call: &str, url: &Url, e: reqwest::Error) -> JellyfinError {
+        let server = self.server.clone();
+        if e.is_timeout() {
+            return JellyfinError::Timeout {
+                server,
+                call: call.to_owned(),
+                after: self.request_timeout,
+            };
+        }
+        let cause = root_cause(&e);
+        if e.is_connect() {
+            let addr = match (url.host_str(), url.port_or_known_default()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => url.to_string(),
+            };
+            return JellyfinError::Unreachable {
+                server,
+                addr,
+                cause,
+            };
+        }
+        if e.is_body() || e.is_decode() || e.is_request() {
+            return JellyfinError::BadResponse {
+                server,
+                call: call.to_owned(),
+                detail: format!("the connection broke during the answer ({cause})"),
+            };
+        }
+        JellyfinError::BadResponse {
+            server,
+            call: call.to_owned(),
+            detail: cause,
+        }
+    }
+}
+
+/// The innermost error's text (the OS error, e.g. "Connection refused (os error 111)").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (when.timestamp() - chrono::Utc::now().timestamp()).clamp(0, 3600);
+    Some(Duration::from_secs(secs as u64))
+}
+
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
+}
+
+/// `title`/`detail` of an `application/problem+json` body.
+fn problem_detail(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let title = v.get("title").and_then(|t| t.as_str());
+    let detail = v.get("detail").and_then(|t| t.as_str());
+    match (title, detail) {
+        (Some(t), Some(d)) => Some(format!(": {t} ({d})")),
+        (Some(t), None) | (None, Some(t)) => Some(format!(": {t}")),
+        _ => None,
+    }
+}
+
+/// The start of a body for an error message: one line, at most 120 characters.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn client_debug_does_not_show_the_key() {
+        let key = Secret::new("0123456789abcdef0123456789abcdef");
+        let c = JellyfinClient::new(
+            "a",
+            &Url::parse("http://127.0.0.1:1/").unwrap(),
+            &key,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains(key.expose()));
+    }
+}
