@@ -19,5 +19,6 @@ pub mod commands;
 pub mod config;
 pub mod jellyfin;
 pub mod record;
+pub mod run;
 pub mod schedule;
 pub mod secret;

@@ -1,0 +1,612 @@
+//! One run of a server's task: preflight, start, track, verify, and the outcome as data.
+//!
+//! Jellyfin has no run id: the only trace of a finished run is the task's
+//! `LastExecutionResult`, which the next run overwrites, and the start is asynchronous. So a
+//! run is tracked the way jellyfin-api.md prescribes: snapshot the task before starting it,
+//! start it, then poll until a result that differs from the snapshot appears (the first one
+//! is ours), tolerating the moment when the task is Idle but its result not yet written, and
+//! calling the run `lost` only when that lasts longer than `start_grace`.
+//!
+//! The phases are separate functions so the daemon can resume [`track`] from an in-flight
+//! marker after a restart. Nothing here writes files or reads the config file; the caller
+//! records the [`RunRecord`]. Every future here can be dropped at an await point without
+//! leaving anything half-done (the daemon does so on shutdown).
+
+use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
+use crate::jellyfin::model::{TaskResult, TaskState, TaskStatus};
+use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
+use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// What asked for this run.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub run_id: String,
+    pub trigger: Trigger,
+    /// The due instant (absent for manual runs).
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// When we decided to run.
+    pub triggered_at: DateTime<Utc>,
+}
+
+/// A run that Jellyfin accepted (or one already going that we follow): everything needed
+/// to track it, also after a restart (the daemon stores it in the in-flight marker).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub task_id: String,
+    /// The task's `LastExecutionResult` before the start; a result that differs is ours.
+    pub snapshot: Option<SnapshotResult>,
+    /// When Jellyfin accepted the start (our clock); `timeout` counts from here.
+    pub accepted_at: DateTime<Utc>,
+    pub attempts: u32,
+    /// True when the task was already running and `if_running = "follow"` adopted it.
+    pub followed: bool,
+}
+
+/// The identity of a `TaskResult` (what is compared to find a new one), serialisable for
+/// the in-flight marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl SnapshotResult {
+    fn of(r: &TaskResult) -> Self {
+        SnapshotResult {
+            start: r.start_time_utc,
+            end: r.end_time_utc,
+            status: r.status.as_ref().map(ToString::to_string),
+        }
+    }
+
+    fn matches(&self, r: &TaskResult) -> bool {
+        self.start == r.start_time_utc && self.end == r.end_time_utc
+    }
+}
+
+/// True when `result` is a run that ended after the snapshot was taken.
+fn is_new(snapshot: &Option<SnapshotResult>, result: &Option<TaskResult>) -> bool {
+    match (snapshot, result) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(s), Some(r)) => !s.matches(r),
+    }
+}
+
+/// The task's result if it is a new one.
+fn new_result(snapshot: &Option<SnapshotResult>, result: Option<TaskResult>) -> Option<TaskResult> {
+    result.filter(|r| snapshot.as_ref().is_none_or(|s| !s.matches(r)))
+}
+
+/// Things a caller may want to hear about while a run goes on (a live progress line, the
+/// in-flight marker). All methods have empty defaults.
+pub trait RunEvents: Send {
+    /// Jellyfin accepted the start (or we adopted a running task).
+    fn started(&mut self, _started: &Started) {}
+    /// The task's state or progress changed.
+    fn progress(&mut self, _state: &TaskState, _percent: Option<f64>) {}
+    /// A transient failure; the next attempt follows after `delay`.
+    fn retrying(&mut self, _attempt: u32, _error: &JellyfinError, _delay: Duration) {}
+}
+
+/// For callers that need no events.
+pub struct NoEvents;
+impl RunEvents for NoEvents {}
+
+/// How a run ended, before it becomes a record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub jellyfin_status: Option<String>,
+    /// Jellyfin's start and end of the run, when a result was seen.
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub export_path: Option<String>,
+}
+
+impl Ended {
+    fn without_result(outcome: Outcome, reason: String) -> Self {
+        Ended {
+            outcome,
+            reason: Some(reason),
+            jellyfin_status: None,
+            started_at: None,
+            finished_at: None,
+            export_path: None,
+        }
+    }
+}
+
+/// The result of the start phase.
+#[derive(Debug)]
+pub enum StartResult {
+    Started(Started),
+    /// Not started: skipped or trigger_failed, with the attempts made.
+    NotStarted {
+        ended: Ended,
+        attempts: u32,
+    },
+}
+
+/// Run one export from preflight to record.
+pub async fn execute(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    request: &RunRequest,
+    events: &mut dyn RunEvents,
+) -> RunRecord {
+    match start(client, server, events).await {
+        StartResult::NotStarted { ended, attempts } => record(server, request, ended, attempts),
+        StartResult::Started(started) => {
+            let ended = track(client, server, &started, events).await;
+            record(server, request, ended, started.attempts)
+        }
+    }
+}
+
+/// Build the history record of a run.
+pub fn record(
+    server: &ServerConfig,
+    request: &RunRequest,
+    ended: Ended,
+    attempts: u32,
+) -> RunRecord {
+    let finished_at = ended.finished_at.unwrap_or_else(Utc::now);
+    let from = ended.started_at.unwrap_or(request.triggered_at);
+    let duration_ms = u64::try_from((finished_at - from).num_milliseconds()).ok();
+    RunRecord {
+        run_id: request.run_id.clone(),
+        server: server.name.clone(),
+        task_key: server.task_key.clone(),
+        trigger: request.trigger,
+        scheduled_for: request.scheduled_for,
+        triggered_at: request.triggered_at,
+        started_at: ended.started_at,
+        finished_at: Some(finished_at),
+        duration_ms,
+        outcome: ended.outcome,
+        jellyfin_status: ended.jellyfin_status,
+        reason: ended.reason,
+        export_path: ended.export_path,
+        attempts,
+        scheduler_version: SCHEDULER_VERSION.to_owned(),
+    }
+}
+
+/// Preflight and start, with retries of transient failures.
+pub async fn start(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    events: &mut dyn RunEvents,
+) -> StartResult {
+    let mut attempts: u32 = 0;
+    // Once a start request may have reached Jellyfin (it failed in transit), a Running task
+    // on the next attempt is most likely ours and is followed, not skipped.
+    let mut start_maybe_sent = false;
+    let mut snapshot_before_first_send: Option<Option<SnapshotResult>> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let error = match attempt_start(
+            client,
+            server,
+            &mut attempts,
+            &mut start_maybe_sent,
+            &mut snapshot_before_first_send,
+        )
+        .await
+        {
+            Ok(AttemptResult::Started(started)) => {
+                events.started(&started);
+                return StartResult::Started(started);
+            }
+            Ok(AttemptResult::NotStarted(ended)) => {
+                return StartResult::NotStarted { ended, attempts };
+            }
+            Err(e) => e,
+        };
+        if !error.is_transient() || failures >= server.retries {
+            let reason = if error.is_transient() && server.retries > 0 {
+                format!("{error} (gave up after {} tries)", failures + 1)
+            } else {
+                error.to_string()
+            };
+            return StartResult::NotStarted {
+                ended: Ended::without_result(Outcome::TriggerFailed, reason),
+                attempts,
+            };
+        }
+        let backoff = server
+            .retry_backoff
+            .checked_mul(1u32.checked_shl(failures).unwrap_or(u32::MAX))
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(3600));
+        let delay = error.retry_after().map_or(backoff, |ra| ra.max(backoff));
+        failures += 1;
+        info!(server = %server.name, attempt = failures, delay_ms = delay.as_millis() as u64, error = %error, "start failed; retrying");
+        events.retrying(failures, &error, delay);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+enum AttemptResult {
+    Started(Started),
+    NotStarted(Ended),
+}
+
+async fn attempt_start(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    attempts: &mut u32,
+    start_maybe_sent: &mut bool,
+    first_snapshot: &mut Option<Option<SnapshotResult>>,
+) -> Result<AttemptResult, JellyfinError> {
+    // Never cache the id: it changes when a plugin renames its class.
+    let task = client.find_task(&server.task_key).await?;
+    let current = task.last_execution_result.as_ref().map(SnapshotResult::of);
+
+    if *start_maybe_sent {
+        // An earlier start request may have gone through: if the task runs or has a new
+        // result since the first snapshot, that is our run.
+        let snapshot = first_snapshot.clone().flatten();
+        if task.state != TaskState::Idle || is_new(&snapshot, &task.last_execution_result) {
+            return Ok(AttemptResult::Started(Started {
+                task_id: task.id,
+                snapshot,
+                accepted_at: Utc::now(),
+                attempts: *attempts,
+                followed: false,
+            }));
+        }
+    }
+
+    if task.state != TaskState::Idle {
+        let progress = task
+            .current_progress_percentage
+            .map(|p| format!(", {p:.0}% done"))
+            .unwrap_or_default();
+        match server.if_running {
+            IfRunning::Skip => {
+                return Ok(AttemptResult::NotStarted(Ended::without_result(
+                    Outcome::Skipped,
+                    format!(
+                        "task {} was already {} on the server (started outside this scheduler{progress}); if_running = \"skip\"",
+                        server.task_key, task.state
+                    ),
+                )));
+            }
+            IfRunning::Follow => {
+                info!(server = %server.name, task_id = %task.id, "task already running; following it (if_running = \"follow\")");
+                return Ok(AttemptResult::Started(Started {
+                    task_id: task.id,
+                    snapshot: current,
+                    accepted_at: Utc::now(),
+                    attempts: *attempts,
+                    followed: true,
+                }));
+            }
+        }
+    }
+
+    if server.task_key == MIGRATOR_TASK_KEY {
+        let config = client.migrator_config().await?;
+        let mode = config.mode.as_deref().unwrap_or("Export");
+        if mode != "Export" {
+            return Ok(AttemptResult::NotStarted(Ended::without_result(
+                Outcome::Skipped,
+                format!(
+                    "the Migrator plugin is set to Mode = {mode}, so its task would run an {} instead of an export; \
+                     open Dashboard → Plugins → Migrator, set the mode back to Export and save",
+                    mode.to_lowercase()
+                ),
+            )));
+        }
+    }
+
+    if first_snapshot.is_none() {
+        *first_snapshot = Some(current.clone());
+    }
+    *attempts += 1;
+    *start_maybe_sent = true;
+    client.start_task(&task.id).await?;
+    info!(server = %server.name, task_id = %task.id, attempt = *attempts, "start accepted");
+    Ok(AttemptResult::Started(Started {
+        task_id: task.id,
+        snapshot: current,
+        accepted_at: Utc::now(),
+        attempts: *attempts,
+        followed: false,
+    }))
+}
+
+/// Poll a started run to its end.
+pub async fn track(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    started: &Started,
+    events: &mut dyn RunEvents,
+) -> Ended {
+    let deadline = started.accepted_at
+        + chrono::Duration::from_std(server.timeout).unwrap_or(chrono::Duration::MAX);
+    let mut tracker = Tracker {
+        client,
+        server,
+        started,
+        idle_old_since: None,
+        saw_running: false,
+        unreachable_since: None,
+        last_error: None,
+        last_progress: None,
+    };
+    let mut delay = Duration::ZERO;
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = server.poll_interval;
+        if Utc::now() >= deadline {
+            return tracker.time_out(events).await;
+        }
+        match tracker.poll(events).await {
+            Poll::Done(ended) => return ended,
+            Poll::Continue => {}
+            Poll::Backoff(d) => delay = d,
+        }
+    }
+}
+
+enum Poll {
+    Done(Ended),
+    Continue,
+    /// The server is not answering: wait this long before the next look.
+    Backoff(Duration),
+}
+
+struct Tracker<'a> {
+    client: &'a JellyfinClient,
+    server: &'a ServerConfig,
+    started: &'a Started,
+    /// Since when (our clock) the task has been Idle with the old result.
+    idle_old_since: Option<DateTime<Utc>>,
+    saw_running: bool,
+    /// Since when the server has not answered (a restart or crash in progress).
+    unreachable_since: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    last_progress: Option<(TaskState, Option<i64>)>,
+}
+
+impl Tracker<'_> {
+    async fn poll(&mut self, events: &mut dyn RunEvents) -> Poll {
+        let task = match self.client.task(&self.started.task_id).await {
+            Ok(task) => task,
+            Err(e) => return self.poll_failed(e),
+        };
+        let came_back = self.unreachable_since.take().is_some();
+        if came_back {
+            info!(server = %self.server.name, "server answers again");
+        }
+        let progress = (
+            task.state.clone(),
+            task.current_progress_percentage.map(|p| p.round() as i64),
+        );
+        if self.last_progress.as_ref() != Some(&progress) {
+            debug!(server = %self.server.name, state = %task.state, percent = ?task.current_progress_percentage, "progress");
+            events.progress(&task.state, task.current_progress_percentage);
+            self.last_progress = Some(progress);
+        }
+        // The first result that differs from the snapshot is ours, whatever the state: a
+        // queued follow-up run may already be Running when we look.
+        let state = task.state.clone();
+        if let Some(result) = new_result(&self.started.snapshot, task.last_execution_result) {
+            return Poll::Done(self.finish(result).await);
+        }
+        match state {
+            TaskState::Idle => {
+                let now = Utc::now();
+                let since = *self.idle_old_since.get_or_insert(now);
+                let grace = chrono::Duration::from_std(self.server.start_grace)
+                    .unwrap_or(chrono::Duration::MAX);
+                if now - since >= grace {
+                    let reason = if self.saw_running || came_back || self.last_error.is_some() {
+                        format!(
+                            "the task went Idle without a new result for {} (Jellyfin restarted or crashed during the run?){}",
+                            humantime::format_duration(self.server.start_grace),
+                            self.last_error
+                                .as_ref()
+                                .map(|e| format!("; last error: {e}"))
+                                .unwrap_or_default()
+                        )
+                    } else {
+                        format!(
+                            "Jellyfin accepted the start but the task stayed Idle with its previous result for {}; it never ran",
+                            humantime::format_duration(self.server.start_grace)
+                        )
+                    };
+                    return Poll::Done(Ended::without_result(Outcome::Lost, reason));
+                }
+                Poll::Continue
+            }
+            _ => {
+                self.idle_old_since = None;
+                self.saw_running = true;
+                Poll::Continue
+            }
+        }
+    }
+
+    fn poll_failed(&mut self, e: JellyfinError) -> Poll {
+        if matches!(e, JellyfinError::NotFound { .. }) {
+            return Poll::Done(Ended::without_result(
+                Outcome::Lost,
+                format!(
+                    "task {} ({}) disappeared from the server during the run: {e}",
+                    self.server.task_key, self.started.task_id
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let since = *self.unreachable_since.get_or_insert(now);
+        warn!(server = %self.server.name, error = %e, "cannot see the run; will look again");
+        self.last_error = Some(e.to_string());
+        // Back off while the server is away: poll_interval doubling per minute away, at most
+        // a minute between looks, and at least what a 503 asked for.
+        let away = (now - since).to_std().unwrap_or_default();
+        let factor = 1u32 << (away.as_secs() / 60).min(4);
+        let backoff = (self.server.poll_interval * factor).min(Duration::from_secs(60));
+        Poll::Backoff(e.retry_after().map_or(backoff, |ra| ra.max(backoff)))
+    }
+
+    /// Turn the first new result into an outcome, verifying an export when asked.
+    async fn finish(&self, result: TaskResult) -> Ended {
+        let status = result.status.clone();
+        let mut ended = Ended {
+            outcome: Outcome::Failed,
+            reason: None,
+            jellyfin_status: status.as_ref().map(ToString::to_string),
+            started_at: result.start_time_utc,
+            finished_at: result.end_time_utc,
+            export_path: None,
+        };
+        match status {
+            Some(TaskStatus::Completed) => {
+                ended.outcome = Outcome::Completed;
+                if self.server.verify_export && self.server.task_key == MIGRATOR_TASK_KEY {
+                    self.verify(&result, &mut ended).await;
+                }
+            }
+            Some(TaskStatus::Failed) => {
+                ended.reason = Some(format!(
+                    "Jellyfin reports the task Failed: {}",
+                    result
+                        .error_message
+                        .as_deref()
+                        .unwrap_or("(no error message)")
+                ));
+            }
+            Some(TaskStatus::Cancelled) => {
+                ended.outcome = Outcome::Cancelled;
+                ended.reason =
+                    Some("the task was cancelled on the server (not by this scheduler)".into());
+            }
+            Some(TaskStatus::Aborted) => {
+                ended.outcome = Outcome::Aborted;
+                ended.reason =
+                    Some("Jellyfin shut down during the run and recorded it as Aborted".into());
+            }
+            Some(TaskStatus::Other(s)) => {
+                ended.reason = Some(format!(
+                    "Jellyfin reports status {s:?}, which this version does not know; treated as failed"
+                ));
+            }
+            None => {
+                ended.reason = Some("Jellyfin's result for the run has no status".into());
+            }
+        }
+        ended
+    }
+
+    /// The Migrator plugin ends Completed even when its export failed: check what it wrote.
+    async fn verify(&self, result: &TaskResult, ended: &mut Ended) {
+        let config = match self.client.migrator_config().await {
+            Ok(c) => c,
+            Err(e) => {
+                ended.outcome = Outcome::Failed;
+                ended.reason = Some(format!(
+                    "the task ended Completed but the export could not be verified: {e}"
+                ));
+                return;
+            }
+        };
+        let run_start = result.start_time_utc.unwrap_or(self.started.accepted_at);
+        if let Some(line) = config.first_error_line() {
+            ended.outcome = Outcome::Failed;
+            ended.reason = Some(format!("the export log reports an error: {line}"));
+            return;
+        }
+        match config.last_export_utc {
+            Some(t) if t >= run_start => {
+                ended.export_path = config.last_export_path.clone();
+            }
+            other => {
+                ended.outcome = Outcome::Failed;
+                ended.reason = Some(format!(
+                    "the task ended Completed but no export was written during the run (LastExportUtc is {}, the run started {})",
+                    other.map_or_else(|| "unset".to_owned(), |t| t.to_rfc3339()),
+                    run_start.to_rfc3339()
+                ));
+            }
+        }
+    }
+
+    /// Past `timeout`: ask Jellyfin to cancel, then wait up to `start_grace` for the result.
+    async fn time_out(&mut self, events: &mut dyn RunEvents) -> Ended {
+        let limit = humantime::format_duration(self.server.timeout);
+        warn!(server = %self.server.name, timeout = %limit, "run exceeded its timeout; cancelling");
+        let cancel = self.client.cancel_task(&self.started.task_id).await;
+        let cancel_note = match &cancel {
+            Ok(CancelAnswer::Requested) => "cancel requested".to_owned(),
+            Ok(CancelAnswer::NotRunning) => {
+                "the task had already stopped when we cancelled".to_owned()
+            }
+            Err(e) => format!("the cancel request failed: {e}"),
+        };
+        let wait_until = Utc::now()
+            + chrono::Duration::from_std(self.server.start_grace).unwrap_or(chrono::Duration::MAX);
+        loop {
+            match self.client.task(&self.started.task_id).await {
+                Ok(task) => {
+                    if self.last_progress.as_ref().map(|p| &p.0) != Some(&task.state) {
+                        events.progress(&task.state, task.current_progress_percentage);
+                        self.last_progress = Some((task.state.clone(), None));
+                    }
+                    let state = task.state.clone();
+                    if let Some(result) =
+                        new_result(&self.started.snapshot, task.last_execution_result)
+                    {
+                        let status = result.status.as_ref().map(ToString::to_string);
+                        let after = match &result.status {
+                            Some(TaskStatus::Cancelled) => "it ended Cancelled".to_owned(),
+                            Some(s) => format!("it ended {s} (the task did not honour the cancel)"),
+                            None => "it ended without a status".to_owned(),
+                        };
+                        return Ended {
+                            outcome: Outcome::TimedOut,
+                            reason: Some(format!(
+                                "did not finish within {limit}; {cancel_note}; {after}"
+                            )),
+                            jellyfin_status: status,
+                            started_at: result.start_time_utc,
+                            finished_at: result.end_time_utc,
+                            export_path: None,
+                        };
+                    }
+                    if Utc::now() >= wait_until {
+                        return Ended::without_result(
+                            Outcome::TimedOut,
+                            format!(
+                                "did not finish within {limit}; {cancel_note}, but the task was still {} {} later",
+                                state,
+                                humantime::format_duration(self.server.start_grace)
+                            ),
+                        );
+                    }
+                }
+                Err(e) => {
+                    if Utc::now() >= wait_until {
+                        return Ended::without_result(
+                            Outcome::TimedOut,
+                            format!("did not finish within {limit}; {cancel_note}; then: {e}"),
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(self.server.poll_interval.min(self.server.start_grace)).await;
+        }
+    }
+}
