@@ -22,3 +22,4 @@ pub mod record;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod sim;

@@ -1,0 +1,745 @@
+//! The Jellyfin routes of one simulated server: routing under its base path, the
+//! starting/down gates, authentication, the JSON documents, and where faults bend answers.
+//!
+//! Routes and ids are matched case-insensitively like ASP.NET; JSON is PascalCase with null
+//! fields left out. The task state machine lives in `model`; this module only reads and
+//! pokes it.
+
+use super::config::{PluginStatus, SimServerConfig};
+use super::fault::{self, Fault};
+use super::http::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
+use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
+use super::plugin::{MIGRATOR_PLUGIN_ID, splitmix64};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+pub const MIGRATOR_TASK_ID: &str = "d6eb93f1d1591e7d5e6c70f1d25e6fdd";
+pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
+pub const MIGRATOR_TASK_NAME: &str = "Migration: Export Data";
+/// Id of the second task that claims the Migrator's key (`duplicate_task_key`).
+pub const DUPLICATE_TASK_ID: &str = "0e3d5f2b8c1a4d7e9f6b3a2c1d0e9f8a";
+
+/// The Jellyfin calls the simulator knows, as fault rules and request records name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /System/Ping`
+    Ping,
+    /// `GET /System/Info/Public`
+    PublicInfo,
+    /// `GET /ScheduledTasks`
+    TaskList,
+    /// `GET /ScheduledTasks/{id}`
+    Task,
+    /// `POST /ScheduledTasks/Running/{id}`
+    StartTask,
+    /// `DELETE /ScheduledTasks/Running/{id}`
+    StopTask,
+    /// `GET /Plugins`
+    Plugins,
+    /// `GET /Plugins/{id}/Configuration`
+    PluginConfig,
+    /// Anything else (answered 404).
+    Other,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Ping,
+        Endpoint::PublicInfo,
+        Endpoint::TaskList,
+        Endpoint::Task,
+        Endpoint::StartTask,
+        Endpoint::StopTask,
+        Endpoint::Plugins,
+        Endpoint::PluginConfig,
+        Endpoint::Other,
+    ];
+    /// Names used in scenario files.
+    pub const NAMES: [&'static str; 9] = [
+        "ping",
+        "public_info",
+        "task_list",
+        "task",
+        "start_task",
+        "stop_task",
+        "plugins",
+        "plugin_config",
+        "other",
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+
+    pub fn from_name(s: &str) -> Option<Endpoint> {
+        Self::NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Routes that need no key.
+    fn anonymous(self) -> bool {
+        matches!(self, Endpoint::Ping | Endpoint::PublicInfo)
+    }
+}
+
+/// A request's place in the API: endpoint, the id in its path, whether the method fits.
+#[derive(Debug)]
+struct Route {
+    endpoint: Endpoint,
+    id: String,
+    method_ok: bool,
+}
+
+impl Route {
+    fn classify(method: &str, path: &str) -> Route {
+        let segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let m = method.to_ascii_uppercase();
+        let route = |endpoint, id: &str, ok: bool| Route {
+            endpoint,
+            id: id.to_string(),
+            method_ok: ok,
+        };
+        let get = m == "GET" || m == "HEAD";
+        match segs
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["system", "ping"] => route(Endpoint::Ping, "", get || m == "POST"),
+            ["system", "info", "public"] => route(Endpoint::PublicInfo, "", get),
+            ["scheduledtasks"] => route(Endpoint::TaskList, "", get),
+            ["scheduledtasks", "running", id] if m == "DELETE" => {
+                route(Endpoint::StopTask, id, true)
+            }
+            ["scheduledtasks", "running", id] => route(Endpoint::StartTask, id, m == "POST"),
+            ["scheduledtasks", id] => route(Endpoint::Task, id, get),
+            ["plugins"] => route(Endpoint::Plugins, "", get),
+            ["plugins", id, "configuration"] => route(Endpoint::PluginConfig, id, get),
+            _ => route(Endpoint::Other, "", true),
+        }
+    }
+}
+
+/// One request as it arrived, for tests to inspect.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub at: SystemTime,
+    pub method: String,
+    /// The full path, base path included, without the query.
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub endpoint: Endpoint,
+}
+
+impl RecordedRequest {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Requests kept per server; older ones are forgotten so a long `simulate` stays bounded.
+const JOURNAL_CAP: usize = 10_000;
+
+/// What arrived at one server, and how many per endpoint (fault rules count on it).
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    pub requests: VecDeque<RecordedRequest>,
+    pub starts: Vec<SystemTime>,
+    counts: [u64; Endpoint::ALL.len()],
+    total: u64,
+}
+
+impl Journal {
+    /// Record a request; returns its number on its endpoint and overall (from 1).
+    fn record(&mut self, req: &Request, endpoint: Endpoint) -> (u64, u64) {
+        let at = SystemTime::now();
+        if endpoint == Endpoint::StartTask {
+            self.starts.push(at);
+        }
+        if self.requests.len() >= JOURNAL_CAP {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(RecordedRequest {
+            at,
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+            endpoint,
+        });
+        let c = &mut self.counts[endpoint.index()];
+        *c += 1;
+        self.total += 1;
+        (*c, self.total)
+    }
+}
+
+/// One server: its state and its journal under one lock (held only for bookkeeping,
+/// never across an await).
+#[derive(Debug)]
+pub(crate) struct ServerCell {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub state: ServerState,
+    pub journal: Journal,
+}
+
+impl ServerCell {
+    pub fn new(state: ServerState) -> Self {
+        ServerCell {
+            inner: Mutex::new(Inner {
+                state,
+                journal: Journal::default(),
+            }),
+        }
+    }
+
+    /// The lock; a panic elsewhere while holding it leaves data that is still usable.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the connection should do.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Send(Response),
+    /// Send the head and half the body, then reset.
+    Reset(Response),
+    /// Close without answering.
+    Drop,
+}
+
+/// Answer one request to `cell`. `path` is the part after the base path; `base` is the
+/// base path itself (`/s/<name>` or empty), for `LocalAddress`.
+pub(crate) async fn handle(cell: &ServerCell, req: &Request, path: &str, base: &str) -> Reply {
+    let route = Route::classify(&req.method, path);
+    let verdict = {
+        let mut inner = cell.lock();
+        let (nth, total) = inner.journal.record(req, route.endpoint);
+        fault::judge(&inner.state.cfg.faults, route.endpoint, nth, total)
+    };
+    if !verdict.latency.is_zero() {
+        tokio::time::sleep(verdict.latency).await;
+    }
+    match verdict.fault {
+        Some(Fault::Drop) => return Reply::Drop,
+        Some(Fault::ServerError) => return Reply::Send(server_error()),
+        Some(Fault::Unavailable { retry_after }) => return Reply::Send(unavailable(retry_after)),
+        _ => {}
+    }
+    let reply = {
+        let mut inner = cell.lock();
+        let now = Instant::now();
+        inner.state.advance(now);
+        answer(&mut inner.state, &route, req, base, now)
+    };
+    match (verdict.fault, reply) {
+        (Some(Fault::DropAfterProcessing), _) => Reply::Drop,
+        (Some(Fault::ResetMidBody), Reply::Send(r)) => Reply::Reset(r),
+        (Some(Fault::Garbage), Reply::Send(_)) => Reply::Send(Response::new(
+            200,
+            Some(JSON),
+            &b"<html><body>upstream said: \x00\xff{{not json"[..],
+        )),
+        (Some(Fault::TruncatedJson), Reply::Send(mut r)) => {
+            r.body.truncate(r.body.len() / 2);
+            Reply::Send(r)
+        }
+        (Some(Fault::UnknownEnums), Reply::Send(r)) => Reply::Send(unknown_enums(r)),
+        (_, reply) => reply,
+    }
+}
+
+fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: Instant) -> Reply {
+    let ep = route.endpoint;
+    match st.down() {
+        Some(DownKind::Crash) => return Reply::Drop,
+        Some(DownKind::Graceful) if ep != Endpoint::Ping => {
+            return Reply::Send(unavailable(st.cfg.retry_after));
+        }
+        _ => {}
+    }
+    if ep != Endpoint::Ping && st.starting(now) {
+        return Reply::Send(unavailable(st.cfg.retry_after));
+    }
+    if ep == Endpoint::Other {
+        return Reply::Send(Response::empty(404));
+    }
+    if !route.method_ok {
+        return Reply::Send(Response::empty(405));
+    }
+    if !ep.anonymous() {
+        match caller(req, &st.cfg) {
+            Caller::Admin => {}
+            Caller::User => return Reply::Send(Response::empty(403)),
+            Caller::Anonymous => return Reply::Send(Response::empty(401)),
+        }
+    }
+    Reply::Send(match ep {
+        Endpoint::Ping => json_response(&json!("Jellyfin Server")),
+        Endpoint::PublicInfo => public_info(st, req, base),
+        Endpoint::TaskList => {
+            let mut tasks = tasks(st, now);
+            tasks.sort_by(|a, b| (a.name, a.id).cmp(&(b.name, b.id)));
+            json_response(&tasks)
+        }
+        Endpoint::Task => match find_task(st, now, &route.id) {
+            Some(t) => json_response(&t),
+            None => not_found(),
+        },
+        Endpoint::StartTask => match find_task(st, now, &route.id).map(|t| t.id) {
+            Some(MIGRATOR_TASK_ID) => {
+                st.request_start(now);
+                Response::empty(204)
+            }
+            // Built-in tasks and the duplicate are not simulated: a start is accepted and
+            // forgotten, like a start of a task that finishes at once.
+            Some(_) => Response::empty(204),
+            None => not_found(),
+        },
+        Endpoint::StopTask => match find_task(st, now, &route.id).map(|t| t.id) {
+            Some(MIGRATOR_TASK_ID) => match st.request_cancel(now) {
+                super::model::CancelAnswer::Accepted => Response::empty(204),
+                super::model::CancelAnswer::NotRunning => server_error(),
+            },
+            Some(_) => server_error(),
+            None => not_found(),
+        },
+        Endpoint::Plugins => json_response(&plugins(&st.cfg)),
+        Endpoint::PluginConfig => plugin_config(st, &route.id),
+        Endpoint::Other => Response::empty(404),
+    })
+}
+
+enum Caller {
+    Admin,
+    User,
+    Anonymous,
+}
+
+fn caller(req: &Request, cfg: &SimServerConfig) -> Caller {
+    match token(req, cfg.legacy_auth) {
+        Some(t) if t == cfg.api_key => Caller::Admin,
+        Some(t) if cfg.user_key.as_deref() == Some(t) => Caller::User,
+        _ => Caller::Anonymous,
+    }
+}
+
+/// The token, looked for where Jellyfin looks; legacy places only with `legacy`.
+fn token(req: &Request, legacy: bool) -> Option<&str> {
+    let from_header = |name: &str, allow_emby: bool| {
+        req.header(name)
+            .and_then(|v| token_in_authorization(v, allow_emby))
+    };
+    let found = from_header("Authorization", legacy)
+        .or_else(|| {
+            legacy
+                .then(|| from_header("X-Emby-Authorization", true))
+                .flatten()
+        })
+        .or_else(|| legacy.then(|| req.header("X-Emby-Token")).flatten())
+        .or_else(|| legacy.then(|| req.header("X-MediaBrowser-Token")).flatten())
+        .or_else(|| legacy.then(|| req.query_param("api_key")).flatten())
+        // `?ApiKey=` is accepted by every version (and a bad idea: URLs end up in logs).
+        .or_else(|| req.query_param("ApiKey"));
+    found.filter(|t| !t.is_empty())
+}
+
+/// `MediaBrowser Token="…", Client="…"`: scheme case-insensitive, `Token` case-sensitive,
+/// quotes optional.
+fn token_in_authorization(value: &str, allow_emby: bool) -> Option<&str> {
+    let (scheme, params) = value.trim().split_once(char::is_whitespace)?;
+    let scheme_ok = scheme.eq_ignore_ascii_case("MediaBrowser")
+        || (allow_emby && scheme.eq_ignore_ascii_case("Emby"));
+    if !scheme_ok {
+        return None;
+    }
+    params.split(',').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim() == "Token").then(|| v.trim().trim_matches('"'))
+    })
+}
+
+fn json_response<T: Serialize + ?Sized>(doc: &T) -> Response {
+    match serde_json::to_vec(doc) {
+        Ok(body) => Response::json(body),
+        Err(_) => server_error(),
+    }
+}
+
+fn server_error() -> Response {
+    Response::new(500, Some(TEXT), "Error processing request.")
+}
+
+/// What Jellyfin says while starting or restarting (and an IP filter, without a body).
+fn unavailable(retry_after: Option<u32>) -> Response {
+    let r = Response::new(
+        503,
+        Some(HTML),
+        "<!DOCTYPE html><html><head><title>Jellyfin</title></head><body>\
+         <h1>Jellyfin Server is starting up. Please try again later.</h1></body></html>",
+    );
+    match retry_after {
+        Some(s) => r.with_header("Retry-After", s.to_string()),
+        None => r,
+    }
+}
+
+fn not_found() -> Response {
+    static TRACE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut seed = TRACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let trace = format!(
+        "00-{:016x}{:016x}-{:016x}-00",
+        splitmix64(&mut seed),
+        splitmix64(&mut seed),
+        splitmix64(&mut seed)
+    );
+    let body = json!({
+        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+        "title": "Not Found",
+        "status": 404,
+        "traceId": trace,
+    });
+    Response::new(404, Some(PROBLEM_JSON), body.to_string())
+}
+
+/// The `UnknownEnums` fault: future enum values in an otherwise fine document.
+fn unknown_enums(mut r: Response) -> Response {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match (k.as_str(), &v) {
+                        ("State", Value::String(_)) => *v = json!("Pausing"),
+                        ("Status", Value::String(_)) => *v = json!("Exploded"),
+                        _ => walk(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Ok(mut doc) = serde_json::from_slice::<Value>(&r.body) {
+        walk(&mut doc);
+        r.body = doc.to_string().into_bytes();
+    }
+    r
+}
+
+fn public_info(st: &ServerState, req: &Request, base: &str) -> Response {
+    let host = req.header("Host").unwrap_or("localhost");
+    let mut seed = st.cfg.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let id = format!(
+        "{:016x}{:016x}",
+        splitmix64(&mut seed),
+        splitmix64(&mut seed)
+    );
+    json_response(&json!({
+        "LocalAddress": format!("http://{host}{base}"),
+        "ServerName": st.cfg.name,
+        "Version": st.cfg.version,
+        "ProductName": "Jellyfin Server",
+        "OperatingSystem": "Linux",
+        "Id": id,
+        "StartupWizardCompleted": true,
+    }))
+}
+
+/// `TaskInfo`, field order as Jellyfin writes it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskInfo<'a> {
+    name: &'a str,
+    state: &'static str,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_number"
+    )]
+    current_progress_percentage: Option<f64>,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_execution_result: Option<ResultDoc<'a>>,
+    triggers: Value,
+    description: &'a str,
+    category: &'a str,
+    is_hidden: bool,
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultDoc<'a> {
+    start_time_utc: SimTime,
+    end_time_utc: SimTime,
+    status: &'static str,
+    name: &'a str,
+    key: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    long_error_message: Option<String>,
+}
+
+/// .NET writes a double that holds a whole number without a fraction: `0`, `100`.
+fn whole_number<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => s.serialize_i64(*x as i64),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
+}
+
+struct Builtin {
+    name: &'static str,
+    key: &'static str,
+    id: &'static str,
+    description: &'static str,
+    category: &'static str,
+    interval_hours: u64,
+}
+
+const BUILTINS: [Builtin; 3] = [
+    Builtin {
+        name: "Clean Cache Directory",
+        key: "DeleteCacheFiles",
+        id: "4e6637c832ed644d1af8d7f9f8d0b1f0",
+        description: "Deletes cache files no longer needed by the system.",
+        category: "Maintenance",
+        interval_hours: 24,
+    },
+    Builtin {
+        name: "Scan Media Library",
+        key: "RefreshLibrary",
+        id: "7738148ffcd07979c7ceb148e06b3aed",
+        description: "Scans your media library for new files and refreshes metadata.",
+        category: "Library",
+        interval_hours: 12,
+    },
+    Builtin {
+        name: "Clean Log Directory",
+        key: "CleanLogFiles",
+        id: "9a1b4bd6d7c4b6e2f0f4bd2a0c9e6c12",
+        description: "Deletes log files that are more than 3 days old.",
+        category: "Maintenance",
+        interval_hours: 24,
+    },
+];
+
+fn result_doc<'a>(r: &TaskResult, name: &'a str, key: &'a str, id: &'a str) -> ResultDoc<'a> {
+    ResultDoc {
+        start_time_utc: r.start,
+        end_time_utc: r.end,
+        status: r.status.as_jellyfin(),
+        name,
+        key,
+        id,
+        error_message: r.error_message.clone(),
+        long_error_message: r.long_error_message.clone(),
+    }
+}
+
+/// Every task this server lists now, unsorted.
+fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
+    let mut out = Vec::new();
+    let plugin_loaded = st.cfg.plugin == PluginStatus::Active;
+    if plugin_loaded && !st.vanished {
+        let view = st.view(now);
+        out.push(TaskInfo {
+            name: MIGRATOR_TASK_NAME,
+            state: view.state.as_jellyfin(),
+            current_progress_percentage: if view.state == TaskState::Idle {
+                None
+            } else {
+                view.progress
+            },
+            id: MIGRATOR_TASK_ID,
+            last_execution_result: view
+                .last_result
+                .as_ref()
+                .map(|r| result_doc(r, MIGRATOR_TASK_NAME, MIGRATOR_TASK_KEY, MIGRATOR_TASK_ID)),
+            triggers: json!([]),
+            description: "Run migration operation (Export/Verify)",
+            category: "Migration",
+            is_hidden: false,
+            key: MIGRATOR_TASK_KEY,
+        });
+    }
+    if plugin_loaded && st.cfg.duplicate_task_key {
+        out.push(TaskInfo {
+            name: MIGRATOR_TASK_NAME,
+            state: "Idle",
+            current_progress_percentage: None,
+            id: DUPLICATE_TASK_ID,
+            last_execution_result: None,
+            triggers: json!([]),
+            description: "Run migration operation (Export/Verify)",
+            category: "Migration",
+            is_hidden: false,
+            key: MIGRATOR_TASK_KEY,
+        });
+    }
+    for (b, r) in BUILTINS.iter().zip(&st.builtin_results) {
+        out.push(TaskInfo {
+            name: b.name,
+            state: "Idle",
+            current_progress_percentage: None,
+            id: b.id,
+            last_execution_result: Some(result_doc(r, b.name, b.key, b.id)),
+            triggers: json!([{
+                "Type": "IntervalTrigger",
+                "IntervalTicks": b.interval_hours * 36_000_000_000u64,
+            }]),
+            description: b.description,
+            category: b.category,
+            is_hidden: false,
+            key: b.key,
+        });
+    }
+    out
+}
+
+fn find_task(st: &ServerState, now: Instant, id: &str) -> Option<TaskInfo<'static>> {
+    // Ids are compared without case; a dashed GUID form names the same id.
+    let id = normalize_guid(id)?;
+    tasks(st, now).into_iter().find(|t| t.id == id)
+}
+
+/// `eb5d7894-8EEF-…` → `eb5d78948eef…`; `None` if it is not a GUID.
+fn normalize_guid(id: &str) -> Option<String> {
+    let hex: String = id
+        .trim_matches(|c| c == '{' || c == '}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+const TMDB_ID: &str = "b8715ed16c4745289ad3f72deb539cd4";
+const OMDB_ID: &str = "a628c0dafac54f4b8a5ff7e74ad27a6d";
+
+fn plugins(cfg: &SimServerConfig) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(status) = cfg.plugin.as_jellyfin() {
+        out.push(json!({
+            "Name": "Migrator",
+            "Version": "1.4.2.0",
+            "Description": "Export users, libraries, watch history and devices to move them to another Jellyfin server.",
+            "Id": MIGRATOR_PLUGIN_ID,
+            "CanUninstall": true,
+            "HasImage": false,
+            "Status": status,
+            "ConfigurationFileName": "Jellyfin.Plugin.Migrator.xml",
+        }));
+    }
+    for (name, id, desc) in [
+        (
+            "OMDb",
+            OMDB_ID,
+            "Get metadata for movies and other video content from OMDb.",
+        ),
+        (
+            "TMDb",
+            TMDB_ID,
+            "Get metadata for movies and other video content from TheMovieDb.",
+        ),
+    ] {
+        out.push(json!({
+            "Name": name,
+            "Version": cfg.version.clone() + ".0",
+            "Description": desc,
+            "Id": id,
+            "CanUninstall": false,
+            "HasImage": false,
+            "Status": "Active",
+        }));
+    }
+    out
+}
+
+fn plugin_config(st: &ServerState, id: &str) -> Response {
+    match normalize_guid(id).as_deref() {
+        // Only a loaded (Active) plugin has a configuration instance to show.
+        Some(MIGRATOR_PLUGIN_ID) if st.cfg.plugin == PluginStatus::Active => {
+            json_response(&st.plugin.to_json(st.cfg.zip_base64_len))
+        }
+        Some(TMDB_ID) => json_response(&json!({"TmdbApiKey": "", "IncludeAdult": false})),
+        Some(OMDB_ID) => json_response(&json!({"CastAndCrew": false})),
+        _ => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header_forms() {
+        for (h, want) in [
+            (r#"MediaBrowser Token="k""#, Some("k")),
+            (
+                r#"mediabrowser Client="x", Version="1", Token=k"#,
+                Some("k"),
+            ),
+            (r#"MediaBrowser token="k""#, None),
+            (r#"Emby Token="k""#, None),
+            ("Bearer k", None),
+            ("MediaBrowser", None),
+        ] {
+            assert_eq!(token_in_authorization(h, false), want, "{h}");
+        }
+        assert_eq!(token_in_authorization(r#"Emby Token="k""#, true), Some("k"));
+    }
+
+    #[test]
+    fn routes_ignore_case_and_trailing_slashes() {
+        let r = Route::classify("post", "/scheduledtasks/RUNNING/ABC/");
+        assert_eq!(
+            (r.endpoint, r.id.as_str(), r.method_ok),
+            (Endpoint::StartTask, "abc", true)
+        );
+        assert_eq!(
+            Route::classify("GET", "/System/Ping").endpoint,
+            Endpoint::Ping
+        );
+        assert!(!Route::classify("PUT", "/ScheduledTasks").method_ok);
+        assert_eq!(Route::classify("GET", "/nope").endpoint, Endpoint::Other);
+        assert_eq!(
+            normalize_guid("EB5D7894-8EEF-4B36-AA6F-5D124E828CE1").as_deref(),
+            Some(MIGRATOR_PLUGIN_ID)
+        );
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_name(e.name()), Some(e));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! A simulated Jellyfin fleet for the test suite, the demo and `simulate`.
+//!
+//! One [`Simulator`] listens on one port and serves many simulated servers, each under
+//! `/s/<name>` (and one of them optionally at `/` too). Each follows
+//! `docs/jellyfin-api.md`: the task routes and their status codes, asynchronous starts, the
+//! Idle-before-result end order, cooperative cancels, restarts and crashes, the Migrator
+//! plugin's configuration, and auth by the `Authorization` header. On top, deterministic
+//! faults (see [`fault`]) make it misbehave on purpose.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | [`SimServerConfig`]: one server's behaviour |
+//! | [`fault`] | fault rules: which request misbehaves and how |
+//! | [`scenario`] | scenario TOML files |
+//! | `http` | hand-written HTTP/1.1: requests in, answers (or broken answers) out |
+//! | `api` | the Jellyfin routes, auth and JSON documents |
+//! | `model` | the task's state machine, computed lazily from instants |
+//! | `plugin` | the Migrator plugin's configuration and what runs write there |
+//!
+//! Cost: one task for the listener and one per open connection; servers themselves have
+//! no task and no timer, their state advances when someone looks.
+
+mod api;
+pub mod config;
+pub mod fault;
+mod http;
+mod model;
+mod plugin;
+pub mod scenario;
+
+pub use api::{
+    DUPLICATE_TASK_ID, Endpoint, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME,
+    RecordedRequest,
+};
+pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig};
+pub use fault::{Fault, FaultRule, Requests};
+pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
+pub use plugin::{EXPORT_ROOT, MIGRATOR_PLUGIN_ID};
+pub use scenario::Scenario;
+
+use api::{Reply, ServerCell};
+use http::{Conn, ReadError, Response, TEXT};
+use model::{Clock, ServerState};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// A keep-alive connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors of the standalone simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot read scenario {}: {source}", path.display())]
+    ReadScenario { path: PathBuf, source: io::Error },
+    #[error("invalid scenario {}: {message}", path.display())]
+    Scenario { path: PathBuf, message: String },
+    #[error("cannot serve on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+}
+
+/// A running simulator. Dropping it stops the listener and its connections too;
+/// [`Simulator::shutdown`] also waits for them.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+struct Shared {
+    servers: HashMap<String, Arc<ServerCell>>,
+    root: Option<Arc<ServerCell>>,
+}
+
+impl Simulator {
+    /// Listen on `listen` (`127.0.0.1:0` for a free port) and serve `servers`.
+    /// Invalid configs (empty or duplicate names, two roots, ...) are `InvalidInput`.
+    pub async fn start(listen: SocketAddr, servers: Vec<SimServerConfig>) -> io::Result<Simulator> {
+        let problems = scenario::problems(&servers);
+        if !problems.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                problems.join("; "),
+            ));
+        }
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let clock = Clock::new();
+        let mut map = HashMap::new();
+        let mut root = None;
+        for cfg in servers {
+            let is_root = cfg.root;
+            let name = cfg.name.clone();
+            let cell = Arc::new(ServerCell::new(ServerState::new(cfg, clock)));
+            if is_root {
+                root = Some(cell.clone());
+            }
+            map.insert(name, cell);
+        }
+        let shared = Arc::new(Shared { servers: map, root });
+        let (tx, rx) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), rx));
+        Ok(Simulator {
+            addr,
+            shared,
+            shutdown: tx,
+            accept,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR/s/<name>`: the base URL a client configures for that server.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/s/{name}", self.addr)
+    }
+
+    /// `http://ADDR`: the root server's base URL, if one has `root = true`.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Names of all servers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.servers.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Control and inspection of one server; `None` for an unknown name.
+    pub fn try_server(&self, name: &str) -> Option<SimHandle> {
+        self.shared
+            .servers
+            .get(name)
+            .map(|cell| SimHandle { cell: cell.clone() })
+    }
+
+    /// Control and inspection of one server.
+    ///
+    /// # Panics
+    /// If no server has that name (a mistake in the test, not input).
+    pub fn server(&self, name: &str) -> SimHandle {
+        self.try_server(name)
+            .unwrap_or_else(|| panic!("the simulator has no server named {name:?}"))
+    }
+
+    /// One line per server: `<name>  http://ADDR/s/<name>  api key: <key>`, plus the root.
+    pub fn banner(&self) -> String {
+        let mut out = String::new();
+        for name in self.names() {
+            let h = self.server(&name);
+            let (key, root) = h.with_config(|c| (c.api_key.clone(), c.root));
+            out.push_str(&format!("{name}  {}  api key: {key}\n", self.url(&name)));
+            if root {
+                out.push_str(&format!("{name}  {}/  api key: {key}\n", self.root_url()));
+            }
+        }
+        out
+    }
+
+    /// Stop listening, close every connection, and wait until that is done.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept.await;
+    }
+}
+
+/// Live control and inspection of one simulated server. Cheap to clone.
+#[derive(Clone)]
+pub struct SimHandle {
+    cell: Arc<ServerCell>,
+}
+
+impl SimHandle {
+    fn with_state<T>(&self, f: impl FnOnce(&mut ServerState, Instant) -> T) -> T {
+        let mut inner = self.cell.lock();
+        let now = Instant::now();
+        inner.state.advance(now);
+        f(&mut inner.state, now)
+    }
+
+    fn with_config<T>(&self, f: impl FnOnce(&SimServerConfig) -> T) -> T {
+        f(&self.cell.lock().state.cfg)
+    }
+
+    /// A copy of the current behaviour.
+    pub fn config(&self) -> SimServerConfig {
+        self.with_config(Clone::clone)
+    }
+
+    /// Change behaviour. A run already going keeps the length, outcome and mode it began
+    /// with; cancel mode, delays and faults apply from the next request. The name cannot
+    /// change (it is the URL).
+    pub fn update(&self, f: impl FnOnce(&mut SimServerConfig)) {
+        self.with_state(|st, _| {
+            let name = st.cfg.name.clone();
+            f(&mut st.cfg);
+            st.cfg.name = name;
+        });
+    }
+
+    /// Replace the behaviour (the name stays).
+    pub fn set_behaviour(&self, cfg: SimServerConfig) {
+        self.update(|c| *c = cfg);
+    }
+
+    /// Jellyfin's own trigger fires: a run starts now if the task is Idle; if one is
+    /// going, a follow-up run is queued to start after it.
+    pub fn start_run_now(&self) {
+        self.with_state(|st, now| st.trigger(now));
+    }
+
+    /// Save another `Mode` in the plugin configuration (as the plugin page does).
+    pub fn set_mode(&self, mode: Mode) {
+        self.with_state(|st, _| st.plugin.mode = mode);
+    }
+
+    /// Graceful restart now: a running run ends `Aborted`, then `downtime` of 503s.
+    pub fn restart_gracefully(&self) {
+        self.with_state(|st, now| st.restart_now(now));
+    }
+
+    /// Crash now: nothing written, `downtime` of dropped connections, then Idle.
+    pub fn crash(&self) {
+        self.with_state(|st, now| st.crash_now(now));
+    }
+
+    /// The Migrator task as a client would see it now.
+    pub fn task_state(&self) -> TaskView {
+        self.with_state(|st, now| st.view(now))
+    }
+
+    /// The plugin's saved `Mode`.
+    pub fn mode(&self) -> Mode {
+        self.with_state(|st, _| st.plugin.mode)
+    }
+
+    /// The plugin's `LastExportUtc`, if any export happened.
+    pub fn last_export_utc(&self) -> Option<SimTime> {
+        self.with_state(|st, _| st.plugin.last_export_utc)
+    }
+
+    /// When each `POST /ScheduledTasks/Running/{id}` arrived (before any fault or auth).
+    pub fn start_requests(&self) -> Vec<SystemTime> {
+        self.cell.lock().journal.starts.clone()
+    }
+
+    /// Requests received, oldest first (the last 10 000).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.cell.lock().journal.requests.iter().cloned().collect()
+    }
+
+    /// Forget recorded requests and start times (fault counters keep counting).
+    pub fn clear_requests(&self) {
+        let mut inner = self.cell.lock();
+        inner.journal.requests.clear();
+        inner.journal.starts.clear();
+    }
+}
+
+/// Serve `scenario` (or the demo server) on `listen`, print where each server is, and
+/// serve until the future is dropped (the CLI drops it on ctrl-c).
+pub async fn run_standalone(listen: SocketAddr, scenario: Option<&Path>) -> Result<(), SimError> {
+    let scenario = match scenario {
+        Some(path) => Scenario::load(path)?,
+        None => Scenario::demo(),
+    };
+    let sim = Simulator::start(listen, scenario.servers)
+        .await
+        .map_err(|source| SimError::Listen {
+            addr: listen,
+            source,
+        })?;
+    print!("{}", sim.banner());
+    // Runs until dropped; dropping `sim` with it stops the listener.
+    std::future::pending::<()>().await;
+    drop(sim);
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            // A send or the sender being dropped both mean stop.
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve_conn(shared.clone(), stream, shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "simulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    conns.shutdown().await;
+}
+
+async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let mut conn = Conn::new(stream);
+    loop {
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, conn.read_request()) => r,
+            _ = shutdown.changed() => return,
+        };
+        let req = match read {
+            Ok(Ok(Some(req))) => req,
+            Ok(Err(ReadError::Malformed(why))) => {
+                let _ = conn.write(&Response::new(400, Some(TEXT), why), true).await;
+                return;
+            }
+            // Idle timeout, clean close, or a broken socket.
+            Err(_) | Ok(Ok(None)) | Ok(Err(ReadError::Broken)) => return,
+        };
+        let close = !req.keep_alive;
+        let reply = match shared.route(&req.path) {
+            Some((cell, rest, base)) => api::handle(cell, &req, rest, base).await,
+            None => Reply::Send(Response::empty(404)),
+        };
+        match reply {
+            Reply::Drop => return,
+            Reply::Reset(resp) => {
+                let _ = conn.write_half_then_reset(&resp).await;
+                return;
+            }
+            Reply::Send(resp) => {
+                if conn.write(&resp, close).await.is_err() || close {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Which server a path is for, the path below its base, and the base.
+    fn route<'a>(&'a self, path: &'a str) -> Option<(&'a ServerCell, &'a str, &'a str)> {
+        if let Some(prefix) = path.get(..3)
+            && prefix.eq_ignore_ascii_case("/s/")
+        {
+            let after = &path[3..];
+            let (name, rest) = match after.find('/') {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, "/"),
+            };
+            if let Some(cell) = self.servers.get(name) {
+                let base = &path[..3 + name.len()];
+                return Some((cell, rest, base));
+            }
+        }
+        self.root.as_deref().map(|cell| (cell, path, ""))
+    }
+}

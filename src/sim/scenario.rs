@@ -1,0 +1,96 @@
+//! Scenario files for `simulate --scenario FILE` and the demo: a list of `[[servers]]`
+//! tables, each a [`SimServerConfig`] with durations as humantime strings.
+//!
+//! ```toml
+//! [[servers]]
+//! name = "alpha"
+//! api_key = "alpha-key-000000000000000000000000"
+//! run_length = "10s"
+//! outcome = "failed"
+//!
+//! [[servers.faults]]
+//! endpoint = "task"
+//! requests = "1..2"
+//! fault = "drop"
+//! ```
+//!
+//! Unknown keys are errors. Parsing problems carry the line, column and key from the TOML
+//! parser; problems across servers (duplicate names, two roots) are listed together.
+
+use super::SimError;
+use super::config::SimServerConfig;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// A parsed, validated scenario.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub servers: Vec<SimServerConfig>,
+}
+
+impl Scenario {
+    /// Parse and validate scenario text; the error is a message for people.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        let problems = problems(&scenario.servers);
+        if problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadScenario {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text).map_err(|message| SimError::Scenario {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// What `simulate` serves without a scenario: one server `demo` at `/` and `/s/demo`
+    /// whose export takes 10 s.
+    pub fn demo() -> Scenario {
+        Scenario {
+            servers: vec![SimServerConfig {
+                root: true,
+                start_delay: Duration::from_millis(300),
+                run_length: Duration::from_secs(10),
+                first_progress_after: Duration::from_millis(500),
+                ..SimServerConfig::default()
+            }],
+        }
+    }
+}
+
+/// Everything wrong with a set of servers, as sentences.
+pub fn problems(servers: &[SimServerConfig]) -> Vec<String> {
+    let mut out: Vec<String> = servers.iter().flat_map(SimServerConfig::problems).collect();
+    let mut seen = HashSet::new();
+    for s in servers {
+        if !seen.insert(s.name.as_str()) {
+            out.push(format!("server name {:?} is used twice", s.name));
+        }
+    }
+    let roots: Vec<&str> = servers
+        .iter()
+        .filter(|s| s.root)
+        .map(|s| s.name.as_str())
+        .collect();
+    if roots.len() > 1 {
+        out.push(format!(
+            "only one server may have root = true, found {}",
+            roots.join(", ")
+        ));
+    }
+    if servers.is_empty() {
+        out.push("a scenario needs at least one [[servers]] table".into());
+    }
+    out
+}
