@@ -1,0 +1,586 @@
+//! One run against the simulated Jellyfin: every outcome, the awkward cases of
+//! jellyfin-api.md, and what travels on the wire.
+//!
+//! Durations are tens to hundreds of milliseconds so the file runs in seconds; every wait
+//! is bounded and fails with a sentence.
+
+use jellyfin_export_scheduler::config::{Config, IfRunning, LoadEnv, ServerConfig};
+use jellyfin_export_scheduler::jellyfin::JellyfinClient;
+use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger, new_run_id};
+use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest};
+use jellyfin_export_scheduler::sim::{
+    CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
+    SimServerConfig, Simulator, TaskState,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "5f4dcc3b5aa765d61d8327deb882cf99";
+
+/// A server config as the config file would give it, with short test timings.
+fn server_config(url: &str, key: &str) -> ServerConfig {
+    let text = format!(
+        r#"[[servers]]
+name = "t"
+url = "{url}"
+api_key = "{key}"
+schedule = "@daily"
+timezone = "UTC"
+poll_interval = "20ms"
+start_grace = "600ms"
+timeout = "10s"
+request_timeout = "2s"
+retries = 2
+retry_backoff = "30ms"
+"#
+    );
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::parse(&text, Path::new("test.toml"), &env)
+        .unwrap_or_else(|e| panic!("test config must parse: {e}"))
+        .servers
+        .remove(0)
+}
+
+fn sim_server(f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
+    let mut c = SimServerConfig::new("t", KEY);
+    c.start_delay = Duration::from_millis(30);
+    c.run_length = Duration::from_millis(200);
+    c.result_delay = Duration::from_millis(40);
+    c.zip_base64_len = 4096;
+    f(&mut c);
+    c
+}
+
+async fn start_sim(cfg: SimServerConfig) -> Simulator {
+    Simulator::start("127.0.0.1:0".parse().unwrap(), vec![cfg])
+        .await
+        .expect("simulator starts on a free port")
+}
+
+fn request() -> RunRequest {
+    let now = chrono::Utc::now();
+    RunRequest {
+        run_id: new_run_id(now),
+        trigger: Trigger::Manual,
+        scheduled_for: None,
+        triggered_at: now,
+    }
+}
+
+async fn run_once(server: &ServerConfig) -> RunRecord {
+    let client = JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )
+    .expect("client builds");
+    // A bound on the whole run, so a tracking bug fails the test instead of hanging it.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run::execute(&client, server, &request(), &mut NoEvents),
+    )
+    .await
+    .expect("the run ended within 30 s")
+}
+
+async fn run_against(sim: &Simulator, tweak: impl FnOnce(&mut ServerConfig)) -> RunRecord {
+    let mut server = server_config(&sim.url("t"), KEY);
+    tweak(&mut server);
+    run_once(&server).await
+}
+
+fn reason(r: &RunRecord) -> &str {
+    r.reason.as_deref().unwrap_or("")
+}
+
+/// Poll `cond` every 5 ms for at most `limit`; panic with `what` if it never holds.
+async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn completed_run_records_jellyfin_times_and_the_export_path() {
+    let sim = start_sim(sim_server(|_| {})).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Completed"));
+    assert!(r.reason.is_none());
+    assert_eq!(r.attempts, 1);
+    assert!(
+        r.export_path
+            .as_deref()
+            .unwrap_or("")
+            .contains("/plugins/Migrator/exports/"),
+        "{r:?}"
+    );
+    let (start, end) = (r.started_at.unwrap(), r.finished_at.unwrap());
+    assert!(end > start && start >= r.triggered_at - chrono::Duration::seconds(1));
+    assert_eq!(r.duration_ms, Some((end - start).num_milliseconds() as u64));
+    assert_eq!(sim.server("t").start_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn failed_run_gives_jellyfins_error_message() {
+    let sim = start_sim(sim_server(|c| {
+        c.outcome = RunOutcome::Failed;
+        c.error_message = "Export failed: No space left on device".into();
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Failed"));
+    assert!(reason(&r).contains("No space left on device"), "{r:?}");
+}
+
+#[tokio::test]
+async fn completed_with_error_in_export_log_is_failed() {
+    let sim = start_sim(sim_server(|c| {
+        c.outcome = RunOutcome::CompletedWithLogError;
+        c.error_message = "cannot write watch_history/bob.json".into();
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Completed"));
+    assert!(reason(&r).contains("ERROR:"), "{r:?}");
+    assert!(
+        reason(&r).contains("cannot write watch_history/bob.json"),
+        "{r:?}"
+    );
+    assert!(r.export_path.is_none());
+}
+
+#[tokio::test]
+async fn completed_without_a_new_export_is_failed_unless_verification_is_off() {
+    let sim = start_sim(sim_server(|c| c.outcome = RunOutcome::NoExport)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(reason(&r).contains("no export was written"), "{r:?}");
+    let r = run_against(&sim, |s| s.verify_export = false).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+}
+
+#[tokio::test]
+async fn run_cancelled_by_someone_else_is_cancelled() {
+    let sim = start_sim(sim_server(|c| c.run_length = Duration::from_secs(3))).await;
+    let handle = sim.server("t");
+    let url = format!(
+        "{}/ScheduledTasks/Running/d6eb93f1d1591e7d5e6c70f1d25e6fdd",
+        sim.url("t")
+    );
+    let canceller = tokio::spawn(async move {
+        wait_until(Duration::from_secs(5), "the task is Running", || {
+            handle.task_state().state == TaskState::Running
+        })
+        .await;
+        reqwest::Client::new()
+            .delete(url)
+            .header("Authorization", format!("MediaBrowser Token=\"{KEY}\""))
+            .send()
+            .await
+            .expect("cancel request")
+            .status()
+    });
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(canceller.await.unwrap().as_u16(), 204);
+    assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Cancelled"));
+}
+
+#[tokio::test]
+async fn graceful_restart_mid_run_is_aborted() {
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_secs(2);
+        c.restart_after = Some(Duration::from_millis(100));
+        c.downtime = Duration::from_millis(300);
+        c.retry_after = Some(0);
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Aborted"));
+}
+
+#[tokio::test]
+async fn crash_mid_run_is_lost() {
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_secs(2);
+        c.crash_after = Some(Duration::from_millis(100));
+        c.downtime = Duration::from_millis(300);
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Lost, "{r:?}");
+    assert!(reason(&r).contains("without a new result"), "{r:?}");
+}
+
+#[tokio::test]
+async fn timeout_cancels_and_records_timed_out() {
+    let sim = start_sim(sim_server(|c| c.run_length = Duration::from_secs(20))).await;
+    let r = run_against(&sim, |s| s.timeout = Duration::from_millis(300)).await;
+    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Cancelled"));
+    assert!(reason(&r).contains("cancel requested"), "{r:?}");
+    assert!(
+        sim.server("t")
+            .requests()
+            .iter()
+            .any(|q| q.endpoint == Endpoint::StopTask),
+        "a DELETE was sent"
+    );
+}
+
+#[tokio::test]
+async fn timeout_with_cancel_ignored_records_how_it_ended() {
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_millis(700);
+        c.cancel = CancelMode::Ignore;
+    }))
+    .await;
+    let r = run_against(&sim, |s| {
+        s.timeout = Duration::from_millis(200);
+        s.start_grace = Duration::from_secs(3);
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Completed"));
+    assert!(reason(&r).contains("did not honour the cancel"), "{r:?}");
+}
+
+#[tokio::test]
+async fn timeout_with_task_stuck_in_cancelling_gives_up_after_the_grace() {
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_secs(20);
+        c.cancel = CancelMode::Stuck;
+    }))
+    .await;
+    let r = run_against(&sim, |s| {
+        s.timeout = Duration::from_millis(200);
+        s.start_grace = Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
+    assert!(reason(&r).contains("still Cancelling"), "{r:?}");
+}
+
+#[tokio::test]
+async fn already_running_is_skipped_or_followed() {
+    let sim = start_sim(sim_server(|c| {
+        c.running_at_start = true;
+        c.run_length = Duration::from_millis(400);
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Skipped, "{r:?}");
+    assert!(reason(&r).contains("already Running"), "{r:?}");
+    assert!(
+        sim.server("t").start_requests().is_empty(),
+        "no start was sent"
+    );
+
+    sim.server("t").start_run_now();
+    let r = run_against(&sim, |s| s.if_running = IfRunning::Follow).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.attempts, 0);
+    assert!(
+        sim.server("t").start_requests().is_empty(),
+        "following sends no start"
+    );
+}
+
+#[tokio::test]
+async fn queued_follow_up_run_does_not_confuse_tracking() {
+    let sim = start_sim(sim_server(|c| {
+        c.follow_ups = 1;
+        c.follow_up_delay = Duration::from_millis(10);
+        c.result_delay = Duration::from_millis(5);
+        c.run_length = Duration::from_millis(150);
+    }))
+    .await;
+    // A slow poll makes it likely the follow-up is already Running at the first look
+    // after our run ends.
+    let r = run_against(&sim, |s| s.poll_interval = Duration::from_millis(120)).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let started = r.started_at.unwrap();
+    let first_run_start = sim.server("t").start_requests()[0];
+    let first_run_start: chrono::DateTime<chrono::Utc> = first_run_start.into();
+    assert!(
+        (started - first_run_start).num_milliseconds().abs() < 150,
+        "the record describes our run (started {started}), not the follow-up"
+    );
+}
+
+#[tokio::test]
+async fn import_mode_is_refused_and_nothing_starts() {
+    let sim = start_sim(sim_server(|c| c.mode = Mode::Import)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Skipped);
+    assert!(reason(&r).contains("Mode = Import"), "{r:?}");
+    assert!(reason(&r).contains("set the mode back to Export"), "{r:?}");
+    assert!(sim.server("t").start_requests().is_empty());
+}
+
+#[tokio::test]
+async fn missing_or_inactive_plugin_is_trigger_failed_with_what_plugins_reports() {
+    let sim = start_sim(sim_server(|c| c.plugin = PluginStatus::Missing)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(
+        reason(&r).contains("task JellyfinMigratorExport not found on t: is the Migrator plugin installed and Active?"),
+        "{r:?}"
+    );
+    assert!(reason(&r).contains("no Migrator plugin"), "{r:?}");
+    assert_eq!(r.attempts, 0, "not retried");
+
+    let sim = start_sim(sim_server(|c| c.plugin = PluginStatus::Malfunctioned)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(reason(&r).contains("status Malfunctioned"), "{r:?}");
+}
+
+#[tokio::test]
+async fn refused_and_non_admin_keys_are_trigger_failed_without_retries() {
+    let sim = start_sim(sim_server(|c| c.user_key = Some("userkey000".into()))).await;
+    let mut server = server_config(&sim.url("t"), "wrongkey000");
+    let r = run_once(&server).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(
+        reason(&r).contains(
+            "the API key was refused (revoked, or the server no longer accepts this auth method)"
+        ),
+        "{r:?}"
+    );
+    server = server_config(&sim.url("t"), "userkey000");
+    let r = run_once(&server).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(
+        reason(&r).contains("the key is not an administrator's"),
+        "{r:?}"
+    );
+    // One task-list request per run: 401/403 are not retried.
+    let lists = sim
+        .server("t")
+        .requests()
+        .iter()
+        .filter(|q| q.endpoint == Endpoint::TaskList)
+        .count();
+    assert_eq!(lists, 2);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_retried_then_trigger_failed() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = server_config(&format!("http://127.0.0.1:{port}"), KEY);
+    let r = run_once(&server).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(
+        reason(&r).contains(&format!("cannot reach t at 127.0.0.1:{port}")),
+        "{r:?}"
+    );
+    assert!(
+        reason(&r).contains("refused"),
+        "the OS error is named: {r:?}"
+    );
+    assert!(reason(&r).contains("gave up after 3 tries"), "{r:?}");
+}
+
+#[tokio::test]
+async fn server_starting_with_503_is_retried_until_it_answers() {
+    let sim = start_sim(sim_server(|c| {
+        c.starting_for = Duration::from_millis(60);
+        c.retry_after = Some(0);
+    }))
+    .await;
+    let r = run_against(&sim, |s| {
+        s.retries = 5;
+        s.retry_backoff = Duration::from_millis(40);
+    })
+    .await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+}
+
+#[tokio::test]
+async fn transient_faults_while_tracking_are_ridden_out() {
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_millis(300);
+        c.faults = vec![
+            FaultRule::new(Some(Endpoint::Task), Requests::range(2, 3), Fault::Garbage),
+            FaultRule::new(Some(Endpoint::Task), Requests::nth(4), Fault::Drop),
+            FaultRule::new(Some(Endpoint::Task), Requests::nth(5), Fault::TruncatedJson),
+            FaultRule::new(Some(Endpoint::Task), Requests::nth(6), Fault::ResetMidBody),
+            FaultRule::new(Some(Endpoint::Task), Requests::nth(7), Fault::ServerError),
+            FaultRule::new(Some(Endpoint::Task), Requests::nth(8), Fault::UnknownEnums),
+        ];
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_start_answer_is_retried_without_starting_twice() {
+    // The start is processed but its answer never arrives; the retry must see the task
+    // running and adopt it rather than report skipped or start it again.
+    let sim = start_sim(sim_server(|c| {
+        c.run_length = Duration::from_millis(400);
+        c.faults = vec![FaultRule::new(
+            Some(Endpoint::StartTask),
+            Requests::nth(1),
+            Fault::DropAfterProcessing,
+        )];
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(sim.server("t").task_state().runs_started, 1);
+}
+
+#[tokio::test]
+async fn task_that_vanishes_mid_run_is_lost() {
+    let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Lost, "{r:?}");
+    assert!(reason(&r).contains("disappeared"), "{r:?}");
+}
+
+#[tokio::test]
+async fn duplicate_task_key_is_refused() {
+    let sim = start_sim(sim_server(|c| c.duplicate_task_key = true)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(
+        reason(&r).contains("2 tasks with key JellyfinMigratorExport"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn task_that_never_leaves_idle_is_lost() {
+    // A start delay longer than the grace: Jellyfin said 204 but nothing happens in time.
+    let sim = start_sim(sim_server(|c| c.start_delay = Duration::from_secs(5))).await;
+    let r = run_against(&sim, |s| s.start_grace = Duration::from_millis(200)).await;
+    assert_eq!(r.outcome, Outcome::Lost, "{r:?}");
+    assert!(reason(&r).contains("never ran"), "{r:?}");
+}
+
+#[tokio::test]
+async fn base_path_and_root_urls_both_work() {
+    let mut cfg = sim_server(|_| {});
+    cfg.root = true;
+    let sim = start_sim(cfg).await;
+    let r = run_once(&server_config(&sim.root_url(), KEY)).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let r = run_once(&server_config(&format!("{}/", sim.url("t")), KEY)).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+}
+
+#[tokio::test]
+async fn the_key_travels_only_in_the_authorization_header() {
+    let sim = start_sim(sim_server(|_| {})).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed);
+    let requests = sim.server("t").requests();
+    assert!(requests.len() >= 4);
+    for q in &requests {
+        let auth = q.header("authorization").unwrap_or("");
+        assert!(
+            auth.starts_with("MediaBrowser Client=\"jellyfin-export-scheduler\", Version=\"")
+                && auth.ends_with(&format!("Token=\"{KEY}\"")),
+            "{auth}"
+        );
+        let ua = q.header("user-agent").unwrap_or("");
+        assert!(ua.starts_with("jellyfin-export-scheduler/"), "{ua}");
+        assert!(
+            !q.path.contains(KEY) && !q.query.contains(KEY),
+            "key in the URL: {}?{}",
+            q.path,
+            q.query
+        );
+        for (name, value) in &q.headers {
+            if !name.eq_ignore_ascii_case("authorization") {
+                assert!(!value.contains(KEY), "key in header {name}");
+            }
+        }
+    }
+    let record = serde_json::to_string(&r).unwrap();
+    assert!(!record.contains(KEY));
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_key_does_not_leave() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // "Another host": a listener that records whatever reaches it.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let reached_other = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = reached_other.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = other.accept().await {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = redirector.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = redirector.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nLocation: http://{other_addr}/ScheduledTasks\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let r = run_once(&server_config(&format!("http://{addr}"), KEY)).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(reason(&r).contains("302 redirecting to http://"), "{r:?}");
+    assert!(reason(&r).contains("redirects are not followed"), "{r:?}");
+    assert!(
+        !reached_other.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing reached the redirect target"
+    );
+}
+
+#[tokio::test]
+async fn oversized_answers_are_cut_off_with_a_clear_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n[";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                for _ in 0..1600 {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let r = run_once(&server_config(&format!("http://{addr}"), KEY)).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed);
+    assert!(reason(&r).contains("sent more than 4194304 bytes"), "{r:?}");
+}
