@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: check::Format,
     },
+    /// Serve a simulated Jellyfin (one or many servers) to try a config against.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8096")]
+        listen: std::net::SocketAddr,
+        /// A scenario file describing the servers (see config/simulate-scenario.toml);
+        /// without it, one server "demo" at / and /s/demo.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
 }
 
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
@@ -54,7 +64,38 @@ fn main() -> ExitCode {
             after,
             format,
         } => cmd_check(&cli.config, next, after, format),
+        Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::FAILED
+        })
+}
+
+fn cmd_simulate(listen: std::net::SocketAddr, scenario: Option<&std::path::Path>) -> u8 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(jellyfin_export_scheduler::sim::run_standalone(
+        listen, scenario,
+    )) {
+        Ok(()) => exit::OK,
+        Err(e @ jellyfin_export_scheduler::sim::SimError::Listen { .. }) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, u8> {
