@@ -17,3 +17,4 @@
 
 pub mod record;
 pub mod secret;
+pub mod state;
