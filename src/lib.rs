@@ -15,6 +15,7 @@
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 
+pub mod history;
 pub mod record;
 pub mod secret;
 pub mod state;
