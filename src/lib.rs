@@ -17,9 +17,11 @@
 
 pub mod commands;
 pub mod config;
+pub mod history;
 pub mod jellyfin;
 pub mod record;
 pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod sim;
+pub mod state;
