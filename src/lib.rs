@@ -16,4 +16,5 @@
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 
 pub mod record;
+pub mod schedule;
 pub mod secret;
