@@ -479,12 +479,20 @@ impl Schedule {
             } else {
                 String::new()
             };
+            // A gap that swallows a whole day (Samoa, 2011-12-30) needs the dates spelt out.
+            let (jump_from, jump_to, runs_at) = if start.date() == end.date() {
+                (hh_mm(start), hh_mm(end), self.time(end))
+            } else {
+                let long = |w: NaiveDateTime| w.format("%Y-%m-%d %H:%M").to_string();
+                (
+                    long(start),
+                    long(end),
+                    format!("{} {}", end.format("%Y-%m-%d"), self.time(end)),
+                )
+            };
             Some(format!(
-                "{date}: {} {verb} not exist in {zone} (clocks go from {} to {}); fires once at {} {abbr} instead{merged}",
+                "{date}: {} {verb} not exist in {zone} (clocks go from {jump_from} to {jump_to}); fires once at {runs_at} {abbr} instead{merged}",
                 self.list_times(&skipped),
-                hh_mm(start),
-                hh_mm(end),
-                self.time(end),
             ))
         } else {
             // Fall back: wall-clock times [start, end) happen twice.
@@ -655,16 +663,37 @@ fn normalise_field(field: Field, text: &str) -> Result<String, String> {
         Some(rest) if field == Field::DayOfWeek => ("+", rest),
         _ => ("", upper.as_str()),
     };
+    if body.is_empty() {
+        return Err("nothing after the +".to_string());
+    }
     let mut items = Vec::new();
     for item in body.split(',') {
         if item.is_empty() {
             return Err("empty item in a list (two commas, or a comma at an end)".to_string());
         }
         let item = replace_names(field, item)?;
+        if let Some(c) = item.chars().find(|c| !allowed_char(field, *c)) {
+            return Err(if c == '?' {
+                "? is only allowed in the day-of-month and day-of-week fields".to_string()
+            } else {
+                format!("character '{c}' is not allowed here")
+            });
+        }
         check_item(field, &item)?;
         items.push(item);
     }
     Ok(format!("{prefix}{}", items.join(",")))
+}
+
+/// The characters croner accepts in a field once names are replaced by numbers.
+fn allowed_char(field: Field, c: char) -> bool {
+    c.is_ascii_digit()
+        || matches!(c, ',' | '-' | '/' | '*')
+        || match field {
+            Field::DayOfMonth => matches!(c, 'L' | 'W' | '?'),
+            Field::DayOfWeek => matches!(c, 'L' | '#' | '?'),
+            _ => false,
+        }
 }
 
 /// Replaces `MON`/`JAN`-style names in one list item, refusing names in the wrong field.
@@ -749,9 +778,11 @@ fn check_item(field: Field, item: &str) -> Result<(), String> {
             }
             base = day;
         }
-        if base.len() > 1 {
-            base = base.strip_suffix('L').unwrap_or(base);
+        if base == "L" {
+            // croner accepts it and then never matches it.
+            return Err("L alone means nothing in the day-of-week field; write 5L for the last Friday, or put L in the day-of-month field for the last day".to_string());
         }
+        base = base.strip_suffix('L').unwrap_or(base);
     }
     if field == Field::DayOfMonth && base.len() > 1 && base != "LW" {
         base = base.strip_suffix('W').unwrap_or(base);
