@@ -503,7 +503,10 @@ impl Schedule {
                 return None;
             }
             let date = start.format("%Y-%m-%d");
-            let first = abbreviation(self.tz, t.at - TimeDelta::seconds(1));
+            let just_before =
+                t.at.checked_sub_signed(TimeDelta::seconds(1))
+                    .unwrap_or(t.at);
+            let first = abbreviation(self.tz, just_before);
             let second = abbreviation(self.tz, t.at);
             if self.follows_clock {
                 let range = self.wall_range(start, end);
