@@ -14,6 +14,7 @@
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
+//! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
 pub mod commands;
 pub mod config;
