@@ -269,14 +269,16 @@ fn retention_keeps_exactly_the_newest_limit() {
 }
 
 #[test]
-fn retention_lets_a_tenth_of_the_limit_accumulate_before_rewriting() {
+fn retention_keeps_exactly_the_newest_limit_records() {
     let s = setup();
-    for n in 0..22 {
+    for n in 0..20 {
         s.history.append(&record("a", n), 20).unwrap();
     }
-    // 22 = 20 + 20/10: not yet above the threshold.
-    assert_eq!(s.history.read("a").unwrap().records.len(), 22);
-    s.history.append(&record("a", 22), 20).unwrap();
+    assert_eq!(s.history.read("a").unwrap().records.len(), 20);
+    for n in 20..23 {
+        s.history.append(&record("a", n), 20).unwrap();
+        assert_eq!(s.history.read("a").unwrap().records.len(), 20);
+    }
     let ids = run_ids(&s.history.read("a").unwrap().records);
     let want: Vec<_> = (3..23).map(|n| record("a", n).run_id).collect();
     assert_eq!(ids, want);
