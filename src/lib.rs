@@ -19,8 +19,11 @@
 pub mod commands;
 pub mod config;
 pub mod history;
+pub mod inflight;
 pub mod jellyfin;
+pub mod logging;
 pub mod record;
+pub mod recorder;
 pub mod run;
 pub mod schedule;
 pub mod secret;

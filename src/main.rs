@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use jellyfin_export_scheduler::commands::{check, exit};
+use jellyfin_export_scheduler::commands::{check, exit, history, trigger};
+use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,25 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: check::Format,
     },
+    /// Run one export on SERVER now, follow it to its end and record it.
+    Trigger {
+        /// The server's name in the config.
+        server: String,
+        /// Return once Jellyfin accepted the start; the daemon or the next trigger records
+        /// the outcome.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show recorded runs, newest first.
+    History {
+        /// Only this server's runs.
+        server: Option<String>,
+        /// How many records to show (0: all).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: history::Format,
+    },
     /// Serve a simulated Jellyfin (one or many servers) to try a config against.
     Simulate {
         /// Address to listen on.
@@ -65,6 +86,12 @@ fn main() -> ExitCode {
             format,
         } => cmd_check(&cli.config, next, after, format),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
+        Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
+        Command::History {
+            server,
+            limit,
+            format,
+        } => cmd_history(&cli.config, server.as_deref(), limit, format),
     })
 }
 
@@ -95,6 +122,34 @@ fn cmd_simulate(listen: std::net::SocketAddr, scenario: Option<&std::path::Path>
             eprintln!("error: {e}");
             exit::USAGE
         }
+    }
+}
+
+fn cmd_trigger(path: &std::path::Path, server: &str, no_wait: bool) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Progress is the output here; logs (stderr) only say what goes wrong unless asked.
+    jellyfin_export_scheduler::logging::init(LogFormat::Text, "warn");
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let live = stdout.is_terminal();
+    rt.block_on(trigger::trigger(&config, server, no_wait, stdout, live))
+}
+
+fn cmd_history(
+    path: &std::path::Path,
+    server: Option<&str>,
+    limit: usize,
+    format: history::Format,
+) -> u8 {
+    match load_config(path) {
+        Ok(config) => history::history(&config, server, limit, format, std::io::stdout().lock()),
+        Err(code) => code,
     }
 }
 

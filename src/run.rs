@@ -334,6 +334,28 @@ pub async fn track(
     started: &Started,
     events: &mut dyn RunEvents,
 ) -> Ended {
+    track_inner(client, server, started, events, false).await
+}
+
+/// Track a run that an earlier process started (from its in-flight marker). The same as
+/// [`track`], except that a task that no longer exists makes the run `interrupted`: we
+/// cannot know how it ended.
+pub async fn resume(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    started: &Started,
+    events: &mut dyn RunEvents,
+) -> Ended {
+    track_inner(client, server, started, events, true).await
+}
+
+async fn track_inner(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    started: &Started,
+    events: &mut dyn RunEvents,
+    resuming: bool,
+) -> Ended {
     let deadline = started.accepted_at
         + chrono::Duration::from_std(server.timeout).unwrap_or(chrono::Duration::MAX);
     let mut tracker = Tracker {
@@ -345,18 +367,21 @@ pub async fn track(
         unreachable_since: None,
         last_error: None,
         last_progress: None,
+        resuming,
     };
     let mut delay = Duration::ZERO;
     loop {
         tokio::time::sleep(delay).await;
         delay = server.poll_interval;
-        if Utc::now() >= deadline {
-            return tracker.time_out(events).await;
-        }
+        // Look before judging the deadline: a resumed run may have ended on its own while
+        // nobody watched, and then its real outcome is what counts.
         match tracker.poll(events).await {
             Poll::Done(ended) => return ended,
             Poll::Continue => {}
             Poll::Backoff(d) => delay = d,
+        }
+        if Utc::now() >= deadline {
+            return tracker.time_out(events).await;
         }
     }
 }
@@ -379,6 +404,8 @@ struct Tracker<'a> {
     unreachable_since: Option<DateTime<Utc>>,
     last_error: Option<String>,
     last_progress: Option<(TaskState, Option<i64>)>,
+    /// Tracking a run an earlier process started.
+    resuming: bool,
 }
 
 impl Tracker<'_> {
@@ -441,6 +468,15 @@ impl Tracker<'_> {
     }
 
     fn poll_failed(&mut self, e: JellyfinError) -> Poll {
+        if matches!(e, JellyfinError::NotFound { .. }) && self.resuming {
+            return Poll::Done(Ended::without_result(
+                Outcome::Interrupted,
+                format!(
+                    "this scheduler stopped during the run, and task {} ({}) no longer exists on the server, so how the run ended cannot be known: {e}",
+                    self.server.task_key, self.started.task_id
+                ),
+            ));
+        }
         if matches!(e, JellyfinError::NotFound { .. }) {
             return Poll::Done(Ended::without_result(
                 Outcome::Lost,

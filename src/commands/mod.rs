@@ -3,6 +3,8 @@
 //! `main.rs` only wires arguments to them.
 
 pub mod check;
+pub mod history;
+pub mod trigger;
 
 /// Exit statuses shared by every command.
 pub mod exit {

@@ -1,0 +1,261 @@
+//! `trigger SERVER`: one run now, followed to its end with progress shown, recorded in
+//! the history like a scheduled one (trigger `manual`).
+//!
+//! It takes the server's lock, so it never runs a server the daemon is running (and the
+//! daemon skips the server while it holds the lock). A run an earlier process left in
+//! flight is finished and recorded first. With `--no-wait` it returns once Jellyfin has
+//! accepted the start and leaves the in-flight marker, so the daemon (or the next
+//! `trigger`) records the outcome.
+
+use super::exit;
+use crate::config::Config;
+use crate::history::format_duration;
+use crate::jellyfin::model::TaskState;
+use crate::jellyfin::{JellyfinClient, JellyfinError};
+use crate::record::{Outcome, RunRecord, Trigger, new_run_id};
+use crate::recorder::{RecordError, Recorder};
+use crate::run::{self, RunEvents, RunRequest, StartResult, Started};
+use crate::state::{ServerLock, StateDir};
+use std::io::Write;
+use std::time::Duration;
+
+/// Where progress goes: a live, rewritten line on a terminal, plain lines otherwise.
+pub struct Progress<W: Write + Send> {
+    out: W,
+    live: bool,
+    server: String,
+    /// A live line is on screen and needs a newline before anything else is printed.
+    line_open: bool,
+}
+
+impl<W: Write + Send> Progress<W> {
+    pub fn new(out: W, live: bool, server: &str) -> Self {
+        Progress {
+            out,
+            live,
+            server: server.to_owned(),
+            line_open: false,
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.close_live();
+        let now = chrono::Local::now().format("%H:%M:%S");
+        let _ = writeln!(self.out, "{now} {}: {text}", self.server);
+        let _ = self.out.flush();
+    }
+
+    fn close_live(&mut self) {
+        if self.line_open {
+            let _ = writeln!(self.out);
+            self.line_open = false;
+        }
+    }
+
+    fn finish(mut self) -> W {
+        self.close_live();
+        self.out
+    }
+}
+
+impl<W: Write + Send> RunEvents for Progress<W> {
+    fn started(&mut self, started: &Started) {
+        if started.followed {
+            self.line(&format!(
+                "the task was already running; following it (task {})",
+                started.task_id
+            ));
+        } else {
+            self.line(&format!("started (task {})", started.task_id));
+        }
+    }
+
+    fn progress(&mut self, state: &TaskState, percent: Option<f64>) {
+        let pct = percent.map(|p| format!(" {p:.0}%")).unwrap_or_default();
+        if self.live {
+            let now = chrono::Local::now().format("%H:%M:%S");
+            let _ = write!(self.out, "\r\x1b[2K{now} {}: {state}{pct}", self.server);
+            let _ = self.out.flush();
+            self.line_open = true;
+        } else {
+            self.line(&format!("{state}{pct}"));
+        }
+    }
+
+    fn retrying(&mut self, attempt: u32, error: &JellyfinError, delay: Duration) {
+        self.line(&format!(
+            "attempt {attempt} failed: {error}; retrying in {}",
+            humantime::format_duration(delay)
+        ));
+    }
+}
+
+/// One line about a finished run, for people.
+pub fn summary(r: &RunRecord) -> String {
+    let mut s = format!("{}: {}", r.server, r.outcome);
+    if let Some(ms) = r.duration_ms {
+        s.push_str(&format!(" after {}", format_duration(ms)));
+    }
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!(": {reason}"));
+    }
+    if let Some(path) = &r.export_path {
+        s.push_str(&format!(" (export in {path})"));
+    }
+    s.push_str(&format!(" [run {}]", r.run_id));
+    s
+}
+
+/// The command. `out` gets progress and the summary; errors go to stderr.
+pub async fn trigger<W: Write + Send>(
+    config: &Config,
+    server_name: &str,
+    no_wait: bool,
+    out: W,
+    live: bool,
+) -> u8 {
+    let Some(server) = config.server(server_name) else {
+        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "error: no server named {server_name:?} in {}; servers: {}",
+            config.path.display(),
+            names.join(", ")
+        );
+        return exit::USAGE;
+    };
+    let state = match StateDir::open(&config.daemon.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    let now = chrono::Utc::now();
+    let run_id = new_run_id(now);
+    let _lock = match ServerLock::acquire(
+        &state,
+        &server.name,
+        &format!(
+            "manual trigger run {run_id}, since {}",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    ) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    let client = match JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    let recorder = Recorder::new(&state);
+    let mut progress = Progress::new(out, live, &server.name);
+
+    if recorder
+        .markers()
+        .read(&server.name)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        progress.line("an earlier run was left in flight; following it to its end first");
+        if let Some(result) = recorder
+            .resume_left_over(&client, server, &mut progress)
+            .await
+        {
+            match result {
+                Ok(r) => progress.line(&format!("earlier run: {}", summary(&r))),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    }
+
+    let request = RunRequest {
+        run_id,
+        trigger: Trigger::Manual,
+        scheduled_for: None,
+        triggered_at: now,
+    };
+    if no_wait {
+        return start_only(&recorder, &client, config, server, &request, progress).await;
+    }
+    let result = recorder.run(&client, server, &request, &mut progress).await;
+    let mut out = progress.finish();
+    match result {
+        Ok(record) => {
+            let _ = writeln!(out, "{}", summary(&record));
+            if record.outcome == Outcome::Completed {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            if let RecordError::History { record, .. } = &e {
+                let _ = writeln!(out, "{}", summary(record));
+            }
+            eprintln!("error: the run's record was not written: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `--no-wait`: preflight and start, leave the marker, return.
+async fn start_only<W: Write + Send>(
+    recorder: &Recorder,
+    client: &JellyfinClient,
+    config: &Config,
+    server: &crate::config::ServerConfig,
+    request: &RunRequest,
+    mut progress: Progress<W>,
+) -> u8 {
+    match run::start(client, server, &mut progress).await {
+        StartResult::Started(started) => {
+            let marker =
+                crate::inflight::Marker::new(&server.name, &server.task_key, request, &started);
+            let written = recorder.markers().write(&marker);
+            let mut out = progress.finish();
+            match written {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
+                        server.name, request.run_id, server.name, server.name
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: the run started but {e}; its outcome will not be recorded (state directory {})",
+                        config.daemon.state_dir.display()
+                    );
+                    exit::FAILED
+                }
+            }
+        }
+        StartResult::NotStarted { ended, attempts } => {
+            let record = run::record(server, request, ended, attempts);
+            let result = recorder
+                .append_and_clear(record, server.history_limit)
+                .await;
+            let mut out = progress.finish();
+            match result {
+                Ok(r) => {
+                    let _ = writeln!(out, "{}", summary(&r));
+                }
+                Err(e) => eprintln!("error: the run's record was not written: {e}"),
+            }
+            exit::FAILED
+        }
+    }
+}
