@@ -1556,3 +1556,34 @@ async fn a_fleet_of_a_thousand_is_cheap_to_start_and_trigger() {
     .await;
     assert_eq!(sim.server("s0001").task_state().runs_started, 0);
 }
+
+#[tokio::test]
+async fn run_standalone_serves_the_demo_at_the_root_and_under_its_name() {
+    // A free port: bind, read it, release it (run_standalone binds it again).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let serving = tokio::spawn(jellyfin_export_scheduler::sim::run_standalone(addr, None));
+    wait_until(WAIT, "the demo answers at /s/demo", || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let a = auth("demo-api-key-0000000000000000000");
+    for base in ["", "/s/demo"] {
+        let r = send(
+            addr,
+            "GET",
+            &format!("{base}{TASK}"),
+            &[("Authorization", &a)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{base}");
+    }
+    // Dropping the future stops the simulator.
+    serving.abort();
+    let _ = serving.await;
+    wait_until(WAIT, "the port is closed", || async {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+}
