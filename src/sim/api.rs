@@ -113,7 +113,8 @@ impl Route {
             id: id.to_string(),
             method_ok: ok,
         };
-        let get = m == "GET" || m == "HEAD";
+        // No HEAD: its answer must not carry a body, and no Jellyfin client sends one.
+        let get = m == "GET";
         match segs
             .iter()
             .map(String::as_str)

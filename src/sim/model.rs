@@ -13,6 +13,7 @@ use super::config::{CancelMode, History, Mode, RunOutcome, SimServerConfig};
 use super::plugin::PluginConfig;
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Serialize, Serializer};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Maps the simulator's monotonic instants to UTC, fixed at sim start.
@@ -234,8 +235,13 @@ impl ServerState {
         let mut stamper = Stamper::default();
         let now_utc = clock.base_utc();
         let age = chrono::Duration::from_std(cfg.history_age).unwrap_or(chrono::Duration::days(1));
-        let old_end = now_utc - age;
-        let old_start = old_end - chrono::Duration::milliseconds(9_873);
+        // checked: a scenario may ask for an age beyond chrono's calendar.
+        let old_end = now_utc
+            .checked_sub_signed(age)
+            .unwrap_or(now_utc - chrono::Duration::days(1));
+        let old_start = old_end
+            .checked_sub_signed(chrono::Duration::milliseconds(9_873))
+            .unwrap_or(old_end);
         let mut plugin = PluginConfig::new(cfg.mode);
         let last_result = match cfg.history {
             History::Never => None,
@@ -381,14 +387,14 @@ impl ServerState {
         let first = cfg.first_progress_after.min(len / 2);
         self.phase = Phase::Running(Run {
             start_time,
-            natural_end: at + len,
-            first_progress: at + first,
+            natural_end: later(at, len),
+            first_progress: later(at, first),
             // "100" is reported just before the end: in the run's last tenth.
-            full_progress: (at + len - len / 10).max(at + first),
+            full_progress: later(at, len - len / 10).max(later(at, first)),
             outcome: cfg.outcome,
             mode: self.plugin.mode,
-            restart_at: cfg.restart_after.map(|d| at + d),
-            crash_at: cfg.crash_after.map(|d| at + d),
+            restart_at: cfg.restart_after.map(|d| later(at, d)),
+            crash_at: cfg.crash_after.map(|d| later(at, d)),
         });
         self.runs_started = self.runs_started.saturating_add(1);
     }
@@ -406,10 +412,10 @@ impl ServerState {
         if let Some((_, older)) = self.pending_result.take() {
             self.last_result = Some(older);
         }
-        self.pending_result = Some((at + self.cfg.result_delay, r));
+        self.pending_result = Some((later(at, self.cfg.result_delay), r));
         if self.follow_ups > 0 {
             self.follow_ups -= 1;
-            self.phase = Phase::Starting(at + self.cfg.follow_up_delay);
+            self.phase = Phase::Starting(later(at, self.cfg.follow_up_delay));
         }
     }
 
@@ -440,14 +446,14 @@ impl ServerState {
         self.phase = Phase::Idle;
         // The queue of triggered runs lives in memory.
         self.follow_ups = 0;
-        self.down = Some((at + self.cfg.downtime, kind));
+        self.down = Some((later(at, self.cfg.downtime), kind));
     }
 
     /// `POST /ScheduledTasks/Running/{id}`: starts only from Idle; otherwise nothing.
     pub fn request_start(&mut self, now: Instant) {
         self.advance(now);
         if matches!(self.phase, Phase::Idle) {
-            self.phase = Phase::Starting(now + self.cfg.start_delay);
+            self.phase = Phase::Starting(later(now, self.cfg.start_delay));
             if self.cfg.task_vanishes {
                 self.vanished = true;
             }
@@ -461,7 +467,7 @@ impl ServerState {
             return CancelAnswer::NotRunning;
         };
         let end = match self.cfg.cancel {
-            CancelMode::Honour => CancelEnd::At(now + self.cfg.cancel_delay),
+            CancelMode::Honour => CancelEnd::At(later(now, self.cfg.cancel_delay)),
             CancelMode::Ignore => CancelEnd::Natural,
             CancelMode::Stuck => CancelEnd::Never,
         };
@@ -499,7 +505,7 @@ impl ServerState {
 
     /// Still in its startup window (call after `advance`).
     pub fn starting(&self, now: Instant) -> bool {
-        now < self.clock.base() + self.cfg.starting_for
+        now < later(self.clock.base(), self.cfg.starting_for)
     }
 
     /// The Migrator task as seen now (call after `advance`).
@@ -517,6 +523,15 @@ impl ServerState {
             down: self.down.is_some(),
         }
     }
+}
+
+/// `at + d`, or "never" (decades away) when a scenario asks for more than `Instant` holds:
+/// `Instant + Duration` panics on overflow, and durations come from files.
+fn later(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
 }
 
 fn progress(run: &Run, now: Instant) -> Option<f64> {
@@ -554,7 +569,6 @@ fn fake_stack_trace(message: &str) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use std::time::Duration;
 
     #[test]
     fn sim_time_truncates_and_renders_its_digits() {
@@ -604,5 +618,25 @@ mod tests {
         let r = s.view(at(135)).last_result.unwrap();
         assert_eq!(r.status, ResultStatus::Completed);
         assert_ne!(Some(r), old);
+    }
+
+    #[test]
+    fn absurd_durations_do_not_panic() {
+        let huge = Duration::from_secs(u64::MAX / 2);
+        let cfg = SimServerConfig {
+            history_age: huge,
+            start_delay: Duration::ZERO,
+            run_length: huge,
+            restart_after: Some(huge),
+            starting_for: huge,
+            ..Default::default()
+        };
+        let mut s = ServerState::new(cfg, Clock::new());
+        let now = Instant::now();
+        s.request_start(now);
+        s.advance(now + Duration::from_millis(1));
+        assert_eq!(s.view(now).state, TaskState::Running);
+        assert_eq!(s.request_cancel(now), CancelAnswer::Accepted);
+        assert!(s.starting(now));
     }
 }

@@ -94,3 +94,52 @@ pub fn problems(servers: &[SimServerConfig]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{CancelMode, Endpoint, Fault, Mode, PluginStatus, RunOutcome};
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/simulate-scenario.toml");
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.servers.len(), 8);
+        let by = |n: &str| s.servers.iter().find(|c| c.name == n).unwrap();
+        assert!(by("living-room").root);
+        assert_eq!(by("basement").outcome, RunOutcome::Failed);
+        assert_eq!(by("garage").mode, Mode::Import);
+        assert_eq!(by("office").cancel, CancelMode::Ignore);
+        assert_eq!(
+            by("office").faults[0].fault,
+            Fault::Latency(Duration::from_millis(300))
+        );
+        assert_eq!(by("kitchen").restart_after, Some(Duration::from_secs(3)));
+        assert_eq!(by("shed").faults[0].endpoint, Some(Endpoint::Task));
+        assert_eq!(by("loft").plugin, PluginStatus::Malfunctioned);
+    }
+
+    #[test]
+    fn the_demo_is_valid() {
+        assert!(problems(&Scenario::demo().servers).is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |text: &str| Scenario::parse(text).unwrap_err();
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\nrun_lenght = \"1s\"\n");
+        assert!(e.contains("run_lenght"), "{e}");
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\nstart_delay = \"soon\"\n");
+        assert!(e.contains("start_delay") && e.contains("soon"), "{e}");
+        let e = err(
+            "[[servers]]\nname = \"a\"\napi_key = \"k\"\n[[servers.faults]]\nendpoint = \"tsk\"\nfault = \"drop\"\n",
+        );
+        assert!(e.contains("tsk"), "{e}");
+        let e = err(
+            "[[servers]]\nname = \"a\"\napi_key = \"k\"\n[[servers]]\nname = \"a\"\napi_key = \"k\"\n",
+        );
+        assert!(e.contains("used twice"), "{e}");
+        let e = err("[[servers]]\nname = \"a b\"\napi_key = \"k\"\n");
+        assert!(e.contains("name"), "{e}");
+    }
+}
