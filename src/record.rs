@@ -130,7 +130,8 @@ pub struct RunRecord {
     /// The plugin's `LastExportPath` after a verified export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_path: Option<String>,
-    /// How many start requests were sent (1 unless transient failures were retried).
+    /// How many start requests were sent: 1 normally, more when transient failures were
+    /// retried, 0 when none was (skipped, followed, failed before the start).
     pub attempts: u32,
     pub scheduler_version: String,
 }

@@ -315,3 +315,17 @@ fn ten_thousand_servers_load() {
     let c = parse(&text, &[]).unwrap();
     assert_eq!(c.servers.len(), 10_000);
 }
+
+#[test]
+fn try_config_parses_and_keeps_state_next_to_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/try.toml");
+    let c = load(&path, &[]).unwrap_or_else(|e| panic!("config/try.toml must parse:\n{e}"));
+    assert_eq!(
+        c.daemon.state_dir,
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/state")
+    );
+    assert_eq!(
+        c.servers[0].api_key.expose(),
+        "demo-api-key-0000000000000000000"
+    );
+}

@@ -1,0 +1,344 @@
+//! The real binary: exit codes, output, files on disk. The simulated Jellyfin runs in the
+//! test process; the binary is a child process talking to it over loopback.
+
+use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
+const KEY: &str = "a3c8f1e2d4b5968778695a4b3c2d1e0f";
+
+fn run_bin(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("JELLYFIN_EXPORT_SCHEDULER_CONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+async fn run_bin_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bin(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+/// Explains a failed expectation with the whole command output.
+fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+fn write_config(servers: &[(&str, String)]) -> Env {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut toml = format!(
+        "[daemon]\nstate_dir = \"{}\"\n\n[defaults]\nschedule = \"@daily\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
+        state.display()
+    );
+    for (name, url) in servers {
+        toml.push_str(&format!(
+            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n"
+        ));
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Env {
+        _dir: dir,
+        config,
+        state,
+    }
+}
+
+fn sim_server(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
+    let mut c = SimServerConfig::new(name, KEY);
+    c.start_delay = Duration::from_millis(20);
+    c.run_length = Duration::from_millis(200);
+    c.result_delay = Duration::from_millis(20);
+    c.zip_base64_len = 1024;
+    f(&mut c);
+    c
+}
+
+fn history_lines(state: &Path, server: &str) -> Vec<String> {
+    std::fs::read_to_string(state.join("history").join(format!("{server}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn check_exit_codes_and_exact_json() {
+    let env = write_config(&[("living-room", "http://127.0.0.1:9".into())]);
+    let cfg = env.config.to_str().unwrap();
+    let o = run_bin(&[
+        "check",
+        "--config",
+        cfg,
+        "--after",
+        "2026-11-26T12:00:00Z",
+        "--format",
+        "json",
+        "--next",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(
+        text(&o.stdout),
+        "{\"servers\":[{\"name\":\"living-room\",\"enabled\":true,\"schedule\":\"@daily\",\"timezone\":\"UTC\",\"next\":[\"2026-11-27T00:00:00Z\",\"2026-11-28T00:00:00Z\"]}]}\n"
+    );
+    let o = run_bin(&["check", "--config", cfg, "--after", "2026-11-26T12:00:00Z"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains("next: Fri 2026-11-27 00:00:00 UTC  2026-11-27T00:00:00Z"),
+        "{}",
+        describe(&o)
+    );
+
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config/invalid/every_problem_reported.toml");
+    let o = run_bin(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(o.stdout.is_empty());
+    assert!(text(&o.stderr).lines().count() >= 5, "{}", describe(&o));
+
+    let o = run_bin(&["check", "--config", "/nonexistent/config.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(text(&o.stderr).contains("/nonexistent/config.toml: cannot read the config file"));
+
+    let o = run_bin(&["check", "--after", "tomorrow"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let o = run_bin(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_records_history_and_exits_by_outcome() {
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            sim_server("good", |_| {}),
+            sim_server("bad", |c| c.outcome = RunOutcome::Failed),
+            sim_server("importing", |c| c.mode = Mode::Import),
+        ],
+    )
+    .await
+    .unwrap();
+    let env = write_config(&[
+        ("good", sim.url("good")),
+        ("bad", sim.url("bad")),
+        ("importing", sim.url("importing")),
+    ]);
+    let cfg = env.config.to_str().unwrap().to_owned();
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let o = run_bin_async(args(&["trigger", "good", "--config", &cfg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("good: started (task d6eb93f1d1591e7d5e6c70f1d25e6fdd)"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        out.contains("Running"),
+        "plain progress lines when not a terminal: {}",
+        describe(&o)
+    );
+    assert!(out.contains("good: completed after"), "{}", describe(&o));
+    assert_eq!(history_lines(&env.state, "good").len(), 1);
+
+    let o = run_bin_async(args(&["trigger", "bad", "--config", &cfg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(text(&o.stdout).contains("bad: failed"), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains("No space left on device"),
+        "{}",
+        describe(&o)
+    );
+
+    let o = run_bin_async(args(&["trigger", "importing", "--config", &cfg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains("importing: skipped"),
+        "{}",
+        describe(&o)
+    );
+
+    let o = run_bin_async(args(&["trigger", "nope", "--config", &cfg])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("no server named \"nope\""),
+        "{}",
+        describe(&o)
+    );
+
+    // history: newest first across servers; json is the stored lines byte for byte.
+    let o = run_bin_async(args(&["history", "--config", &cfg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let table = text(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows[0].starts_with("WHEN") && rows[0].contains("SERVER"),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(
+        rows[1].contains("importing") && rows[1].contains("skipped"),
+        "{table}"
+    );
+    assert!(
+        rows[3].contains("good") && rows[3].contains("completed"),
+        "{table}"
+    );
+
+    let o = run_bin_async(args(&[
+        "history", "good", "--config", &cfg, "--format", "json",
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let stored = history_lines(&env.state, "good").join("\n") + "\n";
+    assert_eq!(text(&o.stdout), stored);
+
+    let o = run_bin_async(args(&[
+        "history", "--config", &cfg, "--limit", "1", "--format", "json",
+    ]))
+    .await;
+    assert_eq!(text(&o.stdout).lines().count(), 1);
+
+    // No output anywhere carries the key.
+    for server in ["good", "bad", "importing"] {
+        for line in history_lines(&env.state, server) {
+            assert!(!line.contains(KEY));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_trigger_on_a_busy_server_is_refused_and_no_wait_leaves_a_marker() {
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![sim_server("slow", |c| {
+            c.run_length = Duration::from_secs(2)
+        })],
+    )
+    .await
+    .unwrap();
+    let env = write_config(&[("slow", sim.url("slow"))]);
+    let cfg = env.config.to_str().unwrap().to_owned();
+
+    let first = {
+        let cfg = cfg.clone();
+        std::process::Command::new(BIN)
+            .args(["trigger", "slow", "--config", &cfg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The lock file names its holder once the first trigger holds it.
+    let lock = env.state.join("locks/slow.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains("manual trigger")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first trigger never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let o = run_bin_async(vec![
+        "trigger".into(),
+        "slow".into(),
+        "--config".into(),
+        cfg.clone(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("server slow is busy: pid"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        text(&o.stderr).contains("manual trigger run"),
+        "{}",
+        describe(&o)
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let mut first = first;
+        first.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(history_lines(&env.state, "slow").len(), 1);
+
+    // --no-wait: returns at once, leaves a marker; the next trigger records that run first.
+    let o = run_bin_async(vec![
+        "trigger".into(),
+        "slow".into(),
+        "--config".into(),
+        cfg.clone(),
+        "--no-wait".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(text(&o.stdout).contains("not waiting"), "{}", describe(&o));
+    assert!(env.state.join("inflight/slow.json").exists());
+    assert_eq!(
+        history_lines(&env.state, "slow").len(),
+        1,
+        "not recorded yet"
+    );
+    let o = run_bin_async(vec![
+        "trigger".into(),
+        "slow".into(),
+        "--config".into(),
+        cfg.clone(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains("earlier run: slow: completed"),
+        "{}",
+        describe(&o)
+    );
+    let lines = history_lines(&env.state, "slow");
+    assert_eq!(lines.len(), 3, "the no-wait run and the new one: {lines:?}");
+    assert!(!env.state.join("inflight/slow.json").exists());
+    let ids: std::collections::HashSet<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "one record per run");
+}
