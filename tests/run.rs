@@ -584,3 +584,38 @@ async fn oversized_answers_are_cut_off_with_a_clear_error() {
     assert_eq!(r.outcome, Outcome::TriggerFailed);
     assert!(reason(&r).contains("sent more than 4194304 bytes"), "{r:?}");
 }
+
+#[tokio::test]
+async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is_gone() {
+    // A run started by an "earlier process": start only, then resume tracking from what a
+    // marker would hold.
+    let sim = start_sim(sim_server(|c| c.run_length = Duration::from_millis(300))).await;
+    let server = server_config(&sim.url("t"), KEY);
+    let client =
+        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let started = match run::start(&client, &server, &mut NoEvents).await {
+        run::StartResult::Started(s) => s,
+        other => panic!("expected a start, got {other:?}"),
+    };
+    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
+
+    // A resumed run that ended while nobody watched still gets its real outcome, even when
+    // its timeout has passed by now.
+    let mut late = server.clone();
+    late.timeout = Duration::from_millis(1);
+    let ended = run::resume(&client, &late, &started, &mut NoEvents).await;
+    assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
+
+    let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
+    let server = server_config(&sim.url("t"), KEY);
+    let client =
+        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let started = match run::start(&client, &server, &mut NoEvents).await {
+        run::StartResult::Started(s) => s,
+        other => panic!("expected a start, got {other:?}"),
+    };
+    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
+    assert!(ended.reason.unwrap().contains("no longer exists"));
+}
