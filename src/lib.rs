@@ -18,6 +18,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod history;
 pub mod inflight;
 pub mod jellyfin;
@@ -27,5 +28,6 @@ pub mod recorder;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod signals;
 pub mod sim;
 pub mod state;

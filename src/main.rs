@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use jellyfin_export_scheduler::commands::{check, exit, history, trigger};
+use jellyfin_export_scheduler::commands::{check, exit, history, run, trigger};
 use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
 use std::io::IsTerminal;
@@ -38,6 +38,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: check::Format,
     },
+    /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
+    /// SIGHUP reloads the config.
+    Run,
     /// Run one export on SERVER now, follow it to its end and record it.
     Trigger {
         /// The server's name in the config.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             format,
         } => cmd_check(&cli.config, next, after, format),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
+        Command::Run => cmd_run(&cli.config),
         Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
         Command::History {
             server,
@@ -123,6 +127,31 @@ fn cmd_simulate(listen: std::net::SocketAddr, scenario: Option<&std::path::Path>
             exit::USAGE
         }
     }
+}
+
+fn cmd_run(path: &std::path::Path) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // For container log collectors: JSON logs one environment variable away.
+    let format = match std::env::var("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        Ok("text") => LogFormat::Text,
+        Ok(other) => {
+            eprintln!(
+                "error: JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT={other:?} is not \"text\" or \"json\""
+            );
+            return exit::USAGE;
+        }
+        Err(_) => config.daemon.log_format,
+    };
+    jellyfin_export_scheduler::logging::init(format, &config.daemon.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(run::run(path, config))
 }
 
 fn cmd_trigger(path: &std::path::Path, server: &str, no_wait: bool) -> u8 {

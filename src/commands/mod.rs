@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod history;
+pub mod run;
 pub mod trigger;
 
 /// Exit statuses shared by every command.

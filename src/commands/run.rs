@@ -1,0 +1,105 @@
+//! `run`: the daemon as a process: the instance lock, signals, reload from the file.
+
+use super::exit;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::signals::{SignalEvent, SignalEvents};
+use crate::state::{InstanceLock, StateDir};
+use std::path::Path;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// Run until SIGTERM/SIGINT. Logging must already be set up.
+pub async fn run(config_path: &Path, config: Config) -> u8 {
+    info!(
+        version = crate::record::SCHEDULER_VERSION,
+        config = %config_path.display(),
+        servers = config.servers.len(),
+        enabled = config.servers.iter().filter(|s| s.enabled).count(),
+        state_dir = %config.daemon.state_dir.display(),
+        "starting"
+    );
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    let state = match StateDir::open(&config.daemon.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return exit::FAILED;
+        }
+    };
+    let _instance = match InstanceLock::acquire(&state) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error!("{e}");
+            return exit::FAILED;
+        }
+    };
+    let mut signals = match SignalEvents::register() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return exit::FAILED;
+        }
+    };
+    let handle = Daemon::start(config, state).await;
+    info!(status = %handle.status.summary(), "schedules armed");
+
+    loop {
+        let Some(event) = signals.next().await else {
+            break;
+        };
+        match event {
+            SignalEvent::Reload => {
+                info!("SIGHUP: reloading {}", config_path.display());
+                match Config::load(config_path) {
+                    Ok(new) => {
+                        for w in &new.warnings {
+                            warn!("{w}");
+                        }
+                        if let Some(summary) = handle.reload(new).await {
+                            info!(
+                                added = summary.added,
+                                removed = summary.removed,
+                                changed = summary.changed,
+                                "{summary}"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        for line in e.lines() {
+                            error!("{line}");
+                        }
+                        error!("reload failed; still running on the previous config");
+                    }
+                }
+            }
+            SignalEvent::Shutdown => {
+                info!(
+                    "shutting down: no new runs; waiting for runs in progress (a second signal exits at once)"
+                );
+                handle.shutdown();
+                break;
+            }
+        }
+    }
+    // Drain, unless a second signal asks to leave now.
+    let ctx = handle.ctx().clone();
+    let mut wait = Box::pin(handle.wait());
+    tokio::select! {
+        _ = &mut wait => {}
+        _ = async {
+            while let Some(e) = signals.next().await {
+                if e == SignalEvent::Shutdown { break; }
+            }
+        } => {
+            info!("second signal: exiting now; runs still going are resumed at the next start");
+            ctx.abort_all();
+            // The runs stop at their next await; don't let a stuck one hold the exit.
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+    }
+    info!("stopped");
+    exit::OK
+}

@@ -1,0 +1,425 @@
+//! The long-running service: one scheduling loop per enabled server, runs as tasks of
+//! their own, a concurrency limit across servers, catch-up and resumption at start, live
+//! reload, and a graceful drain on shutdown.
+//!
+//! Shape (as in mini-redis): [`Daemon::start`] spawns a supervisor task and returns a
+//! [`DaemonHandle`]; the caller (the `run` command, or a test) turns signals into
+//! [`DaemonHandle::reload`] and [`DaemonHandle::shutdown`]. Nothing here reads signals,
+//! the config file or the process environment, so tests drive the daemon in-process.
+//!
+//! What it guarantees: never two runs of one server at once (the status board in-process,
+//! the server lock file across processes); a due instant that arrives during a run is
+//! recorded `skipped`; at most `max_concurrent_runs` runs tracked at once (a run waiting for
+//! a slot is not skipped); one server's trouble stays in its own tasks.
+
+mod server_loop;
+pub mod status;
+
+use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
+use crate::inflight::Marker;
+use crate::record::RunRecord;
+use crate::recorder::Recorder;
+use crate::state::StateDir;
+use chrono::Utc;
+use server_loop::{MAX_SLEEP, Startup};
+use status::StatusBoard;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// How often records that could not be written (full disk) are tried again.
+const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
+
+/// Shared by the supervisor, the loops and the run tasks.
+pub struct Ctx {
+    pub state: StateDir,
+    pub recorder: Recorder,
+    pub status: Arc<StatusBoard>,
+    slots: Arc<Semaphore>,
+    max_concurrent_runs: usize,
+    /// Run tasks (and skip writers), for the drain at shutdown.
+    runs: TaskTracker,
+    /// Cancelled when the shutdown grace is over: runs still going stop being tracked
+    /// (their markers stay).
+    abort_runs: CancellationToken,
+    /// Records whose history write failed, written again later: nothing is lost.
+    unwritten: Mutex<Vec<(RunRecord, usize)>>,
+}
+
+impl Ctx {
+    /// Stop tracking runs at once (a second signal); their markers stay.
+    pub fn abort_all(&self) {
+        self.abort_runs.cancel();
+    }
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReloadSummary {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    /// `[daemon]` keys that changed but only take effect after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reloaded: {} added, {} removed, {} changed",
+            self.added, self.removed, self.changed
+        )?;
+        if !self.needs_restart.is_empty() {
+            write!(
+                f,
+                "; {} changed but needs a restart to take effect",
+                self.needs_restart.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+enum Command {
+    Reload(Box<Config>, oneshot::Sender<ReloadSummary>),
+}
+
+/// Control of a started daemon.
+pub struct DaemonHandle {
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+    pub status: Arc<StatusBoard>,
+    ctx: Arc<Ctx>,
+}
+
+impl DaemonHandle {
+    /// Apply a new, already validated config; returns what changed.
+    pub async fn reload(&self, config: Config) -> Option<ReloadSummary> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reload(Box::new(config), tx))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Stop scheduling and drain runs (up to `shutdown_grace`); [`wait`](Self::wait) for the end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Until the daemon has stopped.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    /// The shared state (status board, recorder), for the HTTP endpoint and tests.
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+}
+
+pub struct Daemon;
+
+impl Daemon {
+    /// Arm every enabled server's loop (resuming runs left in flight and catching up a
+    /// missed due instant first) and return once they are armed.
+    pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
+        let status = Arc::new(StatusBoard::default());
+        let ctx = Arc::new(Ctx {
+            recorder: Recorder::new(&state),
+            state,
+            status: status.clone(),
+            slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
+            max_concurrent_runs: config.daemon.max_concurrent_runs,
+            runs: TaskTracker::new(),
+            abort_runs: CancellationToken::new(),
+            unwritten: Mutex::new(Vec::new()),
+        });
+        let stop = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(4);
+        let mut supervisor = Supervisor {
+            ctx: ctx.clone(),
+            daemon: config.daemon.clone(),
+            loops: BTreeMap::new(),
+            stop: stop.clone(),
+        };
+        supervisor.arm(&config, true).await;
+        status.set_armed();
+        let done = tokio::spawn(supervisor.run(rx));
+        DaemonHandle {
+            commands: tx,
+            stop,
+            done,
+            status,
+            ctx,
+        }
+    }
+}
+
+struct LoopHandle {
+    config: watch::Sender<ServerConfig>,
+    cancel: CancellationToken,
+}
+
+struct Supervisor {
+    ctx: Arc<Ctx>,
+    daemon: DaemonConfig,
+    loops: BTreeMap<String, LoopHandle>,
+    stop: CancellationToken,
+}
+
+impl Supervisor {
+    /// Start loops for every enabled server that has none.
+    async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
+        let markers_left = self.ctx.recorder.markers().servers();
+        for name in &markers_left {
+            if !config.servers.iter().any(|s| &s.name == name && s.enabled) {
+                warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
+            }
+        }
+        let mut added = 0;
+        for server in config.servers.iter().filter(|s| s.enabled) {
+            if self.loops.contains_key(&server.name) {
+                continue;
+            }
+            let startup = self.startup_work(server, at_daemon_start).await;
+            self.spawn_loop(server.clone(), startup);
+            added += 1;
+        }
+        added
+    }
+
+    /// What a server must do before its schedule: resume a marker, catch up a missed slot.
+    async fn startup_work(&self, server: &ServerConfig, at_daemon_start: bool) -> Startup {
+        let recorder = self.ctx.recorder.clone();
+        let server = server.clone();
+        let status = self.ctx.status.clone();
+        tokio::task::spawn_blocking(move || {
+            let resume: Option<Marker> = match recorder.markers().read(&server.name) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(server = %server.name, error = %e, "in-flight marker ignored");
+                    None
+                }
+            };
+            let records = match recorder.history().read(&server.name) {
+                Ok(r) => {
+                    for w in &r.warnings {
+                        warn!(server = %server.name, "{w}");
+                    }
+                    r.into_records()
+                }
+                Err(e) => {
+                    error!(server = %server.name, error = %e, "history unreadable; catch-up is off for this start");
+                    status.add(&server.name, None);
+                    return Startup {
+                        resume,
+                        catch_up: None,
+                    };
+                }
+            };
+            status.add(&server.name, records.last().cloned());
+            let catch_up = if at_daemon_start && server.catch_up == CatchUp::Last {
+                missed_due(&server, &records, resume.as_ref())
+            } else {
+                None
+            };
+            Startup { resume, catch_up }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    fn spawn_loop(&mut self, server: ServerConfig, startup: Startup) {
+        let name = server.name.clone();
+        self.ctx.status.add(&name, None);
+        let (tx, rx) = watch::channel(server);
+        let cancel = self.stop.child_token();
+        let span = info_span!("server", server = %name);
+        tokio::spawn(
+            server_loop::server_loop(self.ctx.clone(), rx, cancel.clone(), startup)
+                .instrument(span),
+        );
+        self.loops.insert(name, LoopHandle { config: tx, cancel });
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut retry = tokio::time::interval(UNWRITTEN_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                Some(cmd) = commands.recv() => match cmd {
+                    Command::Reload(config, reply) => {
+                        let summary = self.reload(*config).await;
+                        let _ = reply.send(summary);
+                    }
+                },
+                _ = retry.tick() => self.write_unwritten().await,
+            }
+        }
+        self.drain().await;
+    }
+
+    async fn reload(&mut self, config: Config) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        let old = &self.daemon;
+        let new = &config.daemon;
+        if old.state_dir != new.state_dir {
+            summary.needs_restart.push("state_dir");
+        }
+        if old.log_format != new.log_format {
+            summary.needs_restart.push("log_format");
+        }
+        if old.log_level != new.log_level {
+            summary.needs_restart.push("log_level");
+        }
+        if old.max_concurrent_runs != new.max_concurrent_runs {
+            summary.needs_restart.push("max_concurrent_runs");
+        }
+        // The grace applies to the next shutdown: nothing to restart for it.
+        self.daemon.shutdown_grace = new.shutdown_grace;
+
+        let wanted: BTreeMap<&str, &ServerConfig> = config
+            .servers
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let gone: Vec<String> = self
+            .loops
+            .keys()
+            .filter(|n| !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(h) = self.loops.remove(&name) {
+                // The loop stops scheduling; a run in progress goes on and is recorded.
+                h.cancel.cancel();
+                if self
+                    .ctx
+                    .status
+                    .get(&name)
+                    .is_some_and(|s| s.running.is_none())
+                {
+                    self.ctx.status.remove(&name);
+                }
+                info!(server = %name, "server removed from the config; no more runs are scheduled for it");
+                summary.removed += 1;
+            }
+        }
+        for (name, server) in &wanted {
+            if let Some(h) = self.loops.get(*name)
+                && !h.config.borrow().same_settings(server)
+            {
+                let _ = h.config.send((*server).clone());
+                summary.changed += 1;
+            }
+        }
+        summary.added = self.arm(&config, false).await;
+        summary
+    }
+
+    async fn write_unwritten(&self) {
+        let pending: Vec<(RunRecord, usize)> =
+            std::mem::take(&mut *self.ctx.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let recorder = self.ctx.recorder.clone();
+        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
+            let mut still = Vec::new();
+            for (record, limit) in pending {
+                match recorder.history().append(&record, limit) {
+                    Ok(()) => {
+                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
+                        let _ = recorder
+                            .markers()
+                            .remove_if_run(&record.server, &record.run_id);
+                    }
+                    Err(e) => {
+                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
+                        still.push((record, limit));
+                    }
+                }
+            }
+            still
+        })
+        .await
+        .unwrap_or_default();
+        self.ctx
+            .unwritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(still);
+    }
+
+    /// Stop scheduling, give runs `shutdown_grace` to end, then stop tracking the rest
+    /// (their markers stay for the next start).
+    async fn drain(self) {
+        for h in self.loops.values() {
+            h.cancel.cancel();
+        }
+        self.ctx.runs.close();
+        let running = self.ctx.runs.len();
+        if running > 0 {
+            info!(
+                runs = running,
+                grace_ms = self.daemon.shutdown_grace.as_millis() as u64,
+                "waiting for runs in progress to finish"
+            );
+        }
+        if tokio::time::timeout(self.daemon.shutdown_grace, self.ctx.runs.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                runs = self.ctx.runs.len(),
+                "shutdown grace over; runs still going are left in flight and resumed at the next start"
+            );
+            self.ctx.abort_runs.cancel();
+            self.ctx.runs.wait().await;
+        }
+        self.write_unwritten().await;
+        let lost = self.ctx.unwritten.lock().map(|u| u.len()).unwrap_or(0);
+        if lost > 0 {
+            error!(
+                records = lost,
+                "records could not be written before exit; their runs' in-flight markers (where the run had started) let the next start record them"
+            );
+        }
+    }
+}
+
+/// The most recent due instant within `catch_up_window` that has no record (and is not
+/// the run a marker covers), if the server has any history at all.
+fn missed_due(
+    server: &ServerConfig,
+    records: &[RunRecord],
+    marker: Option<&Marker>,
+) -> Option<chrono::DateTime<Utc>> {
+    if records.is_empty() {
+        // A first start: nothing was missed, the daemon just did not exist.
+        return None;
+    }
+    let jitter = crate::schedule::jitter_offset(&server.name, server.jitter);
+    let now = Utc::now() - chrono::Duration::from_std(jitter).unwrap_or_default();
+    let latest = server
+        .schedule
+        .latest_at_or_before(now, server.catch_up_window)?;
+    let covered = records.iter().any(|r| r.scheduled_for == Some(latest))
+        || marker.is_some_and(|m| m.scheduled_for == Some(latest));
+    (!covered).then_some(latest)
+}
+
+/// The longest a healthy loop goes without waking.
+pub fn heartbeat_limit() -> Duration {
+    MAX_SLEEP * 3
+}

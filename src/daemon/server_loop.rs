@@ -1,0 +1,395 @@
+//! One server's scheduling loop and the run tasks it spawns.
+//!
+//! The loop sleeps until the next due instant (plus the server's jitter), then hands the
+//! run to a task of its own and goes straight back to sleep, so that a due instant that
+//! arrives during a long run is seen and recorded as `skipped`. Sleeps are capped at
+//! [`MAX_SLEEP`] and the wall clock is read again after every wake: a clock step forward
+//! fires the awaited slot once (no burst of old slots), a step back never fires a slot twice
+//! (due instants only move forward), and the loop's heartbeat shows it is alive.
+
+use super::Ctx;
+use crate::config::ServerConfig;
+use crate::inflight::Marker;
+use crate::jellyfin::JellyfinClient;
+use crate::jellyfin::model::TaskState;
+use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
+use crate::recorder::RecordError;
+use crate::run::{RunEvents, RunRequest};
+use crate::schedule::jitter_offset;
+use crate::state::{LockError, ServerLock};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, error, info, info_span, warn};
+
+/// The longest a loop sleeps before looking at the clock again.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Work for a server's first moments: a run left in flight, a missed due instant.
+#[derive(Debug, Default)]
+pub struct Startup {
+    pub resume: Option<Marker>,
+    pub catch_up: Option<DateTime<Utc>>,
+}
+
+impl Startup {
+    pub fn is_empty(&self) -> bool {
+        self.resume.is_none() && self.catch_up.is_none()
+    }
+}
+
+/// Sleep until due, dispatch, repeat; until `stop` is cancelled.
+pub async fn server_loop(
+    ctx: Arc<Ctx>,
+    mut config: watch::Receiver<ServerConfig>,
+    stop: CancellationToken,
+    startup: Startup,
+) {
+    let name = config.borrow().name.clone();
+    let span = Span::current();
+    if !startup.is_empty() {
+        let cfg = config.borrow().clone();
+        startup_work(&ctx, cfg, startup, &span);
+    }
+    // The last due instant handled: the next one is strictly later, whatever the clock does.
+    let mut handled: Option<DateTime<Utc>> = None;
+    'schedule: loop {
+        let cfg = config.borrow_and_update().clone();
+        let now = Utc::now();
+        let after = handled.map_or(now, |h| h.max(now));
+        let Some(due) = cfg.schedule.next_after(after) else {
+            warn!(schedule = %cfg.schedule.expr(), "the schedule matches no future instant; nothing will run until the config changes");
+            ctx.status.set_next_due(&name, None);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = config.changed() => if r.is_err() { return } else { continue 'schedule },
+            }
+        };
+        let fire_at =
+            due + chrono::Duration::from_std(jitter_offset(&name, cfg.jitter)).unwrap_or_default();
+        ctx.status.set_next_due(&name, Some(fire_at));
+        info!(next_due = %fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "next export");
+        loop {
+            let now = Utc::now();
+            if now >= fire_at {
+                break;
+            }
+            let wait = (fire_at - now).to_std().unwrap_or_default().min(MAX_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => ctx.status.heartbeat(&name),
+                _ = stop.cancelled() => return,
+                r = config.changed() => {
+                    if r.is_err() { return }
+                    info!("schedule settings changed; next due instant recomputed");
+                    continue 'schedule;
+                }
+            }
+        }
+        handled = Some(due);
+        dispatch(&ctx, cfg, Trigger::Schedule, Some(due), &span);
+    }
+}
+
+/// Start a run for `due` unless one is in progress, in which case record a skip.
+pub fn dispatch(
+    ctx: &Arc<Ctx>,
+    cfg: ServerConfig,
+    trigger: Trigger,
+    due: Option<DateTime<Utc>>,
+    server_span: &Span,
+) {
+    let now = Utc::now();
+    let request = RunRequest {
+        run_id: new_run_id(now),
+        trigger,
+        scheduled_for: due,
+        triggered_at: now,
+    };
+    if let Err(previous) = ctx.status.begin_run(&cfg.name, &request.run_id, now) {
+        let reason = format!("previous run {previous} still in progress");
+        info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
+        let record = skip_record(&cfg, &request, reason);
+        record_outside_run(ctx, cfg.history_limit, record, server_span);
+        return;
+    }
+    let span = info_span!(parent: server_span, "run", run_id = %request.run_id);
+    let ctx2 = ctx.clone();
+    ctx.runs.spawn(
+        async move {
+            let name = cfg.name.clone();
+            let record = run_task(&ctx2, &cfg, Job::Run(request)).await;
+            ctx2.status.end_run(&name, record);
+        }
+        .instrument(span),
+    );
+}
+
+/// A resumed run and/or a catch-up run, one after the other, as one run task.
+fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span: &Span) {
+    let now = Utc::now();
+    let first_id = startup
+        .resume
+        .as_ref()
+        .map_or_else(|| new_run_id(now), |m| m.run_id.clone());
+    if ctx.status.begin_run(&cfg.name, &first_id, now).is_err() {
+        return;
+    }
+    let ctx2 = ctx.clone();
+    let span = info_span!(parent: server_span, "run", run_id = %first_id);
+    ctx.runs.spawn(
+        async move {
+            let name = cfg.name.clone();
+            let mut last = None;
+            let resumed = startup.resume.is_some();
+            if let Some(marker) = startup.resume {
+                last = run_task(&ctx2, &cfg, Job::Resume(marker)).await;
+            }
+            if let Some(due) = startup.catch_up {
+                let request = RunRequest {
+                    // Without a resumed run, the id claimed on the board is the catch-up's.
+                    run_id: if resumed { new_run_id(Utc::now()) } else { first_id.clone() },
+                    trigger: Trigger::CatchUp,
+                    scheduled_for: Some(due),
+                    triggered_at: Utc::now(),
+                };
+                info!(run_id = %request.run_id, missed = %due.to_rfc3339(), "catching up a due instant missed while the daemon was down");
+                last = run_task(&ctx2, &cfg, Job::Run(request)).await.or(last);
+            }
+            ctx2.status.end_run(&name, last);
+        }
+        .instrument(span),
+    );
+}
+
+enum Job {
+    Run(RunRequest),
+    Resume(Marker),
+}
+
+impl Job {
+    fn run_id(&self) -> &str {
+        match self {
+            Job::Run(r) => &r.run_id,
+            Job::Resume(m) => &m.run_id,
+        }
+    }
+}
+
+/// Updates the status board as the run goes.
+struct BoardEvents<'a> {
+    ctx: &'a Ctx,
+    server: &'a str,
+}
+
+impl RunEvents for BoardEvents<'_> {
+    fn progress(&mut self, state: &TaskState, percent: Option<f64>) {
+        self.ctx
+            .status
+            .progress(self.server, &state.to_string(), percent);
+    }
+}
+
+/// Wait for a slot, take the server's lock, run (or resume) and record. `None` when no
+/// record was made (shutdown cut the run; its marker covers it).
+async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRecord> {
+    let run_id = job.run_id().to_owned();
+    let permit = match ctx.slots.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            info!(
+                max_concurrent_runs = ctx.max_concurrent_runs,
+                "waiting for a run slot (max_concurrent_runs reached)"
+            );
+            tokio::select! {
+                p = ctx.slots.clone().acquire_owned() => p.ok()?,
+                _ = ctx.abort_runs.cancelled() => return None,
+            }
+        }
+    };
+    ctx.status.progress(&cfg.name, "starting", None);
+    let holder = format!(
+        "daemon run {run_id}, since {}",
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let state = ctx.state.clone();
+    let name = cfg.name.clone();
+    let lock = tokio::task::spawn_blocking(move || ServerLock::acquire(&state, &name, &holder))
+        .await
+        .map_err(|e| LockError::Io {
+            action: "lock",
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+        .and_then(|r| r);
+    let _lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            let request = match job {
+                Job::Run(r) => r,
+                // The marker stays; a later run of this server resumes it.
+                Job::Resume(_) => {
+                    warn!(error = %e, "cannot resume the run left in flight now");
+                    return None;
+                }
+            };
+            let (outcome, reason) = match &e {
+                LockError::Busy { .. } => (Outcome::Skipped, e.to_string()),
+                _ => (Outcome::TriggerFailed, e.to_string()),
+            };
+            info!(outcome = %outcome, reason = %reason, "run not started");
+            let mut record = skip_record(cfg, &request, reason);
+            record.outcome = outcome;
+            return write_record(ctx, cfg, record).await;
+        }
+    };
+    let client = match JellyfinClient::new(&cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "cannot build the HTTP client");
+            return None;
+        }
+    };
+    let mut events = BoardEvents {
+        ctx,
+        server: &cfg.name,
+    };
+    let work = async {
+        match job {
+            Job::Resume(marker) => {
+                info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
+                ctx.recorder
+                    .resume_left_over(&client, cfg, &mut events)
+                    .await
+            }
+            Job::Run(request) => {
+                // A run left in flight (a `trigger --no-wait`, or a marker that could not be
+                // resumed at start) is finished and recorded first.
+                if ctx
+                    .recorder
+                    .markers()
+                    .read(&cfg.name)
+                    .ok()
+                    .flatten()
+                    .is_some()
+                    && let Some(r) = ctx
+                        .recorder
+                        .resume_left_over(&client, cfg, &mut events)
+                        .await
+                {
+                    log_result(&r);
+                }
+                info!(trigger = %request.trigger, "run started");
+                Some(ctx.recorder.run(&client, cfg, &request, &mut events).await)
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = ctx.abort_runs.cancelled() => {
+            info!("shutting down during the run; its in-flight marker lets the next start record it");
+            return None;
+        }
+    };
+    drop(permit);
+    let result = result?;
+    log_result(&result);
+    match result {
+        Ok(record) => Some(record),
+        Err(RecordError::History { record, .. }) => {
+            ctx.unwritten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((*record.clone(), cfg.history_limit));
+            Some(*record)
+        }
+        Err(RecordError::Join(_)) => None,
+    }
+}
+
+fn log_result(result: &Result<RunRecord, RecordError>) {
+    match result {
+        Ok(r) => log_finished(r),
+        Err(RecordError::History { record, source }) => {
+            log_finished(record);
+            error!(run_id = %record.run_id, error = %source, "the run's record was not written; it is kept in memory and written again when the disk accepts it (its in-flight marker also stays)");
+        }
+        Err(e) => error!(error = %e, "the run's record was not written"),
+    }
+}
+
+fn log_finished(r: &RunRecord) {
+    let reason = r.reason.as_deref().unwrap_or("");
+    if r.outcome == Outcome::Completed {
+        info!(run_id = %r.run_id, outcome = %r.outcome, duration_ms = r.duration_ms.unwrap_or(0), export_path = r.export_path.as_deref().unwrap_or(""), "run finished");
+    } else {
+        warn!(run_id = %r.run_id, outcome = %r.outcome, duration_ms = r.duration_ms.unwrap_or(0), reason = %reason, "run finished");
+    }
+}
+
+fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunRecord {
+    let now = Utc::now();
+    RunRecord {
+        run_id: request.run_id.clone(),
+        server: cfg.name.clone(),
+        task_key: cfg.task_key.clone(),
+        trigger: request.trigger,
+        scheduled_for: request.scheduled_for,
+        triggered_at: request.triggered_at,
+        started_at: None,
+        finished_at: Some(now),
+        duration_ms: Some(0),
+        outcome: Outcome::Skipped,
+        jellyfin_status: None,
+        reason: Some(reason),
+        export_path: None,
+        attempts: 0,
+        scheduler_version: SCHEDULER_VERSION.to_owned(),
+    }
+}
+
+async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
+    let result = ctx
+        .recorder
+        .append_and_clear(record, cfg.history_limit)
+        .await;
+    match result {
+        Ok(r) => Some(r),
+        Err(RecordError::History { record, source }) => {
+            error!(run_id = %record.run_id, error = %source, "record not written; kept in memory and written again later");
+            ctx.unwritten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((*record.clone(), cfg.history_limit));
+            Some(*record)
+        }
+        Err(e) => {
+            error!(error = %e, "record not written");
+            None
+        }
+    }
+}
+
+/// Record a skip without disturbing the run in progress (its marker is not touched).
+fn record_outside_run(ctx: &Arc<Ctx>, history_limit: usize, record: RunRecord, span: &Span) {
+    let ctx2 = ctx.clone();
+    let server = record.server.clone();
+    ctx.runs.spawn(
+        async move {
+            let history = ctx2.recorder.clone();
+            let rec = record.clone();
+            let written = tokio::task::spawn_blocking(move || history.history().append(&rec, history_limit))
+                .await;
+            match written {
+                Ok(Ok(())) => ctx2.status.recorded(&server, record),
+                Ok(Err(e)) => {
+                    error!(run_id = %record.run_id, error = %e, "record not written; kept in memory and written again later");
+                    ctx2.unwritten.lock().unwrap_or_else(|e| e.into_inner()).push((record, history_limit));
+                }
+                Err(e) => error!(error = %e, "record not written"),
+            }
+        }
+        .instrument(span.clone()),
+    );
+}
