@@ -1,0 +1,413 @@
+//! The daemon in-process against the simulator: schedules every second or at chosen
+//! seconds, overlap skips, the concurrency cap, jitter, catch-up, reload, markers resumed.
+//!
+//! Waits are bounded and fail with a sentence; nothing sleeps to synchronise.
+
+use chrono::{DateTime, Timelike, Utc};
+use jellyfin_export_scheduler::config::{Config, LoadEnv};
+use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle};
+use jellyfin_export_scheduler::history::History;
+use jellyfin_export_scheduler::inflight::{Marker, Markers};
+use jellyfin_export_scheduler::jellyfin::JellyfinClient;
+use jellyfin_export_scheduler::record::{
+    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+};
+use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest, StartResult};
+use jellyfin_export_scheduler::schedule::jitter_offset;
+use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
+use jellyfin_export_scheduler::state::StateDir;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn sim_server(name: &str, run_length_ms: u64) -> SimServerConfig {
+    let mut c = SimServerConfig::new(name, KEY);
+    c.start_delay = Duration::from_millis(20);
+    c.run_length = Duration::from_millis(run_length_ms);
+    c.result_delay = Duration::from_millis(20);
+    c.zip_base64_len = 1024;
+    c
+}
+
+async fn simulator(servers: Vec<SimServerConfig>) -> Simulator {
+    Simulator::start("127.0.0.1:0".parse().unwrap(), servers)
+        .await
+        .expect("simulator starts")
+}
+
+/// A config: `daemon` lines, then one `[[servers]]` per (name, url, extra lines).
+fn config(state: &Path, daemon: &str, servers: &[(&str, String, &str)]) -> Config {
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{}\"\n{daemon}\n[defaults]\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
+        state.display()
+    );
+    for (name, url, extra) in servers {
+        text.push_str(&format!(
+            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n{extra}\n"
+        ));
+    }
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::parse(&text, Path::new("daemon-test.toml"), &env)
+        .unwrap_or_else(|e| panic!("test config must parse:\n{e}\n{text}"))
+}
+
+/// A 6-field cron expression that fires once a day at `t`'s second (UTC).
+fn at(t: DateTime<Utc>) -> String {
+    format!(
+        "schedule = \"{} {} {} * * *\"",
+        t.second(),
+        t.minute(),
+        t.hour()
+    )
+}
+
+fn records(state: &Path, server: &str) -> Vec<RunRecord> {
+    let state = StateDir::open(state).unwrap();
+    History::new(&state).read(server).unwrap().into_records()
+}
+
+async fn wait_for_records(state: &Path, server: &str, n: usize, limit: Duration) -> Vec<RunRecord> {
+    let start = Instant::now();
+    loop {
+        let r = records(state, server);
+        if r.len() >= n {
+            return r;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {n} records of {server}; have {}: {r:#?}",
+            r.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start(config: Config) -> DaemonHandle {
+    let state = StateDir::open(&config.daemon.state_dir).unwrap();
+    Daemon::start(config, state).await
+}
+
+async fn stop(handle: DaemonHandle) {
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), handle.wait())
+        .await
+        .expect("the daemon stopped within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_instant_during_a_run_is_skipped_naming_the_run() {
+    let sim = simulator(vec![sim_server("a", 1500)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &[("a", sim.url("a"), "schedule = \"* * * * * *\"")],
+    );
+    let handle = start(cfg).await;
+    let recs = wait_for_records(dir.path(), "a", 2, Duration::from_secs(10)).await;
+    stop(handle).await;
+    let recs = records(dir.path(), "a");
+    let completed: Vec<&RunRecord> = recs
+        .iter()
+        .filter(|r| r.outcome == Outcome::Completed)
+        .collect();
+    let skipped: Vec<&RunRecord> = recs
+        .iter()
+        .filter(|r| r.outcome == Outcome::Skipped)
+        .collect();
+    assert!(!completed.is_empty() && !skipped.is_empty(), "{recs:#?}");
+    let first = completed[0];
+    assert!(
+        skipped.iter().any(|s| s.reason.as_deref()
+            == Some(&format!("previous run {} still in progress", first.run_id))),
+        "{recs:#?}"
+    );
+    for s in &skipped {
+        assert_eq!(s.trigger, Trigger::Schedule);
+        assert!(s.scheduled_for.is_some());
+    }
+    // Never two runs at once: one start request per completed run.
+    assert_eq!(
+        sim.server("a").start_requests().len(),
+        completed.len(),
+        "{recs:#?}"
+    );
+    let _ = recs;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_cap_queues_runs_without_skipping_them() {
+    let names = ["c1", "c2", "c3"];
+    let sim = simulator(names.iter().map(|n| sim_server(n, 300)).collect()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let due = Utc::now() + chrono::Duration::seconds(2);
+    let sched = at(due);
+    let servers: Vec<(&str, String, &str)> = names
+        .iter()
+        .map(|n| (*n, sim.url(n), sched.as_str()))
+        .collect();
+    let handle = start(config(dir.path(), "max_concurrent_runs = 1", &servers)).await;
+    let mut all = Vec::new();
+    for n in names {
+        let r = wait_for_records(dir.path(), n, 1, Duration::from_secs(15)).await;
+        assert_eq!(r[0].outcome, Outcome::Completed, "{n}: {r:#?}");
+        all.push(r[0].clone());
+    }
+    stop(handle).await;
+    // With one slot the runs happened one after another: Jellyfin's run intervals are disjoint.
+    all.sort_by_key(|r| r.started_at);
+    for pair in all.windows(2) {
+        assert!(
+            pair[0].finished_at.unwrap() <= pair[1].started_at.unwrap(),
+            "runs overlapped: {pair:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_delays_each_server_by_its_stable_offset() {
+    let sim = simulator(vec![sim_server("j1", 100), sim_server("j2", 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let due = Utc::now() + chrono::Duration::seconds(2);
+    let sched = format!("{}\njitter = \"1500ms\"", at(due));
+    let handle = start(config(
+        dir.path(),
+        "",
+        &[("j1", sim.url("j1"), &sched), ("j2", sim.url("j2"), &sched)],
+    ))
+    .await;
+    for n in ["j1", "j2"] {
+        let r = wait_for_records(dir.path(), n, 1, Duration::from_secs(10)).await;
+        let offset = jitter_offset(n, Duration::from_millis(1500));
+        let scheduled = r[0].scheduled_for.unwrap();
+        let delay = (r[0].triggered_at - scheduled).to_std().unwrap();
+        assert!(
+            delay >= offset,
+            "{n}: triggered {delay:?} after due, offset is {offset:?}"
+        );
+        assert!(
+            delay < offset + Duration::from_millis(500),
+            "{n}: triggered {delay:?} after due, offset {offset:?}"
+        );
+    }
+    stop(handle).await;
+}
+
+fn old_record(server: &str, scheduled_for: DateTime<Utc>) -> RunRecord {
+    RunRecord {
+        run_id: new_run_id(scheduled_for),
+        server: server.into(),
+        task_key: "JellyfinMigratorExport".into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: Some(scheduled_for),
+        triggered_at: scheduled_for,
+        started_at: None,
+        finished_at: Some(scheduled_for),
+        duration_ms: Some(1000),
+        outcome: Outcome::Completed,
+        jellyfin_status: Some("Completed".into()),
+        reason: None,
+        export_path: None,
+        attempts: 1,
+        scheduler_version: SCHEDULER_VERSION.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_due_instant_is_caught_up_once_but_not_on_a_first_start() {
+    let sim = simulator(vec![
+        sim_server("cu", 100),
+        sim_server("fresh", 100),
+        sim_server("off", 100),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let hour_start = now
+        .with_minute(0)
+        .unwrap()
+        .with_second(0)
+        .unwrap()
+        .with_nanosecond(0)
+        .unwrap();
+    // The daemon ran two hours ago, then was down through this hour's due instant.
+    History::new(&state)
+        .append(
+            &old_record("cu", hour_start - chrono::Duration::hours(2)),
+            100,
+        )
+        .unwrap();
+    History::new(&state)
+        .append(
+            &old_record("off", hour_start - chrono::Duration::hours(2)),
+            100,
+        )
+        .unwrap();
+    let hourly = "schedule = \"0 0 * * * *\"";
+    let off = "schedule = \"0 0 * * * *\"\ncatch_up = \"none\"";
+    let cfg = config(
+        dir.path(),
+        "",
+        &[
+            ("cu", sim.url("cu"), hourly),
+            ("fresh", sim.url("fresh"), hourly),
+            ("off", sim.url("off"), off),
+        ],
+    );
+    let handle = start(cfg.clone()).await;
+    let recs = wait_for_records(dir.path(), "cu", 2, Duration::from_secs(10)).await;
+    let caught = &recs[1];
+    assert_eq!(caught.trigger, Trigger::CatchUp, "{recs:#?}");
+    assert_eq!(caught.scheduled_for, Some(hour_start));
+    assert_eq!(caught.outcome, Outcome::Completed);
+    stop(handle).await;
+    assert!(
+        records(dir.path(), "fresh").is_empty(),
+        "no catch-up on a first start"
+    );
+    assert_eq!(records(dir.path(), "off").len(), 1, "catch_up = none");
+
+    // A second start: the due instant now has a record, so nothing is caught up again.
+    let handle = start(cfg).await;
+    stop(handle).await;
+    assert_eq!(
+        records(dir.path(), "cu").len(),
+        2,
+        "one catch-up per missed due instant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_difference() {
+    let sim = simulator(vec![
+        sim_server("keep", 100),
+        sim_server("gone", 100),
+        sim_server("new", 100),
+        sim_server("same", 100),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let daily = "schedule = \"0 0 3 * * *\"";
+    let first = config(
+        dir.path(),
+        "",
+        &[
+            ("keep", sim.url("keep"), daily),
+            ("gone", sim.url("gone"), daily),
+            ("same", sim.url("same"), daily),
+        ],
+    );
+    let handle = start(first).await;
+    assert!(handle.status.get("gone").is_some());
+    let soon = at(Utc::now() + chrono::Duration::seconds(2));
+    let second = config(
+        dir.path(),
+        "max_concurrent_runs = 3",
+        &[
+            ("keep", sim.url("keep"), &soon),
+            ("new", sim.url("new"), &soon),
+            ("same", sim.url("same"), daily),
+        ],
+    );
+    let summary = handle.reload(second).await.expect("reload answered");
+    assert_eq!(
+        (summary.added, summary.removed, summary.changed),
+        (1, 1, 1),
+        "{summary}"
+    );
+    assert_eq!(summary.needs_restart, ["max_concurrent_runs"]);
+    assert_eq!(
+        summary.to_string(),
+        "reloaded: 1 added, 1 removed, 1 changed; max_concurrent_runs changed but needs a restart to take effect"
+    );
+    // The changed schedule and the added server take effect from their next due instant.
+    wait_for_records(dir.path(), "keep", 1, Duration::from_secs(10)).await;
+    wait_for_records(dir.path(), "new", 1, Duration::from_secs(10)).await;
+    assert!(handle.status.get("gone").is_none());
+    stop(handle).await;
+    assert!(records(dir.path(), "gone").is_empty());
+    assert!(records(dir.path(), "same").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
+    let sim = simulator(vec![sim_server("m", 800)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &[("m", sim.url("m"), "schedule = \"0 0 3 * * *\"")],
+    );
+    let server = cfg.servers[0].clone();
+    // An "earlier process" started the run and died, leaving its marker.
+    let client =
+        JellyfinClient::new("m", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let started = match run::start(&client, &server, &mut NoEvents).await {
+        StartResult::Started(s) => s,
+        other => panic!("expected a start: {other:?}"),
+    };
+    let now = Utc::now();
+    let request = RunRequest {
+        run_id: new_run_id(now),
+        trigger: Trigger::Schedule,
+        scheduled_for: Some(now),
+        triggered_at: now,
+    };
+    let state = StateDir::open(dir.path()).unwrap();
+    Markers::new(&state)
+        .write(&Marker::new("m", &server.task_key, &request, &started))
+        .unwrap();
+
+    let handle = start(cfg.clone()).await;
+    let recs = wait_for_records(dir.path(), "m", 1, Duration::from_secs(10)).await;
+    stop(handle).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].run_id, request.run_id);
+    assert_eq!(recs[0].outcome, Outcome::Completed, "{recs:#?}");
+    assert_eq!(recs[0].scheduled_for, Some(now));
+    assert!(
+        Markers::new(&state).read("m").unwrap().is_none(),
+        "marker cleared"
+    );
+    assert_eq!(
+        sim.server("m").start_requests().len(),
+        1,
+        "the resumed run was not started again"
+    );
+
+    // Another start finds nothing left to do.
+    let handle = start(cfg).await;
+    stop(handle).await;
+    assert_eq!(records(dir.path(), "m").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_run_within_the_grace() {
+    let sim = simulator(vec![sim_server("g", 600)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let soon = at(Utc::now() + chrono::Duration::seconds(1));
+    let handle = start(config(
+        dir.path(),
+        "shutdown_grace = \"10s\"",
+        &[("g", sim.url("g"), &soon)],
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.server("g").start_requests().is_empty() {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(handle).await;
+    let recs = records(dir.path(), "g");
+    assert_eq!(
+        recs.len(),
+        1,
+        "the run finished during the grace and was recorded"
+    );
+    assert_eq!(recs[0].outcome, Outcome::Completed);
+}
