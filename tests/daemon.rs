@@ -108,7 +108,7 @@ async fn a_due_instant_during_a_run_is_skipped_naming_the_run() {
         &[("a", sim.url("a"), "schedule = \"* * * * * *\"")],
     );
     let handle = start(cfg).await;
-    let recs = wait_for_records(dir.path(), "a", 2, Duration::from_secs(10)).await;
+    wait_for_records(dir.path(), "a", 2, Duration::from_secs(10)).await;
     stop(handle).await;
     let recs = records(dir.path(), "a");
     let completed: Vec<&RunRecord> = recs
