@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use jellyfin_export_scheduler::commands::{check, exit, history, run, trigger};
+use jellyfin_export_scheduler::commands::{check, demo, exit, history, run, trigger};
 use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
 use std::io::IsTerminal;
@@ -41,6 +41,16 @@ enum Command {
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
     Run,
+    /// See it work without a Jellyfin: a simulated fleet, the real daemon for a minute,
+    /// then the history.
+    Demo {
+        /// Folder for the demo's config and state (default: a new folder under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How long to run.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Run one export on SERVER now, follow it to its end and record it.
     Trigger {
         /// The server's name in the config.
@@ -90,6 +100,7 @@ fn main() -> ExitCode {
         } => cmd_check(&cli.config, next, after, format),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
         Command::Run => cmd_run(&cli.config),
+        Command::Demo { dir, duration } => cmd_demo(dir, duration),
         Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
         Command::History {
             server,
@@ -152,6 +163,14 @@ fn cmd_run(path: &std::path::Path) -> u8 {
         Err(code) => return code,
     };
     rt.block_on(run::run(path, config))
+}
+
+fn cmd_demo(dir: Option<PathBuf>, duration: std::time::Duration) -> u8 {
+    jellyfin_export_scheduler::logging::init(LogFormat::Text, "info");
+    match runtime() {
+        Ok(rt) => rt.block_on(demo::demo(dir, duration)),
+        Err(code) => code,
+    }
 }
 
 fn cmd_trigger(path: &std::path::Path, server: &str, no_wait: bool) -> u8 {

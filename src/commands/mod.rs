@@ -3,6 +3,7 @@
 //! `main.rs` only wires arguments to them.
 
 pub mod check;
+pub mod demo;
 pub mod history;
 pub mod run;
 pub mod trigger;
