@@ -341,7 +341,13 @@ async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     let cfg = config(
         dir.path(),
         "",
-        &[("m", sim.url("m"), "schedule = \"0 0 3 * * *\"")],
+        // catch_up off: once the resumed run is in the history, today's 03:00 would
+        // count as missed at the second start.
+        &[(
+            "m",
+            sim.url("m"),
+            "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"",
+        )],
     );
     let server = cfg.servers[0].clone();
     // An "earlier process" started the run and died, leaving its marker.
