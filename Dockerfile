@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # jellyfin-export-scheduler container image.
 #
 # Build:  docker build -t jellyfin-export-scheduler .
