@@ -48,6 +48,7 @@ else
   [[ -x $bin ]] || fail "$bin is not an executable file; set JES_BIN to the built binary."
   command -v unshare >/dev/null || fail "unshare (util-linux) is needed to stand the binary in for $installed."
   echo "== systemd-analyze verify $unit (with $bin standing in for $installed)"
+  # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
   unshare --mount --propagation private -- sh -c '
       mount -t tmpfs -o mode=0755 tmpfs /usr/local/bin &&
       cp "$1" /usr/local/bin/jellyfin-export-scheduler &&
