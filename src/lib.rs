@@ -13,6 +13,7 @@
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
+//! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
@@ -23,6 +24,7 @@ pub mod history;
 pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
+pub mod notify;
 pub mod record;
 pub mod recorder;
 pub mod run;
