@@ -20,7 +20,9 @@
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod endpoint;
 pub mod history;
+pub mod http1;
 pub mod inflight;
 pub mod jellyfin;
 pub mod logging;

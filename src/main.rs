@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use jellyfin_export_scheduler::commands::{check, demo, exit, history, run, trigger};
+use jellyfin_export_scheduler::commands::{check, demo, exit, healthcheck, history, run, trigger};
 use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
 use std::io::IsTerminal;
@@ -51,6 +51,8 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
+    /// Ask the running daemon's /healthz ([daemon] listen): exit 0 healthy, 1 not.
+    Healthcheck,
     /// Run one export on SERVER now, follow it to its end and record it.
     Trigger {
         /// The server's name in the config.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         } => cmd_check(&cli.config, next, after, format),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
         Command::Run => cmd_run(&cli.config),
+        Command::Healthcheck => cmd_healthcheck(&cli.config),
         Command::Demo { dir, duration } => cmd_demo(dir, duration),
         Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
         Command::History {
@@ -163,6 +166,17 @@ fn cmd_run(path: &std::path::Path) -> u8 {
         Err(code) => return code,
     };
     rt.block_on(run::run(path, config))
+}
+
+fn cmd_healthcheck(path: &std::path::Path) -> u8 {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match runtime() {
+        Ok(rt) => rt.block_on(healthcheck::healthcheck(&config)),
+        Err(code) => code,
+    }
 }
 
 fn cmd_demo(dir: Option<PathBuf>, duration: std::time::Duration) -> u8 {

@@ -27,7 +27,7 @@ fn env_with(server_url: &str, schedule: &str, extra_daemon: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let text = format!(
-        "[daemon]\nstate_dir = \"{}\"\nlog_format = \"json\"\nlog_level = \"debug\"\n{extra_daemon}\n\n[[servers]]\nname = \"s\"\nurl = \"{server_url}\"\napi_key = \"{KEY}\"\nschedule = \"{schedule}\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
+        "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"debug\"\n{extra_daemon}\n\n[[servers]]\nname = \"s\"\nurl = \"{server_url}\"\napi_key = \"{KEY}\"\nschedule = \"{schedule}\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
         dir.path().join("state").display()
     );
     std::fs::write(&config, text).unwrap();
@@ -338,4 +338,74 @@ async fn json_log_lines_parse_and_carry_server_and_run_id() {
     ] {
         assert!(seen.contains(msg), "no {msg:?} line in:\n{log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_and_the_healthcheck_command() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = env_with("http://127.0.0.1:9", "0 0 3 * * *", "");
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let healthcheck = |env: &Env| {
+        Command::new(BIN)
+            .args(["healthcheck", "--config", env.config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let before = healthcheck(&env);
+    assert_eq!(before.status.code(), Some(1), "no daemon yet");
+    assert!(String::from_utf8_lossy(&before.stderr).contains("unhealthy: cannot reach"));
+
+    let mut child = spawn(&env, 1);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "readyz never answered 200; log:\n{}",
+            log_text(&env, 1)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.post(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "read-only");
+    let r = client.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let ok = tokio::task::spawn_blocking({
+        let config = env.config.clone();
+        move || {
+            Command::new(BIN)
+                .args(["healthcheck", "--config", config.to_str().unwrap()])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    signal(&child, "TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
+        Some(0)
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod healthcheck;
 pub mod history;
 pub mod run;
 pub mod trigger;

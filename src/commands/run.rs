@@ -2,7 +2,9 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, heartbeat_limit};
+use crate::endpoint;
+use crate::notify::Notifier;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{InstanceLock, StateDir};
 use std::path::Path;
@@ -36,6 +38,16 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             return exit::FAILED;
         }
     };
+    let listener = match config.daemon.listen {
+        Some(addr) => match endpoint::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("{e}");
+                return exit::FAILED;
+            }
+        },
+        None => None,
+    };
     let mut signals = match SignalEvents::register() {
         Ok(s) => s,
         Err(e) => {
@@ -43,8 +55,23 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             return exit::FAILED;
         }
     };
-    let handle = Daemon::start(config, state).await;
-    info!(status = %handle.status.summary(), "schedules armed");
+    let notifier = Notifier::from_env();
+    let handle = Daemon::start_with(config, state, notifier.clone()).await;
+    let endpoint_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = listener {
+        tokio::spawn(endpoint::serve(
+            listener,
+            endpoint::Sources {
+                status: handle.status.clone(),
+                heartbeat_limit: heartbeat_limit(),
+            },
+            endpoint_stop.clone(),
+        ));
+    }
+    let summary = handle.status.summary();
+    info!(status = %summary, "schedules armed");
+    notifier.ready();
+    notifier.status(&summary);
 
     loop {
         let Some(event) = signals.next().await else {
@@ -53,6 +80,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         match event {
             SignalEvent::Reload => {
                 info!("SIGHUP: reloading {}", config_path.display());
+                notifier.reloading();
                 match Config::load(config_path) {
                     Ok(new) => {
                         for w in &new.warnings {
@@ -74,11 +102,15 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
                         error!("reload failed; still running on the previous config");
                     }
                 }
+                notifier.ready();
+                notifier.status(&handle.status.summary());
             }
             SignalEvent::Shutdown => {
                 info!(
                     "shutting down: no new runs; waiting for runs in progress (a second signal exits at once)"
                 );
+                notifier.stopping();
+                notifier.status("stopping: waiting for runs in progress");
                 handle.shutdown();
                 break;
             }
@@ -100,6 +132,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }
     }
+    endpoint_stop.cancel();
     info!("stopped");
     exit::OK
 }

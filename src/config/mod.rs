@@ -54,7 +54,12 @@ pub struct DaemonConfig {
     pub log_level: String,
     pub max_concurrent_runs: usize,
     pub shutdown_grace: Duration,
+    /// Where the read-only HTTP endpoint (health, metrics, status) listens; `None` = off.
+    pub listen: Option<std::net::SocketAddr>,
 }
+
+/// The HTTP endpoint's address when the config does not say.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9810";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -216,6 +221,14 @@ impl Config {
         if let Some(w) = inline_key_readable_warning(path, &config) {
             config.warnings.push(w);
         }
+        if let Some(addr) = config.daemon.listen
+            && !addr.ip().is_loopback()
+        {
+            config.warnings.push(format!(
+                "{}: [daemon] listen = \"{addr}\" is not a loopback address: health, metrics and run status are readable from the network (nothing served can change anything or holds a key)",
+                path.display()
+            ));
+        }
         Ok(config)
     }
 
@@ -303,6 +316,7 @@ fn inline_key_readable_warning(path: &Path, config: &Config) -> Option<String> {
 
 const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers"];
 const DAEMON_KEYS: &[&str] = &[
+    "listen",
     "state_dir",
     "log_format",
     "log_level",
@@ -446,6 +460,20 @@ fn read_daemon(
         },
         None => Some("info".to_owned()),
     };
+    let listen = match t.string("listen", problems) {
+        None => Some(DEFAULT_LISTEN.parse().ok()),
+        Some(l) if l.value.trim().is_empty() => Some(None),
+        Some(l) => match l.value.trim().parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(Some(addr)),
+            Err(_) => {
+                problems.push(l.problem(format!(
+                    "{:?} is not an address with a port, like \"127.0.0.1:9810\" or \"[::1]:9810\" (\"\" turns the endpoint off)",
+                    l.value
+                )));
+                None
+            }
+        },
+    };
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
     Some(DaemonConfig {
@@ -458,6 +486,7 @@ fn read_daemon(
             .try_into()
             .ok()?,
         shutdown_grace: shutdown_grace.unwrap_or(Ok(Duration::from_secs(30))).ok()?,
+        listen: listen?,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::inflight::Marker;
+use crate::notify::Notifier;
 use crate::record::RunRecord;
 use crate::recorder::Recorder;
 use crate::state::StateDir;
@@ -128,9 +129,15 @@ impl DaemonHandle {
 pub struct Daemon;
 
 impl Daemon {
-    /// Arm every enabled server's loop (resuming runs left in flight and catching up a
-    /// missed due instant first) and return once they are armed.
+    /// [`start_with`](Self::start_with) without a service manager.
     pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
+        Daemon::start_with(config, state, Notifier::disabled()).await
+    }
+
+    /// Arm every enabled server's loop (resuming runs left in flight and catching up a
+    /// missed due instant first) and return once they are armed. `notifier` gets the
+    /// watchdog pings (only while every loop keeps waking) and status lines.
+    pub async fn start_with(config: Config, state: StateDir, notifier: Notifier) -> DaemonHandle {
         let status = Arc::new(StatusBoard::default());
         let ctx = Arc::new(Ctx {
             recorder: Recorder::new(&state),
@@ -149,6 +156,7 @@ impl Daemon {
             daemon: config.daemon.clone(),
             loops: BTreeMap::new(),
             stop: stop.clone(),
+            notifier,
         };
         supervisor.arm(&config, true).await;
         status.set_armed();
@@ -173,6 +181,7 @@ struct Supervisor {
     daemon: DaemonConfig,
     loops: BTreeMap<String, LoopHandle>,
     stop: CancellationToken,
+    notifier: Notifier,
 }
 
 impl Supervisor {
@@ -253,9 +262,14 @@ impl Supervisor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut retry = tokio::time::interval(UNWRITTEN_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Watchdog pings (and a fresh STATUS= line) at half WatchdogSec=, or every 30 s.
+        let mut watch =
+            tokio::time::interval(self.notifier.watchdog_interval().unwrap_or(MAX_SLEEP));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break,
+                _ = watch.tick() => self.watchdog(),
                 Some(cmd) = commands.recv() => match cmd {
                     Command::Reload(config, reply) => {
                         let summary = self.reload(*config).await;
@@ -266,6 +280,18 @@ impl Supervisor {
             }
         }
         self.drain().await;
+    }
+
+    /// Ping the watchdog only while every loop keeps waking: a stuck loop stops the pings
+    /// and the service manager restarts the daemon.
+    fn watchdog(&self) {
+        let stale = self.ctx.status.stale_loops(heartbeat_limit());
+        if stale.is_empty() {
+            self.notifier.watchdog();
+        } else {
+            error!(servers = %stale.join(", "), "scheduling loops stopped waking; not pinging the watchdog");
+        }
+        self.notifier.status(&self.ctx.status.summary());
     }
 
     async fn reload(&mut self, config: Config) -> ReloadSummary {
@@ -283,6 +309,9 @@ impl Supervisor {
         }
         if old.max_concurrent_runs != new.max_concurrent_runs {
             summary.needs_restart.push("max_concurrent_runs");
+        }
+        if old.listen != new.listen {
+            summary.needs_restart.push("listen");
         }
         // The grace applies to the next shutdown: nothing to restart for it.
         self.daemon.shutdown_grace = new.shutdown_grace;

@@ -7,9 +7,9 @@
 
 use super::config::{PluginStatus, SimServerConfig};
 use super::fault::{self, Fault};
-use super::http::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, splitmix64};
+use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use std::collections::VecDeque;

@@ -25,7 +25,6 @@
 mod api;
 pub mod config;
 pub mod fault;
-mod http;
 mod model;
 mod plugin;
 pub mod scenario;
@@ -40,8 +39,8 @@ pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
 pub use plugin::{EXPORT_ROOT, MIGRATOR_PLUGIN_ID};
 pub use scenario::Scenario;
 
+use crate::http1::{Conn, ReadError, Response, TEXT};
 use api::{Reply, ServerCell};
-use http::{Conn, ReadError, Response, TEXT};
 use model::{Clock, ServerState};
 use std::collections::HashMap;
 use std::io;
@@ -318,7 +317,8 @@ async fn accept_loop(
 }
 
 async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
-    let mut conn = Conn::new(stream);
+    // Jellyfin is served by ASP.NET's Kestrel.
+    let mut conn = Conn::new(stream, "Kestrel");
     loop {
         let read = tokio::select! {
             r = tokio::time::timeout(IDLE_TIMEOUT, conn.read_request()) => r,

@@ -1,5 +1,7 @@
-//! Just enough HTTP/1.1 for the simulator, by hand, so it can also break the protocol on
-//! purpose (drop, reset mid-body, lie about lengths) in ways a framework would prevent.
+//! Just enough HTTP/1.1 server, by hand: for the simulated Jellyfin, which must also break
+//! the protocol on purpose (drop, reset mid-body, lie about lengths) in ways a framework
+//! would prevent, and for the daemon's small read-only status endpoint, which needs nothing
+//! more than a few GETs and is not worth a server framework.
 //!
 //! Requests: request line, headers (bounded), `Content-Length` body (bounded), keep-alive
 //! by default on 1.1 and `Connection: close` honoured. No chunked request bodies: nothing
@@ -62,12 +64,15 @@ pub enum ReadError {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The `Server:` header of every answer.
+    server: &'static str,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, server: &'static str) -> Self {
         Conn {
             stream,
+            server,
             buf: Vec::new(),
         }
     }
@@ -123,7 +128,7 @@ impl Conn {
 
     /// Write a whole answer.
     pub async fn write(&mut self, resp: &Response, close: bool) -> io::Result<()> {
-        let mut out = resp.head(close, resp.body.len());
+        let mut out = resp.head(self.server, close, resp.body.len());
         out.extend_from_slice(&resp.body);
         self.stream.write_all(&out).await?;
         self.stream.flush().await
@@ -132,7 +137,7 @@ impl Conn {
     /// Write the head (announcing the full length) and half the body, then reset the
     /// connection: a peer that dies mid-answer.
     pub async fn write_half_then_reset(mut self, resp: &Response) -> io::Result<()> {
-        let mut out = resp.head(true, resp.body.len());
+        let mut out = resp.head(self.server, true, resp.body.len());
         out.extend_from_slice(&resp.body[..resp.body.len() / 2]);
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
@@ -180,9 +185,9 @@ impl Response {
         self
     }
 
-    fn head(&self, close: bool, content_length: usize) -> Vec<u8> {
+    fn head(&self, server: &str, close: bool, content_length: usize) -> Vec<u8> {
         let mut h = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        h.push_str("Server: Kestrel\r\n");
+        h.push_str(&format!("Server: {server}\r\n"));
         if let Some(ct) = self.content_type {
             h.push_str(&format!("Content-Type: {ct}\r\n"));
         }
