@@ -2,7 +2,7 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::daemon::{Daemon, heartbeat_limit};
+use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::notify::Notifier;
 use crate::signals::{SignalEvent, SignalEvents};
@@ -56,7 +56,15 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         }
     };
     let notifier = Notifier::from_env();
-    let handle = Daemon::start_with(config, state, notifier.clone()).await;
+    let handle = Daemon::start_with(
+        config,
+        state,
+        DaemonOptions {
+            notifier: Some(notifier.clone()),
+            observers: Vec::new(),
+        },
+    )
+    .await;
     let endpoint_stop = tokio_util::sync::CancellationToken::new();
     if let Some(listener) = listener {
         tokio::spawn(endpoint::serve(
@@ -100,6 +108,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
                             error!("{line}");
                         }
                         error!("reload failed; still running on the previous config");
+                        handle.reload_failed();
                     }
                 }
                 notifier.ready();

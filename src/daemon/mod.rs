@@ -49,12 +49,49 @@ pub struct Ctx {
     abort_runs: CancellationToken,
     /// Records whose history write failed, written again later: nothing is lost.
     unwritten: Mutex<Vec<(RunRecord, usize)>>,
+    observers: std::sync::RwLock<Vec<Arc<dyn DaemonObserver>>>,
 }
 
 impl Ctx {
     /// Stop tracking runs at once (a second signal); their markers stay.
     pub fn abort_all(&self) {
         self.abort_runs.cancel();
+    }
+}
+
+/// Something that wants to hear what the daemon does: metrics, notifications. Called from
+/// the daemon's tasks, so implementations must be quick and never block (hand slow work,
+/// like a webhook, to a task of their own).
+pub trait DaemonObserver: Send + Sync {
+    /// The config in force: at start and after every successful reload.
+    fn config_applied(&self, _config: &Config) {}
+    /// A reload was attempted: `ok` false when the new file was invalid.
+    fn reload_attempted(&self, _ok: bool) {}
+    /// A run of `server` begins (slot and lock held, before the preflight).
+    fn run_started(&self, _server: &ServerConfig, _run_id: &str) {}
+    /// A run record was made (whatever the outcome, skips included).
+    fn run_recorded(&self, _server: &ServerConfig, _record: &RunRecord) {}
+    /// Jellyfin answered (or did not) during a run: the server is up or not.
+    fn contact(&self, _server: &str, _ok: bool) {}
+}
+
+/// Options of [`Daemon::start_with`].
+#[derive(Default)]
+pub struct DaemonOptions {
+    pub notifier: Option<Notifier>,
+    pub observers: Vec<Arc<dyn DaemonObserver>>,
+}
+
+impl Ctx {
+    pub(crate) fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
+        self.observers.read().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Tell the observers about a record.
+    pub(crate) fn announce(&self, server: &ServerConfig, record: &RunRecord) {
+        for o in self.observers() {
+            o.run_recorded(server, record);
+        }
     }
 }
 
@@ -110,6 +147,13 @@ impl DaemonHandle {
         rx.await.ok()
     }
 
+    /// A reload was asked for but the file was invalid (the daemon runs on).
+    pub fn reload_failed(&self) {
+        for o in self.ctx.observers() {
+            o.reload_attempted(false);
+        }
+    }
+
     /// Stop scheduling and drain runs (up to `shutdown_grace`); [`wait`](Self::wait) for the end.
     pub fn shutdown(&self) {
         self.stop.cancel();
@@ -129,15 +173,23 @@ impl DaemonHandle {
 pub struct Daemon;
 
 impl Daemon {
-    /// [`start_with`](Self::start_with) without a service manager.
+    /// [`start_with`](Self::start_with) without a service manager or observers.
     pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
-        Daemon::start_with(config, state, Notifier::disabled()).await
+        Daemon::start_with(config, state, DaemonOptions::default()).await
     }
 
     /// Arm every enabled server's loop (resuming runs left in flight and catching up a
     /// missed due instant first) and return once they are armed. `notifier` gets the
     /// watchdog pings (only while every loop keeps waking) and status lines.
-    pub async fn start_with(config: Config, state: StateDir, notifier: Notifier) -> DaemonHandle {
+    pub async fn start_with(
+        config: Config,
+        state: StateDir,
+        options: DaemonOptions,
+    ) -> DaemonHandle {
+        let notifier = options.notifier.unwrap_or_else(Notifier::disabled);
+        for o in &options.observers {
+            o.config_applied(&config);
+        }
         let status = Arc::new(StatusBoard::default());
         let ctx = Arc::new(Ctx {
             recorder: Recorder::new(&state),
@@ -148,6 +200,7 @@ impl Daemon {
             runs: TaskTracker::new(),
             abort_runs: CancellationToken::new(),
             unwritten: Mutex::new(Vec::new()),
+            observers: std::sync::RwLock::new(options.observers),
         });
         let stop = CancellationToken::new();
         let (tx, rx) = mpsc::channel(4);
@@ -353,6 +406,10 @@ impl Supervisor {
             }
         }
         summary.added = self.arm(&config, false).await;
+        for o in self.ctx.observers() {
+            o.reload_attempted(true);
+            o.config_applied(&config);
+        }
         summary
     }
 

@@ -111,6 +111,7 @@ pub fn dispatch(
         let reason = format!("previous run {previous} still in progress");
         info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
         let record = skip_record(&cfg, &request, reason);
+        ctx.announce(&cfg, &record);
         record_outside_run(ctx, cfg.history_limit, record, server_span);
         return;
     }
@@ -281,6 +282,9 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
                     log_result(&r);
                 }
                 info!(trigger = %request.trigger, "run started");
+                for o in ctx.observers() {
+                    o.run_started(cfg, &request.run_id);
+                }
                 Some(ctx.recorder.run(&client, cfg, &request, &mut events).await)
             }
         }
@@ -295,6 +299,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
     drop(permit);
     let result = result?;
     log_result(&result);
+    announce_result(ctx, cfg, &result);
     match result {
         Ok(record) => Some(record),
         Err(RecordError::History { record, .. }) => {
@@ -305,6 +310,14 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
             Some(*record)
         }
         Err(RecordError::Join(_)) => None,
+    }
+}
+
+fn announce_result(ctx: &Ctx, cfg: &ServerConfig, result: &Result<RunRecord, RecordError>) {
+    match result {
+        Ok(r) => ctx.announce(cfg, r),
+        Err(RecordError::History { record, .. }) => ctx.announce(cfg, record),
+        Err(_) => {}
     }
 }
 
