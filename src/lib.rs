@@ -15,6 +15,14 @@
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
+//! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
+//! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
+//! | [`monitor`] | what metrics, the status API and page show about each server |
+//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
+//! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
+//! | [`inflight`] | in-flight run markers, so restarts lose no run |
+//! | [`recorder`] | a run with its bookkeeping: marker, record, resumption |
+//! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
 pub mod commands;
@@ -26,6 +34,7 @@ pub mod http1;
 pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
+pub mod monitor;
 pub mod notify;
 pub mod record;
 pub mod recorder;

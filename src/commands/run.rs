@@ -4,10 +4,13 @@ use super::exit;
 use crate::config::Config;
 use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
+use crate::history::History;
+use crate::monitor::Monitor;
 use crate::notify::Notifier;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{InstanceLock, StateDir};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
@@ -56,12 +59,14 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         }
     };
     let notifier = Notifier::from_env();
+    let monitor = Arc::new(Monitor::new(Some(&state)));
+    let history = Arc::new(History::new(&state));
     let handle = Daemon::start_with(
         config,
         state,
         DaemonOptions {
             notifier: Some(notifier.clone()),
-            observers: Vec::new(),
+            observers: vec![monitor.clone()],
         },
     )
     .await;
@@ -72,6 +77,8 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             endpoint::Sources {
                 status: handle.status.clone(),
                 heartbeat_limit: heartbeat_limit(),
+                monitor,
+                history,
             },
             endpoint_stop.clone(),
         ));

@@ -246,7 +246,15 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
         }
     };
     let client = match JellyfinClient::new(&cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout) {
-        Ok(c) => c,
+        Ok(c) => {
+            let observers = ctx.observers();
+            let server = cfg.name.clone();
+            c.with_contact_hook(Arc::new(move |ok| {
+                for o in &observers {
+                    o.contact(&server, ok);
+                }
+            }))
+        }
         Err(e) => {
             error!(error = %e, "cannot build the HTTP client");
             return None;

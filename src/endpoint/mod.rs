@@ -1,12 +1,19 @@
 //! The daemon's read-only HTTP endpoint (`[daemon] listen`): health and readiness for
-//! service managers and container runtimes.
+//! service managers and container runtimes, Prometheus metrics, a JSON status API and a
+//! status page for people.
 //!
 //! Read-only by construction: only `GET` (and `HEAD`) is answered, no route takes an
 //! action, and nothing served is read from the config's secrets. Connections are few
 //! (a probe, a scraper, a person): each gets a task, a bounded read and an idle timeout.
 
+mod api;
+mod metrics;
+mod page;
+
 use crate::daemon::status::StatusBoard;
-use crate::http1::{Conn, ReadError, Request, Response, TEXT};
+use crate::history::History;
+use crate::http1::{Conn, HTML, JSON, ReadError, Request, Response, TEXT};
+use crate::monitor::Monitor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +33,8 @@ pub struct Sources {
     pub status: Arc<StatusBoard>,
     /// How long a scheduling loop may go without waking before health fails.
     pub heartbeat_limit: Duration,
+    pub monitor: Arc<Monitor>,
+    pub history: Arc<History>,
 }
 
 /// Bind `addr`; the error names the address and what to do.
@@ -38,7 +47,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 /// Serve until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, sources: Sources, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
-        info!(listen = %addr, "HTTP endpoint listening (/healthz, /readyz)");
+        info!(listen = %addr, "HTTP endpoint listening: / (status page), /metrics, /api/v1/servers, /healthz, /readyz");
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -86,7 +95,7 @@ async fn connection(stream: tokio::net::TcpStream, sources: &Sources) {
             Ok(Ok(Some(r))) => r,
         };
         let head = request.method == "HEAD";
-        let mut response = route(&request, sources);
+        let mut response = route(&request, sources).await;
         if head {
             response.body.clear();
         }
@@ -96,15 +105,75 @@ async fn connection(stream: tokio::net::TcpStream, sources: &Sources) {
     }
 }
 
-fn route(request: &Request, sources: &Sources) -> Response {
+/// Prometheus' content type for the text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn route(request: &Request, sources: &Sources) -> Response {
     if request.method != "GET" && request.method != "HEAD" {
         return Response::new(405, Some(TEXT), "read-only: only GET is served\n")
             .with_header("Allow", "GET, HEAD");
     }
-    match request.path.as_str() {
+    let path = request.path.as_str();
+    match path {
         "/healthz" => healthz(sources),
         "/readyz" => readyz(sources),
-        _ => Response::new(404, Some(TEXT), "not found\n"),
+        "/metrics" => Response::new(
+            200,
+            Some(PROMETHEUS_TEXT),
+            metrics::render(&sources.monitor, &sources.status),
+        ),
+        "/api/v1/servers" => Response::new(
+            200,
+            Some(JSON),
+            api::servers(&sources.monitor, &sources.status),
+        ),
+        "/" => Response::new(
+            200,
+            Some(HTML),
+            page::render(&sources.monitor, &sources.status),
+        )
+        .with_header("Cache-Control", "no-store"),
+        _ => match path
+            .strip_prefix("/api/v1/servers/")
+            .and_then(|rest| rest.strip_suffix("/history"))
+        {
+            Some(name) => history(request, sources, name).await,
+            None => Response::new(404, Some(TEXT), "not found\n"),
+        },
+    }
+}
+
+/// Records per history request unless `?limit=` says otherwise, and at most.
+const HISTORY_DEFAULT_LIMIT: usize = 100;
+const HISTORY_MAX_LIMIT: usize = 100_000;
+
+async fn history(request: &Request, sources: &Sources, name: &str) -> Response {
+    let limit = match request.query_param("limit") {
+        None => HISTORY_DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n.min(HISTORY_MAX_LIMIT),
+            _ => {
+                return Response::new(
+                    400,
+                    Some(TEXT),
+                    format!("limit must be a positive integer, not {v:?}\n"),
+                );
+            }
+        },
+    };
+    let (history, monitor, name) = (
+        sources.history.clone(),
+        sources.monitor.clone(),
+        name.to_owned(),
+    );
+    // Reading a history file is blocking I/O.
+    let answer =
+        tokio::task::spawn_blocking(move || api::history(&history, &monitor, &name, limit)).await;
+    match answer {
+        Ok(Some(Ok(body))) => Response::new(200, Some(JSON), body),
+        Ok(Some(Err(e))) => Response::new(500, Some(TEXT), format!("{e}\n")),
+        Ok(None) => Response::new(404, Some(TEXT), "no such server\n"),
+        Err(e) => Response::new(500, Some(TEXT), format!("{e}\n")),
     }
 }
 

@@ -147,6 +147,10 @@ pub enum CancelAnswer {
     NotRunning,
 }
 
+/// Told after every request whether the server answered sensibly (`true`: an HTTP answer
+/// that is not a 5xx; `false`: no answer, or a 5xx/503).
+pub type ContactHook = std::sync::Arc<dyn Fn(bool) + Send + Sync>;
+
 /// A client for one Jellyfin server.
 #[derive(Clone)]
 pub struct JellyfinClient {
@@ -154,6 +158,7 @@ pub struct JellyfinClient {
     base: Url,
     server: String,
     request_timeout: Duration,
+    contact: Option<ContactHook>,
 }
 
 impl std::fmt::Debug for JellyfinClient {
@@ -209,7 +214,14 @@ impl JellyfinClient {
             base,
             server: server.to_owned(),
             request_timeout,
+            contact: None,
         })
+    }
+
+    /// Report every request's contact (for the `server_up` metric).
+    pub fn with_contact_hook(mut self, hook: ContactHook) -> Self {
+        self.contact = Some(hook);
+        self
     }
 
     pub fn server(&self) -> &str {
@@ -419,12 +431,16 @@ impl JellyfinClient {
         call: &str,
         total: Duration,
     ) -> Result<reqwest::Response, JellyfinError> {
-        self.http
+        let result = self
+            .http
             .request(method, url.clone())
             .timeout(total)
             .send()
-            .await
-            .map_err(|e| self.transport_error(call, url, e))
+            .await;
+        if let Some(hook) = &self.contact {
+            hook(result.as_ref().is_ok_and(|r| !r.status().is_server_error()));
+        }
+        result.map_err(|e| self.transport_error(call, url, e))
     }
 
     /// Send a request; return the status and the (capped) body of a 2xx answer, or the

@@ -1,0 +1,90 @@
+//! `/api/v1/...`: the status API, JSON, read-only, never a key.
+
+use crate::daemon::status::StatusBoard;
+use crate::history::History;
+use crate::monitor::Monitor;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Servers<'a> {
+    servers: Vec<Server<'a>>,
+}
+
+#[derive(Serialize)]
+struct Server<'a> {
+    name: &'a str,
+    url: &'a str,
+    schedule: &'a str,
+    timezone: &'a str,
+    enabled: bool,
+    next_due: Option<String>,
+    running: Option<Running>,
+    last: Option<&'a crate::record::RunRecord>,
+}
+
+#[derive(Serialize)]
+struct Running {
+    run_id: String,
+    since: String,
+    state: String,
+    progress: Option<f64>,
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `GET /api/v1/servers`.
+pub fn servers(monitor: &Monitor, status: &StatusBoard) -> String {
+    let views = monitor.servers();
+    let board = status.snapshot();
+    let doc = Servers {
+        servers: views
+            .iter()
+            .filter(|v| v.configured)
+            .map(|v| {
+                let b = board.get(&v.name);
+                Server {
+                    name: &v.name,
+                    url: &v.url,
+                    schedule: &v.schedule,
+                    timezone: &v.timezone,
+                    enabled: v.enabled,
+                    next_due: b.and_then(|b| b.next_due).map(rfc3339),
+                    running: b.and_then(|b| b.running.as_ref()).map(|r| Running {
+                        run_id: r.run_id.clone(),
+                        since: rfc3339(r.since),
+                        state: r.state.clone(),
+                        progress: r.percent,
+                    }),
+                    last: v.recent.back(),
+                }
+            })
+            .collect(),
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{\"servers\":[]}".into())
+}
+
+/// `GET /api/v1/servers/{name}/history?limit=N`: a JSON array of the records exactly as
+/// stored, newest first. `None` when the server is unknown.
+pub fn history(
+    history: &History,
+    monitor: &Monitor,
+    name: &str,
+    limit: usize,
+) -> Option<Result<String, String>> {
+    monitor.server(name)?;
+    Some(match history.read(name) {
+        Ok(read) => {
+            let raw: Vec<&str> = read
+                .records
+                .iter()
+                .rev()
+                .take(limit)
+                .map(|r| r.raw.as_str())
+                .collect();
+            Ok(format!("[{}]", raw.join(",")))
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}
