@@ -198,7 +198,7 @@ async fn fifty_servers_with_seeded_faults() {
         .map(|i| {
             if i < 2 * KINDS.len() {
                 KINDS[i % KINDS.len()]
-            } else if rng.next() % 5 == 0 {
+            } else if rng.next().is_multiple_of(5) {
                 Kind::None
             } else {
                 KINDS[(rng.next() % KINDS.len() as u64) as usize]
@@ -296,7 +296,7 @@ async fn fifty_servers_with_seeded_faults() {
 
     let history = History::new(&state);
     let mut problems = Vec::new();
-    for (i, (n, k)) in names.iter().zip(&kinds).enumerate() {
+    for (n, k) in names.iter().zip(&kinds) {
         let records: Vec<RunRecord> = history.read(n).unwrap().into_records();
         let mut by_slot: BTreeMap<DateTime<Utc>, Vec<&RunRecord>> = BTreeMap::new();
         for r in &records {
@@ -333,7 +333,6 @@ async fn fifty_servers_with_seeded_faults() {
                 }
             }
         }
-        let _ = i;
     }
     assert!(
         problems.is_empty(),
