@@ -409,3 +409,79 @@ async fn health_endpoints_and_the_healthcheck_command() {
         Some(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_logged_scheduling_goes_on_and_records_are_written_once_it_recovers() {
+    let mut c = SimServerConfig::new("s", KEY);
+    c.run_length = Duration::from_millis(200);
+    c.start_delay = Duration::from_millis(10);
+    c.result_delay = Duration::from_millis(10);
+    c.zip_base64_len = 1024;
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![c])
+        .await
+        .unwrap();
+    let env = env_with(&sim.url("s"), "*/2 * * * * *", "");
+    let state = env.state();
+    // A full file system, as the history file sees it: every write is ENOSPC.
+    std::fs::create_dir_all(state.join("history")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", state.join("history/s.jsonl")).unwrap();
+    let mut child = spawn(&env, 1);
+    wait_until(Duration::from_secs(15), "the write error is logged", || {
+        log_text(&env, 1).contains("No space left on device")
+    })
+    .await;
+    let log = log_text(&env, 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap();
+    assert!(
+        line.contains("history/s.jsonl") && line.contains("kept in memory"),
+        "{line}"
+    );
+    wait_until(
+        Duration::from_secs(15),
+        "scheduling goes on while the disk is full",
+        || sim.server("s").start_requests().len() >= 3,
+    )
+    .await;
+    // The disk recovers.
+    std::fs::remove_file(state.join("history/s.jsonl")).unwrap();
+    let runs_so_far = sim.server("s").start_requests().len();
+    wait_until(
+        Duration::from_secs(40),
+        "every run so far is written after the disk recovered",
+        || {
+            history(&state)
+                .iter()
+                .filter(|r| r["outcome"] == "completed")
+                .count()
+                >= runs_so_far
+        },
+    )
+    .await;
+    signal(&child, "TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
+        Some(0)
+    );
+    let records = history(&state);
+    let mut ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "a run was recorded twice: {records:#?}");
+    let completed = records
+        .iter()
+        .filter(|r| r["outcome"] == "completed")
+        .count();
+    assert_eq!(
+        completed,
+        sim.server("s").start_requests().len(),
+        "one record per started run"
+    );
+    assert!(log_text(&env, 1).contains("record written after an earlier failure"));
+}

@@ -87,6 +87,22 @@ impl Ctx {
         self.observers.read().map(|o| o.clone()).unwrap_or_default()
     }
 
+    /// Whether a run's record is waiting for the disk.
+    pub(crate) fn is_unwritten(&self, run_id: &str) -> bool {
+        self.unwritten
+            .lock()
+            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
+            .unwrap_or(false)
+    }
+
+    /// Keep a record the disk refused, to write it again later (once per run).
+    pub(crate) fn keep_unwritten(&self, record: RunRecord, history_limit: usize) {
+        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
+        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
+            u.push((record, history_limit));
+        }
+    }
+
     /// Tell the observers about a record.
     pub(crate) fn announce(&self, server: &ServerConfig, record: &RunRecord) {
         for o in self.observers() {
@@ -440,11 +456,9 @@ impl Supervisor {
         })
         .await
         .unwrap_or_default();
-        self.ctx
-            .unwritten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(still);
+        for (record, limit) in still {
+            self.ctx.keep_unwritten(record, limit);
+        }
     }
 
     /// Stop scheduling, give runs `shutdown_grace` to end, then stop tracking the rest

@@ -274,14 +274,15 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
             }
             Job::Run(request) => {
                 // A run left in flight (a `trigger --no-wait`, or a marker that could not be
-                // resumed at start) is finished and recorded first.
+                // resumed at start) is finished and recorded first; but not a run of ours
+                // whose record only waits for the disk (it would be recorded twice).
                 if ctx
                     .recorder
                     .markers()
                     .read(&cfg.name)
                     .ok()
                     .flatten()
-                    .is_some()
+                    .is_some_and(|m| !ctx.is_unwritten(&m.run_id))
                     && let Some(r) = ctx
                         .recorder
                         .resume_left_over(&client, cfg, &mut events)
@@ -311,10 +312,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
     match result {
         Ok(record) => Some(record),
         Err(RecordError::History { record, .. }) => {
-            ctx.unwritten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((*record.clone(), cfg.history_limit));
+            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
             Some(*record)
         }
         Err(RecordError::Join(_)) => None,
@@ -379,10 +377,7 @@ async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> 
         Ok(r) => Some(r),
         Err(RecordError::History { record, source }) => {
             error!(run_id = %record.run_id, error = %source, "record not written; kept in memory and written again later");
-            ctx.unwritten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((*record.clone(), cfg.history_limit));
+            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
             Some(*record)
         }
         Err(e) => {
@@ -406,7 +401,7 @@ fn record_outside_run(ctx: &Arc<Ctx>, history_limit: usize, record: RunRecord, s
                 Ok(Ok(())) => ctx2.status.recorded(&server, record),
                 Ok(Err(e)) => {
                     error!(run_id = %record.run_id, error = %e, "record not written; kept in memory and written again later");
-                    ctx2.unwritten.lock().unwrap_or_else(|e| e.into_inner()).push((record, history_limit));
+                    ctx2.keep_unwritten(record, history_limit);
                 }
                 Err(e) => error!(error = %e, "record not written"),
             }
