@@ -1,0 +1,331 @@
+//! API keys never leave through anything the program emits.
+//!
+//! One scenario hits every outcome through the real binary: the daemon with JSON logs at
+//! trace level, `trigger` with text logs at trace level, `check`, `history` (text and
+//! JSON), config errors, the HTTP endpoints, and every file in the state directory. All of
+//! it is gathered and searched for every key (and a wrong key that a server refuses).
+
+use chrono::Timelike;
+use jellyfin_export_scheduler::sim::{
+    CancelMode, Mode, RunOutcome, SimServerConfig, Simulator, TaskState,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
+
+/// (server, key the simulator accepts, key the config sends, behaviour)
+fn fleet() -> Vec<(
+    &'static str,
+    String,
+    String,
+    Box<dyn Fn(&mut SimServerConfig)>,
+)> {
+    let key = |n: &str| format!("{:0<32}", format!("k{n}"));
+    vec![
+        ("good", key("good"), key("good"), Box::new(|_| {})),
+        (
+            "failing",
+            key("failing"),
+            key("failing"),
+            Box::new(|c| c.outcome = RunOutcome::Failed),
+        ),
+        (
+            "logerror",
+            key("logerror"),
+            key("logerror"),
+            Box::new(|c| c.outcome = RunOutcome::CompletedWithLogError),
+        ),
+        (
+            "slow",
+            key("slow"),
+            key("slow"),
+            Box::new(|c| c.run_length = Duration::from_secs(30)),
+        ),
+        (
+            "restarting",
+            key("restarting"),
+            key("restarting"),
+            Box::new(|c| {
+                c.restart_after = Some(Duration::from_millis(100));
+                c.downtime = Duration::from_millis(200);
+            }),
+        ),
+        (
+            "crashing",
+            key("crashing"),
+            key("crashing"),
+            Box::new(|c| {
+                c.crash_after = Some(Duration::from_millis(100));
+                c.downtime = Duration::from_millis(200);
+            }),
+        ),
+        (
+            "importing",
+            key("importing"),
+            key("importing"),
+            Box::new(|c| c.mode = Mode::Import),
+        ),
+        (
+            "refusing",
+            key("refusing"),
+            "wrongkey-0000000000000000000000000".into(),
+            Box::new(|_| {}),
+        ),
+        (
+            "cancelled",
+            key("cancelled"),
+            key("cancelled"),
+            Box::new(|c| {
+                c.run_length = Duration::from_secs(3);
+                c.cancel = CancelMode::Honour;
+            }),
+        ),
+        (
+            "vanishing",
+            key("vanishing"),
+            key("vanishing"),
+            Box::new(|c| {
+                c.task_vanishes = true;
+                c.run_length = Duration::from_secs(5);
+            }),
+        ),
+    ]
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn all_files(dir: &Path, out: &mut String) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            all_files(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_appears_in_anything_the_program_emits() {
+    let fleet = fleet();
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        fleet
+            .iter()
+            .map(|(n, accepted, _, f)| {
+                let mut c = SimServerConfig::new(*n, accepted.clone());
+                c.start_delay = Duration::from_millis(20);
+                if c.run_length > Duration::from_millis(300) {
+                    c.run_length = Duration::from_millis(300);
+                }
+                c.result_delay = Duration::from_millis(20);
+                c.zip_base64_len = 4096;
+                f(&mut c);
+                c
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state: PathBuf = dir.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\nlog_level = \"trace\"\nshutdown_grace = \"10s\"\n\
+         [defaults]\nschedule = \"{} {} {} * * *\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"800ms\"\ntimeout = \"1s\"\nretries = 1\nretry_backoff = \"50ms\"\n",
+        state.display(),
+        t.second(),
+        t.minute(),
+        t.hour()
+    );
+    for (n, _, sent, _) in &fleet {
+        text.push_str(&format!(
+            "\n[[servers]]\nname = \"{n}\"\nurl = \"{}\"\napi_key = \"{sent}\"\n",
+            sim.url(n)
+        ));
+        // These need longer than the 1 s timeout the slow server is cut by.
+        if *n == "cancelled" || *n == "crashing" {
+            text.push_str("timeout = \"30s\"\n");
+        }
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut emitted = String::new();
+
+    // `interrupted`: a run started with --no-wait whose task is gone when the daemon resumes it.
+    let (code, out) = run(
+        &["trigger", "vanishing", "--no-wait", "--config", cfg],
+        &[("RUST_LOG", "trace")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    emitted.push_str(&out);
+
+    // The daemon, JSON logs at trace level.
+    let log_path = dir.path().join("daemon.log");
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--config", cfg])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    // `cancelled`: someone cancels that server's run on Jellyfin.
+    let h = sim.server("cancelled");
+    let url = format!(
+        "{}/ScheduledTasks/Running/d6eb93f1d1591e7d5e6c70f1d25e6fdd",
+        sim.url("cancelled")
+    );
+    let ckey = fleet.iter().find(|f| f.0 == "cancelled").unwrap().1.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.task_state().state != TaskState::Running {
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled server's run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reqwest::Client::new()
+        .delete(url)
+        .header("Authorization", format!("MediaBrowser Token=\"{ckey}\""))
+        .send()
+        .await
+        .unwrap();
+
+    let expected = [
+        ("good", "completed"),
+        ("failing", "failed"),
+        ("logerror", "failed"),
+        ("slow", "timed_out"),
+        ("restarting", "aborted"),
+        ("crashing", "lost"),
+        ("importing", "skipped"),
+        ("refusing", "trigger_failed"),
+        ("cancelled", "cancelled"),
+        ("vanishing", "interrupted"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|(n, o)| {
+                !std::fs::read_to_string(state.join(format!("history/{n}.jsonl")))
+                    .unwrap_or_default()
+                    .contains(&format!("\"outcome\":\"{o}\""))
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outcomes not recorded in 30 s for {missing:?}; log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The HTTP endpoints.
+    let base = format!("http://127.0.0.1:{port}");
+    for path in [
+        "/",
+        "/metrics",
+        "/api/v1/servers",
+        "/api/v1/servers/good/history",
+        "/api/v1/servers/refusing/history",
+        "/healthz",
+        "/readyz",
+    ] {
+        emitted.push_str(
+            &reqwest::get(format!("{base}{path}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    emitted.push_str(&std::fs::read_to_string(&log_path).unwrap());
+
+    // The commands, text logs at trace level.
+    for args in [
+        vec!["check", "--config", cfg],
+        vec!["check", "--config", cfg, "--format", "json"],
+        vec!["history", "--config", cfg, "--limit", "0"],
+        vec![
+            "history", "--config", cfg, "--limit", "0", "--format", "json",
+        ],
+        vec!["trigger", "good", "--config", cfg],
+        vec!["trigger", "refusing", "--config", cfg],
+        vec!["trigger", "failing", "--config", cfg],
+    ] {
+        emitted.push_str(&run(&args, &[("RUST_LOG", "trace")]).1);
+    }
+    // Config errors, with the key written inline next to the mistakes.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        text.replace(
+            "poll_interval = \"50ms\"",
+            "poll_interval = \"0s\"\nbogus = 1",
+        ),
+    )
+    .unwrap();
+    let (code, out) = run(&["check", "--config", broken.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    emitted.push_str(&out);
+    // Everything on disk.
+    all_files(&state, &mut emitted);
+
+    assert!(
+        emitted.len() > 50_000,
+        "too little was gathered ({} bytes) for this test to mean much",
+        emitted.len()
+    );
+    assert!(
+        emitted.contains("\"level\":\"TRACE\"") || emitted.contains("TRACE"),
+        "trace-level lines were gathered"
+    );
+    for (n, accepted, sent, _) in &fleet {
+        for key in [accepted, sent] {
+            assert!(
+                !emitted.contains(key.as_str()),
+                "the key of {n} appears in the output"
+            );
+        }
+    }
+}
