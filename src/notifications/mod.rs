@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
-pub use message::{PingKind as Ping, ping_rid, ping_url};
+pub use message::{ping_rid, ping_url};
 
 /// Tuning that the config does not expose; tests shorten the waits.
 #[derive(Clone, Debug)]
