@@ -14,6 +14,7 @@
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
+//! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
@@ -35,6 +36,7 @@ pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
 pub mod monitor;
+pub mod notifications;
 pub mod notify;
 pub mod record;
 pub mod recorder;

@@ -3,8 +3,13 @@
 //! `Debug` and `Display` both print a fixed mask, so a secret that ends up in a log line, an
 //! error message or a `{:?}` of a config struct shows `***` instead of the key. The only way
 //! to the value is [`Secret::expose`], which the HTTP client calls when it builds a header.
+//!
+//! A URL that is a capability (a webhook, a Healthchecks ping URL) carries its secret in
+//! the path, the query or the user info; [`redacted`] is the form of such a URL that may be
+//! logged.
 
 use std::fmt;
+use url::Url;
 
 /// A string that must not be shown: its `Debug` and `Display` print a mask.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,9 +41,48 @@ impl fmt::Display for Secret {
     }
 }
 
+/// What may be shown of a secret URL: `scheme://host[:port] (path hidden)`. User info,
+/// path, query and fragment are left out whatever they hold, so the form says nothing about
+/// which hook or check it is beyond its host.
+pub fn redacted(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port} (path hidden)", url.scheme()),
+        None => format!("{}://{host} (path hidden)", url.scheme()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_keeps_only_scheme_host_and_port() {
+        let cases = [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+                "https://hooks.slack.com (path hidden)",
+            ),
+            (
+                "http://user:pw@127.0.0.1:8080/hook?token=SECRET#frag",
+                "http://127.0.0.1:8080 (path hidden)",
+            ),
+            (
+                "https://hc-ping.com/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                "https://hc-ping.com (path hidden)",
+            ),
+            // The default port is not repeated; an IPv6 host keeps its brackets.
+            ("https://ntfy.sh:443/topic", "https://ntfy.sh (path hidden)"),
+            ("http://[::1]:9000/x", "http://[::1]:9000 (path hidden)"),
+        ];
+        for (url, want) in cases {
+            let shown = redacted(&Url::parse(url).unwrap());
+            assert_eq!(shown, want, "{url}");
+            for secret in ["SECRET", "services", "pw", "user", "0f1e2d3c", "topic"] {
+                assert!(!shown.contains(secret), "{shown} shows {secret}");
+            }
+        }
+    }
 
     #[test]
     fn debug_and_display_mask_the_value() {

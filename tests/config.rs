@@ -2,8 +2,9 @@
 //! message it names, and values and defaults come out as documented.
 
 use jellyfin_export_scheduler::config::{
-    CatchUp, Config, IfRunning, KeySource, LoadEnv, LogFormat,
+    CatchUp, Config, IfRunning, KeySource, LoadEnv, LogFormat, NotifyFormat, NotifyOn,
 };
+use jellyfin_export_scheduler::record::Outcome;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,6 +74,12 @@ fn example_config_parses_with_every_key() {
         config.daemon.state_dir,
         PathBuf::from("/var/lib/jellyfin-export-scheduler")
     );
+    assert!(lr.ping_url.is_some());
+    assert_eq!(cabin.ping_url, None);
+    assert_eq!(config.notify.len(), 1);
+    assert_eq!(config.notify[0].format, NotifyFormat::Ntfy);
+    assert_eq!(config.notify[0].on, NotifyOn::DEFAULT.to_vec());
+    assert_eq!(config.notify[0].shown, "https://ntfy.sh (path hidden)");
 }
 
 #[test]
@@ -328,4 +335,171 @@ fn try_config_parses_and_keeps_state_next_to_it() {
         c.servers[0].api_key.expose(),
         "demo-api-key-0000000000000000000"
     );
+}
+
+const NOTIFY_SERVERS: &str = r#"
+[[servers]]
+name = "living-room"
+url = "http://127.0.0.1:8096"
+api_key = "k0123456789"
+schedule = "@daily"
+ping_url = "https://hc-ping.com/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+[[servers]]
+name = "cabin"
+url = "http://127.0.0.1:8097"
+api_key = "k0123456789"
+schedule = "@daily"
+"#;
+
+#[test]
+fn notify_targets_read_every_url_source_and_apply_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(
+        dir.path().join("secrets/slack"),
+        "https://hooks.slack.com/services/T0/B0/FILESECRET\n",
+    )
+    .unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("ntfy"), "  https://ntfy.sh/credtopic  \n").unwrap();
+    let text = format!(
+        r#"{NOTIFY_SERVERS}
+[[notify]]
+url = "https://example.org/hook/INLINESECRET"
+
+[[notify]]
+url_file = "secrets/slack"
+format = "slack"
+on = ["failed", "recovered", "failed", "skipped"]
+servers = ["cabin"]
+timeout = "3s"
+retries = 0
+
+[[notify]]
+url_env = "NTFY_URL"
+format = "ntfy"
+
+[[notify]]
+url_file = "${{CREDENTIALS_DIRECTORY}}/ntfy"
+"#
+    );
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let c = load(
+        &path,
+        &[
+            (
+                "NTFY_URL",
+                "https://ntfy.example.org/envtopic?auth=ENVSECRET",
+            ),
+            ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.notify.len(), 4);
+    let [inline, file, env, cred] = &c.notify[..] else {
+        unreachable!()
+    };
+    assert_eq!(inline.url.expose(), "https://example.org/hook/INLINESECRET");
+    assert_eq!(inline.shown, "https://example.org (path hidden)");
+    assert_eq!(inline.on, NotifyOn::DEFAULT.to_vec());
+    assert_eq!(
+        inline.on.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+        ["failed", "timed_out", "lost", "trigger_failed", "recovered"]
+    );
+    assert_eq!(inline.servers, None);
+    assert!(inline.covers("living-room") && inline.covers("cabin"));
+    assert_eq!(inline.format, NotifyFormat::Json);
+    assert_eq!(inline.timeout, Duration::from_secs(10));
+    assert_eq!(inline.retries, 3);
+    // A file is trimmed and read relative to the config file's folder.
+    assert_eq!(
+        file.url.expose(),
+        "https://hooks.slack.com/services/T0/B0/FILESECRET"
+    );
+    assert_eq!(file.format, NotifyFormat::Slack);
+    // Duplicates collapse, order is kept.
+    assert_eq!(
+        file.on,
+        [
+            NotifyOn::Outcome(Outcome::Failed),
+            NotifyOn::Recovered,
+            NotifyOn::Outcome(Outcome::Skipped)
+        ]
+    );
+    assert_eq!(file.servers, Some(vec!["cabin".to_owned()]));
+    assert!(!file.covers("living-room"));
+    assert_eq!(file.timeout, Duration::from_secs(3));
+    assert_eq!(file.retries, 0);
+    assert_eq!(env.format, NotifyFormat::Ntfy);
+    assert_eq!(
+        env.url.expose(),
+        "https://ntfy.example.org/envtopic?auth=ENVSECRET"
+    );
+    assert_eq!(cred.url.expose(), "https://ntfy.sh/credtopic");
+    assert_eq!(
+        c.servers[0].ping_url.as_ref().map(|s| s.expose()),
+        Some("https://hc-ping.com/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    );
+    assert_eq!(c.servers[1].ping_url, None);
+    // Secret URLs print as masks.
+    let debug = format!("{c:?}");
+    for secret in [
+        "INLINESECRET",
+        "FILESECRET",
+        "ENVSECRET",
+        "credtopic",
+        "0f1e2d3c",
+    ] {
+        assert!(!debug.contains(secret), "{secret} leaked in Debug: {debug}");
+    }
+}
+
+#[test]
+fn every_outcome_and_recovered_may_be_listed_in_on() {
+    let names: Vec<String> = Outcome::ALL
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .chain(["\"recovered\"".to_owned()])
+        .collect();
+    let text = format!(
+        "{NOTIFY_SERVERS}\n[[notify]]\nurl = \"http://127.0.0.1:1/h\"\non = [{}]\n",
+        names.join(", ")
+    );
+    let c = parse(&text, &[]).unwrap();
+    assert_eq!(c.notify[0].on.len(), 10);
+    // No [[notify]] at all is fine too.
+    assert!(parse(NOTIFY_SERVERS, &[]).unwrap().notify.is_empty());
+}
+
+#[test]
+fn secret_urls_are_not_quoted_in_errors() {
+    let text =
+        format!("{NOTIFY_SERVERS}\n[[notify]]\nurl = \"https//hooks.example.org/URLSECRET\"\n");
+    let err = parse(&text, &[]).unwrap_err();
+    assert!(
+        err.contains("notify[0].url: the webhook URL from url is not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains("URLSECRET"), "{err}");
+    let text = NOTIFY_SERVERS.replace(
+        "https://hc-ping.com/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        "hc-ping.com/PINGSECRET",
+    );
+    let err = parse(&text, &[]).unwrap_err();
+    assert!(
+        err.contains("servers[0].ping_url: the ping URL is not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains("PINGSECRET"), "{err}");
+}
+
+#[test]
+fn a_changed_ping_url_is_a_changed_server() {
+    let a = parse(NOTIFY_SERVERS, &[]).unwrap();
+    let b = parse(&NOTIFY_SERVERS.replace("0f1e2d3c", "99999999"), &[]).unwrap();
+    assert!(a.servers[0].same_settings(&a.servers[0].clone()));
+    assert!(!a.servers[0].same_settings(&b.servers[0]));
+    assert!(a.servers[1].same_settings(&b.servers[1]));
 }

@@ -16,12 +16,18 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
 
 /// (server, key the simulator accepts, key the config sends, behaviour)
-fn fleet() -> Vec<(
+type Fleet = Vec<(
     &'static str,
     String,
     String,
     Box<dyn Fn(&mut SimServerConfig)>,
-)> {
+)>;
+
+/// Webhook and ping URLs are secrets too (a Slack hook token, a Healthchecks UUID).
+const WEBHOOK_TOKEN: &str = "T0KEN-b5f1e3a27c9d4e60";
+const PING_TOKEN: &str = "9a7d1c3e-5b2f-4e8a-b6c0-d4f2e1a3c5b7";
+
+fn fleet() -> Fleet {
     let key = |n: &str| format!("{:0<32}", format!("k{n}"));
     vec![
         ("good", key("good"), key("good"), Box::new(|_| {})),
@@ -170,6 +176,14 @@ async fn no_key_appears_in_anything_the_program_emits() {
             text.push_str("timeout = \"30s\"\n");
         }
     }
+    // Nothing listens there: deliveries fail and are logged, which is what is checked.
+    text = text.replace(
+        "\n[[servers]]\nname = \"good\"",
+        &format!("\n[[notify]]\nurl = \"http://127.0.0.1:1/hooks/{WEBHOOK_TOKEN}\"\nretries = 1\n\n[[servers]]\nname = \"good\""),
+    );
+    text.push_str(&format!(
+        "ping_url = \"http://127.0.0.1:1/ping/{PING_TOKEN}\"\n"
+    ));
     let config = dir.path().join("config.toml");
     std::fs::write(&config, &text).unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -6,12 +6,17 @@ use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
 use crate::monitor::Monitor;
+use crate::notifications::NotifyObserver;
 use crate::notify::Notifier;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{InstanceLock, StateDir};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// After the daemon stops, how long notifications still queued get to go out: enough for
+/// the last runs' webhooks and pings, short next to a service manager's stop timeout.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 use tracing::{error, info, warn};
 
 /// Run until SIGTERM/SIGINT. Logging must already be set up.
@@ -61,12 +66,17 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     let notifier = Notifier::from_env();
     let monitor = Arc::new(Monitor::new(Some(&state)));
     let history = Arc::new(History::new(&state));
+    // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
+    let notifications = NotifyObserver::start(state.clone());
     let handle = Daemon::start_with(
         config,
         state,
         DaemonOptions {
             notifier: Some(notifier.clone()),
-            observers: vec![monitor.clone()],
+            observers: vec![
+                monitor.clone(),
+                notifications.clone() as Arc<dyn crate::daemon::DaemonObserver>,
+            ],
         },
     )
     .await;
@@ -134,7 +144,11 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     }
     // Drain, unless a second signal asks to leave now.
     let ctx = handle.ctx().clone();
-    let mut wait = Box::pin(handle.wait());
+    let mut wait = Box::pin(async {
+        handle.wait().await;
+        // The runs that ended during the drain are reported before the exit.
+        notifications.shutdown(NOTIFY_GRACE).await;
+    });
     tokio::select! {
         _ = &mut wait => {}
         _ = async {

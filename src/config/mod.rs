@@ -11,8 +11,9 @@
 
 mod reader;
 
+use crate::record::Outcome;
 use crate::schedule::{self, Schedule};
-use crate::secret::Secret;
+use crate::secret::{Secret, redacted};
 use chrono_tz::Tz;
 pub use reader::Problem;
 use reader::{LineIndex, Located, TableReader};
@@ -41,6 +42,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// In file order.
     pub servers: Vec<ServerConfig>,
+    /// `[[notify]]` webhook targets, in file order.
+    pub notify: Vec<NotifyTarget>,
     /// Things worth telling the user that do not stop the config from working.
     pub warnings: Vec<String>,
 }
@@ -101,6 +104,90 @@ impl fmt::Display for KeySource {
     }
 }
 
+/// What a `[[notify]]` target wants to hear about: a run that ended with an outcome, or
+/// the first `completed` run after one or more failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotifyOn {
+    Outcome(Outcome),
+    /// The first `completed` after failed, timed_out, lost, trigger_failed, aborted or
+    /// interrupted runs (`skipped` and `cancelled` runs in between don't count either way).
+    Recovered,
+}
+
+impl NotifyOn {
+    /// `on`'s default: every kind of failure that needs a person, and the all-clear.
+    pub const DEFAULT: [NotifyOn; 5] = [
+        NotifyOn::Outcome(Outcome::Failed),
+        NotifyOn::Outcome(Outcome::TimedOut),
+        NotifyOn::Outcome(Outcome::Lost),
+        NotifyOn::Outcome(Outcome::TriggerFailed),
+        NotifyOn::Recovered,
+    ];
+
+    /// The spelling in `on` (an outcome's own, or `recovered`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Outcome(o) => o.as_str(),
+            NotifyOn::Recovered => "recovered",
+        }
+    }
+
+    fn parse(s: &str) -> Option<NotifyOn> {
+        if s == "recovered" {
+            return Some(NotifyOn::Recovered);
+        }
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .map(NotifyOn::Outcome)
+    }
+}
+
+impl fmt::Display for NotifyOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a notification is written for its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyFormat {
+    /// `{"event": "run_finished", "on": ..., "summary": ..., "record": <the history record>}`.
+    Json,
+    /// ntfy: the summary as plain text, with `Title`, `Priority` and `Tags` headers.
+    Ntfy,
+    /// `{"text": summary}`: Slack and Mattermost incoming webhooks, Discord's `/slack` URL.
+    Slack,
+}
+
+/// One `[[notify]]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifyTarget {
+    /// The webhook URL: a capability (whoever has it may post), so it is a [`Secret`];
+    /// validated as an http(s) URL with a host.
+    pub url: Secret,
+    /// What logs show of `url`: `scheme://host[:port] (path hidden)`.
+    pub shown: String,
+    /// In file order, without duplicates.
+    pub on: Vec<NotifyOn>,
+    /// Only these servers' runs; `None` = every server.
+    pub servers: Option<Vec<String>>,
+    pub format: NotifyFormat,
+    /// One delivery attempt's limit (connect to the end of the answer).
+    pub timeout: Duration,
+    /// Attempts after the first before the notification is dropped.
+    pub retries: u32,
+}
+
+impl NotifyTarget {
+    /// Whether this target is about `server` at all.
+    pub fn covers(&self, server: &str) -> bool {
+        self.servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == server))
+    }
+}
+
 /// One `[[servers]]` entry with `[defaults]` and built-in defaults applied.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -128,6 +215,9 @@ pub struct ServerConfig {
     pub start_grace: Duration,
     /// Check the Migrator plugin's `LastExportUtc`/`LastExportLog` after a `Completed` run.
     pub verify_export: bool,
+    /// A dead-man's-switch check (Healthchecks.io style) pinged at each run's start and
+    /// end. A capability URL, hence a [`Secret`].
+    pub ping_url: Option<Secret>,
 }
 
 impl ServerConfig {
@@ -153,6 +243,7 @@ impl ServerConfig {
             && self.history_limit == other.history_limit
             && self.start_grace == other.start_grace
             && self.verify_export == other.verify_export
+            && self.ping_url == other.ping_url
     }
 }
 
@@ -314,7 +405,10 @@ fn inline_key_readable_warning(path: &Path, config: &Config) -> Option<String> {
     })
 }
 
-const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers"];
+const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers", "notify"];
+const NOTIFY_KEYS: &[&str] = &[
+    "url", "url_file", "url_env", "on", "servers", "format", "timeout", "retries",
+];
 const DAEMON_KEYS: &[&str] = &[
     "listen",
     "state_dir",
@@ -342,8 +436,16 @@ const SETTING_KEYS: &[&str] = &[
     "start_grace",
     "verify_export",
 ];
-/// Keys only a server may set: they identify one server.
-const IDENTITY_KEYS: &[&str] = &["name", "url", "api_key", "api_key_file", "api_key_env"];
+/// Keys only a server may set: they identify one server (`ping_url` identifies one check
+/// on the monitor, so sharing it would mix servers' pings).
+const IDENTITY_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "api_key",
+    "api_key_file",
+    "api_key_env",
+    "ping_url",
+];
 
 fn build(
     text: &str,
@@ -380,6 +482,9 @@ fn build(
         None => Settings::default(),
     };
     let mut servers = Vec::new();
+    // Every name the file gives, valid or not, so that `[[notify]] servers` is checked
+    // against what the user wrote (an invalid server is reported once, at the server).
+    let mut names_given: Vec<String> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     // Fleets share a few expressions; compiling each once keeps a 10 000-server config fast.
     let mut schedules = ScheduleCache::new();
@@ -396,6 +501,9 @@ fn build(
         )),
         Some(list) => {
             for (i, table) in list.iter().enumerate() {
+                if let Some(n) = table.get("name").and_then(|v| v.get_ref().as_str()) {
+                    names_given.push(n.to_owned());
+                }
                 table.check_keys(&[SETTING_KEYS, IDENTITY_KEYS].concat(), &[], problems);
                 if let Some(server) =
                     read_server(table, &defaults, path, env, &mut schedules, problems)
@@ -414,10 +522,20 @@ fn build(
             }
         }
     }
+    let mut notify = Vec::new();
+    if let Some(list) = root.array_of_tables("notify", problems) {
+        for table in &list {
+            table.check_keys(NOTIFY_KEYS, &[], problems);
+            if let Some(target) = read_notify(table, &names_given, path, env, problems) {
+                notify.push(target);
+            }
+        }
+    }
     Some(Config {
         path: path.to_owned(),
         daemon: daemon?,
         servers,
+        notify,
         warnings: Vec::new(),
     })
 }
@@ -621,6 +739,12 @@ fn read_server(
     };
 
     let api_key = read_api_key(t, config_path, env, problems);
+    let ping_url = match t.string("ping_url", problems) {
+        None => Ok(None),
+        Some(u) => parse_secret_url(&u.value, &u, "the ping URL", problems)
+            .map(|_| Some(Secret::new(u.value.trim())))
+            .ok_or(()),
+    };
 
     let timezone = match pick(&own.timezone, &defaults.timezone) {
         Some(Ok(tz)) => Some(tz.value),
@@ -728,7 +852,177 @@ fn read_server(
         .ok()?,
         start_grace: start_grace.ok()?.0,
         verify_export: plain(&own.verify_export, &defaults.verify_export, true).ok()?,
+        ping_url: ping_url.ok()?,
     })
+}
+
+fn read_notify(
+    t: &TableReader<'_>,
+    server_names: &[String],
+    config_path: &Path,
+    env: &LoadEnv<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<NotifyTarget> {
+    let url = read_secret_source(t, &WEBHOOK_URL_KEYS, config_path, env, problems).and_then(
+        |(raw, source, loc)| {
+            // A URL file usually ends with a newline; a URL never contains white space.
+            let value = raw.trim();
+            let from = match &source {
+                KeySource::Inline => "url".to_owned(),
+                other => other.to_string(),
+            };
+            if value.is_empty() {
+                problems.push(loc.problem(format!("the webhook URL from {from} is empty")));
+                return None;
+            }
+            let parsed = parse_secret_url(
+                value,
+                &loc,
+                &format!("the webhook URL from {from}"),
+                problems,
+            )?;
+            Some((Secret::new(value), redacted(&parsed)))
+        },
+    );
+
+    let on = match t.string_array("on", problems) {
+        None => Ok(NotifyOn::DEFAULT.to_vec()),
+        Some(Err(())) => Err(()),
+        Some(Ok(list)) if list.value.is_empty() => {
+            problems.push(list.problem(
+                "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table".into(),
+            ));
+            Err(())
+        }
+        Some(Ok(list)) => {
+            let names: Vec<&str> = Outcome::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .chain(["recovered"])
+                .collect();
+            let mut out: Vec<NotifyOn> = Vec::new();
+            let mut ok = true;
+            for item in &list.value {
+                match NotifyOn::parse(item.value.trim()) {
+                    Some(on) => {
+                        if !out.contains(&on) {
+                            out.push(on);
+                        }
+                    }
+                    None => {
+                        ok = false;
+                        let hint = match reader::closest(&item.value, &names) {
+                            Some(s) => format!("did you mean {s:?}?"),
+                            None => format!("expected one of: {}", names.join(", ")),
+                        };
+                        problems.push(item.problem(format!(
+                            "{:?} is not an outcome or \"recovered\"; {hint}",
+                            item.value
+                        )));
+                    }
+                }
+            }
+            if ok { Ok(out) } else { Err(()) }
+        }
+    };
+
+    let servers = match t.string_array("servers", problems) {
+        None => Ok(None),
+        Some(Err(())) => Err(()),
+        Some(Ok(list)) if list.value.is_empty() => {
+            problems.push(
+                list.problem("empty: leave servers out to be told about every server".into()),
+            );
+            Err(())
+        }
+        Some(Ok(list)) => {
+            let known: Vec<&str> = server_names.iter().map(String::as_str).collect();
+            let mut out: Vec<String> = Vec::new();
+            let mut ok = true;
+            for item in &list.value {
+                if known.contains(&item.value.as_str()) {
+                    if !out.contains(&item.value) {
+                        out.push(item.value.clone());
+                    }
+                    continue;
+                }
+                ok = false;
+                let hint = match reader::closest(&item.value, &known) {
+                    Some(s) => format!("did you mean {s:?}?"),
+                    None => format!("servers in this file: {}", known.join(", ")),
+                };
+                problems.push(item.problem(format!(
+                    "no server named {:?} in this file; {hint}",
+                    item.value
+                )));
+            }
+            if ok { Ok(Some(out)) } else { Err(()) }
+        }
+    };
+
+    let format = t
+        .choice(
+            "format",
+            &[
+                ("json", NotifyFormat::Json),
+                ("ntfy", NotifyFormat::Ntfy),
+                ("slack", NotifyFormat::Slack),
+            ],
+            problems,
+        )
+        .unwrap_or(Ok(NotifyFormat::Json));
+    let timeout = match t.located_duration("timeout", problems) {
+        None => Ok(Duration::from_secs(10)),
+        Some(Err(())) => Err(()),
+        Some(Ok(d)) if d.value.is_zero() => {
+            problems.push(d.problem("must be greater than zero".into()));
+            Err(())
+        }
+        Some(Ok(d)) => Ok(d.value),
+    };
+    let retries = t.bounded_int("retries", 0, 100, problems).unwrap_or(Ok(3));
+
+    let (url, shown) = url?;
+    Some(NotifyTarget {
+        url,
+        shown,
+        on: on.ok()?,
+        servers: servers.ok()?,
+        format: format.ok()?,
+        timeout: timeout.ok()?,
+        retries: u32::try_from(retries.ok()?).ok()?,
+    })
+}
+
+/// An http(s) URL with a host, for a value that is a secret: messages describe it as
+/// `what` and never quote it (a webhook's path is its password).
+fn parse_secret_url<T>(
+    value: &str,
+    loc: &Located<T>,
+    what: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Url> {
+    let url = match Url::parse(value.trim()) {
+        Ok(url) => url,
+        Err(e) => {
+            problems.push(loc.problem(format!(
+                "{what} is not a URL ({e}); write it like \"https://host/path\" (the value is not shown: it is a secret)"
+            )));
+            return None;
+        }
+    };
+    if url.scheme() != "http" && url.scheme() != "https" {
+        problems.push(loc.problem(format!(
+            "{what} uses scheme {:?}; only http and https are supported",
+            url.scheme()
+        )));
+        return None;
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        problems.push(loc.problem(format!("{what} has no host")));
+        return None;
+    }
+    Some(url)
 }
 
 /// `[a-z0-9][a-z0-9_-]*`, at most 64 characters: safe in file names and metric labels.
@@ -791,73 +1085,115 @@ fn parse_server_url(u: &Located<String>, problems: &mut Vec<Problem>) -> Option<
     Some(url)
 }
 
-fn read_api_key(
+/// The three keys a secret may come from, and how messages name it.
+struct SecretKeys {
+    inline: &'static str,
+    file: &'static str,
+    env: &'static str,
+    /// "API key", "webhook URL".
+    noun: &'static str,
+    /// Appended to the "none given" message.
+    missing_hint: &'static str,
+    /// "set it to ..." when the variable is unset.
+    env_hint: &'static str,
+}
+
+const API_KEY_KEYS: SecretKeys = SecretKeys {
+    inline: "api_key",
+    file: "api_key_file",
+    env: "api_key_env",
+    noun: "API key",
+    missing_hint: " (create a key in Jellyfin: Dashboard → API Keys)",
+    env_hint: "the server's API key",
+};
+
+const WEBHOOK_URL_KEYS: SecretKeys = SecretKeys {
+    inline: "url",
+    file: "url_file",
+    env: "url_env",
+    noun: "webhook URL",
+    missing_hint: " (the receiver's incoming-webhook or topic URL)",
+    env_hint: "the webhook URL",
+};
+
+/// Exactly one of a secret's three sources: the inline value, a file (`${VAR}` expanded,
+/// relative to the config file) or an environment variable. Returns the raw text (not
+/// yet trimmed), where it came from, and where to point a problem with it.
+fn read_secret_source(
     t: &TableReader<'_>,
+    keys: &SecretKeys,
     config_path: &Path,
     env: &LoadEnv<'_>,
     problems: &mut Vec<Problem>,
-) -> Option<(Secret, KeySource)> {
-    let inline = t.string("api_key", problems);
-    let file = t.string("api_key_file", problems);
-    let var = t.string("api_key_env", problems);
-    let given: Vec<&str> = [
-        ("api_key", &inline),
-        ("api_key_file", &file),
-        ("api_key_env", &var),
-    ]
-    .iter()
-    .filter(|(_, v)| v.is_some())
-    .map(|(k, _)| *k)
-    .collect();
-    let present_keys: Vec<&str> = ["api_key", "api_key_file", "api_key_env"]
+) -> Option<(String, KeySource, Located<String>)> {
+    let inline = t.string(keys.inline, problems);
+    let file = t.string(keys.file, problems);
+    let var = t.string(keys.env, problems);
+    let any_given = inline.is_some() || file.is_some() || var.is_some();
+    let present_keys: Vec<&str> = [keys.inline, keys.file, keys.env]
         .into_iter()
         .filter(|k| t.get(k).is_some())
         .collect();
+    let one_of = format!("{}, {}, {}", keys.file, keys.env, keys.inline);
     if present_keys.len() > 1 {
         let loc = t.key_location(present_keys[1]);
         problems.push(loc.problem(format!(
-            "more than one API key source ({}); give exactly one of api_key_file, api_key_env, api_key",
+            "more than one {} source ({}); give exactly one of {one_of}",
+            keys.noun,
             present_keys.join(", ")
         )));
         return None;
     }
     if present_keys.is_empty() {
         problems.push(t.header_problem(
-            "api_key_file",
-            "no API key: give exactly one of api_key_file, api_key_env, api_key (create a key in Jellyfin: Dashboard → API Keys)".into(),
+            keys.file,
+            format!(
+                "no {}: give exactly one of {one_of}{}",
+                keys.noun, keys.missing_hint
+            ),
         ));
         return None;
     }
-    if given.is_empty() {
+    if !any_given {
         return None; // present but of the wrong type: already reported
     }
-    let (raw, source, loc) = if let Some(v) = inline {
-        (v.value.clone(), KeySource::Inline, v)
-    } else if let Some(f) = file {
+    if let Some(v) = inline {
+        return Some((v.value.clone(), KeySource::Inline, v));
+    }
+    if let Some(f) = file {
         let path = expand_path(&f, config_path.parent(), env, problems)?;
-        match std::fs::read_to_string(&path) {
-            Ok(s) => (s, KeySource::File(path), f),
+        return match std::fs::read_to_string(&path) {
+            Ok(s) => Some((s, KeySource::File(path), f)),
             Err(e) => {
                 problems.push(f.problem(format!(
-                    "cannot read API key file {}: {e}; check that it exists and that this user may read it",
+                    "cannot read {} file {}: {e}; check that it exists and that this user may read it",
+                    keys.noun,
                     path.display()
                 )));
-                return None;
+                None
             }
+        };
+    }
+    let v = var?;
+    match (env.var)(&v.value) {
+        Some(s) => Some((s, KeySource::Env(v.value.clone()), v)),
+        None => {
+            problems.push(v.problem(format!(
+                "environment variable {} is not set; set it to {}",
+                v.value, keys.env_hint
+            )));
+            None
         }
-    } else {
-        let v = var?;
-        match (env.var)(&v.value) {
-            Some(s) => (s, KeySource::Env(v.value.clone()), v),
-            None => {
-                problems.push(v.problem(format!(
-                    "environment variable {} is not set; set it to the server's API key",
-                    v.value
-                )));
-                return None;
-            }
-        }
-    };
+    }
+}
+
+fn read_api_key(
+    t: &TableReader<'_>,
+    config_path: &Path,
+    env: &LoadEnv<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<(Secret, KeySource)> {
+    let (raw, source, loc) = read_secret_source(t, &API_KEY_KEYS, config_path, env, problems)?;
     // Key files usually end with a newline; a key never contains white space.
     let key = raw.trim();
     if key.is_empty() {

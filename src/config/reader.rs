@@ -400,6 +400,49 @@ impl<'a> TableReader<'a> {
         Some(self.located_duration(key, problems)?.map(|d| d.value))
     }
 
+    /// An array of strings, each with its own place (`key[i]`), so a bad element is
+    /// pointed at itself. `Err` when the value or an element has another type (reported).
+    pub fn string_array(
+        &self,
+        key: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Result<Located<Vec<Located<String>>>, ()>> {
+        let v = self.get(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            problems.push(self.value_problem(
+                key,
+                v,
+                format!(
+                    "expected an array of strings, found {}",
+                    type_name(v.get_ref())
+                ),
+            ));
+            return Some(Err(()));
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let loc = self.loc_at(item.span().start, format!("{}[{i}]", self.child_path(key)));
+            match item.get_ref().as_str() {
+                Some(s) => out.push(Located {
+                    value: s.to_owned(),
+                    loc,
+                }),
+                None => {
+                    problems.push(loc.problem(format!(
+                        "expected a string, found {}",
+                        type_name(item.get_ref())
+                    )));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return Some(Err(()));
+        }
+        Some(Ok(self.locate(key, v, out)))
+    }
+
     /// One of a fixed set of strings.
     pub fn choice<T: Copy>(
         &self,
@@ -433,7 +476,7 @@ fn quoted_list(names: &[&str]) -> String {
 }
 
 /// The known key nearest to a misspelt one, if it is near enough to be a likely typo.
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
     known
         .iter()

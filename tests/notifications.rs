@@ -1,0 +1,1024 @@
+//! Notifications against local receivers on 127.0.0.1: which outcome goes to which target,
+//! `recovered` once after failures, the `servers` filter, each format's body and headers,
+//! retries, pings with their run id, a hanging receiver that delays no scheduled run, and
+//! logs that never show a secret URL's path.
+//!
+//! The receivers are tiny HTTP servers in this file that record every request. Most tests
+//! drive the observer directly with synthetic records (clearer than arranging outcomes on
+//! a simulated Jellyfin); the timing and ping tests run the real daemon against the
+//! simulator. Waits are bounded and fail with a sentence; nothing sleeps to synchronise.
+//! Each receiver gets its notifications in order (one queue per target), so a test that
+//! ends with a record every target wants knows that nothing else is still on the way.
+
+use chrono::{DateTime, Timelike, Utc};
+use jellyfin_export_scheduler::commands::trigger::summary;
+use jellyfin_export_scheduler::config::{Config, LoadEnv, ServerConfig};
+use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle, DaemonObserver, DaemonOptions};
+use jellyfin_export_scheduler::history::History;
+use jellyfin_export_scheduler::notifications::deliver::Backoff;
+use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, ping_rid};
+use jellyfin_export_scheduler::record::{
+    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+};
+use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig, Simulator};
+use jellyfin_export_scheduler::state::StateDir;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+// ---------------------------------------------------------------------------------------
+// Receivers
+
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    /// 200 to everything.
+    Ok,
+    /// Reads the request, records it, never answers.
+    Hang,
+    /// 500 to the first n requests, then 200.
+    FailFirst(usize),
+    /// 500 to everything.
+    AlwaysFail,
+}
+
+#[derive(Clone, Debug)]
+struct Req {
+    method: String,
+    /// Path and query.
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// `(server, on)` of a `json`-format notification.
+    fn server_and_on(&self) -> (String, String) {
+        let v = self.json();
+        (
+            v["record"]["server"].as_str().unwrap_or("?").to_owned(),
+            v["on"].as_str().unwrap_or("?").to_owned(),
+        )
+    }
+}
+
+struct Receiver {
+    addr: std::net::SocketAddr,
+    requests: Arc<Mutex<Vec<Req>>>,
+}
+
+impl Receiver {
+    async fn start(behaviour: Behaviour) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let reqs = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let reqs = reqs.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, behaviour, reqs, seen).await;
+                });
+            }
+        });
+        Receiver { addr, requests }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What logs may show of this receiver's URLs.
+    fn shown(&self) -> String {
+        format!("http://{} (path hidden)", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Req> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Req> {
+        let start = Instant::now();
+        loop {
+            let r = self.requests();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {n} requests at {}; have {}: {:#?}",
+                self.addr,
+                r.len(),
+                r.iter()
+                    .map(|q| format!("{} {}", q.method, q.target))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    behaviour: Behaviour,
+    reqs: Arc<Mutex<Vec<Req>>>,
+    seen: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_owned();
+    let target = first.next().unwrap_or("").to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    reqs.lock().unwrap().push(Req {
+        method,
+        target,
+        headers,
+        body,
+    });
+    let n = seen.fetch_add(1, Ordering::SeqCst);
+    let status = match behaviour {
+        Behaviour::Ok => "200 OK",
+        Behaviour::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Behaviour::FailFirst(k) if n < k => "500 Internal Server Error",
+        Behaviour::FailFirst(_) => "200 OK",
+        Behaviour::AlwaysFail => "500 Internal Server Error",
+    };
+    stream
+        .write_all(
+            format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .as_bytes(),
+        )
+        .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Config, records, observer
+
+/// A config with one `[[servers]]` per (name, extra lines) and the given `[[notify]]` text.
+fn config(state: &Path, servers: &[(&str, String)], notify: &str) -> Config {
+    config_with_urls(state, servers, notify, "http://127.0.0.1:9", "")
+}
+
+fn config_with_urls(
+    state: &Path,
+    servers: &[(&str, String)],
+    notify: &str,
+    server_url: &str,
+    defaults: &str,
+) -> Config {
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nlisten = \"\"\n\n[defaults]\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\nschedule = \"@yearly\"\n{defaults}\n",
+        state.display()
+    );
+    for (name, extra) in servers {
+        let url = server_url.replace("{name}", name);
+        text.push_str(&format!(
+            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n{extra}\n"
+        ));
+    }
+    text.push_str(notify);
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::parse(&text, Path::new("notifications-test.toml"), &env)
+        .unwrap_or_else(|e| panic!("test config must parse:\n{e}\n{text}"))
+}
+
+fn server(c: &Config, name: &str) -> ServerConfig {
+    c.server(name).unwrap().clone()
+}
+
+fn record(server: &str, outcome: Outcome) -> RunRecord {
+    let now = Utc::now();
+    RunRecord {
+        run_id: new_run_id(now),
+        server: server.into(),
+        task_key: "JellyfinMigratorExport".into(),
+        trigger: Trigger::Schedule,
+        scheduled_for: Some(now),
+        triggered_at: now,
+        started_at: None,
+        finished_at: Some(now),
+        duration_ms: Some(12_300),
+        outcome,
+        jellyfin_status: None,
+        reason: (outcome != Outcome::Completed).then(|| format!("it was {outcome}")),
+        export_path: None,
+        attempts: 1,
+        scheduler_version: SCHEDULER_VERSION.into(),
+    }
+}
+
+/// Short waits between retries, so retry tests take milliseconds.
+fn fast() -> NotifyOptions {
+    NotifyOptions {
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        ..NotifyOptions::default()
+    }
+}
+
+fn observer(state: &Path, options: NotifyOptions) -> Arc<NotifyObserver> {
+    NotifyObserver::start_with(StateDir::open(state).unwrap(), options)
+}
+
+fn notify_table(url: &str, extra: &str) -> String {
+    format!("\n[[notify]]\nurl = \"{url}\"\n{extra}\n")
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// Which notifications
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_reaches_the_targets_that_list_it_and_pings_its_check() {
+    let default_rx = Receiver::start(Behaviour::Ok).await;
+    let all_rx = Receiver::start(Behaviour::Ok).await;
+    let narrow_rx = Receiver::start(Behaviour::Ok).await;
+    let ping_rx = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let all_on: Vec<String> = Outcome::ALL
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .chain(["\"recovered\"".into()])
+        .collect();
+    let notify = [
+        notify_table(&default_rx.url("/default"), ""),
+        notify_table(
+            &all_rx.url("/all"),
+            &format!("on = [{}]", all_on.join(", ")),
+        ),
+        notify_table(&narrow_rx.url("/narrow"), "on = [\"completed\", \"lost\"]"),
+    ]
+    .concat();
+    // One server per outcome, so that no record is another's recovery.
+    let mut names: Vec<String> = Outcome::ALL.iter().map(|o| format!("s-{o}")).collect();
+    names.push("s-skipped-after-start".into());
+    let mut servers: Vec<(&str, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                format!("ping_url = \"{}\"", ping_rx.url(&format!("/ping/{n}"))),
+            )
+        })
+        .collect();
+    servers.push(("zz-sentinel", String::new()));
+    let cfg = config(dir.path(), &servers, &notify);
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&cfg);
+
+    let mut run_ids = std::collections::HashMap::new();
+    for o in Outcome::ALL {
+        let name = format!("s-{o}");
+        let r = record(&name, o);
+        // A skip decided before the start (previous run still going) never started.
+        if o != Outcome::Skipped {
+            obs.run_started(&server(&cfg, &name), &r.run_id);
+        }
+        obs.run_recorded(&server(&cfg, &name), &r);
+        run_ids.insert(name, r.run_id);
+    }
+    // A skip decided after the start (the plugin is in Import mode).
+    let r = record("s-skipped-after-start", Outcome::Skipped);
+    obs.run_started(&server(&cfg, "s-skipped-after-start"), &r.run_id);
+    obs.run_recorded(&server(&cfg, "s-skipped-after-start"), &r);
+    run_ids.insert("s-skipped-after-start".into(), r.run_id);
+    // Every target wants this one, and each target's deliveries are in order: once it
+    // is there, nothing else is on its way.
+    obs.run_recorded(
+        &server(&cfg, "zz-sentinel"),
+        &record("zz-sentinel", Outcome::Lost),
+    );
+
+    let expect = |wanted: &[Outcome], extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = Outcome::ALL
+            .iter()
+            .filter(|o| wanted.contains(o))
+            .map(|o| (format!("s-{o}"), o.to_string()))
+            .collect();
+        v.extend(extra.iter().map(|(s, o)| (s.to_string(), o.to_string())));
+        v.push(("zz-sentinel".into(), "lost".into()));
+        v
+    };
+    let cases = [
+        (
+            &default_rx,
+            expect(
+                &[
+                    Outcome::Failed,
+                    Outcome::TimedOut,
+                    Outcome::Lost,
+                    Outcome::TriggerFailed,
+                ],
+                &[],
+            ),
+        ),
+        (
+            &all_rx,
+            expect(&Outcome::ALL, &[("s-skipped-after-start", "skipped")]),
+        ),
+        (
+            &narrow_rx,
+            expect(&[Outcome::Completed, Outcome::Lost], &[]),
+        ),
+    ];
+    for (rx, want) in cases {
+        let got: Vec<(String, String)> = rx
+            .wait_for(want.len(), WAIT)
+            .await
+            .iter()
+            .map(Req::server_and_on)
+            .collect();
+        assert_eq!(got, want, "receiver {}", rx.addr);
+    }
+
+    // Pings: /start for runs that started; the bare URL on completed; /fail on the rest,
+    // and on a skip only when its run had started.
+    let mut want_pings: Vec<String> = Vec::new();
+    for name in &names {
+        let rid = ping_rid(&run_ids[name]);
+        let base = format!("/ping/{name}");
+        match name.as_str() {
+            "s-skipped" => {}
+            "s-completed" => {
+                want_pings.push(format!("{base}/start?rid={rid}"));
+                want_pings.push(format!("{base}?rid={rid}"));
+            }
+            _ => {
+                want_pings.push(format!("{base}/start?rid={rid}"));
+                want_pings.push(format!("{base}/fail?rid={rid}"));
+            }
+        }
+    }
+    let pings = ping_rx.wait_for(want_pings.len(), WAIT).await;
+    let mut got: Vec<String> = pings.iter().map(|r| r.target.clone()).collect();
+    assert!(pings.iter().all(|r| r.method == "GET"), "{pings:#?}");
+    // Each server's pings are in order; servers' queues are independent.
+    for name in &names {
+        let mine: Vec<&String> = got
+            .iter()
+            .filter(|t| {
+                t.starts_with(&format!("/ping/{name}/")) || t.starts_with(&format!("/ping/{name}?"))
+            })
+            .collect();
+        let want: Vec<&String> = want_pings
+            .iter()
+            .filter(|t| {
+                t.starts_with(&format!("/ping/{name}/")) || t.starts_with(&format!("/ping/{name}?"))
+            })
+            .collect();
+        assert_eq!(mine, want, "pings of {name}");
+    }
+    got.sort();
+    want_pings.sort();
+    assert_eq!(got, want_pings);
+    obs.shutdown(Duration::from_secs(2)).await;
+}
+
+fn append(state: &Path, r: &RunRecord) {
+    History::new(&StateDir::open(state).unwrap())
+        .append(r, 1000)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovered_is_sent_once_after_failures_counted_from_the_history() {
+    let rx = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[
+            ("r", String::new()),
+            ("fresh", String::new()),
+            ("ok", String::new()),
+        ],
+        &notify_table(&rx.url("/hook"), ""),
+    );
+    // Before the daemon started: r's last runs failed (a skip since changes nothing); ok's
+    // last real run completed.
+    for (server, o) in [
+        ("r", Outcome::Completed),
+        ("r", Outcome::Failed),
+        ("r", Outcome::Skipped),
+        ("ok", Outcome::Failed),
+        ("ok", Outcome::Completed),
+        ("ok", Outcome::Cancelled),
+    ] {
+        append(dir.path(), &record(server, o));
+    }
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&cfg);
+    let mut sent = Vec::new();
+    for (name, o) in [
+        ("fresh", Outcome::Completed), // no history: nothing to recover from
+        ("ok", Outcome::Completed),    // last real run completed: no news
+        ("r", Outcome::Completed),     // recovered after 1
+        ("r", Outcome::Completed),     // just completed: nothing
+        ("r", Outcome::Cancelled),     // not in `on`, streak unchanged
+        ("r", Outcome::Failed),
+        ("r", Outcome::Skipped),
+        ("r", Outcome::TimedOut),
+        ("r", Outcome::Completed), // recovered after 2
+    ] {
+        let rec = record(name, o);
+        // As the daemon does: the record is in the history before observers hear of it.
+        append(dir.path(), &rec);
+        obs.run_recorded(&server(&cfg, name), &rec);
+        sent.push(rec);
+    }
+    let got = rx.wait_for(4, WAIT).await;
+    let kinds: Vec<(String, String)> = got.iter().map(Req::server_and_on).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("r", "recovered"),
+            ("r", "failed"),
+            ("r", "timed_out"),
+            ("r", "recovered")
+        ]
+        .map(|(s, o)| (s.to_owned(), o.to_owned()))
+    );
+    let summaries: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["summary"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        summaries[0],
+        format!("{} (recovered after 1 failed run)", summary(&sent[2]))
+    );
+    assert_eq!(
+        summaries[3],
+        format!("{} (recovered after 2 failed runs)", summary(&sent[8]))
+    );
+    obs.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(rx.requests().len(), 4, "nothing after the last recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_filter_limits_a_target_to_its_servers() {
+    let rx = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[("a", String::new()), ("b", String::new())],
+        &notify_table(&rx.url("/hook"), "servers = [\"a\"]"),
+    );
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&cfg);
+    for (s, o) in [
+        ("b", Outcome::Failed),
+        ("a", Outcome::Failed),
+        ("b", Outcome::Lost),
+        ("a", Outcome::TimedOut),
+    ] {
+        obs.run_recorded(&server(&cfg, s), &record(s, o));
+    }
+    let got: Vec<(String, String)> = rx
+        .wait_for(2, WAIT)
+        .await
+        .iter()
+        .map(Req::server_and_on)
+        .collect();
+    assert_eq!(
+        got,
+        [("a", "failed"), ("a", "timed_out")].map(|(s, o)| (s.to_owned(), o.to_owned()))
+    );
+    obs.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_the_targets() {
+    let first = Receiver::start(Behaviour::Ok).await;
+    let second = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [("a", String::new())];
+    let before = config(dir.path(), &servers, &notify_table(&first.url("/1"), ""));
+    let after = config(dir.path(), &servers, &notify_table(&second.url("/2"), ""));
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&before);
+    obs.run_recorded(&server(&before, "a"), &record("a", Outcome::Failed));
+    first.wait_for(1, WAIT).await;
+    obs.config_applied(&after);
+    obs.run_recorded(&server(&after, "a"), &record("a", Outcome::Lost));
+    let got = second.wait_for(1, WAIT).await;
+    assert_eq!(got[0].server_and_on(), ("a".into(), "lost".into()));
+    obs.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(
+        first.requests().len(),
+        1,
+        "the old target got nothing after the reload"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Formats and delivery
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_format_has_its_body_and_headers() {
+    let json_rx = Receiver::start(Behaviour::Ok).await;
+    let ntfy_rx = Receiver::start(Behaviour::Ok).await;
+    let slack_rx = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = [
+        notify_table(&json_rx.url("/json"), "format = \"json\""),
+        notify_table(&ntfy_rx.url("/topic"), "format = \"ntfy\""),
+        notify_table(&slack_rx.url("/services/T/B/X"), "format = \"slack\""),
+    ]
+    .concat();
+    let cfg = config(dir.path(), &[("living-room", String::new())], &notify);
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&cfg);
+    let failed = record("living-room", Outcome::Failed);
+    let mut done = record("living-room", Outcome::Completed);
+    done.export_path = Some("/exports/20261126_184020".into());
+    for r in [&failed, &done] {
+        append(dir.path(), r);
+        obs.run_recorded(&server(&cfg, "living-room"), r);
+    }
+    let recovered_summary = format!("{} (recovered after 1 failed run)", summary(&done));
+
+    let json = json_rx.wait_for(2, WAIT).await;
+    assert_eq!(json[0].method, "POST");
+    assert_eq!(json[0].header("content-type"), Some("application/json"));
+    assert_eq!(
+        json[0].json(),
+        serde_json::json!({
+            "event": "run_finished",
+            "on": "failed",
+            "summary": summary(&failed),
+            "record": serde_json::to_value(&failed).unwrap(),
+        })
+    );
+    assert_eq!(json[1].json()["on"], "recovered");
+    assert_eq!(json[1].json()["summary"], recovered_summary.as_str());
+    // The record is the history line as stored.
+    let stored: RunRecord = serde_json::from_value(json[1].json()["record"].clone()).unwrap();
+    assert_eq!(stored, done);
+
+    let ntfy = ntfy_rx.wait_for(2, WAIT).await;
+    assert_eq!(ntfy[0].target, "/topic");
+    assert_eq!(
+        ntfy[0].header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(String::from_utf8_lossy(&ntfy[0].body), summary(&failed));
+    assert_eq!(ntfy[0].header("title"), Some("living-room: failed"));
+    assert_eq!(ntfy[0].header("priority"), Some("high"));
+    assert!(ntfy[0].header("tags").unwrap().contains("warning"));
+    assert_eq!(String::from_utf8_lossy(&ntfy[1].body), recovered_summary);
+    assert_eq!(ntfy[1].header("title"), Some("living-room: recovered"));
+    assert_eq!(ntfy[1].header("priority"), Some("default"));
+    assert!(ntfy[1].header("tags").unwrap().contains("white_check_mark"));
+
+    let slack = slack_rx.wait_for(2, WAIT).await;
+    assert_eq!(slack[0].header("content-type"), Some("application/json"));
+    assert_eq!(
+        slack[0].json(),
+        serde_json::json!({ "text": summary(&failed) })
+    );
+    assert_eq!(
+        slack[1].json(),
+        serde_json::json!({ "text": recovered_summary })
+    );
+    obs.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_is_retried_and_a_dead_receiver_gives_up_after_its_retries() {
+    let flaky = Receiver::start(Behaviour::FailFirst(2)).await;
+    let dead = Receiver::start(Behaviour::AlwaysFail).await;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = [
+        notify_table(&flaky.url("/flaky"), "retries = 3"),
+        notify_table(&dead.url("/dead"), "retries = 1"),
+    ]
+    .concat();
+    let cfg = config(dir.path(), &[("a", String::new())], &notify);
+    let obs = observer(dir.path(), fast());
+    obs.config_applied(&cfg);
+    let first = record("a", Outcome::Failed);
+    obs.run_recorded(&server(&cfg, "a"), &first);
+
+    let got = flaky.wait_for(3, WAIT).await;
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "the same notification each time"
+    );
+    assert_eq!(got[0].json()["record"]["run_id"], first.run_id.as_str());
+
+    // 1 attempt + 1 retry, then dropped; the next notification is tried afresh.
+    let second = record("a", Outcome::Lost);
+    dead.wait_for(2, WAIT).await;
+    obs.run_recorded(&server(&cfg, "a"), &second);
+    let got = dead.wait_for(4, WAIT).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["record"]["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [&first.run_id, &first.run_id, &second.run_id, &second.run_id].map(|s| s.clone())
+    );
+    obs.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(
+        flaky.requests().len(),
+        4,
+        "3 for the first, 1 for the second"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_calls_return_at_once_while_the_receiver_hangs() {
+    let hang = Receiver::start(Behaviour::Hang).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[("a", format!("ping_url = \"{}\"", hang.url("/ping")))],
+        &notify_table(&hang.url("/hook"), "timeout = \"1h\"\nretries = 100"),
+    );
+    let obs = observer(
+        dir.path(),
+        NotifyOptions {
+            queue_capacity: 8,
+            ..fast()
+        },
+    );
+    obs.config_applied(&cfg);
+    let a = server(&cfg, "a");
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        let r = record("a", Outcome::Failed);
+        obs.run_started(&a, &r.run_id);
+        obs.run_recorded(&a, &r);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "20 000 observer calls took {took:?} while the receiver hangs"
+    );
+    hang.wait_for(2, WAIT).await; // one webhook and one ping hang, unanswered
+    let stop = Instant::now();
+    obs.shutdown(Duration::from_millis(200)).await;
+    assert!(
+        stop.elapsed() < Duration::from_secs(3),
+        "shutdown waited {:?} for a hanging receiver",
+        stop.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// With the daemon
+
+fn sim_server(name: &str, run_length_ms: u64) -> SimServerConfig {
+    let mut c = SimServerConfig::new(name, KEY);
+    c.start_delay = Duration::from_millis(20);
+    c.run_length = Duration::from_millis(run_length_ms);
+    c.result_delay = Duration::from_millis(20);
+    c.zip_base64_len = 1024;
+    c
+}
+
+fn records(state: &Path, server: &str) -> Vec<RunRecord> {
+    History::new(&StateDir::open(state).unwrap())
+        .read(server)
+        .unwrap()
+        .into_records()
+}
+
+async fn wait_for_records(state: &Path, server: &str, n: usize) -> Vec<RunRecord> {
+    let start = Instant::now();
+    loop {
+        let r = records(state, server);
+        if r.len() >= n {
+            return r;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out after {WAIT:?} waiting for {n} records of {server}; have {r:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_daemon(cfg: Config, obs: &Arc<NotifyObserver>) -> DaemonHandle {
+    let state = StateDir::open(&cfg.daemon.state_dir).unwrap();
+    Daemon::start_with(
+        cfg,
+        state,
+        DaemonOptions {
+            notifier: None,
+            observers: vec![obs.clone() as Arc<dyn DaemonObserver>],
+        },
+    )
+    .await
+}
+
+async fn stop_daemon(handle: DaemonHandle) {
+    handle.shutdown();
+    tokio::time::timeout(WAIT, handle.wait())
+        .await
+        .expect("the daemon stopped within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_does_not_delay_the_next_scheduled_run() {
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![sim_server("h", 100)])
+        .await
+        .unwrap();
+    let hang = Receiver::start(Behaviour::Hang).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_urls(
+        dir.path(),
+        &[(
+            "h",
+            format!(
+                "schedule = \"* * * * * *\"\nping_url = \"{}\"",
+                hang.url("/ping/h")
+            ),
+        )],
+        &notify_table(&hang.url("/hook"), "on = [\"completed\"]\ntimeout = \"1h\""),
+        &sim.url("{name}"),
+        "",
+    );
+    let obs = observer(dir.path(), fast());
+    let handle = start_daemon(cfg, &obs).await;
+    let recs = wait_for_records(dir.path(), "h", 3).await;
+    // The receiver has the first run's ping and notification, and answers neither.
+    hang.wait_for(2, WAIT).await;
+    stop_daemon(handle).await;
+    obs.shutdown(Duration::from_millis(200)).await;
+
+    let completed: Vec<&RunRecord> = recs
+        .iter()
+        .filter(|r| r.outcome == Outcome::Completed)
+        .collect();
+    assert!(completed.len() >= 3, "{recs:#?}");
+    let pair = completed
+        .windows(2)
+        .find(|w| {
+            w[1].scheduled_for.unwrap() - w[0].scheduled_for.unwrap()
+                == chrono::Duration::seconds(1)
+        })
+        .unwrap_or_else(|| panic!("no two runs a second apart: {recs:#?}"));
+    for r in pair {
+        let late = (r.triggered_at - r.scheduled_for.unwrap())
+            .to_std()
+            .unwrap_or_default();
+        assert!(
+            late < Duration::from_millis(500),
+            "run {} started {late:?} after its due instant while the receiver hung: {recs:#?}",
+            r.run_id
+        );
+    }
+}
+
+/// A 6-field cron expression that fires once a day at `t`'s second (UTC).
+fn at(t: DateTime<Utc>) -> String {
+    format!(
+        "schedule = \"{} {} {} * * *\"",
+        t.second(),
+        t.minute(),
+        t.hour()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_mark_start_success_and_failure_with_the_run_id() {
+    let mut bad = sim_server("bad", 100);
+    bad.outcome = RunOutcome::Failed;
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![sim_server("good", 100), bad],
+    )
+    .await
+    .unwrap();
+    let pings = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let when = at(Utc::now() + chrono::Duration::seconds(2));
+    let servers: Vec<(&str, String)> = ["good", "bad"]
+        .into_iter()
+        .map(|n| {
+            (
+                n,
+                format!(
+                    "{when}\nping_url = \"{}\"",
+                    pings.url(&format!("/c/{n}-token"))
+                ),
+            )
+        })
+        .collect();
+    let cfg = config_with_urls(dir.path(), &servers, "", &sim.url("{name}"), "");
+    let obs = observer(dir.path(), fast());
+    let handle = start_daemon(cfg, &obs).await;
+    let good = wait_for_records(dir.path(), "good", 1).await.remove(0);
+    let bad = wait_for_records(dir.path(), "bad", 1).await.remove(0);
+    let got = pings.wait_for(4, WAIT).await;
+    stop_daemon(handle).await;
+    obs.shutdown(Duration::from_secs(2)).await;
+
+    assert_eq!(good.outcome, Outcome::Completed);
+    assert_eq!(bad.outcome, Outcome::Failed);
+    let of = |n: &str| -> Vec<String> {
+        got.iter()
+            .filter(|r| r.target.starts_with(&format!("/c/{n}-token")))
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    };
+    let rid = ping_rid(&good.run_id);
+    assert_eq!(
+        of("good"),
+        [
+            format!("GET /c/good-token/start?rid={rid}"),
+            format!("GET /c/good-token?rid={rid}")
+        ]
+    );
+    let rid = ping_rid(&bad.run_id);
+    assert_eq!(
+        of("bad"),
+        [
+            format!("GET /c/bad-token/start?rid={rid}"),
+            format!("GET /c/bad-token/fail?rid={rid}")
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Logs
+
+/// A tracing writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+// current_thread: every task runs on this thread, where the capturing subscriber is set.
+#[tokio::test]
+async fn secret_urls_never_appear_in_logs() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish(),
+    );
+    let failing = Receiver::start(Behaviour::AlwaysFail).await;
+    let hang = Receiver::start(Behaviour::Hang).await;
+    // A port nothing listens on: connection refused.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let notify = [
+        notify_table(
+            &failing.url("/hook/HOOK-SECRET-PATH?token=HOOK-SECRET-QUERY"),
+            "retries = 1",
+        ),
+        notify_table(
+            &hang.url("/hang/HANG-SECRET-PATH"),
+            "timeout = \"100ms\"\nretries = 0",
+        ),
+    ]
+    .concat();
+    let cfg = config(
+        dir.path(),
+        &[(
+            "a",
+            format!("ping_url = \"http://{closed}/PING-SECRET-TOKEN\""),
+        )],
+        &notify,
+    );
+    let obs = observer(
+        dir.path(),
+        NotifyOptions {
+            ping_retries: 1,
+            queue_capacity: 1,
+            ..fast()
+        },
+    );
+    obs.config_applied(&cfg);
+    let a = server(&cfg, "a");
+    for _ in 0..3 {
+        let r = record("a", Outcome::Failed);
+        obs.run_started(&a, &r.run_id);
+        obs.run_recorded(&a, &r);
+    }
+    let start = Instant::now();
+    let wanted = [
+        "notification not delivered; dropped",
+        "ping not delivered; dropped",
+        "500 Internal Server Error",
+        &failing.shown(),
+        &hang.shown(),
+        &format!("http://{closed} (path hidden)"),
+    ];
+    loop {
+        let text = logs.text();
+        if wanted.iter().all(|w| text.contains(w)) && text.contains("not keeping up") {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for the delivery failures to be logged; missing {:?} in:\n{text}",
+            wanted
+                .iter()
+                .filter(|w| !text.contains(*w))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    obs.shutdown(Duration::from_millis(200)).await;
+    let text = logs.text();
+    assert!(
+        !text.contains("SECRET"),
+        "a secret URL part was logged:\n{text}"
+    );
+    assert!(
+        !text.contains("/hook"),
+        "a webhook path was logged:\n{text}"
+    );
+}
