@@ -417,3 +417,48 @@ async fn shutdown_waits_for_a_run_within_the_grace() {
     );
     assert_eq!(recs[0].outcome, Outcome::Completed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_servers_load_arm_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[daemon]\nstate_dir = \"{}\"\n[defaults]\nschedule = \"0 30 3 * * *\"\ntimezone = \"Europe/Berlin\"\njitter = \"10m\"\n",
+        dir.path().display()
+    );
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "[[servers]]\nname = \"s{i}\"\nurl = \"http://127.0.0.1:9/s/s{i}\"\napi_key = \"{KEY}\"\n"
+        ));
+    }
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    let config = Config::parse(&text, Path::new("fleet.toml"), &env).unwrap();
+    let started = Instant::now();
+    let handle = start(config).await;
+    assert!(handle.status.armed());
+    // Every loop has computed its next due instant (jitter spreads them over 10 minutes).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let board = handle.status.snapshot();
+        let armed = board.values().filter(|s| s.next_due.is_some()).count();
+        if armed == 10_000 {
+            let dues: std::collections::BTreeSet<_> =
+                board.values().filter_map(|s| s.next_due).collect();
+            assert!(
+                dues.len() > 1000,
+                "jitter spreads the fleet: {} distinct instants",
+                dues.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {armed} of 10000 loops armed in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("10 000 servers armed in {:?}", started.elapsed());
+    stop(handle).await;
+}
