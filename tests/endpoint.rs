@@ -240,3 +240,38 @@ async fn status_api_metrics_history_and_page_show_what_happened() {
     }
     s.handle.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_when_a_loop_stops_waking() {
+    let s = setup().await;
+    // The same daemon seen through an endpoint that expects a wake-up more often than the
+    // loops give one: every loop counts as stuck.
+    let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let strict = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    tokio::spawn(endpoint::serve(
+        listener,
+        Sources {
+            status: s.handle.status.clone(),
+            heartbeat_limit: Duration::ZERO,
+            monitor: Arc::new(Monitor::new(None)),
+            history: Arc::new(History::new(&state)),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let (status, _, body) = get(&format!("{strict}/healthz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("scheduling loop stopped waking for: broken, good, importer, quiet"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&format!("{}/healthz", s.base)).await.0,
+        200,
+        "the normal limit is fine"
+    );
+    s.handle.shutdown();
+}
