@@ -74,6 +74,25 @@ fn text_report(config: &Config, after: DateTime<Utc>, next: usize) -> String {
         enabled,
         config.daemon.state_dir.display()
     );
+    for target in &config.notify {
+        let on: Vec<String> = target.on.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "notify: {} as {} on {}{}",
+            target.shown,
+            match target.format {
+                crate::config::NotifyFormat::Json => "json",
+                crate::config::NotifyFormat::Ntfy => "ntfy",
+                crate::config::NotifyFormat::Slack => "slack",
+            },
+            on.join(", "),
+            target
+                .servers
+                .as_ref()
+                .map(|s| format!(" for {}", s.join(", ")))
+                .unwrap_or_default()
+        );
+    }
     for server in &config.servers {
         out.push('\n');
         server_text(&mut out, server, after, next);
@@ -91,6 +110,9 @@ fn server_text(out: &mut String, s: &ServerConfig, after: DateTime<Utc>, next: u
         s.schedule.expr(),
         s.timezone.name()
     );
+    if s.ping_url.is_some() {
+        let _ = writeln!(out, "  ping: a dead-man's-switch URL is set (start, success, fail)");
+    }
     let jitter = jitter_offset(&s.name, s.jitter);
     if !s.jitter.is_zero() {
         let _ = writeln!(
