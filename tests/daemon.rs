@@ -462,3 +462,28 @@ async fn ten_thousand_servers_load_arm_and_stop() {
     eprintln!("10 000 servers armed in {:?}", started.elapsed());
     stop(handle).await;
 }
+
+/// The two pieces of the loop that the benchmark calls: `next_fire` adds the jitter to the
+/// due instant, `sleep_until_due` returns once the wall clock has reached the instant and
+/// calls its wake hook (the heartbeat) after each sleep.
+#[tokio::test]
+async fn the_loop_helpers_fire_at_the_due_instant_plus_jitter() {
+    use jellyfin_export_scheduler::daemon::{next_fire, sleep_until_due};
+    use jellyfin_export_scheduler::schedule::Schedule;
+    let schedule = Schedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
+    let after: DateTime<Utc> = "2026-11-26T18:00:00.250Z".parse().unwrap();
+    let jitter = Duration::from_secs(3);
+    let (due, fire_at) = next_fire(&schedule, "alpha", jitter, after).unwrap();
+    assert_eq!(
+        due,
+        "2026-11-26T18:00:01Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    let offset = chrono::Duration::from_std(jitter_offset("alpha", jitter)).unwrap();
+    assert_eq!(fire_at, due + offset);
+
+    let fire_at = Utc::now() + chrono::Duration::milliseconds(60);
+    let mut wakes = 0;
+    sleep_until_due(fire_at, || wakes += 1).await;
+    assert!(Utc::now() >= fire_at, "returned before the instant");
+    assert!(wakes >= 1, "the wake hook was not called");
+}

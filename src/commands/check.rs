@@ -111,7 +111,10 @@ fn server_text(out: &mut String, s: &ServerConfig, after: DateTime<Utc>, next: u
         s.timezone.name()
     );
     if s.ping_url.is_some() {
-        let _ = writeln!(out, "  ping: a dead-man's-switch URL is set (start, success, fail)");
+        let _ = writeln!(
+            out,
+            "  ping: a dead-man's-switch URL is set (start, success, fail)"
+        );
     }
     let jitter = jitter_offset(&s.name, s.jitter);
     if !s.jitter.is_zero() {

@@ -15,7 +15,7 @@ use crate::jellyfin::model::TaskState;
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
 use crate::recorder::RecordError;
 use crate::run::{RunEvents, RunRequest};
-use crate::schedule::jitter_offset;
+use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub async fn server_loop(
         let cfg = config.borrow_and_update().clone();
         let now = Utc::now();
         let after = handled.map_or(now, |h| h.max(now));
-        let Some(due) = cfg.schedule.next_after(after) else {
+        let Some((due, fire_at)) = next_fire(&cfg.schedule, &name, cfg.jitter, after) else {
             warn!(schedule = %cfg.schedule.expr(), "the schedule matches no future instant; nothing will run until the config changes");
             ctx.status.set_next_due(&name, None);
             tokio::select! {
@@ -67,28 +67,50 @@ pub async fn server_loop(
                 r = config.changed() => if r.is_err() { return } else { continue 'schedule },
             }
         };
-        let fire_at =
-            due + chrono::Duration::from_std(jitter_offset(&name, cfg.jitter)).unwrap_or_default();
         ctx.status.set_next_due(&name, Some(fire_at));
         info!(next_due = %fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "next export");
-        loop {
-            let now = Utc::now();
-            if now >= fire_at {
-                break;
-            }
-            let wait = (fire_at - now).to_std().unwrap_or_default().min(MAX_SLEEP);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => ctx.status.heartbeat(&name),
-                _ = stop.cancelled() => return,
-                r = config.changed() => {
-                    if r.is_err() { return }
-                    info!("schedule settings changed; next due instant recomputed");
-                    continue 'schedule;
-                }
+        tokio::select! {
+            _ = sleep_until_due(fire_at, || ctx.status.heartbeat(&name)) => {}
+            _ = stop.cancelled() => return,
+            r = config.changed() => {
+                if r.is_err() { return }
+                info!("schedule settings changed; next due instant recomputed");
+                continue 'schedule;
             }
         }
         handled = Some(due);
         dispatch(&ctx, cfg, Trigger::Schedule, Some(due), &span);
+    }
+}
+
+/// The next due instant strictly after `after` and the instant the loop fires for it (the
+/// due instant plus the server's jitter offset). `None` when the schedule never matches again.
+/// Public so that the benchmark (`benches/fleet.rs`) times the loop's own arithmetic.
+pub fn next_fire(
+    schedule: &Schedule,
+    server_name: &str,
+    jitter: Duration,
+    after: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let due = schedule.next_after(after)?;
+    let fire_at =
+        due + chrono::Duration::from_std(jitter_offset(server_name, jitter)).unwrap_or_default();
+    Some((due, fire_at))
+}
+
+/// Sleep until the wall clock reaches `fire_at`: tokio sleeps of at most [`MAX_SLEEP`], the
+/// clock read again after each, `on_wake` called after each sleep (the loop's heartbeat).
+/// Cancel-safe: the loop drops it on shutdown or a config change. Public so that the
+/// benchmark measures the loop's own waiting.
+pub async fn sleep_until_due(fire_at: DateTime<Utc>, mut on_wake: impl FnMut()) {
+    loop {
+        let now = Utc::now();
+        if now >= fire_at {
+            return;
+        }
+        let wait = (fire_at - now).to_std().unwrap_or_default().min(MAX_SLEEP);
+        tokio::time::sleep(wait).await;
+        on_wake();
     }
 }
 
