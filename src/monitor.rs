@@ -154,7 +154,8 @@ impl Monitor {
 
 impl DaemonObserver for Monitor {
     fn config_applied(&self, config: &Config) {
-        let known: Vec<String> = self.with(|i| i.servers.keys().cloned().collect());
+        let known: std::collections::HashSet<String> =
+            self.with(|i| i.servers.keys().cloned().collect());
         // History is read outside the lock: a large fleet's files take a moment.
         let mut seeded: HashMap<String, Vec<RunRecord>> = HashMap::new();
         for s in &config.servers {

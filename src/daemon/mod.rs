@@ -51,6 +51,10 @@ pub struct Ctx {
     /// Records whose history write failed, written again later: nothing is lost.
     unwritten: Mutex<Vec<(RunRecord, usize)>>,
     observers: std::sync::RwLock<Vec<Arc<dyn DaemonObserver>>>,
+    /// One HTTP client per `request_timeout` in use (usually one for the whole fleet):
+    /// a client per run would cost a connection pool and a TLS setup each (about 18 KiB;
+    /// 18 MiB for 1000 runs at once).
+    http: Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
 }
 
 impl Ctx {
@@ -86,6 +90,17 @@ pub struct DaemonOptions {
 impl Ctx {
     pub(crate) fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
         self.observers.read().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// The shared HTTP client for this request timeout.
+    pub(crate) fn http_client(&self, request_timeout: Duration) -> Result<reqwest::Client, String> {
+        let mut clients = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&request_timeout) {
+            return Ok(c.clone());
+        }
+        let c = crate::jellyfin::http_client(request_timeout)?;
+        clients.insert(request_timeout, c.clone());
+        Ok(c)
     }
 
     /// Whether a run's record is waiting for the disk.
@@ -218,6 +233,7 @@ impl Daemon {
             abort_runs: CancellationToken::new(),
             unwritten: Mutex::new(Vec::new()),
             observers: std::sync::RwLock::new(options.observers),
+            http: Mutex::new(std::collections::HashMap::new()),
         });
         let stop = CancellationToken::new();
         let (tx, rx) = mpsc::channel(4);

@@ -267,7 +267,15 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
             return write_record(ctx, cfg, record).await;
         }
     };
-    let client = match JellyfinClient::new(&cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout) {
+    let client = match ctx
+        .http_client(cfg.request_timeout)
+        .map_err(|cause| crate::jellyfin::JellyfinError::Setup {
+            server: cfg.name.clone(),
+            cause,
+        })
+        .and_then(|http| {
+            JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
+        }) {
         Ok(c) => {
             let observers = ctx.observers();
             let server = cfg.name.clone();

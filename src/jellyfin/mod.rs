@@ -155,6 +155,8 @@ pub type ContactHook = std::sync::Arc<dyn Fn(bool) + Send + Sync>;
 #[derive(Clone)]
 pub struct JellyfinClient {
     http: reqwest::Client,
+    /// `Authorization: MediaBrowser ... Token="<key>"`, marked sensitive.
+    auth: HeaderValue,
     base: Url,
     server: String,
     request_timeout: Duration,
@@ -178,32 +180,34 @@ impl JellyfinClient {
         key: &Secret,
         request_timeout: Duration,
     ) -> Result<Self, JellyfinError> {
-        let setup = |cause: String| JellyfinError::Setup {
+        let http = http_client(request_timeout).map_err(|cause| JellyfinError::Setup {
             server: server.to_owned(),
             cause,
-        };
+        })?;
+        JellyfinClient::with_http(http, server, base, key, request_timeout)
+    }
+
+    /// A client on a shared HTTP client (see [`http_client`]): a fleet then shares one
+    /// connection pool and one TLS setup instead of one per run. The key goes on each
+    /// request, so sharing connections between servers of one host is safe.
+    pub fn with_http(
+        http: reqwest::Client,
+        server: &str,
+        base: &Url,
+        key: &Secret,
+        request_timeout: Duration,
+    ) -> Result<Self, JellyfinError> {
         let auth = format!(
             "MediaBrowser Client=\"jellyfin-export-scheduler\", Version=\"{}\", Token=\"{}\"",
             env!("CARGO_PKG_VERSION"),
             key.expose()
         );
-        let mut auth = HeaderValue::from_str(&auth)
-            .map_err(|_| setup("the API key contains characters not allowed in a header".into()))?;
+        let mut auth = HeaderValue::from_str(&auth).map_err(|_| JellyfinError::Setup {
+            server: server.to_owned(),
+            cause: "the API key contains characters not allowed in a header".into(),
+        })?;
+        // Keeps the value out of any debug output of a request.
         auth.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, auth);
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(request_timeout)
-            .read_timeout(request_timeout)
-            // Proxies from the environment would see the key in plain HTTP; Jellyfin is
-            // usually on the LAN. Users who need one can put it in front explicitly.
-            .no_proxy()
-            .build()
-            .map_err(|e| setup(e.to_string()))?;
         let mut base = base.clone();
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
@@ -211,6 +215,7 @@ impl JellyfinClient {
         }
         Ok(JellyfinClient {
             http,
+            auth,
             base,
             server: server.to_owned(),
             request_timeout,
@@ -434,6 +439,7 @@ impl JellyfinClient {
         let result = self
             .http
             .request(method, url.clone())
+            .header(header::AUTHORIZATION, self.auth.clone())
             .timeout(total)
             .send()
             .await;
@@ -573,6 +579,24 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// The HTTP client every Jellyfin call goes through: our User-Agent, JSON accepted, no
+/// redirects followed, no proxy from the environment, connect and read timeouts.
+pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(request_timeout)
+        .read_timeout(request_timeout)
+        // Proxies from the environment would see the key in plain HTTP; Jellyfin is
+        // usually on the LAN. Users who need one can put it in front explicitly.
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
