@@ -14,8 +14,8 @@ mod reader;
 use crate::schedule::{self, Schedule};
 use crate::secret::Secret;
 use chrono_tz::Tz;
-pub use reader::Problem;
 use reader::{LineIndex, Located, TableReader};
+pub use reader::{MAX_STRING_BYTES, Problem};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -184,12 +184,24 @@ impl ConfigError {
     }
 }
 
+/// At most this many problems are printed: enough to fix a real file in one go, while a
+/// file of a million broken lines does not turn into hundreds of megabytes of messages.
+pub const MAX_SHOWN_PROBLEMS: usize = 100;
+
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
-    problems
+    let mut lines: Vec<String> = problems
         .iter()
+        .take(MAX_SHOWN_PROBLEMS)
         .map(|p| p.render(path))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if problems.len() > MAX_SHOWN_PROBLEMS {
+        lines.push(format!(
+            "{}: {} more problems not shown (the first {MAX_SHOWN_PROBLEMS} are above)",
+            path.display(),
+            problems.len() - MAX_SHOWN_PROBLEMS
+        ));
+    }
+    lines.join("\n")
 }
 
 /// What loading may read besides the file: environment variables (for `api_key_env`,
@@ -835,8 +847,15 @@ fn read_api_key(
         (v.value.clone(), KeySource::Inline, v)
     } else if let Some(f) = file {
         let path = expand_path(&f, config_path.parent(), env, problems)?;
-        match std::fs::read_to_string(&path) {
-            Ok(s) => (s, KeySource::File(path), f),
+        match read_key_file(&path) {
+            Ok(Some(s)) => (s, KeySource::File(path), f),
+            Ok(None) => {
+                problems.push(f.problem(format!(
+                    "API key file {} is larger than {MAX_KEY_FILE_BYTES} bytes; a Jellyfin API key is 32 hex digits",
+                    path.display()
+                )));
+                return None;
+            }
             Err(e) => {
                 problems.push(f.problem(format!(
                     "cannot read API key file {}: {e}; check that it exists and that this user may read it",
@@ -874,6 +893,20 @@ fn read_api_key(
         return None;
     }
     Some((Secret::new(key), source))
+}
+
+/// The largest API key file read. A key is 32 hex digits; the bound keeps a mistaken
+/// `api_key_file = "/dev/zero"` (or a huge file) from reading until memory runs out.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The file's text, or `None` when it is longer than [`MAX_KEY_FILE_BYTES`].
+fn read_key_file(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    Ok((text.len() as u64 <= MAX_KEY_FILE_BYTES).then_some(text))
 }
 
 /// Expand `${VAR}` / `$VAR` (for systemd's `${CREDENTIALS_DIRECTORY}`) and make a relative
