@@ -892,8 +892,12 @@ fn timezone_suggestions(name: &str) -> Vec<&'static str> {
         }
     }
     let wanted = name.to_lowercase();
-    let limit = (wanted.chars().count() / 4).clamp(1, 3);
+    let wanted_len = wanted.chars().count();
+    let limit = (wanted_len / 4).clamp(1, 3);
+    // The distance is at least the difference in length, so most names need no
+    // computing; without this a 7 MB name took minutes (quadratic in its length).
     let mut scored: Vec<(usize, &'static str)> = names()
+        .filter(|n| n.chars().count().abs_diff(wanted_len) <= limit)
         .map(|n| (levenshtein(&wanted, &n.to_lowercase()), n))
         .filter(|(d, _)| *d <= limit)
         .collect();

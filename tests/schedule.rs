@@ -807,6 +807,21 @@ fn timezone_names_and_suggestions() {
     assert!(parse_timezone("").is_err());
 }
 
+/// Regression: suggestions computed the edit distance to every zone name in full, which is
+/// quadratic in the name's length; `check` on a config with a 7 MB timezone ran for minutes.
+#[test]
+fn a_huge_timezone_name_is_refused_quickly() {
+    let huge = "b".repeat(2_000_000);
+    let started = std::time::Instant::now();
+    let err = parse_timezone(&huge).unwrap_err();
+    assert!(err.starts_with("unknown timezone \"bbb"), "{}", &err[..80]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn system_timezone_sources_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");

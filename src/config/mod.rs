@@ -15,8 +15,8 @@ use crate::record::Outcome;
 use crate::schedule::{self, Schedule};
 use crate::secret::{Secret, redacted};
 use chrono_tz::Tz;
-pub use reader::Problem;
 use reader::{LineIndex, Located, TableReader};
+pub use reader::{MAX_STRING_BYTES, Problem};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/jellyfin-export-scheduler";
 /// The Migrator plugin's export task.
 pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 /// Config files larger than this are refused before they are parsed: a real config for
-/// 10 000 servers is about 2 MiB, and an absurd file must not cost unbounded memory.
-pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// 10 000 servers is about 1 MiB, and toml's parsed document can cost up to ~80 times the
+/// file's size (8 MiB of tiny values peaked at 640 MB), so an absurd file must be cut early.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A loaded and validated configuration.
 #[derive(Clone, Debug)]
@@ -275,12 +276,24 @@ impl ConfigError {
     }
 }
 
+/// At most this many problems are printed: enough to fix a real file in one go, while a
+/// file of a million broken lines does not turn into hundreds of megabytes of messages.
+pub const MAX_SHOWN_PROBLEMS: usize = 100;
+
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
-    problems
+    let mut lines: Vec<String> = problems
         .iter()
+        .take(MAX_SHOWN_PROBLEMS)
         .map(|p| p.render(path))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if problems.len() > MAX_SHOWN_PROBLEMS {
+        lines.push(format!(
+            "{}: {} more problems not shown (the first {MAX_SHOWN_PROBLEMS} are above)",
+            path.display(),
+            problems.len() - MAX_SHOWN_PROBLEMS
+        ));
+    }
+    lines.join("\n")
 }
 
 /// What loading may read besides the file: environment variables (for `api_key_env`,
@@ -1162,8 +1175,16 @@ fn read_secret_source(
     }
     if let Some(f) = file {
         let path = expand_path(&f, config_path.parent(), env, problems)?;
-        return match std::fs::read_to_string(&path) {
-            Ok(s) => Some((s, KeySource::File(path), f)),
+        return match read_key_file(&path) {
+            Ok(Some(s)) => Some((s, KeySource::File(path), f)),
+            Ok(None) => {
+                problems.push(f.problem(format!(
+                    "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
+                    keys.noun,
+                    path.display()
+                )));
+                None
+            }
             Err(e) => {
                 problems.push(f.problem(format!(
                     "cannot read {} file {}: {e}; check that it exists and that this user may read it",
@@ -1210,6 +1231,24 @@ fn read_api_key(
         return None;
     }
     Some((Secret::new(key), source))
+}
+
+/// The largest API key file read. A key is 32 hex digits; the bound keeps a mistaken
+/// `api_key_file = "/dev/zero"` (or a huge file) from reading until memory runs out.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The file's text, or `None` when it is longer than [`MAX_KEY_FILE_BYTES`].
+fn read_key_file(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    // A FIFO would block the load forever and a device may never end: only files.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    Ok((text.len() as u64 <= MAX_KEY_FILE_BYTES).then_some(text))
 }
 
 /// Expand `${VAR}` / `$VAR` (for systemd's `${CREDENTIALS_DIRECTORY}`) and make a relative

@@ -125,6 +125,19 @@ impl Loc {
     }
 }
 
+/// The longest string value read from a config. Real values (paths, URLs, filters) are far
+/// shorter; a bound keeps a megabytes-long value from reaching validators and messages that
+/// quote it or do work per character.
+pub const MAX_STRING_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` characters, with `…` when cut: for quoting hostile input.
+pub fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_owned(),
+    }
+}
+
 /// One TOML table (or an absent one) with its key path.
 pub struct TableReader<'a> {
     idx: &'a LineIndex<'a>,
@@ -218,7 +231,7 @@ impl<'a> TableReader<'a> {
             if known.contains(&key) {
                 continue;
             }
-            let path = self.child_path(key);
+            let path = self.child_path(&shorten(key, 64));
             let message = if let Some((_, why)) = forbidden.iter().find(|(g, _)| g.contains(&key)) {
                 format!("not allowed here: {key} {why}")
             } else {
@@ -295,6 +308,20 @@ impl<'a> TableReader<'a> {
         f: impl FnOnce(&DeValue<'_>) -> Option<T>,
     ) -> Option<Result<(T, &'a Value<'a>), ()>> {
         let v = self.get(key)?;
+        if let Some(s) = v.get_ref().as_str()
+            && s.len() > MAX_STRING_BYTES
+        {
+            problems.push(self.value_problem(
+                key,
+                v,
+                format!(
+                    "a string of {} bytes (\"{}\"); a value may have at most {MAX_STRING_BYTES}",
+                    s.len(),
+                    shorten(s, 16)
+                ),
+            ));
+            return Some(Err(()));
+        }
         Some(match f(v.get_ref()) {
             Some(t) => Ok((t, v)),
             None => {
@@ -478,8 +505,12 @@ fn quoted_list(names: &[&str]) -> String {
 /// The known key nearest to a misspelt one, if it is near enough to be a likely typo.
 pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
+    let len = lower.chars().count();
+    // The distance is at least the difference in length: skipping those keeps a
+    // megabytes-long key from costing seconds of quadratic work.
     known
         .iter()
+        .filter(|k| len.abs_diff(k.len()) <= 2.max(k.len() / 4))
         .map(|k| (edit_distance(&lower, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
