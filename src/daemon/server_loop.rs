@@ -236,16 +236,9 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
         "daemon run {run_id}, since {}",
         Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let state = ctx.state.clone();
-    let name = cfg.name.clone();
-    let lock = tokio::task::spawn_blocking(move || ServerLock::acquire(&state, &name, &holder))
-        .await
-        .map_err(|e| LockError::Io {
-            action: "lock",
-            path: std::path::PathBuf::new(),
-            source: std::io::Error::other(e.to_string()),
-        })
-        .and_then(|r| r);
+    // A non-blocking flock on a small local file: a few microseconds, so it runs here
+    // rather than on the blocking pool (1000 runs due at once would spawn a thread each).
+    let lock = ServerLock::acquire(&ctx.state, &cfg.name, &holder);
     let _lock = match lock {
         Ok(lock) => lock,
         Err(e) => {

@@ -349,7 +349,7 @@ impl JellyfinClient {
         let url = self.url(&path);
         // The document can be as large as the export itself: give it more time.
         let response = self
-            .request(Method::GET, &url, &call, self.request_timeout * 10)
+            .request(Method::GET, &url, &call, self.request_timeout * 10, true)
             .await?;
         let status = response.status();
         if status != StatusCode::OK {
@@ -435,14 +435,19 @@ impl JellyfinClient {
         url: &Url,
         call: &str,
         total: Duration,
+        close: bool,
     ) -> Result<reqwest::Response, JellyfinError> {
-        let result = self
+        let mut request = self
             .http
             .request(method, url.clone())
             .header(header::AUTHORIZATION, self.auth.clone())
-            .timeout(total)
-            .send()
-            .await;
+            .timeout(total);
+        if close {
+            // The connection's read buffer grew to hold this large answer; closing it
+            // frees that memory now instead of keeping it in the pool.
+            request = request.header(header::CONNECTION, "close");
+        }
+        let result = request.send().await;
         if let Some(hook) = &self.contact {
             hook(result.as_ref().is_ok_and(|r| !r.status().is_server_error()));
         }
@@ -460,7 +465,7 @@ impl JellyfinClient {
     ) -> Result<(StatusCode, Vec<u8>), JellyfinError> {
         let call = format!("{method} /{path}");
         let url = self.url(path);
-        let mut response = self.request(method, &url, &call, total).await?;
+        let mut response = self.request(method, &url, &call, total, false).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(&call, response).await);
