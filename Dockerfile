@@ -12,6 +12,8 @@ FROM rust:1-trixie AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The manifest names the benchmark target, so cargo needs its file to read the manifest.
+COPY benches ./benches
 # The registry and target caches only speed up rebuilds; the binary is copied out of the
 # cached target directory so the next stage sees it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
