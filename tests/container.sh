@@ -39,6 +39,9 @@ cleanup() {
   podman rm -f -t 0 "$ctr" "$sim_name" >/dev/null 2>&1 || true
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
   podman secret rm "$secret" >/dev/null 2>&1 || true
+  # podman's vfs storage keeps full copies of every layer: drop the images that earlier
+  # builds left untagged, or repeated runs fill the disk (18 GB after a dozen builds here).
+  podman image prune -f >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
