@@ -12,10 +12,9 @@
 
 use crate::record::Trigger;
 use crate::run::{RunRequest, Started};
-use crate::state::StateDir;
+use crate::state::{StateDir, write_private_file};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The marker file's content.
@@ -110,7 +109,7 @@ impl Markers {
         };
         let json = serde_json::to_vec_pretty(marker).map_err(|e| err(std::io::Error::other(e)))?;
         let tmp = self.dir.join(format!(".{}.json.tmp", marker.server));
-        write_new_file(&tmp, &json).map_err(err)?;
+        write_private_file(&tmp, &json).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)?;
         sync_dir(&self.dir).map_err(err)?;
         Ok(())
@@ -170,18 +169,6 @@ impl Markers {
             Err(source) => Err(MarkerError::Remove { path, source }),
         }
     }
-}
-
-fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

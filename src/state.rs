@@ -433,6 +433,21 @@ fn write_holder(file: &File, path: &Path, text: &str) -> Result<(), LockError> {
     file.write_all_at(text.as_bytes(), 0).map_err(io)
 }
 
+/// Write `bytes` to `path` as a file only its owner can read (0600), creating or
+/// replacing it, and fsync it: what every file of the state directory needs.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,7 @@ use crate::history::{History, format_table};
 use crate::record::RunRecord;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
-use crate::state::StateDir;
-use std::io::Write;
+use crate::state::{StateDir, write_private_file};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::info;
@@ -71,17 +70,6 @@ fn config_text(sim: &Simulator, state: &Path) -> String {
     t
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
 /// Run the demo; logging must already be set up.
 pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
     let dir = dir.unwrap_or_else(|| {
@@ -106,7 +94,7 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
             return exit::FAILED;
         }
     };
-    if let Err(e) = write_private(&config_path, &config_text(&sim, &state_dir)) {
+    if let Err(e) = write_private_file(&config_path, config_text(&sim, &state_dir).as_bytes()) {
         eprintln!("error: cannot write {}: {e}", config_path.display());
         return exit::FAILED;
     }
