@@ -73,17 +73,13 @@ impl SnapshotResult {
 }
 
 /// True when `result` is a run that ended after the snapshot was taken.
-fn is_new(snapshot: &Option<SnapshotResult>, result: &Option<TaskResult>) -> bool {
-    match (snapshot, result) {
-        (_, None) => false,
-        (None, Some(_)) => true,
-        (Some(s), Some(r)) => !s.matches(r),
-    }
+fn is_new(snapshot: &Option<SnapshotResult>, result: &TaskResult) -> bool {
+    snapshot.as_ref().is_none_or(|s| !s.matches(result))
 }
 
 /// The task's result if it is a new one.
 fn new_result(snapshot: &Option<SnapshotResult>, result: Option<TaskResult>) -> Option<TaskResult> {
-    result.filter(|r| snapshot.as_ref().is_none_or(|s| !s.matches(r)))
+    result.filter(|r| is_new(snapshot, r))
 }
 
 /// Things a caller may want to hear about while a run goes on (a live progress line, the
@@ -257,7 +253,12 @@ async fn attempt_start(
         // An earlier start request may have gone through: if the task runs or has a new
         // result since the first snapshot, that is our run.
         let snapshot = first_snapshot.clone().flatten();
-        if task.state != TaskState::Idle || is_new(&snapshot, &task.last_execution_result) {
+        if task.state != TaskState::Idle
+            || task
+                .last_execution_result
+                .as_ref()
+                .is_some_and(|r| is_new(&snapshot, r))
+        {
             return Ok(AttemptResult::Started(Started {
                 task_id: task.id,
                 snapshot,

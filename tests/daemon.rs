@@ -487,3 +487,61 @@ async fn the_loop_helpers_fire_at_the_due_instant_plus_jitter() {
     assert!(Utc::now() >= fire_at, "returned before the instant");
     assert!(wakes >= 1, "the wake hook was not called");
 }
+
+/// Counts the records the daemon announces to its observers.
+#[derive(Default)]
+struct Announced(std::sync::Mutex<Vec<RunRecord>>);
+impl jellyfin_export_scheduler::daemon::DaemonObserver for Announced {
+    fn run_recorded(
+        &self,
+        _server: &jellyfin_export_scheduler::config::ServerConfig,
+        record: &RunRecord,
+    ) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_because_another_process_holds_the_server_is_recorded_and_announced() {
+    let sim = simulator(vec![sim_server("busy", 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let soon = at(Utc::now() + chrono::Duration::seconds(2));
+    let cfg = config(
+        dir.path(),
+        "",
+        &[(
+            "busy",
+            sim.url("busy"),
+            &format!("{soon}\ncatch_up = \"none\""),
+        )],
+    );
+    let state = StateDir::open(dir.path()).unwrap();
+    // A manual `trigger` elsewhere holds the server.
+    let _held = jellyfin_export_scheduler::state::ServerLock::acquire(
+        &state,
+        "busy",
+        "manual trigger run x",
+    )
+    .unwrap();
+    let announced = std::sync::Arc::new(Announced::default());
+    let handle = Daemon::start_with(
+        cfg,
+        state,
+        jellyfin_export_scheduler::daemon::DaemonOptions {
+            notifier: None,
+            observers: vec![announced.clone()],
+        },
+    )
+    .await;
+    let recs = wait_for_records(dir.path(), "busy", 1, Duration::from_secs(10)).await;
+    stop(handle).await;
+    assert_eq!(recs[0].outcome, Outcome::Skipped, "{recs:#?}");
+    assert!(
+        recs[0].reason.as_deref().unwrap_or("").contains("is busy"),
+        "{recs:#?}"
+    );
+    let seen = announced.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "observers hear of the skip once: {seen:#?}");
+    assert_eq!(seen[0].run_id, recs[0].run_id);
+    assert!(sim.server("busy").start_requests().is_empty());
+}

@@ -133,8 +133,7 @@ pub fn dispatch(
         let reason = format!("previous run {previous} still in progress");
         info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
         let record = skip_record(&cfg, &request, reason);
-        ctx.announce(&cfg, &record);
-        record_outside_run(ctx, cfg.history_limit, record, server_span);
+        record_outside_run(ctx, cfg, record, server_span);
         return;
     }
     let span = info_span!(parent: server_span, "run", run_id = %request.run_id);
@@ -391,7 +390,11 @@ fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunR
     }
 }
 
+/// Announce a record made outside a tracked run (a skip) and write it; a record the disk
+/// refuses is kept in memory. `append_and_clear` only clears a marker of this same run, so
+/// a run in progress keeps its marker.
 async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
+    ctx.announce(cfg, &record);
     let result = ctx
         .recorder
         .append_and_clear(record, cfg.history_limit)
@@ -410,23 +413,13 @@ async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> 
     }
 }
 
-/// Record a skip without disturbing the run in progress (its marker is not touched).
-fn record_outside_run(ctx: &Arc<Ctx>, history_limit: usize, record: RunRecord, span: &Span) {
+/// Record a skip while the server's run goes on, without waiting for the disk.
+fn record_outside_run(ctx: &Arc<Ctx>, cfg: ServerConfig, record: RunRecord, span: &Span) {
     let ctx2 = ctx.clone();
-    let server = record.server.clone();
     ctx.runs.spawn(
         async move {
-            let history = ctx2.recorder.clone();
-            let rec = record.clone();
-            let written = tokio::task::spawn_blocking(move || history.history().append(&rec, history_limit))
-                .await;
-            match written {
-                Ok(Ok(())) => ctx2.status.recorded(&server, record),
-                Ok(Err(e)) => {
-                    error!(run_id = %record.run_id, error = %e, "record not written; kept in memory and written again later");
-                    ctx2.keep_unwritten(record, history_limit);
-                }
-                Err(e) => error!(error = %e, "record not written"),
+            if let Some(record) = write_record(&ctx2, &cfg, record).await {
+                ctx2.status.recorded(&cfg.name, record);
             }
         }
         .instrument(span.clone()),
