@@ -14,6 +14,7 @@
 
 use crate::record::RunRecord;
 use crate::state::{FILE_MODE, InvalidServerName, StateDir, check_server_name, io_hint};
+use chrono_tz::Tz;
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -495,29 +496,43 @@ fn push_line(out: &mut HistoryRead, line: &[u8], number: usize, path: &Path) {
 }
 
 /// The `history` command's table: one row per record, in the order given (the caller
-/// chooses, typically newest first). Columns WHEN (`triggered_at` in `tz`), SERVER (only
-/// when the records span more than one server), TRIGGER, OUTCOME, DURATION, REASON (last,
-/// unpadded). No records gives an empty string, so the caller can say so in its own words.
-pub fn format_table<R: Borrow<RunRecord>>(records: &[R], tz: chrono_tz::Tz) -> String {
+/// chooses, typically newest first). Columns WHEN, SERVER (only when the records span more
+/// than one server), TRIGGER, OUTCOME, DURATION, REASON (last, unpadded). No records gives
+/// an empty string, so the caller can say so in its own words.
+///
+/// WHEN is `triggered_at` in the zone `zone_of` gives for the record's server (the zone its
+/// schedule is read in, so a `0 30 3 * * *` run shows 03:30), with its UTC offset: a time
+/// without its zone is ambiguous across servers, hosts and the repeated hour of a DST
+/// change. The header names the zone when every row has the same one.
+pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) -> Tz) -> String {
     if records.is_empty() {
         return String::new();
     }
     let first_server = &records[0].borrow().server;
     let show_server = records.iter().any(|r| &r.borrow().server != first_server);
+    let zones: Vec<Tz> = records
+        .iter()
+        .map(|r| zone_of(&r.borrow().server))
+        .collect();
+    let one_zone = zones.iter().all(|z| *z == zones[0]);
 
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(records.len() + 1);
-    let mut header = vec!["WHEN".to_owned()];
+    let mut header = vec![if one_zone {
+        format!("WHEN ({})", zones[0].name())
+    } else {
+        "WHEN (each server's zone)".to_owned()
+    }];
     if show_server {
         header.push("SERVER".to_owned());
     }
     header.extend(["TRIGGER", "OUTCOME", "DURATION", "REASON"].map(String::from));
     rows.push(header);
-    for r in records {
+    for (r, zone) in records.iter().zip(&zones) {
         let r = r.borrow();
         let mut row = vec![
             r.triggered_at
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M:%S")
+                .with_timezone(zone)
+                .format("%Y-%m-%d %H:%M:%S %:z")
                 .to_string(),
         ];
         if show_server {

@@ -212,6 +212,21 @@ async fn trigger_records_history_and_exits_by_outcome() {
         rows[3].contains("good") && rows[3].contains("completed"),
         "{table}"
     );
+    // Times are in each server's configured zone (UTC here, whatever the system's zone),
+    // with the offset, and the header names the zone.
+    let o = Command::new(BIN)
+        .args(["history", "good", "--config", &cfg])
+        .env("TZ", "America/New_York")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let table = text(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("WHEN (UTC)  "), "{table}");
+    assert!(
+        rows[1..].iter().all(|r| r.get(19..28) == Some(" +00:00  ")),
+        "{table}"
+    );
 
     let o = run_bin_async(args(&[
         "history", "good", "--config", &cfg, "--format", "json",

@@ -678,30 +678,57 @@ fn table_aligns_columns_and_shows_server_only_when_mixed() {
     c.duration_ms = None;
     c.reason = Some("task already running".to_owned());
 
-    let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
-    let table = format_table(&[a.clone(), b, c.clone()], tz);
+    // Each server's time in its own zone, with the offset; the header says so.
+    let zone_of = |server: &str| -> chrono_tz::Tz {
+        match server {
+            "kitchen" => chrono_tz::America::New_York,
+            _ => chrono_tz::Europe::Berlin,
+        }
+    };
+    let table = format_table(&[a.clone(), b, c.clone()], zone_of);
     let want = [
-        "WHEN                 SERVER       TRIGGER   OUTCOME    DURATION  REASON",
-        "2026-11-27 03:30:00  living-room  schedule  completed  12.3s",
-        "2026-11-27 02:00:00  kitchen      manual    failed     4m 05s    export failed: disk full",
-        "2026-11-26 23:00:00  living-room  catch_up  skipped    -         task already running",
+        "WHEN (each server's zone)   SERVER       TRIGGER   OUTCOME    DURATION  REASON",
+        "2026-11-27 03:30:00 +01:00  living-room  schedule  completed  12.3s",
+        "2026-11-26 20:00:00 -05:00  kitchen      manual    failed     4m 05s    export failed: disk full",
+        "2026-11-26 23:00:00 +01:00  living-room  catch_up  skipped    -         task already running",
     ];
     assert_eq!(table, want.map(|l| format!("{l}\n")).concat(), "\n{table}");
 
-    // One server: no SERVER column. Stored records work too.
+    // One server: no SERVER column, and the header names the one zone. Stored records
+    // work too.
     let stored = [a, c].map(|r| StoredRecord {
         raw: serde_json::to_string(&r).unwrap(),
         record: r,
     });
-    let table = format_table(&stored, chrono_tz::UTC);
+    let table = format_table(&stored, |_| chrono_tz::UTC);
     let want = [
-        "WHEN                 TRIGGER   OUTCOME    DURATION  REASON",
-        "2026-11-27 02:30:00  schedule  completed  12.3s",
-        "2026-11-26 22:00:00  catch_up  skipped    -         task already running",
+        "WHEN (UTC)                  TRIGGER   OUTCOME    DURATION  REASON",
+        "2026-11-27 02:30:00 +00:00  schedule  completed  12.3s",
+        "2026-11-26 22:00:00 +00:00  catch_up  skipped    -         task already running",
     ];
     assert_eq!(table, want.map(|l| format!("{l}\n")).concat(), "\n{table}");
 
-    assert_eq!(format_table::<RunRecord>(&[], chrono_tz::UTC), "");
+    assert_eq!(format_table::<RunRecord>(&[], |_| chrono_tz::UTC), "");
+}
+
+#[test]
+fn table_tells_the_repeated_hour_of_a_dst_change_apart() {
+    // Berlin falls back at 03:00 CEST on 2026-10-25: 02:30 happens twice.
+    let mut first = record("living-room", 0);
+    first.triggered_at = at("2026-10-25T00:30:00Z");
+    let mut second = record("living-room", 0);
+    second.triggered_at = at("2026-10-25T01:30:00Z");
+    let table = format_table(&[second, first], |_| chrono_tz::Europe::Berlin);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("WHEN (Europe/Berlin) "), "{table}");
+    assert!(
+        rows[1].starts_with("2026-10-25 02:30:00 +01:00  "),
+        "{table}"
+    );
+    assert!(
+        rows[2].starts_with("2026-10-25 02:30:00 +02:00  "),
+        "{table}"
+    );
 }
 
 #[test]

@@ -151,7 +151,7 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse(r.triggered_at));
     println!("\nHistory ({} runs), newest first:\n", records.len());
-    print!("{}", format_table(&records, chrono_tz::UTC));
+    print!("{}", format_table(&records, |_| chrono_tz::UTC));
     println!(
         "\nThe same, any time later:\n  jellyfin-export-scheduler history --config {}",
         config_path.display()

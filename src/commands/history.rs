@@ -84,7 +84,13 @@ pub fn history<W: Write>(
         return exit::OK;
     }
     let text = match format {
-        Format::Text => format_table(&records, crate::schedule::system_timezone()),
+        Format::Text => {
+            // A server no longer in the config is shown in the system's zone (labelled).
+            let system = crate::schedule::system_timezone();
+            format_table(&records, |name| {
+                config.server(name).map_or(system, |s| s.timezone)
+            })
+        }
         Format::Json => format_json_lines(&records),
     };
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
