@@ -88,6 +88,139 @@ fn history_lines(state: &Path, server: &str) -> Vec<String> {
         .collect()
 }
 
+/// `check` on a shipped config, with the credentials directory holding a real-looking key.
+fn check_shipped(name: &str, vars: &[(&str, &str)]) -> Output {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("living-room"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name);
+    Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn shipped_configs_pass_check_and_name_their_placeholders() {
+    // minimal.toml, copied as it is: valid (exit 0), with one warning saying what to edit.
+    let o = check_shipped("minimal.toml", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains(": OK, 1 server (1 enabled)"),
+        "{}",
+        describe(&o)
+    );
+    let stderr = text(&o.stderr);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{}", describe(&o));
+    let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.toml");
+    let url_line = std::fs::read_to_string(minimal)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("url = "))
+        .unwrap()
+        + 1;
+    let want = format!(
+        "minimal.toml:{url_line}:7: servers[0].url: \"http://jellyfin.example.com:8096/\" still holds"
+    );
+    assert!(
+        warnings[0].starts_with("warning: ") && warnings[0].contains(&want),
+        "{}",
+        describe(&o)
+    );
+
+    // example.toml: valid too; its example host is named, nothing else.
+    let o = check_shipped(
+        "example.toml",
+        &[("CABIN_JELLYFIN_KEY", "fedcba9876543210fedcba9876543210")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        text(&o.stdout).contains(": OK, 2 servers (2 enabled)"),
+        "{}",
+        describe(&o)
+    );
+    assert!(!text(&o.stdout).contains("notify:"), "{}", describe(&o));
+    assert!(!text(&o.stdout).contains("ping:"), "{}", describe(&o));
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{}", describe(&o));
+    assert!(stderr.contains(": servers[1].url: "), "{}", describe(&o));
+}
+
+#[test]
+fn placeholder_warnings_keep_the_exit_status_and_never_show_a_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "YOUR-API-KEY-KEYTAIL\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[servers]]\nname = \"a\"\nurl = \"http://192.168.1.20:8096\"\napi_key_file = \"key\"\n\
+         schedule = \"@daily\"\nping_url = \"https://hc-ping.com/change-me-PINGTAIL\"\n\n\
+         [[notify]]\nurl_env = \"HOOK\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = config.to_str().unwrap();
+    let hook = "https://hooks.example.com/services/HOOKTAIL";
+    for format in ["text", "json"] {
+        let o = Command::new(BIN)
+            .args(["check", "--config", cfg, "--format", format])
+            .env_remove("RUST_LOG")
+            .env("HOOK", hook)
+            .output()
+            .expect("the binary runs");
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let stderr = text(&o.stderr);
+        let want = [
+            format!("warning: {cfg}:4:16: servers[0].api_key_file: the API key read from "),
+            format!(
+                "warning: {cfg}:6:12: servers[0].ping_url: the ping URL looks like a placeholder"
+            ),
+            format!(
+                "warning: {cfg}:9:11: notify[0].url_env: the webhook URL looks like a placeholder"
+            ),
+        ];
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), want.len(), "{}", describe(&o));
+        for (got, want) in lines.iter().zip(&want) {
+            assert!(got.starts_with(want.as_str()), "got  {got}\nwant {want}…");
+        }
+        let all = format!("{}{stderr}", text(&o.stdout));
+        for secret in [
+            "KEYTAIL",
+            "YOUR-API-KEY",
+            "PINGTAIL",
+            "change-me",
+            "HOOKTAIL",
+            "/services/",
+        ] {
+            assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+        }
+    }
+    // A config with problems still exits 2, warnings or not.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "retries = -1\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "--config", cfg])
+        .env("HOOK", hook)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(!text(&o.stderr).contains("HOOKTAIL"), "{}", describe(&o));
+}
+
 #[test]
 fn check_exit_codes_and_exact_json() {
     let env = write_config(&[("living-room", "http://127.0.0.1:9".into())]);

@@ -34,6 +34,20 @@ fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
     load(&path, vars)
 }
 
+/// `config/example.toml` with its left-off settings (`#key = …` lines, `#[[notify]]`)
+/// switched on, so that every key it documents is parsed too.
+fn example_with_everything_on() -> String {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    text.lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 fn example_config_parses_with_every_key() {
     let creds = tempfile::tempdir().unwrap();
@@ -43,14 +57,12 @@ fn example_config_parses_with_every_key() {
     )
     .unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-    let config = load(
-        &example,
-        &[
-            ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
-            ("CABIN_JELLYFIN_KEY", "fedcba9876543210fedcba9876543210"),
-        ],
-    )
-    .unwrap_or_else(|e| panic!("config/example.toml must parse:\n{e}"));
+    let vars = [
+        ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
+        ("CABIN_JELLYFIN_KEY", "fedcba9876543210fedcba9876543210"),
+    ];
+    let config =
+        load(&example, &vars).unwrap_or_else(|e| panic!("config/example.toml must parse:\n{e}"));
     assert_eq!(config.servers.len(), 2);
     let lr = &config.servers[0];
     assert_eq!(lr.name, "living-room");
@@ -74,12 +86,85 @@ fn example_config_parses_with_every_key() {
         config.daemon.state_dir,
         PathBuf::from("/var/lib/jellyfin-export-scheduler")
     );
-    assert!(lr.ping_url.is_some());
+    // Nothing leaves the machine until switched on: no ping, no notification.
+    assert_eq!(lr.ping_url, None);
     assert_eq!(cabin.ping_url, None);
+    assert!(config.notify.is_empty());
+    // The one placeholder left on is the example server's host, and it is warned about.
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0]
+            .contains(": servers[1].url: \"https://media.example.org/jellyfin/\" still holds"),
+        "{:?}",
+        config.warnings
+    );
+
+    // With its left-off settings switched on, every documented key parses.
+    let config = parse(&example_with_everything_on(), &vars)
+        .unwrap_or_else(|e| panic!("config/example.toml, everything on, must parse:\n{e}"));
+    assert!(config.servers[0].ping_url.is_some());
+    assert_eq!(config.servers[1].ping_url, None);
     assert_eq!(config.notify.len(), 1);
     assert_eq!(config.notify[0].format, NotifyFormat::Ntfy);
     assert_eq!(config.notify[0].on, NotifyOn::DEFAULT.to_vec());
     assert_eq!(config.notify[0].shown, "https://ntfy.sh (path hidden)");
+    assert_eq!(
+        config.notify[0].servers,
+        Some(vec!["living-room".to_owned(), "cabin".to_owned()])
+    );
+    // ... and its placeholders (ping check, ntfy topic) are warned about, unquoted.
+    let warnings = config.warnings.join("\n");
+    assert!(
+        warnings.contains(": servers[0].ping_url: the ping URL looks like a placeholder"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(": notify[0].url: the webhook URL looks like a placeholder"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("YOUR-"), "{warnings}");
+}
+
+#[test]
+fn minimal_config_parses_sends_nothing_elsewhere_and_flags_its_placeholder() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(
+        creds.path().join("living-room"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.toml");
+    let vars = [("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())];
+    let config =
+        load(&minimal, &vars).unwrap_or_else(|e| panic!("config/minimal.toml must parse:\n{e}"));
+    assert_eq!(config.servers.len(), 1);
+    let s = &config.servers[0];
+    assert_eq!(s.name, "living-room");
+    assert_eq!(
+        s.api_key_source,
+        KeySource::File(creds.path().join("living-room"))
+    );
+    assert_eq!(s.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(s.ping_url, None);
+    assert!(config.notify.is_empty());
+    assert_eq!(
+        config.daemon.listen,
+        Some("127.0.0.1:9810".parse().unwrap())
+    );
+    // Copied unedited, it says what to edit.
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].contains(": servers[0].url: \"http://jellyfin.example.com:8096/\" still holds a host reserved for examples"),
+        "{:?}",
+        config.warnings
+    );
+    // Its Docker lines, switched on, give the listen address the compose file publishes.
+    let text = std::fs::read_to_string(&minimal)
+        .unwrap()
+        .replace("#[daemon]", "[daemon]")
+        .replace("#listen", "listen");
+    let config = parse(&text, &vars).unwrap();
+    assert_eq!(config.daemon.listen, Some("0.0.0.0:9810".parse().unwrap()));
 }
 
 #[test]
@@ -502,4 +587,96 @@ fn a_changed_ping_url_is_a_changed_server() {
     assert!(a.servers[0].same_settings(&a.servers[0].clone()));
     assert!(!a.servers[0].same_settings(&b.servers[0]));
     assert!(a.servers[1].same_settings(&b.servers[1]));
+}
+
+/// Writes `text` as a 0600 config (no inline-key warning) next to `files`.
+fn load_private(text: &str, files: &[(&str, &str)], vars: &[(&str, &str)]) -> (Config, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = load(&path, vars).unwrap_or_else(|e| panic!("must load:\n{e}"));
+    (config, path.display().to_string())
+}
+
+#[test]
+fn placeholders_are_warned_about_with_their_place_and_no_secret() {
+    let text = r#"[[servers]]
+name = "a"
+url = "http://jellyfin.example.com:8096"
+api_key = "change-me-SECRETTAIL1"
+schedule = "@daily"
+ping_url = "https://hc-ping.com/<uuid>/SECRETTAIL2"
+
+[[servers]]
+name = "b"
+url = "http://192.168.1.20:8096"
+api_key_file = "key"
+schedule = "@daily"
+
+[[servers]]
+name = "c"
+url = "http://192.168.1.21:8096"
+api_key_env = "C_KEY"
+schedule = "@daily"
+
+[[servers]]
+name = "clean"
+url = "http://jellyfin.lan:8096"
+api_key = "0123456789abcdef0123456789abcdef"
+schedule = "@daily"
+ping_url = "https://hc-ping.com/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+[[notify]]
+url_file = "hook"
+
+[[notify]]
+url = "https://ntfy.sh/a-real-topic-SECRETTAIL6"
+"#;
+    let (config, path) = load_private(
+        text,
+        &[
+            ("key", "YOUR-API-KEY-SECRETTAIL3\n"),
+            (
+                "hook",
+                "https://ntfy.sh/jellyfin-exports-change-me-SECRETTAIL5\n",
+            ),
+        ],
+        &[("C_KEY", "xxxxxxxxSECRETTAIL4")],
+    );
+    let want = [
+        format!(
+            "{path}:3:7: servers[0].url: \"http://jellyfin.example.com:8096/\" still holds a host reserved for examples"
+        ),
+        format!(
+            "{path}:4:11: servers[0].api_key: the API key written here looks like a placeholder"
+        ),
+        format!("{path}:6:12: servers[0].ping_url: the ping URL looks like a placeholder"),
+        format!("{path}:11:16: servers[1].api_key_file: the API key read from "),
+        format!(
+            "{path}:17:15: servers[2].api_key_env: the API key in $C_KEY looks like a placeholder"
+        ),
+        format!("{path}:28:12: notify[0].url_file: the webhook URL looks like a placeholder"),
+    ];
+    assert_eq!(config.warnings.len(), want.len(), "{:#?}", config.warnings);
+    for (got, want) in config.warnings.iter().zip(&want) {
+        assert!(got.starts_with(want.as_str()), "got  {got}\nwant {want}…");
+    }
+    for w in &config.warnings {
+        assert!(!w.contains('\n'), "one line each: {w}");
+        for secret in [
+            "SECRETTAIL",
+            "change-me",
+            "YOUR-API",
+            "xxxxxxxx",
+            "<uuid>",
+            "jellyfin-exports",
+        ] {
+            assert!(!w.contains(secret), "{secret} leaked: {w}");
+        }
+    }
 }

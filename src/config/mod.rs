@@ -9,6 +9,7 @@
 //! What this module does not do: contact servers (that is the `check` command's promise),
 //! or read the wall clock (due instants are `schedule`'s, with a clock passed in).
 
+mod placeholder;
 mod reader;
 
 use crate::record::Outcome;
@@ -325,12 +326,15 @@ impl Config {
         if let Some(w) = inline_key_readable_warning(path, &config) {
             config.warnings.push(w);
         }
+        let placeholders = placeholder::warnings(&text, path, &config);
+        config.warnings.extend(placeholders);
         if let Some(addr) = config.daemon.listen
             && !addr.ip().is_loopback()
         {
             config.warnings.push(format!(
-                "{}: [daemon] listen = \"{addr}\" is not a loopback address: health, metrics and run status are readable from the network (nothing served can change anything or holds a key)",
-                path.display()
+                "{}: [daemon] listen = \"{addr}\" is not a loopback address: health, metrics and run status are readable from the network (nothing served can change anything or holds a key); in a container, publish the port on the host's loopback only (ports: \"127.0.0.1:{port}:{port}\")",
+                path.display(),
+                port = addr.port()
             ));
         }
         Ok(config)
