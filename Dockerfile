@@ -2,7 +2,7 @@
 # jellyfin-export-scheduler container image.
 #
 # Build:  docker build -t jellyfin-export-scheduler .
-# Run:    see docker-compose.yml and the README's "Install with Docker".
+# Run:    see docker-compose.yml, the README's "Install with Docker" and docs/docker.md.
 #
 # Two stages: the official Rust image compiles the release binary; the runtime image is
 # distroless (glibc, CA certificates, /etc/passwd; no shell, no package manager) and runs
@@ -38,6 +38,10 @@ COPY --from=build /out/ /
 # JSON logs for container log collectors are one switch away:
 #   -e JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT=json   (or [daemon] log_format = "json")
 ENV JELLYFIN_EXPORT_SCHEDULER_CONFIG=/etc/jellyfin-export-scheduler/config.toml
+# Docker and Compose secrets are files in /run/secrets: with this, the same config works
+# here and under systemd (LoadCredential=), e.g.
+#   api_key_file = "${CREDENTIALS_DIRECTORY}/living-room"   (config/minimal.toml)
+ENV CREDENTIALS_DIRECTORY=/run/secrets
 VOLUME ["/var/lib/jellyfin-export-scheduler"]
 USER 65532:65532
 # No shell in the image: the binary checks its own /healthz ([daemon] listen).
