@@ -2,7 +2,7 @@
 //!
 //! Jellyfin has no run id: the only trace of a finished run is the task's
 //! `LastExecutionResult`, which the next run overwrites, and the start is asynchronous. So a
-//! run is tracked the way jellyfin-api.md prescribes: snapshot the task before starting it,
+//! run is tracked the way docs/jellyfin-api.md describes: snapshot the task before starting it,
 //! start it, then poll until a result that differs from the snapshot appears (the first one
 //! is ours), tolerating the moment when the task is Idle but its result not yet written, and
 //! calling the run `lost` only when that lasts longer than `start_grace`.

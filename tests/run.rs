@@ -1,5 +1,5 @@
 //! One run against the simulated Jellyfin: every outcome, the awkward cases of
-//! jellyfin-api.md, and what travels on the wire.
+//! docs/jellyfin-api.md, and what travels on the wire.
 //!
 //! Durations are tens to hundreds of milliseconds so the file runs in seconds; every wait
 //! is bounded and fails with a sentence.

@@ -1,5 +1,5 @@
 //! A typed HTTP client for the Jellyfin calls a run needs (see
-//! `../shared/docs/jellyfin-api.md` for the facts it follows).
+//! `docs/jellyfin-api.md` for the facts it follows).
 //!
 //! It owns the wire: authentication, timeouts, size caps, redirects, decoding, and errors
 //! that tell the user what to do. It owns no policy: retries, polling and deciding an
