@@ -136,7 +136,7 @@ fn anchors(text: &str) -> HashSet<String> {
         if !heading.starts_with(' ') {
             continue;
         }
-        let heading = heading.trim().replace('`', "").replace('*', "");
+        let heading = heading.trim().replace(['`', '*'], "");
         let base = slug(&heading);
         let mut anchor = base.clone();
         let mut n = 0;
