@@ -134,6 +134,18 @@ impl StateDir {
         Ok(dir)
     }
 
+    /// `path` as the state directory without creating anything: for readers (`history`,
+    /// often run as root on the service's directory, where a directory made by root would
+    /// be one the service's user cannot write).
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<StateDir, StateError> {
+        let root = path.as_ref().to_path_buf();
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Ok(StateDir { root }),
+            Ok(_) => Err(StateError::NotADirectory { path: root }),
+            Err(source) => Err(StateError::Inspect { path: root, source }),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
