@@ -17,6 +17,7 @@
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
+//! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
 //! | [`monitor`] | what metrics, the status API and page show about each server |
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
@@ -40,6 +41,7 @@ pub mod notifications;
 pub mod notify;
 pub mod record;
 pub mod recorder;
+pub mod reload;
 pub mod run;
 pub mod schedule;
 pub mod secret;
