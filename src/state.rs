@@ -6,6 +6,7 @@
 //!   history/              one `<server>.jsonl` per server (written by `history`)
 //!   locks/<server>.lock   one run per server at a time, daemon or `trigger` (ServerLock)
 //!   inflight/             in-flight run markers (not written yet; the directory exists)
+//!   reload-status.json    what the daemon made of its config (`crate::reload::status`)
 //! ```
 //!
 //! This module creates the directories and takes the locks. It does not read or write
