@@ -139,7 +139,9 @@ if [[ ! -x $rootfs/lib/systemd/systemd ]]; then
   echo "debootstrap took $((SECONDS - built)) s"
 fi
 if ! podman image exists "$image"; then
+  imported=$SECONDS
   tar -C "$rootfs" -c . | podman import -q - "$image" >/dev/null || fail "podman import of $rootfs failed."
+  echo "podman import took $((SECONDS - imported)) s"
 fi
 echo "image $image ($(du -sh "$rootfs" | cut -f1) root file system)"
 
@@ -148,7 +150,9 @@ readme_says "cargo build --release --locked"
 if [[ -n ${JES_BIN:-} ]]; then
   bin=$JES_BIN
 else
+  built=$SECONDS
   cargo build --release --locked --quiet || fail "cargo build --release failed."
+  echo "cargo build --release took $((SECONDS - built)) s"
   bin=${CARGO_TARGET_DIR:-target}/release/jellyfin-export-scheduler
 fi
 [[ -x $bin ]] || fail "$bin is not an executable file."
