@@ -18,16 +18,20 @@
 //! | `api` | the Jellyfin routes, auth and JSON documents |
 //! | `model` | the task's state machine, computed lazily from instants |
 //! | `plugin` | the Migrator plugin's configuration and what runs write there |
+//! | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
+//! | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
 //!
 //! Cost: one task for the listener and one per open connection; servers themselves have
 //! no task and no timer, their state advances when someone looks.
 
 mod api;
+pub mod bulk;
 pub mod config;
 pub mod fault;
 mod model;
 mod plugin;
 pub mod scenario;
+pub mod zip;
 
 pub use api::{
     DUPLICATE_TASK_ID, Endpoint, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME,
