@@ -139,10 +139,19 @@ impl Iterator for Chunks<'_> {
                 out.extend_from_slice(&b[start..end]);
             }
             Piece::Repeat { block, .. } => {
-                // Whole blocks where possible, the tail of a block where a chunk ends.
+                // Whole groups of three blocks while they last: every such chunk is the
+                // same bytes at the same phase, so a base64 encoder downstream sees the
+                // same input again and can reuse its output (see `Base64Chunks`).
                 let left = piece.len() - self.done_in_piece;
-                let want = left.min(CHUNK as u64) as usize;
+                let group = 3 * block.len() as u64;
+                let whole = if group <= CHUNK as u64 {
+                    CHUNK as u64 / group * group
+                } else {
+                    CHUNK as u64
+                };
+                let want = if left >= whole { whole } else { left } as usize;
                 let mut at = (self.done_in_piece % block.len() as u64) as usize;
+                out.reserve(want);
                 while out.len() < want {
                     let take = (block.len() - at).min(want - out.len());
                     out.extend_from_slice(&block[at..at + take]);
@@ -217,6 +226,45 @@ fn encode_group(group: &[u8], out: &mut Vec<u8>) {
             b'='
         });
     }
+}
+
+/// The base64 text of `bulk`, chunk by chunk. A chunk equal to the one before, met with
+/// the same bytes carried over, has the same text: it is reused instead of encoded again
+/// (the filler of a big export is one block repeated millions of times).
+pub fn base64_chunks(bulk: &Bulk) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
+    let mut chunks = bulk.chunks();
+    let mut encoder = Base64Stream::default();
+    // The last chunk encoded: the carry it met, its bytes, its text.
+    let mut last: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut out = Vec::new();
+        let Some(chunk) = chunks.next() else {
+            encoder.finish(&mut out);
+            done = true;
+            return Some(out);
+        };
+        if let Some((carry, input, text)) = &last
+            && *carry == encoder.carry
+            && *input == chunk
+        {
+            // Same carry and bytes in: same text out, and the carry it leaves is the one
+            // it met (a chunk repeated back to back leaves what the next one meets).
+            let mut probe = encoder.carry.clone();
+            probe.extend_from_slice(&chunk[chunk.len() - chunk.len().min(2)..]);
+            let left = (encoder.carry.len() + chunk.len()) % 3;
+            if probe[probe.len() - left..] == encoder.carry[..] {
+                return Some(text.clone());
+            }
+        }
+        let carry = encoder.carry.clone();
+        encoder.push(&chunk, &mut out);
+        last = Some((carry, chunk, out.clone()));
+        Some(out)
+    })
 }
 
 /// The base64 text of `bytes` (small values).
@@ -404,5 +452,30 @@ mod tests {
             );
         }
         assert_eq!(decode_base64("not base64!"), None);
+    }
+
+    #[test]
+    fn base64_chunks_reuse_repeated_text_and_stay_right() {
+        for (head, block, count) in [
+            (0usize, 7usize, 100_000u64),
+            (1, 393, 5_000),
+            (2, 1, 200_000),
+            (1, 30_000, 9),
+        ] {
+            let mut bulk = Bulk::new();
+            bulk.bytes(vec![b'['; head])
+                .repeat(
+                    (0..block).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+                    count,
+                )
+                .bytes(b"]".to_vec());
+            let streamed: Vec<u8> = base64_chunks(&bulk).flatten().collect();
+            assert_eq!(
+                streamed,
+                base64(&bulk.to_vec()).into_bytes(),
+                "{head} {block} {count}"
+            );
+            assert!(bulk.chunks().all(|c| c.len() <= CHUNK));
+        }
     }
 }

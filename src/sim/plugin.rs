@@ -10,7 +10,7 @@
 //! the document is served as a stream, so a fleet of servers with 500 MB exports costs the
 //! simulator nothing until someone reads one.
 
-use super::bulk::{Base64Stream, Bulk};
+use super::bulk::{Base64Stream, Bulk, base64_chunks};
 use super::config::{Mode, SimServerConfig};
 use super::export::{self, Flags, RunPlan};
 use super::model::SimTime;
@@ -324,27 +324,6 @@ impl BodySource for ConfigDocument {
                 .filter(|c| !c.is_empty()),
         )
     }
-}
-
-/// The base64 text of `bulk`, chunk by chunk.
-fn base64_chunks(bulk: &Bulk) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
-    let mut chunks = bulk.chunks();
-    let mut encoder = Base64Stream::default();
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let mut out = Vec::new();
-        match chunks.next() {
-            Some(c) => encoder.push(&c, &mut out),
-            None => {
-                encoder.finish(&mut out);
-                done = true;
-            }
-        }
-        Some(out)
-    })
 }
 
 /// splitmix64: a tiny, good-enough generator for ids and filler (no rand crate needed).
