@@ -43,7 +43,7 @@ pub fn refusal(config: &MigratorConfig, key: &str, running: Option<&TaskInfo>) -
             op.with_article()
         ),
         Some(task) => format!(
-            "task {key} was already {}{} on the server (started outside this scheduler), and the Migrator plugin is set to Mode = {mode}, \
+            "task {key} was already {} on the server (started outside this scheduler{}), and the Migrator plugin is set to Mode = {mode}, \
              so that run is {} (the plugin reads Mode when a run starts), not an export; if_running = \"follow\" follows only exports, \
              so it was not followed: set the mode back to Export once it has ended",
             task.state,
@@ -258,7 +258,7 @@ mod tests {
         let r = refusal(&c("IMPORT"), "JellyfinMigratorExport", Some(&task)).unwrap();
         assert!(
             r.starts_with(
-                "task JellyfinMigratorExport was already Running, 40% done on the server"
+                "task JellyfinMigratorExport was already Running on the server (started outside this scheduler, 40% done), and"
             ),
             "{r}"
         );
