@@ -207,10 +207,16 @@ async fn run_to_result(sim: &Simulator, name: &str) -> Value {
 }
 
 async fn wait_for_new_result(sim: &Simulator, name: &str, old: &Value) -> Value {
+    wait_for_result_of(sim, name, MIGRATOR_TASK_ID, old).await
+}
+
+/// Wait until the task with this id is Idle with a result other than `old`.
+async fn wait_for_result_of(sim: &Simulator, name: &str, task_id: &str, old: &Value) -> Value {
+    let path = format!("/ScheduledTasks/{task_id}");
     let deadline = Instant::now() + WAIT;
     loop {
         // A restarting server answers 503 for a while: keep polling through it.
-        let r = call(sim, name, "GET", TASK).await;
+        let r = call(sim, name, "GET", &path).await;
         let t = if r.status == 200 {
             r.json()
         } else {
@@ -221,7 +227,7 @@ async fn wait_for_new_result(sim: &Simulator, name: &str, old: &Value) -> Value 
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting until {name} shows a new LastExecutionResult; last: {t}"
+            "timed out after {WAIT:?} waiting until {name} shows a new LastExecutionResult of {task_id}; last: {t}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -756,23 +762,6 @@ async fn start_then_cancel(sim: &Simulator, name: &str, task_id: &str) -> Value 
     assert_eq!((r.status, r.body.len()), (204, 0));
     assert_eq!(get().await["State"], "Cancelling");
     old
-}
-
-/// Wait until the task with this id is Idle with a result other than `old`.
-async fn wait_for_result_of(sim: &Simulator, name: &str, task_id: &str, old: &Value) -> Value {
-    let path = format!("/ScheduledTasks/{task_id}");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let t = call(sim, name, "GET", &path).await.json();
-        if t["State"] == "Idle" && t["LastExecutionResult"] != *old {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new result of {task_id} on {name}: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]
