@@ -1,5 +1,5 @@
-//! What the Migrator plugin's configuration tells about a run, read as the plugin writes it
-//! (see `../shared/docs/jellyfin-api.md`, "The Migrator plugin").
+//! What the Migrator plugin's configuration tells about a run, read as the plugin's source
+//! writes it (`ExportService.RunAsync`, `ExportLogger`, `PluginConfiguration`).
 //!
 //! The plugin's one task performs an Export, a Verify or an Import, chosen by its saved
 //! `Mode` when a run starts. It catches its own errors *and* its cancellation, so Jellyfin
