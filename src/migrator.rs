@@ -14,6 +14,7 @@
 //!
 //! Pure functions over [`MigratorConfig`]; `run` turns them into outcomes.
 
+use crate::history::format_duration;
 use crate::jellyfin::model::{MigratorConfig, Operation, TaskInfo, TaskResult};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -118,10 +119,14 @@ pub fn judge(config: &MigratorConfig, result: &TaskResult, run_start: DateTime<U
     }
 }
 
-/// "after running 12.3 s" (or nothing when the run's times are unknown).
+/// " after running 12.3s" (written as `history` writes durations), or nothing when the
+/// run's times are unknown.
 pub fn ran_for(ran: Option<Duration>) -> String {
-    ran.map(|d| format!(" after running {:.1} s", d.as_secs_f64()))
-        .unwrap_or_default()
+    ran.map(|d| {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        format!(" after running {}", format_duration(ms))
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -222,7 +227,7 @@ mod tests {
         );
         assert_eq!(
             ran_for(Some(Duration::from_millis(10_100))),
-            " after running 10.1 s"
+            " after running 10.1s"
         );
         let one = judge(
             &config(
