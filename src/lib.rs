@@ -12,6 +12,7 @@
 //! | [`history`] | per-server run records on disk (JSON Lines) |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
+//! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
@@ -36,6 +37,7 @@ pub mod http1;
 pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
+pub mod migrator;
 pub mod monitor;
 pub mod notifications;
 pub mod notify;
