@@ -9,6 +9,7 @@
 //! the connection answers 400 and closes; nothing here panics on input.
 
 use std::io;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -128,23 +129,85 @@ impl Conn {
 
     /// Write a whole answer.
     pub async fn write(&mut self, resp: &Response, close: bool) -> io::Result<()> {
-        let mut out = resp.head(self.server, close, resp.body.len());
-        out.extend_from_slice(&resp.body);
-        self.stream.write_all(&out).await?;
+        self.write_prefix(resp, close, resp.body_len()).await?;
         self.stream.flush().await
     }
 
     /// Write the head (announcing the full length) and half the body, then reset the
     /// connection: a peer that dies mid-answer.
     pub async fn write_half_then_reset(mut self, resp: &Response) -> io::Result<()> {
-        let mut out = resp.head(self.server, true, resp.body.len());
-        out.extend_from_slice(&resp.body[..resp.body.len() / 2]);
-        self.stream.write_all(&out).await?;
+        self.write_prefix(resp, true, resp.body_len() / 2).await?;
         self.stream.flush().await?;
         // Zero linger turns the close into an RST instead of a FIN.
         self.stream.set_zero_linger()?;
         drop(self.stream);
         Ok(())
+    }
+
+    /// The head, then the first `limit` bytes of the body (a streamed one as it is made).
+    async fn write_prefix(&mut self, resp: &Response, close: bool, limit: u64) -> io::Result<()> {
+        let mut out = resp.head(self.server, close, resp.body_len());
+        let Some(stream) = &resp.stream else {
+            out.extend_from_slice(&resp.body[..limit as usize]);
+            return self.stream.write_all(&out).await;
+        };
+        self.stream.write_all(&out).await?;
+        let mut left = limit;
+        for chunk in stream.0.chunks() {
+            if left == 0 {
+                break;
+            }
+            let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.stream.write_all(&chunk[..take]).await?;
+            left -= take as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A body made while it is written, for answers too big to hold: the simulated plugin
+/// configuration carries export ZIPs of hundreds of megabytes.
+pub trait BodySource: Send + Sync + std::fmt::Debug {
+    /// Its length in bytes, known before any of it is made (it is the `Content-Length`).
+    fn size(&self) -> u64;
+    /// The bytes in order, in chunks.
+    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_>;
+}
+
+/// A shared [`BodySource`]; two are equal when they are the same source.
+#[derive(Clone, Debug)]
+pub struct Streamed(pub Arc<dyn BodySource>);
+
+impl PartialEq for Streamed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Streamed {}
+
+/// The first `len` bytes of another source (a truncated answer).
+#[derive(Debug)]
+struct Prefix {
+    inner: Arc<dyn BodySource>,
+    len: u64,
+}
+
+impl BodySource for Prefix {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+        let mut left = self.len;
+        Box::new(self.inner.chunks().map_while(move |mut c| {
+            if left == 0 {
+                return None;
+            }
+            c.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= c.len() as u64;
+            Some(c)
+        }))
     }
 }
 
@@ -155,6 +218,8 @@ pub struct Response {
     pub content_type: Option<&'static str>,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// A streamed body; when set, `body` is not sent.
+    pub stream: Option<Streamed>,
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -169,7 +234,39 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            stream: None,
         }
+    }
+
+    /// A 200 whose body is made while it is written.
+    pub fn streamed(content_type: &'static str, source: Arc<dyn BodySource>) -> Self {
+        Response {
+            stream: Some(Streamed(source)),
+            ..Response::new(200, Some(content_type), Vec::new())
+        }
+    }
+
+    /// The length of the body that is sent.
+    pub fn body_len(&self) -> u64 {
+        match &self.stream {
+            Some(s) => s.0.size(),
+            None => self.body.len() as u64,
+        }
+    }
+
+    /// The same answer with only the first half of its body (and a length that says so).
+    pub fn truncated(mut self) -> Self {
+        match self.stream.take() {
+            Some(s) => {
+                let len = s.0.size() / 2;
+                self.stream = Some(Streamed(Arc::new(Prefix { inner: s.0, len })));
+            }
+            None => {
+                let half = self.body.len() / 2;
+                self.body.truncate(half);
+            }
+        }
+        self
     }
 
     pub fn empty(status: u16) -> Self {
@@ -185,7 +282,7 @@ impl Response {
         self
     }
 
-    fn head(&self, server: &str, close: bool, content_length: usize) -> Vec<u8> {
+    fn head(&self, server: &str, close: bool, content_length: u64) -> Vec<u8> {
         let mut h = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         h.push_str(&format!("Server: {server}\r\n"));
         if let Some(ct) = self.content_type {

@@ -12,11 +12,13 @@
 //! | [`history`] | per-server run records on disk (JSON Lines) |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
+//! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
+//! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
 //! | [`monitor`] | what metrics, the status API and page show about each server |
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
@@ -35,11 +37,13 @@ pub mod http1;
 pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
+pub mod migrator;
 pub mod monitor;
 pub mod notifications;
 pub mod notify;
 pub mod record;
 pub mod recorder;
+pub mod reload;
 pub mod run;
 pub mod schedule;
 pub mod secret;

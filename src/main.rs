@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use jellyfin_export_scheduler::commands::{check, demo, exit, healthcheck, history, run, trigger};
+use jellyfin_export_scheduler::commands::{
+    check, demo, exit, healthcheck, history, reload, run, trigger,
+};
 use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
 use std::io::IsTerminal;
@@ -29,6 +31,11 @@ struct Cli {
 enum Command {
     /// Validate the config without contacting any server and show the next due instants.
     Check {
+        /// Validate everything but the secrets: read no API key file or variable, nor any
+        /// webhook or ping URL (for a machine that does not have them, e.g. outside the
+        /// systemd unit).
+        #[arg(long)]
+        no_secrets: bool,
         /// How many due instants to show per server.
         #[arg(long, default_value_t = 3)]
         next: usize,
@@ -41,6 +48,17 @@ enum Command {
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
     Run,
+    /// Make the running daemon reload its config and wait until it applied the file or
+    /// refused it (exit 0 applied, 2 invalid or refused, 1 no answer). For ExecReload=.
+    Reload {
+        /// The daemon's pid (systemd: $MAINPID); default: the one recorded in the state
+        /// directory.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// How long to wait for the daemon's answer.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// See it work without a Jellyfin: a simulated fleet, the real daemon for a minute,
     /// then the history.
     Demo {
@@ -96,10 +114,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ExitCode::from(match cli.command {
         Command::Check {
+            no_secrets,
             next,
             after,
             format,
-        } => cmd_check(&cli.config, next, after, format),
+        } => cmd_check(&cli.config, no_secrets, next, after, format),
+        Command::Reload { pid, timeout } => reload::reload(
+            &cli.config,
+            &reload::Options { pid, timeout },
+            std::io::stdout().lock(),
+            std::io::stderr().lock(),
+        ),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
         Command::Run => cmd_run(&cli.config),
         Command::Healthcheck => cmd_healthcheck(&cli.config),
@@ -149,17 +174,14 @@ fn cmd_run(path: &std::path::Path) -> u8 {
         Err(code) => return code,
     };
     // For container log collectors: JSON logs one environment variable away.
-    let format = match std::env::var("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT").as_deref() {
-        Ok("json") => LogFormat::Json,
-        Ok("text") => LogFormat::Text,
-        Ok(other) => {
-            eprintln!(
-                "error: JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT={other:?} is not \"text\" or \"json\""
-            );
-            return exit::USAGE;
-        }
-        Err(_) => config.daemon.log_format,
-    };
+    let format =
+        match jellyfin_export_scheduler::logging::effective_format(config.daemon.log_format) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
     jellyfin_export_scheduler::logging::init(format, &config.daemon.log_level);
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -169,7 +191,8 @@ fn cmd_run(path: &std::path::Path) -> u8 {
 }
 
 fn cmd_healthcheck(path: &std::path::Path) -> u8 {
-    let config = match load_config(path) {
+    // It asks our own endpoint, no Jellyfin: no secrets needed.
+    let config = match load_config_without_secrets(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -209,14 +232,25 @@ fn cmd_history(
     limit: usize,
     format: history::Format,
 ) -> u8 {
-    match load_config(path) {
+    // Local state only: the secrets may well be unreadable here (outside the service).
+    match load_config_without_secrets(path) {
         Ok(config) => history::history(&config, server, limit, format, std::io::stdout().lock()),
         Err(code) => code,
     }
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, u8> {
-    match Config::load(path) {
+    report_load(Config::load(path))
+}
+
+fn load_config_without_secrets(path: &std::path::Path) -> Result<Config, u8> {
+    report_load(Config::load_without_secrets(path))
+}
+
+fn report_load(
+    loaded: Result<Config, jellyfin_export_scheduler::config::ConfigError>,
+) -> Result<Config, u8> {
+    match loaded {
         Ok(config) => {
             for w in &config.warnings {
                 eprintln!("warning: {w}");
@@ -232,13 +266,23 @@ fn load_config(path: &std::path::Path) -> Result<Config, u8> {
 
 fn cmd_check(
     path: &std::path::Path,
+    no_secrets: bool,
     next: usize,
     after: Option<DateTime<Utc>>,
     format: check::Format,
 ) -> u8 {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let env = jellyfin_export_scheduler::config::LoadEnv::process();
+    let config = match check::load(path, &env, no_secrets) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            c
+        }
+        Err(text) => {
+            eprintln!("{text}");
+            return exit::USAGE;
+        }
     };
     let out = check::report(&config, after.unwrap_or_else(Utc::now), next, format);
     let mut stdout = std::io::stdout().lock();

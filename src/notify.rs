@@ -194,8 +194,10 @@ fn parse_target(value: &OsStr) -> Option<Target> {
     }
 }
 
-/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC=` with.
-fn monotonic_usec() -> u64 {
+/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC=` with;
+/// one clock for every process since boot, so the reload status can compare instants
+/// taken by the daemon and by `reload`.
+pub fn monotonic_usec() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     let secs = u64::try_from(t.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);

@@ -13,8 +13,9 @@
 //! leaving anything half-done (the daemon does so on shutdown).
 
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
-use crate::jellyfin::model::{TaskResult, TaskState, TaskStatus};
+use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
+use crate::migrator::{self, Verdict};
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -270,46 +271,10 @@ async fn attempt_start(
     }
 
     if task.state != TaskState::Idle {
-        let progress = task
-            .current_progress_percentage
-            .map(|p| format!(", {p:.0}% done"))
-            .unwrap_or_default();
-        match server.if_running {
-            IfRunning::Skip => {
-                return Ok(AttemptResult::NotStarted(Ended::without_result(
-                    Outcome::Skipped,
-                    format!(
-                        "task {} was already {} on the server (started outside this scheduler{progress}); if_running = \"skip\"",
-                        server.task_key, task.state
-                    ),
-                )));
-            }
-            IfRunning::Follow => {
-                info!(server = %server.name, task_id = %task.id, "task already running; following it (if_running = \"follow\")");
-                return Ok(AttemptResult::Started(Started {
-                    task_id: task.id,
-                    snapshot: current,
-                    accepted_at: Utc::now(),
-                    attempts: *attempts,
-                    followed: true,
-                }));
-            }
-        }
+        return already_running(client, server, task, current, *attempts).await;
     }
-
-    if server.task_key == MIGRATOR_TASK_KEY {
-        let config = client.migrator_config().await?;
-        let mode = config.mode.as_deref().unwrap_or("Export");
-        if mode != "Export" {
-            return Ok(AttemptResult::NotStarted(Ended::without_result(
-                Outcome::Skipped,
-                format!(
-                    "the Migrator plugin is set to Mode = {mode}, so its task would run an {} instead of an export; \
-                     open Dashboard → Plugins → Migrator, set the mode back to Export and save",
-                    mode.to_lowercase()
-                ),
-            )));
-        }
+    if let Some(refused) = mode_refusal(client, server, None).await? {
+        return Ok(AttemptResult::NotStarted(refused));
     }
 
     if first_snapshot.is_none() {
@@ -326,6 +291,60 @@ async fn attempt_start(
         attempts: *attempts,
         followed: false,
     }))
+}
+
+/// The task is already going (not started by us): skip it, or follow it when
+/// `if_running = "follow"` and it is an export.
+async fn already_running(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    task: TaskInfo,
+    snapshot: Option<SnapshotResult>,
+    attempts: u32,
+) -> Result<AttemptResult, JellyfinError> {
+    match server.if_running {
+        IfRunning::Skip => {
+            let progress = task
+                .current_progress_percentage
+                .map(|p| format!(", {p:.0}% done"))
+                .unwrap_or_default();
+            Ok(AttemptResult::NotStarted(Ended::without_result(
+                Outcome::Skipped,
+                format!(
+                    "task {} was already {} on the server (started outside this scheduler{progress}); if_running = \"skip\"",
+                    server.task_key, task.state
+                ),
+            )))
+        }
+        IfRunning::Follow => {
+            if let Some(refused) = mode_refusal(client, server, Some(&task)).await? {
+                return Ok(AttemptResult::NotStarted(refused));
+            }
+            info!(server = %server.name, task_id = %task.id, "task already running; following it (if_running = \"follow\")");
+            Ok(AttemptResult::Started(Started {
+                task_id: task.id,
+                snapshot,
+                accepted_at: Utc::now(),
+                attempts,
+                followed: true,
+            }))
+        }
+    }
+}
+
+/// For the Migrator's task: `skipped` unless its `Mode` runs an Export (its configuration
+/// is read every time: someone may have used the Import tab since the last run).
+async fn mode_refusal(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    running: Option<&TaskInfo>,
+) -> Result<Option<Ended>, JellyfinError> {
+    if server.task_key != MIGRATOR_TASK_KEY {
+        return Ok(None);
+    }
+    let config = client.migrator_config().await?;
+    Ok(migrator::refusal(&config, &server.task_key, running)
+        .map(|reason| Ended::without_result(Outcome::Skipped, reason)))
 }
 
 /// Poll a started run to its end.
@@ -548,10 +567,11 @@ impl Tracker<'_> {
         ended
     }
 
-    /// The Migrator plugin ends Completed even when its export failed: check what it wrote.
+    /// The Migrator plugin ends Completed even when its export failed, was cancelled or
+    /// was not an export at all: check what it wrote.
     async fn verify(&self, result: &TaskResult, ended: &mut Ended) {
-        let config = match self.client.migrator_config().await {
-            Ok(c) => c,
+        let verdict = match self.judge(result).await {
+            Ok(v) => v,
             Err(e) => {
                 ended.outcome = Outcome::Failed;
                 ended.reason = Some(format!(
@@ -560,24 +580,65 @@ impl Tracker<'_> {
                 return;
             }
         };
-        let run_start = result.start_time_utc.unwrap_or(self.started.accepted_at);
-        if let Some(line) = config.first_error_line() {
-            ended.outcome = Outcome::Failed;
-            ended.reason = Some(format!("the export log reports an error: {line}"));
-            return;
-        }
-        match config.last_export_utc {
-            Some(t) if t >= run_start => {
-                ended.export_path = config.last_export_path.clone();
-            }
-            other => {
-                ended.outcome = Outcome::Failed;
+        match verdict {
+            Verdict::Exported { path } => ended.export_path = path,
+            Verdict::Stopped { line, ran } => {
+                ended.outcome = Outcome::Cancelled;
                 ended.reason = Some(format!(
-                    "the task ended Completed but no export was written during the run (LastExportUtc is {}, the run started {})",
-                    other.map_or_else(|| "unset".to_owned(), |t| t.to_rfc3339()),
-                    run_start.to_rfc3339()
+                    "the run was cancelled on the server (not by this scheduler): the plugin stopped{} and Jellyfin recorded it as Completed; its log: {line:?}",
+                    migrator::ran_for(ran)
                 ));
             }
+            Verdict::NotExported(why) => {
+                ended.outcome = Outcome::Failed;
+                ended.reason = Some(why);
+            }
+        }
+    }
+
+    /// Read the plugin's configuration and judge the run that produced `result`.
+    async fn judge(&self, result: &TaskResult) -> Result<Verdict, JellyfinError> {
+        let config = self.client.migrator_config().await?;
+        let run_start = result.start_time_utc.unwrap_or(self.started.accepted_at);
+        Ok(migrator::judge(&config, result, run_start))
+    }
+
+    /// After our cancel, how the run ended, in words; and the export, if the run managed
+    /// to finish one anyway.
+    async fn after_cancel(&self, result: &TaskResult) -> (String, Option<String>) {
+        let migrator = self.server.task_key == MIGRATOR_TASK_KEY;
+        match &result.status {
+            Some(TaskStatus::Cancelled) => ("it ended Cancelled".to_owned(), None),
+            Some(TaskStatus::Completed) if migrator && self.server.verify_export => {
+                match self.judge(result).await {
+                    Ok(Verdict::Stopped { line, ran }) => (
+                        format!(
+                            "the plugin stopped{} and Jellyfin recorded it as Completed; its log: {line:?}",
+                            migrator::ran_for(ran)
+                        ),
+                        None,
+                    ),
+                    Ok(Verdict::Exported { path }) => (
+                        "it finished its export before the cancel took effect (ended Completed, export verified)".to_owned(),
+                        path,
+                    ),
+                    Ok(Verdict::NotExported(why)) => (format!("it ended Completed, but {why}"), None),
+                    Err(e) => (
+                        format!("it ended Completed; whether the plugin stopped could not be read: {e}"),
+                        None,
+                    ),
+                }
+            }
+            Some(TaskStatus::Completed) if migrator => (
+                "it ended Completed (verify_export = false, so whether the plugin stopped was not checked)".to_owned(),
+                None,
+            ),
+            Some(TaskStatus::Completed) => (
+                "it ended Completed (the task did not honour the cancel)".to_owned(),
+                None,
+            ),
+            Some(s) => (format!("it ended {s}"), None),
+            None => ("it ended without a status".to_owned(), None),
         }
     }
 
@@ -606,21 +667,16 @@ impl Tracker<'_> {
                     if let Some(result) =
                         new_result(&self.started.snapshot, task.last_execution_result)
                     {
-                        let status = result.status.as_ref().map(ToString::to_string);
-                        let after = match &result.status {
-                            Some(TaskStatus::Cancelled) => "it ended Cancelled".to_owned(),
-                            Some(s) => format!("it ended {s} (the task did not honour the cancel)"),
-                            None => "it ended without a status".to_owned(),
-                        };
+                        let (after, export_path) = self.after_cancel(&result).await;
                         return Ended {
                             outcome: Outcome::TimedOut,
                             reason: Some(format!(
                                 "did not finish within {limit}; {cancel_note}; {after}"
                             )),
-                            jellyfin_status: status,
+                            jellyfin_status: result.status.as_ref().map(ToString::to_string),
                             started_at: result.start_time_utc,
                             finished_at: result.end_time_utc,
-                            export_path: None,
+                            export_path,
                         };
                     }
                     if Utc::now() >= wait_until {

@@ -4,6 +4,10 @@
 //! error message or a `{:?}` of a config struct shows `***` instead of the key. The only way
 //! to the value is [`Secret::expose`], which the HTTP client calls when it builds a header.
 //!
+//! A config loaded for a command that contacts no server (`history`, `check --no-secrets`)
+//! names its secrets without reading them: those are [`Secret::unresolved`], which hold no
+//! value at all.
+//!
 //! A URL that is a capability (a webhook, a Healthchecks ping URL) carries its secret in
 //! the path, the query or the user info; [`redacted`] is the form of such a URL that may be
 //! logged.
@@ -13,19 +17,31 @@ use url::Url;
 
 /// A string that must not be shown: its `Debug` and `Display` print a mask.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Option<String>);
 
 impl Secret {
     /// What every rendering of a secret prints instead of the value.
     pub const MASK: &'static str = "***";
 
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Some(value.into()))
     }
 
-    /// The value itself; call this only where the value is sent to its destination.
+    /// A secret the config names but that was deliberately not read (a config loaded with
+    /// [`crate::config::Secrets::Skip`], which no command that contacts a server uses).
+    pub fn unresolved() -> Self {
+        Secret(None)
+    }
+
+    /// Whether the value was read.
+    pub fn is_resolved(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The value itself; call this only where the value is sent to its destination. An
+    /// [unresolved](Self::unresolved) secret has none and gives "" (which no server accepts).
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.as_deref().unwrap_or("")
     }
 }
 
@@ -91,5 +107,12 @@ mod tests {
         assert_eq!(format!("{s:?}"), "***");
         assert_eq!(format!("{:?}", Some(&s)), "Some(***)");
         assert_eq!(s.expose(), "0123456789abcdef0123456789abcdef");
+        assert!(s.is_resolved());
+        let u = Secret::unresolved();
+        assert!(!u.is_resolved());
+        assert_eq!(
+            (format!("{u}"), format!("{u:?}"), u.expose()),
+            ("***".into(), "***".into(), "")
+        );
     }
 }

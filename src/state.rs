@@ -6,6 +6,7 @@
 //!   history/              one `<server>.jsonl` per server (written by `history`)
 //!   locks/<server>.lock   one run per server at a time, daemon or `trigger` (ServerLock)
 //!   inflight/             in-flight run markers (not written yet; the directory exists)
+//!   reload-status.json    what the daemon made of its config (`crate::reload::status`)
 //! ```
 //!
 //! This module creates the directories and takes the locks. It does not read or write
@@ -132,6 +133,18 @@ impl StateDir {
             ensure_dir(&sub, false)?;
         }
         Ok(dir)
+    }
+
+    /// `path` as the state directory without creating anything: for readers (`history`,
+    /// often run as root on the service's directory, where a directory made by root would
+    /// be one the service's user cannot write).
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<StateDir, StateError> {
+        let root = path.as_ref().to_path_buf();
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Ok(StateDir { root }),
+            Ok(_) => Err(StateError::NotADirectory { path: root }),
+            Err(source) => Err(StateError::Inspect { path: root, source }),
+        }
     }
 
     pub fn root(&self) -> &Path {

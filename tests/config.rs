@@ -2,7 +2,8 @@
 //! message it names, and values and defaults come out as documented.
 
 use jellyfin_export_scheduler::config::{
-    CatchUp, Config, IfRunning, KeySource, LoadEnv, LogFormat, NotifyFormat, NotifyOn,
+    CatchUp, Config, ConfigError, DEFAULT_STATE_DIR, IfRunning, KeySource, LoadEnv, LogFormat,
+    NotifyFormat, NotifyOn, Secrets, sha256_hex,
 };
 use jellyfin_export_scheduler::record::Outcome;
 use std::collections::HashMap;
@@ -679,4 +680,133 @@ url = "https://ntfy.sh/a-real-topic-SECRETTAIL6"
             assert!(!w.contains(secret), "{secret} leaked: {w}");
         }
     }
+}
+
+/// A config whose every secret comes from outside the file or is a capability URL.
+const SECRETS_OUTSIDE: &str = r#"
+[[servers]]
+name = "living-room"
+url = "http://jellyfin.lan:8096"
+api_key_file = "${CREDENTIALS_DIRECTORY}/living-room"
+schedule = "0 30 3 * * *"
+ping_url = "https://hc-ping.example/0f1e2d3c"
+
+[[servers]]
+name = "cabin"
+url = "http://cabin.lan:8096"
+api_key_env = "CABIN_KEY"
+schedule = "0 30 3 * * *"
+
+[[notify]]
+url_file = "/nonexistent/hook-url"
+
+[[notify]]
+url_env = "HOOK_URL"
+"#;
+
+fn load_skipping(text: &str) -> Result<Config, jellyfin_export_scheduler::config::ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::load_opts(&path, &env, Secrets::Skip)
+}
+
+#[test]
+fn without_secrets_nothing_outside_the_file_is_read() {
+    let c = load_skipping(SECRETS_OUTSIDE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.secrets, Secrets::Skip);
+    let (lr, cabin) = (&c.servers[0], &c.servers[1]);
+    assert!(!lr.api_key.is_resolved() && !cabin.api_key.is_resolved());
+    assert_eq!(
+        lr.api_key_source,
+        KeySource::File(PathBuf::from("${CREDENTIALS_DIRECTORY}/living-room"))
+    );
+    assert_eq!(cabin.api_key_source, KeySource::Env("CABIN_KEY".into()));
+    assert!(lr.ping_url.as_ref().is_some_and(|p| !p.is_resolved()));
+    assert!(cabin.ping_url.is_none());
+    assert!(c.notify.iter().all(|n| !n.url.is_resolved()));
+    assert_eq!(
+        c.notify[0].shown,
+        "the webhook URL from file /nonexistent/hook-url (not read)"
+    );
+    assert_eq!(
+        c.notify[1].shown,
+        "the webhook URL from environment variable HOOK_URL (not read)"
+    );
+    // Everything that is not a secret is read as usual.
+    assert_eq!(lr.schedule.expr(), "0 30 3 * * *");
+    assert_eq!(c.daemon.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+}
+
+#[test]
+fn with_secrets_each_one_this_environment_lacks_is_marked_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    // One problem that is not about a secret, to tell the two apart.
+    std::fs::write(&path, SECRETS_OUTSIDE.replacen("0 30 3", "0 61 3", 1)).unwrap();
+    let env = LoadEnv {
+        var: &|_| None,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    let Err(ConfigError::Invalid { problems, .. }) = Config::load_with(&path, &env) else {
+        panic!("the config must not load without its secrets");
+    };
+    let flagged: Vec<(&str, bool)> = problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.unavailable_secret))
+        .collect();
+    assert_eq!(
+        flagged,
+        [
+            ("servers[0].api_key_file", true),
+            ("servers[0].schedule", false),
+            ("servers[1].api_key_env", true),
+            ("notify[0].url_file", true),
+            ("notify[1].url_env", true),
+        ]
+    );
+}
+
+#[test]
+fn without_secrets_the_sources_are_still_checked() {
+    let server = |keys: &str| {
+        format!(
+            "[[servers]]\nname = \"a\"\nurl = \"http://a.lan\"\nschedule = \"@daily\"\n{keys}\n"
+        )
+    };
+    let cases = [
+        (
+            server("api_key = \"k\"\napi_key_env = \"K\""),
+            "more than one API key source (api_key, api_key_env)",
+        ),
+        (server(""), "no API key: give exactly one of"),
+        (server("api_key_file = 3"), "expected a string"),
+        (
+            server("api_key_env = \"K\"\nping_url = true"),
+            "servers[0].ping_url: expected a string",
+        ),
+        (
+            server("api_key_env = \"K\"") + "[[notify]]\non = [\"failed\"]\n",
+            "no webhook URL: give exactly one of",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = load_skipping(&text).expect_err(&text).to_string();
+        assert!(err.contains(want), "{text}\nwanted {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn the_digest_is_the_files_sha256() {
+    // The FIPS 180-2 test vector.
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let c = load_skipping(SECRETS_OUTSIDE).unwrap();
+    assert_eq!(c.digest, sha256_hex(SECRETS_OUTSIDE.as_bytes()));
 }

@@ -1,6 +1,7 @@
 //! The real binary under a pretend service manager: `run` is given a `NOTIFY_SOCKET` that
 //! this test listens on (and `WATCHDOG_USEC`), and must say READY=1 once armed, a STATUS=
-//! line, RELOADING=1 (with MONOTONIC_USEC=) then READY=1 around a SIGHUP, WATCHDOG=1 again
+//! line, RELOADING=1 (with MONOTONIC_USEC=) then READY=1 around a SIGHUP (sent by hand and
+//! by the `reload` command), WATCHDOG=1 again
 //! and again, and STOPPING=1 after SIGTERM, then exit 0. The simulated Jellyfin runs in
 //! the test process.
 
@@ -234,6 +235,38 @@ async fn run_speaks_sd_notify_through_start_reload_watchdog_and_stop() {
     d.expect("READY=1 after the reload", |l| l == "READY=1")
         .await;
     d.expect("WATCHDOG=1 after the reload", |l| l == "WATCHDOG=1")
+        .await;
+
+    // The same through the `reload` command (ExecReload=): it returns once the daemon has
+    // answered, which the daemon does after RELOADING=1, READY=1 and a fresh STATUS=.
+    let args = [
+        "reload",
+        "--config",
+        config.to_str().unwrap(),
+        "--pid",
+        &d.pid(),
+    ]
+    .map(str::to_owned);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .expect("reload runs")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "reload: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.expect("RELOADING=1 for the reload command", |l| l == "RELOADING=1")
+        .await;
+    d.expect("READY=1 after it", |l| l == "READY=1").await;
+    d.expect("STATUS= after it", |l| l.starts_with("STATUS="))
         .await;
 
     // Stop: STOPPING=1, then exit 0 (nothing is running, so no grace period is needed).

@@ -9,8 +9,8 @@ use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger, new_run_id};
 use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest};
 use jellyfin_export_scheduler::sim::{
-    CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
-    SimServerConfig, Simulator, TaskState,
+    CANCELED, CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
+    SimServerConfig, SimTask, Simulator, TaskState,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -162,24 +162,29 @@ async fn completed_with_error_in_export_log_is_failed() {
 }
 
 #[tokio::test]
-async fn completed_without_a_new_export_is_failed_unless_verification_is_off() {
-    let sim = start_sim(sim_server(|c| c.outcome = RunOutcome::NoExport)).await;
-    let r = run_against(&sim, |_| {}).await;
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
-    assert!(reason(&r).contains("no export was written"), "{r:?}");
+async fn verification_off_takes_jellyfins_completed_as_it_is() {
+    let sim = start_sim(sim_server(|c| {
+        c.outcome = RunOutcome::CompletedWithLogError
+    }))
+    .await;
     let r = run_against(&sim, |s| s.verify_export = false).await;
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert!(
+        !sim.server("t")
+            .requests()
+            .iter()
+            .skip_while(|q| q.endpoint != Endpoint::StartTask)
+            .any(|q| q.endpoint == Endpoint::PluginConfig),
+        "the configuration is not read after the run"
+    );
 }
 
-#[tokio::test]
-async fn run_cancelled_by_someone_else_is_cancelled() {
-    let sim = start_sim(sim_server(|c| c.run_length = Duration::from_secs(3))).await;
+/// DELETE the running task `task_id` on server "t" as someone in the dashboard would,
+/// once it is Running.
+fn cancel_from_the_dashboard(sim: &Simulator, task_id: &str) -> tokio::task::JoinHandle<u16> {
     let handle = sim.server("t");
-    let url = format!(
-        "{}/ScheduledTasks/Running/d6eb93f1d1591e7d5e6c70f1d25e6fdd",
-        sim.url("t")
-    );
-    let canceller = tokio::spawn(async move {
+    let url = format!("{}/ScheduledTasks/Running/{task_id}", sim.url("t"));
+    tokio::spawn(async move {
         wait_until(Duration::from_secs(5), "the task is Running", || {
             handle.task_state().state == TaskState::Running
         })
@@ -191,11 +196,54 @@ async fn run_cancelled_by_someone_else_is_cancelled() {
             .await
             .expect("cancel request")
             .status()
-    });
+            .as_u16()
+    })
+}
+
+#[tokio::test]
+async fn a_migrator_run_cancelled_by_someone_else_is_cancelled_though_jellyfin_says_completed() {
+    let sim = start_sim(sim_server(|c| c.run_length = Duration::from_secs(3))).await;
+    let canceller = cancel_from_the_dashboard(&sim, "d6eb93f1d1591e7d5e6c70f1d25e6fdd");
     let r = run_against(&sim, |_| {}).await;
-    assert_eq!(canceller.await.unwrap().as_u16(), 204);
+    assert_eq!(canceller.await.unwrap(), 204);
+    assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+    assert_eq!(
+        r.jellyfin_status.as_deref(),
+        Some("Completed"),
+        "the plugin swallows its cancellation"
+    );
+    assert!(
+        reason(&r).starts_with(
+            "the run was cancelled on the server (not by this scheduler): the plugin stopped after running "
+        ),
+        "{r:?}"
+    );
+    assert!(
+        reason(&r).contains(&format!("Export failed: {CANCELED}")),
+        "{r:?}"
+    );
+    assert!(
+        r.export_path.is_none(),
+        "a cancelled export is not an export"
+    );
+}
+
+#[tokio::test]
+async fn another_task_cancelled_by_someone_else_ends_cancelled() {
+    let sim = start_sim(sim_server(|c| {
+        c.task = SimTask::ScanMediaLibrary;
+        c.run_length = Duration::from_secs(3);
+    }))
+    .await;
+    let canceller = cancel_from_the_dashboard(&sim, SimTask::ScanMediaLibrary.id());
+    let r = run_against(&sim, |s| s.task_key = "RefreshLibrary".into()).await;
+    assert_eq!(canceller.await.unwrap(), 204);
     assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
     assert_eq!(r.jellyfin_status.as_deref(), Some("Cancelled"));
+    assert_eq!(
+        reason(&r),
+        "the task was cancelled on the server (not by this scheduler)"
+    );
 }
 
 #[tokio::test]
@@ -226,12 +274,27 @@ async fn crash_mid_run_is_lost() {
 }
 
 #[tokio::test]
-async fn timeout_cancels_and_records_timed_out() {
+async fn timeout_cancels_and_the_migrator_stops_so_the_reason_says_it_stopped() {
     let sim = start_sim(sim_server(|c| c.run_length = Duration::from_secs(20))).await;
     let r = run_against(&sim, |s| s.timeout = Duration::from_millis(300)).await;
     assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
-    assert_eq!(r.jellyfin_status.as_deref(), Some("Cancelled"));
-    assert!(reason(&r).contains("cancel requested"), "{r:?}");
+    assert_eq!(
+        r.jellyfin_status.as_deref(),
+        Some("Completed"),
+        "the plugin swallows its cancellation"
+    );
+    assert!(
+        reason(&r).starts_with(
+            "did not finish within 300ms; cancel requested; the plugin stopped after running "
+        ),
+        "{r:?}"
+    );
+    assert!(
+        reason(&r).contains("and Jellyfin recorded it as Completed; its log: ")
+            && reason(&r).contains(CANCELED),
+        "{r:?}"
+    );
+    assert!(!reason(&r).contains("did not honour"), "{r:?}");
     assert!(
         sim.server("t")
             .requests()
@@ -242,20 +305,46 @@ async fn timeout_cancels_and_records_timed_out() {
 }
 
 #[tokio::test]
-async fn timeout_with_cancel_ignored_records_how_it_ended() {
+async fn timeout_with_another_task_records_how_it_reacted_to_the_cancel() {
     let sim = start_sim(sim_server(|c| {
+        c.task = SimTask::ScanMediaLibrary;
         c.run_length = Duration::from_millis(700);
         c.cancel = CancelMode::Ignore;
     }))
     .await;
     let r = run_against(&sim, |s| {
+        s.task_key = "RefreshLibrary".into();
         s.timeout = Duration::from_millis(200);
         s.start_grace = Duration::from_secs(3);
     })
     .await;
     assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
     assert_eq!(r.jellyfin_status.as_deref(), Some("Completed"));
-    assert!(reason(&r).contains("did not honour the cancel"), "{r:?}");
+    assert!(
+        reason(&r)
+            .ends_with("cancel requested; it ended Completed (the task did not honour the cancel)"),
+        "{r:?}"
+    );
+
+    // One that honours it ends Cancelled.
+    sim.server("t").update(|c| {
+        c.cancel = CancelMode::Honour;
+        c.run_length = Duration::from_secs(20);
+    });
+    let r = run_against(&sim, |s| {
+        s.task_key = "RefreshLibrary".into();
+        s.timeout = Duration::from_millis(200);
+    })
+    .await;
+    assert_eq!(
+        (r.outcome, r.jellyfin_status.as_deref()),
+        (Outcome::TimedOut, Some("Cancelled")),
+        "{r:?}"
+    );
+    assert!(
+        reason(&r).ends_with("cancel requested; it ended Cancelled"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -318,6 +407,153 @@ async fn queued_follow_up_run_does_not_confuse_tracking() {
     assert!(
         (started - first_run_start).num_milliseconds().abs() < 150,
         "the record describes our run (started {started}), not the follow-up"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_import_upload_in_the_configuration_is_skipped_while_streaming() {
+    // 28 million characters: a 21 MB ZIP uploaded on the Import tab once, and kept.
+    let sim = start_sim(sim_server(|c| c.import_zip_base64_len = 28_000_000)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert!(r.export_path.is_some(), "{r:?}");
+}
+
+#[tokio::test]
+async fn following_checks_the_mode_first_and_never_records_an_import_or_verify_as_completed() {
+    for mode in [Mode::Import, Mode::Verify] {
+        let sim = start_sim(sim_server(|c| {
+            c.mode = mode;
+            c.running_at_start = true;
+            c.run_length = Duration::from_millis(400);
+        }))
+        .await;
+        let r = run_against(&sim, |s| s.if_running = IfRunning::Follow).await;
+        assert_eq!(r.outcome, Outcome::Skipped, "{mode:?}: {r:?}");
+        let word = mode.as_jellyfin();
+        assert!(
+            reason(&r).contains(&format!("Mode = {word}, so that run is "))
+                && reason(&r).contains(&format!(
+                    " {word} (the plugin reads Mode when a run starts), not an export"
+                ))
+                && reason(&r).contains("was not followed"),
+            "{r:?}"
+        );
+        assert!(sim.server("t").start_requests().is_empty());
+    }
+
+    // The mode was put back to Export while an Import ran: the run is followed, and its
+    // log's first line tells it was an Import.
+    let sim = start_sim(sim_server(|c| {
+        c.mode = Mode::Import;
+        c.running_at_start = true;
+        c.run_length = Duration::from_millis(400);
+    }))
+    .await;
+    sim.server("t").set_mode(Mode::Export);
+    let r = run_against(&sim, |s| s.if_running = IfRunning::Follow).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert_eq!(r.jellyfin_status.as_deref(), Some("Completed"));
+    assert!(
+        reason(&r).starts_with("the run was an Import, not an export: its log begins \""),
+        "{r:?}"
+    );
+    assert!(reason(&r).contains(" Migrator Import started\""), "{r:?}");
+    assert!(r.export_path.is_none());
+}
+
+#[tokio::test]
+async fn mode_is_read_like_the_plugin_reads_it() {
+    let sim = start_sim(sim_server(|c| c.mode_text = Some(" export ".into()))).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    for (saved, refused) in [
+        (
+            " IMPORT ",
+            "Mode = \" IMPORT \", so its task would run an Import instead of an export",
+        ),
+        (
+            "verify",
+            "Mode = \"verify\", so its task would run a Verify instead of an export",
+        ),
+        (
+            "Verify",
+            "Mode = Verify, so its task would run a Verify instead of an export",
+        ),
+    ] {
+        sim.server("t").set_mode_text(saved);
+        sim.server("t").clear_requests();
+        let r = run_against(&sim, |_| {}).await;
+        assert_eq!(r.outcome, Outcome::Skipped, "{saved:?}: {r:?}");
+        assert!(reason(&r).contains(refused), "{saved:?}: {r:?}");
+        assert!(sim.server("t").start_requests().is_empty(), "{saved:?}");
+    }
+    for anything_else in ["", "Backup", "exporter"] {
+        sim.server("t").set_mode_text(anything_else);
+        let r = run_against(&sim, |_| {}).await;
+        assert_eq!(
+            r.outcome,
+            Outcome::Completed,
+            "{anything_else:?} runs an export: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_configuration_without_the_migrators_shape_is_trigger_failed_naming_what_is_missing() {
+    let sim = start_sim(sim_server(|c| c.plugin_id_collision = true)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::TriggerFailed, "{r:?}");
+    assert!(
+        reason(&r).contains(
+            "the configuration served for the Migrator's plugin id is not the Migrator's: it has no Mode, IncludeUsers, IncludeLibraries, IncludeWatchHistory, IncludeDevices"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        reason(&r).contains("/Plugins lists Migrator 1.0.0.0 and Template 1.0.0.0"),
+        "{r:?}"
+    );
+    assert_eq!(r.attempts, 0, "not retried, nothing started");
+    assert!(sim.server("t").start_requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_error_line_fails_the_run_and_a_zip_failure_alone_does_not() {
+    let sim = start_sim(sim_server(|c| c.zip_fails = true)).await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Completed,
+        "the ZIP's error is not in LastExportLog: {r:?}"
+    );
+    let sim = start_sim(sim_server(|c| {
+        c.outcome = RunOutcome::CompletedWithLogError;
+        c.error_message = "database is locked".into();
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        reason(&r).starts_with("the export log reports an error: \"")
+            && reason(&r).contains(
+                " ERROR: Failed to export watch history: database is locked: database is locked\""
+            ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_task_runs_without_reading_the_migrators_configuration() {
+    let sim = start_sim(sim_server(|c| c.task = SimTask::CleanLogDirectory)).await;
+    let r = run_against(&sim, |s| s.task_key = "CleanLogFiles".into()).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert!(r.export_path.is_none());
+    assert!(
+        !sim.server("t")
+            .requests()
+            .iter()
+            .any(|q| q.endpoint == Endpoint::PluginConfig)
     );
 }
 

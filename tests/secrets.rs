@@ -1,8 +1,9 @@
 //! API keys never leave through anything the program emits.
 //!
 //! One scenario hits every outcome through the real binary: the daemon with JSON logs at
-//! trace level, `trigger` with text logs at trace level, `check`, `history` (text and
-//! JSON), config errors, the HTTP endpoints, and every file in the state directory. All of
+//! trace level, `trigger` with text logs at trace level, `check` (with and without
+//! secrets), `history` (text and JSON), `reload`, config errors, the HTTP endpoints, and
+//! every file in the state directory (the reload status file included). All of
 //! it is gathered and searched for every key (and a wrong key that a server refuses).
 
 use chrono::Timelike;
@@ -284,6 +285,10 @@ async fn no_key_appears_in_anything_the_program_emits() {
                 .unwrap(),
         );
     }
+    // A reload through the command: its output and the reload status file (on disk, below).
+    let (code, out) = run(&["reload", "--config", cfg], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    emitted.push_str(&out);
     Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()
@@ -299,6 +304,7 @@ async fn no_key_appears_in_anything_the_program_emits() {
     for args in [
         vec!["check", "--config", cfg],
         vec!["check", "--config", cfg, "--format", "json"],
+        vec!["check", "--no-secrets", "--config", cfg],
         vec!["history", "--config", cfg, "--limit", "0"],
         vec![
             "history", "--config", cfg, "--limit", "0", "--format", "json",

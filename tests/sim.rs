@@ -5,10 +5,11 @@
 //! seen as they are. Waits are bounded polls that fail with a sentence; durations are kept
 //! in the tens to hundreds of milliseconds.
 
+use jellyfin_export_scheduler::sim::bulk::decode_base64;
 use jellyfin_export_scheduler::sim::{
-    CancelMode, DUPLICATE_TASK_ID, Endpoint, Fault, FaultRule, History, MIGRATOR_PLUGIN_ID,
-    MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, Mode, PluginStatus, Requests, RunOutcome, Scenario,
-    SimServerConfig, Simulator, TaskState,
+    CANCELED, CancelMode, DUPLICATE_TASK_ID, Endpoint, Fault, FaultRule, History,
+    MIGRATOR_PLUGIN_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, Mode, PluginStatus, Requests,
+    RunOutcome, Scenario, SimServerConfig, SimTask, Simulator, TaskState,
 };
 use serde_json::Value;
 use std::future::Future;
@@ -206,10 +207,16 @@ async fn run_to_result(sim: &Simulator, name: &str) -> Value {
 }
 
 async fn wait_for_new_result(sim: &Simulator, name: &str, old: &Value) -> Value {
+    wait_for_result_of(sim, name, MIGRATOR_TASK_ID, old).await
+}
+
+/// Wait until the task with this id is Idle with a result other than `old`.
+async fn wait_for_result_of(sim: &Simulator, name: &str, task_id: &str, old: &Value) -> Value {
+    let path = format!("/ScheduledTasks/{task_id}");
     let deadline = Instant::now() + WAIT;
     loop {
         // A restarting server answers 503 for a while: keep polling through it.
-        let r = call(sim, name, "GET", TASK).await;
+        let r = call(sim, name, "GET", &path).await;
         let t = if r.status == 200 {
             r.json()
         } else {
@@ -220,7 +227,7 @@ async fn wait_for_new_result(sim: &Simulator, name: &str, old: &Value) -> Value 
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting until {name} shows a new LastExecutionResult; last: {t}"
+            "timed out after {WAIT:?} waiting until {name} shows a new LastExecutionResult of {task_id}; last: {t}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -264,6 +271,53 @@ fn fraction_len(date: &str) -> usize {
         "{date}"
     );
     frac.len()
+}
+
+/// What Python's `zipfile` (a reader independent of this project) makes of a ZIP: it
+/// checks every entry's CRC, and tells each entry's size and the text of the small ones.
+fn python_reads_zip(zip: &[u8]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.zip");
+    std::fs::write(&path, zip).unwrap();
+    let script = "import json, sys, zipfile\n\
+                  z = zipfile.ZipFile(sys.argv[1])\n\
+                  bad = z.testzip()\n\
+                  assert bad is None, 'bad CRC in ' + bad\n\
+                  print(json.dumps({'sizes': {i.filename: i.file_size for i in z.infolist()},\n\
+                  'texts': {i.filename: z.read(i).decode() for i in z.infolist() if i.file_size < 200000}}))";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3 runs (every machine this project builds on has it)");
+    assert!(
+        out.status.success(),
+        "Python's zipfile refused the ZIP: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The ZIP in a configuration field, decoded.
+fn zip_in(cfg: &Value, field: &str) -> Vec<u8> {
+    decode_base64(cfg[field].as_str().unwrap_or_else(|| panic!("no {field}")))
+        .unwrap_or_else(|| panic!("{field} is not base64"))
+}
+
+/// The entry names of a ZIP as Python lists them, sorted.
+fn entry_names(read: &Value) -> Vec<String> {
+    let mut v: Vec<String> = read["sizes"].as_object().unwrap().keys().cloned().collect();
+    v.sort();
+    v
+}
+
+/// Check the first log line is `HH:mm:ss Migrator {word} started` at the run's start in
+/// the server's local time (the default `utc_offset`, +01:00).
+fn assert_log_starts(log: &str, word: &str, start: &Value) {
+    let local = time(start) + chrono::Duration::hours(1);
+    let want = format!("{} Migrator {word} started", local.format("%H:%M:%S"));
+    assert_eq!(log.lines().next(), Some(want.as_str()), "{log}");
 }
 
 fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -316,8 +370,23 @@ async fn task_list_is_sorted_pascal_case_without_nulls() {
     sorted.sort();
     assert_eq!(names, sorted);
     assert!(tasks.iter().all(|t| is_id(t["Id"].as_str().unwrap())));
-    let keys: Vec<&str> = tasks.iter().map(|t| t["Key"].as_str().unwrap()).collect();
-    assert!(keys.contains(&"DeleteCacheFiles") && keys.contains(&"RefreshLibrary"));
+    for task in SimTask::ALL {
+        let t = tasks.iter().find(|t| t["Key"] == task.key()).unwrap();
+        assert_eq!(t["Id"], task.id(), "the real id of {}", task.key());
+    }
+    let by_name = |n: &str| tasks.iter().find(|t| t["Name"] == n).unwrap()["Id"].clone();
+    assert_eq!(
+        by_name("Scan Media Library"),
+        "7738148ffcd07979c7ceb148e06b3aed"
+    );
+    assert_eq!(
+        by_name("Clean Cache Directory"),
+        "241d4fcb19a1d557ee62428e411da609"
+    );
+    assert_eq!(
+        by_name("Clean Log Directory"),
+        "1c8ede62c521bea0bf851344f5b8ca40"
+    );
     let m = tasks
         .iter()
         .find(|t| t["Key"] == MIGRATOR_TASK_KEY)
@@ -370,6 +439,15 @@ async fn unknown_task_is_404_problem_json_and_ids_ignore_case() {
         (r.status, r.json()["Id"].as_str()),
         (200, Some(MIGRATOR_TASK_ID))
     );
+    // Task ids are compared as given: the dashed GUID form is not found.
+    for method in ["GET", "POST"] {
+        let path = if method == "GET" {
+            "/ScheduledTasks/d6eb93f1-d159-1e7d-5e6c-70f1d25e6fdd"
+        } else {
+            "/ScheduledTasks/Running/d6eb93f1-d159-1e7d-5e6c-70f1d25e6fdd"
+        };
+        assert_eq!(call(&sim, "a", method, path).await.status, 404, "{method}");
+    }
     assert_eq!(
         send(sim.addr(), "GET", "/s/nope/System/Ping", &[])
             .await
@@ -404,7 +482,58 @@ async fn plugins_and_configuration_with_dashed_id() {
     for k in ["Version", "Description", "CanUninstall", "HasImage"] {
         assert!(m.get(k).is_some(), "{k}");
     }
+    assert_eq!(m["Version"], "1.0.0.0");
+    assert_eq!(m["ConfigurationFileName"], "Jellyfin.Plugin.Template.xml");
+    let ids: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"a628c0dafac54c7e9d1a7134223f14c8"),
+        "OMDb: {ids:?}"
+    );
+    assert!(
+        ids.contains(&"b8715ed16c4745289ad3f72deb539cd4"),
+        "TMDb: {ids:?}"
+    );
     let cfg = plugin_config(&sim, "a").await;
+    assert_no_nulls(&cfg, "config");
+    for (field, default) in [
+        ("ExportDirectory", serde_json::json!("")),
+        ("VerifyDirectory", serde_json::json!("")),
+        ("ImportDirectory", serde_json::json!("")),
+        ("IncludeUsers", serde_json::json!(true)),
+        ("IncludeUserPasswordHashes", serde_json::json!(false)),
+        ("IncludeLibraries", serde_json::json!(true)),
+        ("IncludePermissions", serde_json::json!(true)),
+        ("IncludeWatchHistory", serde_json::json!(true)),
+        ("IncludeDevices", serde_json::json!(true)),
+        ("SelectedUserIds", serde_json::json!([])),
+        ("SelectedUsernames", serde_json::json!([])),
+        ("SelectedLibraryIds", serde_json::json!([])),
+        ("SelectedLibraryPaths", serde_json::json!([])),
+        ("ImportIncludeLibraries", serde_json::json!(false)),
+        ("ImportIncludeUsers", serde_json::json!(true)),
+    ] {
+        assert_eq!(cfg[field], default, "{field}");
+    }
+    for absent in [
+        "LastImportZipBase64",
+        "LastImportAnalysisJson",
+        "LastImportExtractPath",
+        "LastImportUtc",
+        "LastImportLog",
+        "ImportSelectedLibraryIds",
+        "ImportLibraryPathMappingsJson",
+        "IncludePasswordHashes",
+    ] {
+        assert!(
+            cfg.get(absent).is_none(),
+            "{absent} before any upload or import"
+        );
+    }
     let dashed = call(
         &sim,
         "a",
@@ -435,7 +564,7 @@ async fn plugins_and_configuration_with_dashed_id() {
 }
 
 #[tokio::test]
-async fn zip_size_is_configurable() {
+async fn the_zip_is_a_real_archive_sized_by_the_scenario() {
     let sim = sim(vec![SimServerConfig {
         zip_base64_len: 3_000_000,
         ..fast("big")
@@ -446,6 +575,24 @@ async fn zip_size_is_configurable() {
         cfg["LastExportZipBase64"].as_str().unwrap().len(),
         3_000_000
     );
+    let zip = zip_in(&cfg, "LastExportZipBase64");
+    assert_eq!(zip.len(), 2_250_000, "3/4 of the base64, to the byte");
+    let read = python_reads_zip(&zip);
+    assert_eq!(
+        entry_names(&read),
+        [
+            "devices.json",
+            "export.log",
+            "libraries.json",
+            "users_basic.json",
+            "watch_history/alice.json",
+            "watch_history/bob.json",
+            "watch_history/kids.json"
+        ]
+    );
+    assert_eq!(read["texts"]["export.log"], cfg["LastExportLog"]);
+    assert!(read["sizes"]["watch_history/kids.json"].as_u64().unwrap() > 2_000_000);
+    assert_eq!(sim.server("big").last_export_zip().unwrap(), zip);
 }
 
 #[tokio::test]
@@ -542,7 +689,16 @@ async fn start_is_async_then_running_then_idle_before_the_new_result() {
         "{path}"
     );
     let log = cfg["LastExportLog"].as_str().unwrap();
-    assert!(log.contains("INFO:") && !log.contains("ERROR:"), "{log}");
+    assert_log_starts(log, "Export", &res["StartTimeUtc"]);
+    assert!(!log.contains("ERROR:"), "{log}");
+    assert!(time(&cfg["LastExportUtc"]) <= time(&res["EndTimeUtc"]));
+    assert_eq!(
+        folder,
+        time(&res["StartTimeUtc"])
+            .format("%Y%m%d_%H%M%S")
+            .to_string(),
+        "the folder is named by the run's start in UTC"
+    );
 }
 
 #[tokio::test]
@@ -594,33 +750,27 @@ async fn cancel_on_idle_or_cancelling_is_500_text() {
     );
 }
 
-async fn start_then_cancel(sim: &Simulator, name: &str) -> Value {
-    let old = task(sim, name).await["LastExecutionResult"].clone();
-    call(sim, name, "POST", START).await;
+async fn start_then_cancel(sim: &Simulator, name: &str, task_id: &str) -> Value {
+    let task_path = format!("/ScheduledTasks/{task_id}");
+    let running = format!("/ScheduledTasks/Running/{task_id}");
+    let get = || async { call(sim, name, "GET", &task_path).await.json() };
+    let old = get().await["LastExecutionResult"].clone();
+    assert_eq!(call(sim, name, "POST", &running).await.status, 204);
     let msg = format!("{name} runs");
-    wait_until(WAIT, &msg, || async {
-        task(sim, name).await["State"] == "Running"
-    })
-    .await;
-    let r = call(sim, name, "DELETE", START).await;
+    wait_until(WAIT, &msg, || async { get().await["State"] == "Running" }).await;
+    let r = call(sim, name, "DELETE", &running).await;
     assert_eq!((r.status, r.body.len()), (204, 0));
-    assert_eq!(task(sim, name).await["State"], "Cancelling");
+    assert_eq!(get().await["State"], "Cancelling");
     old
 }
 
 #[tokio::test]
-async fn each_cancel_mode() {
-    let long = Duration::from_millis(400);
+async fn the_migrator_stops_when_cancelled_and_ends_completed_with_its_canceled_line() {
     let sim = sim(vec![
         SimServerConfig {
             cancel: CancelMode::Honour,
             run_length: Duration::from_secs(30),
             ..fast("honour")
-        },
-        SimServerConfig {
-            cancel: CancelMode::Ignore,
-            run_length: long,
-            ..fast("ignore")
         },
         SimServerConfig {
             cancel: CancelMode::Stuck,
@@ -629,30 +779,89 @@ async fn each_cancel_mode() {
         },
     ])
     .await;
-
-    let old = start_then_cancel(&sim, "honour").await;
+    let before = plugin_config(&sim, "honour").await;
+    let old = start_then_cancel(&sim, "honour", MIGRATOR_TASK_ID).await;
     let t = wait_for_new_result(&sim, "honour", &old).await;
-    assert_eq!(t["LastExecutionResult"]["Status"], "Cancelled");
-
-    let cfg_before = plugin_config(&sim, "ignore").await;
-    let old = start_then_cancel(&sim, "ignore").await;
-    let t = wait_for_new_result(&sim, "ignore", &old).await;
-    assert_eq!(
-        t["LastExecutionResult"]["Status"], "Completed",
-        "the plugin swallowed the cancel"
+    let res = &t["LastExecutionResult"];
+    assert_eq!(res["Status"], "Completed", "the plugin swallows its cancel");
+    assert!(res.get("ErrorMessage").is_none());
+    assert!(
+        time(&res["EndTimeUtc"]) - time(&res["StartTimeUtc"]) < chrono::Duration::seconds(5),
+        "it stopped, long before its natural end"
     );
-    assert_ne!(
-        plugin_config(&sim, "ignore").await["LastExportUtc"],
-        cfg_before["LastExportUtc"]
+    let cfg = plugin_config(&sim, "honour").await;
+    assert!(time(&cfg["LastExportUtc"]) > time(&before["LastExportUtc"]));
+    let log = cfg["LastExportLog"].as_str().unwrap();
+    assert_log_starts(log, "Export", &res["StartTimeUtc"]);
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.ends_with(&format!("ERROR: Export failed: {CANCELED}: {CANCELED}")),
+        "{log}"
     );
+    // The ZIP holds what the run wrote before it stopped: here only its log.
+    let read = python_reads_zip(&zip_in(&cfg, "LastExportZipBase64"));
+    assert_eq!(entry_names(&read), ["export.log"]);
+    assert_eq!(read["texts"]["export.log"].as_str(), Some(log));
 
-    start_then_cancel(&sim, "stuck").await;
+    start_then_cancel(&sim, "stuck", MIGRATOR_TASK_ID).await;
     let h = sim.server("stuck");
     // Asserting that nothing happens needs time to pass: well past the run's end and
     // the cancel delay, it is still Cancelling.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(h.task_state().state, TaskState::Cancelling);
     assert_eq!(task(&sim, "stuck").await["State"], "Cancelling");
+    // A graceful shutdown writes Aborted only for a Running task, not a Cancelling one.
+    let old = task(&sim, "stuck").await["LastExecutionResult"].clone();
+    h.restart_gracefully();
+    wait_until(WAIT, "the server is back", || async {
+        call(&sim, "stuck", "GET", TASK).await.status == 200
+    })
+    .await;
+    let t = task(&sim, "stuck").await;
+    assert_eq!(
+        (t["State"].as_str(), &t["LastExecutionResult"]),
+        (Some("Idle"), &old)
+    );
+}
+
+#[tokio::test]
+async fn other_tasks_end_cancelled_or_ignore_the_cancel() {
+    let scan = SimTask::ScanMediaLibrary.id();
+    let sim = sim(vec![
+        SimServerConfig {
+            task: SimTask::ScanMediaLibrary,
+            cancel: CancelMode::Honour,
+            run_length: Duration::from_secs(30),
+            ..fast("honour")
+        },
+        SimServerConfig {
+            task: SimTask::ScanMediaLibrary,
+            cancel: CancelMode::Ignore,
+            run_length: Duration::from_millis(400),
+            ..fast("ignore")
+        },
+    ])
+    .await;
+    let cfg_before = plugin_config(&sim, "honour").await;
+    let old = start_then_cancel(&sim, "honour", scan).await;
+    let t = wait_for_result_of(&sim, "honour", scan, &old).await;
+    assert_eq!(t["LastExecutionResult"]["Status"], "Cancelled");
+    assert_eq!(t["LastExecutionResult"]["Key"], "RefreshLibrary");
+    assert_eq!(
+        plugin_config(&sim, "honour").await,
+        cfg_before,
+        "no Migrator run happened"
+    );
+    assert_eq!(task(&sim, "honour").await["State"], "Idle");
+
+    let old = start_then_cancel(&sim, "ignore", scan).await;
+    let t = wait_for_result_of(&sim, "ignore", scan, &old).await;
+    let res = &t["LastExecutionResult"];
+    assert_eq!(res["Status"], "Completed", "ran to its end");
+    assert!(
+        time(&res["EndTimeUtc"]) - time(&res["StartTimeUtc"])
+            >= chrono::Duration::milliseconds(390)
+    );
 }
 
 #[tokio::test]
@@ -669,23 +878,19 @@ async fn every_outcome() {
         },
         SimServerConfig {
             outcome: RunOutcome::CompletedWithLogError,
+            error_message: "database is locked".into(),
             ..fast("logerr")
-        },
-        SimServerConfig {
-            outcome: RunOutcome::NoExport,
-            ..fast("noexport")
         },
     ])
     .await;
     let mut before = Vec::new();
-    for n in ["ok", "failed", "logerr", "noexport"] {
+    for n in ["ok", "failed", "logerr"] {
         before.push(plugin_config(&sim, n).await);
     }
-    let (ok, failed, logerr, noexport) = tokio::join!(
+    let (ok, failed, logerr) = tokio::join!(
         run_to_result(&sim, "ok"),
         run_to_result(&sim, "failed"),
         run_to_result(&sim, "logerr"),
-        run_to_result(&sim, "noexport"),
     );
 
     let r = &ok["LastExecutionResult"];
@@ -703,38 +908,257 @@ async fn every_outcome() {
         "a stack trace"
     );
     assert_eq!(
-        plugin_config(&sim, "failed").await["LastExportUtc"],
-        before[1]["LastExportUtc"]
+        plugin_config(&sim, "failed").await,
+        before[1],
+        "Failed writes nothing: log, path, time and ZIP are the previous run's"
     );
 
     let r = &logerr["LastExecutionResult"];
     assert_eq!(r["Status"], "Completed");
     assert!(r.get("ErrorMessage").is_none());
     let cfg = plugin_config(&sim, "logerr").await;
-    assert!(cfg["LastExportLog"].as_str().unwrap().contains("ERROR: "));
-    assert_eq!(cfg["LastExportUtc"], before[2]["LastExportUtc"]);
-
-    assert_eq!(noexport["LastExecutionResult"]["Status"], "Completed");
-    let cfg = plugin_config(&sim, "noexport").await;
-    assert!(!cfg["LastExportLog"].as_str().unwrap().contains("ERROR"));
-    assert_eq!(cfg["LastExportUtc"], before[3]["LastExportUtc"]);
+    let log = cfg["LastExportLog"].as_str().unwrap();
+    assert!(
+        log.contains(
+            "ERROR: Failed to export watch history: database is locked: database is locked"
+        ),
+        "{log}"
+    );
+    assert!(
+        time(&cfg["LastExportUtc"]) > time(&before[2]["LastExportUtc"]),
+        "an error that does not stop the export: everything is written"
+    );
+    let read = python_reads_zip(&zip_in(&cfg, "LastExportZipBase64"));
+    assert!(read["sizes"].get("users_basic.json").is_some());
+    assert!(read["sizes"].get("watch_history/alice.json").is_none());
 }
 
 #[tokio::test]
-async fn mode_import_runs_an_import_not_an_export() {
+async fn every_run_in_every_mode_ends_with_log_path_time_and_a_real_zip() {
+    let sim = sim(vec![
+        SimServerConfig {
+            include_user_password_hashes: true,
+            ..fast("export")
+        },
+        SimServerConfig {
+            mode: Mode::Verify,
+            ..fast("verify")
+        },
+        SimServerConfig {
+            mode: Mode::Import,
+            ..fast("import")
+        },
+        SimServerConfig {
+            include_libraries: false,
+            include_watch_history: false,
+            include_devices: false,
+            ..fast("flags")
+        },
+    ])
+    .await;
+    for (name, word, files) in [
+        (
+            "export",
+            "Export",
+            &[
+                "devices.json",
+                "export.log",
+                "libraries.json",
+                "users_basic.json",
+                "watch_history/alice.json",
+                "watch_history/bob.json",
+                "watch_history/kids.json",
+            ][..],
+        ),
+        ("verify", "Verify", &["export.log"][..]),
+        ("import", "Import", &["export.log"][..]),
+        ("flags", "Export", &["export.log", "users_basic.json"][..]),
+    ] {
+        let before = plugin_config(&sim, name).await;
+        let t = run_to_result(&sim, name).await;
+        let res = &t["LastExecutionResult"];
+        assert_eq!(res["Status"], "Completed", "{name}");
+        let cfg = plugin_config(&sim, name).await;
+        let utc = time(&cfg["LastExportUtc"]);
+        assert!(
+            utc > time(&before["LastExportUtc"])
+                && utc >= time(&res["StartTimeUtc"])
+                && utc <= time(&res["EndTimeUtc"]),
+            "{name}: every run moves LastExportUtc"
+        );
+        assert_ne!(cfg["LastExportPath"], before["LastExportPath"], "{name}");
+        let log = cfg["LastExportLog"].as_str().unwrap();
+        assert_log_starts(log, word, &res["StartTimeUtc"]);
+        assert!(
+            log.lines()
+                .all(|l| l.as_bytes().get(2) == Some(&b':') && l.as_bytes().get(8) == Some(&b' ')),
+            "every line is HH:mm:ss message: {log}"
+        );
+        assert_ne!(
+            cfg["LastExportZipBase64"], before["LastExportZipBase64"],
+            "{name}"
+        );
+        let read = python_reads_zip(&zip_in(&cfg, "LastExportZipBase64"));
+        assert_eq!(entry_names(&read), files, "{name}");
+        assert_eq!(read["texts"]["export.log"].as_str(), Some(log), "{name}");
+        match name {
+            "export" => {
+                let users = read["texts"]["users_basic.json"].as_str().unwrap();
+                assert!(users.contains("$PBKDF2-SHA512$"), "hashes by their flag");
+                let devices = read["texts"]["devices.json"].as_str().unwrap();
+                assert!(devices.contains("AccessToken"));
+            }
+            "verify" => assert!(
+                log.contains(&format!(
+                    "Verifying export at: {}",
+                    before["LastExportPath"].as_str().unwrap()
+                )),
+                "{log}"
+            ),
+            "import" => assert!(
+                log.contains("ERROR: No import ZIP uploaded. Please upload an export ZIP from the Import tab."),
+                "{log}"
+            ),
+            _ => {
+                assert!(log.contains("IncludeWatchHistory=false; skipping watch-history export"));
+                assert!(log.contains("IncludeDevices=false; skipping devices export"));
+            }
+        }
+    }
+    sim.server("import").set_mode(Mode::Verify);
+    assert_eq!(plugin_config(&sim, "import").await["Mode"], "Verify");
+}
+
+#[tokio::test]
+async fn mode_is_kept_as_saved_and_read_like_the_plugin_reads_it() {
     let sim = sim(vec![SimServerConfig {
-        mode: Mode::Import,
+        mode_text: Some(" export ".into()),
+        ..fast("a")
+    }])
+    .await;
+    let h = sim.server("a");
+    assert_eq!(plugin_config(&sim, "a").await["Mode"], " export ");
+    assert_eq!(h.mode(), Mode::Export);
+    for (saved, word, mode) in [
+        (" export ", "export", Mode::Export),
+        ("IMPORT", "IMPORT", Mode::Import),
+        ("Backup", "Export", Mode::Export),
+        ("", "Export", Mode::Export),
+        ("verify\t", "verify", Mode::Verify),
+    ] {
+        h.set_mode_text(saved);
+        assert_eq!(h.mode(), mode, "{saved:?}");
+        let res = run_to_result(&sim, "a").await["LastExecutionResult"].clone();
+        let log = plugin_config(&sim, "a").await["LastExportLog"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_log_starts(&log, word, &res["StartTimeUtc"]);
+    }
+}
+
+#[tokio::test]
+async fn an_import_upload_stays_and_an_import_run_analyses_it() {
+    let sim = sim(vec![SimServerConfig {
+        import_zip_base64_len: 400_000,
+        ..fast("a")
+    }])
+    .await;
+    let cfg = plugin_config(&sim, "a").await;
+    assert_eq!(cfg["Mode"], "Export");
+    let upload = cfg["LastImportZipBase64"].clone();
+    assert_eq!(upload.as_str().unwrap().len(), 400_000);
+    let read = python_reads_zip(&zip_in(&cfg, "LastImportZipBase64"));
+    assert!(
+        read["sizes"].get("users_basic.json").is_some(),
+        "an export ZIP was uploaded"
+    );
+    assert!(cfg.get("LastImportUtc").is_none(), "no import ran yet");
+
+    // An export leaves the upload where it is.
+    run_to_result(&sim, "a").await;
+    let cfg = plugin_config(&sim, "a").await;
+    assert_eq!(cfg["LastImportZipBase64"], upload);
+
+    // An Import (Mode set back by hand) analyses it and records the LastImport* fields.
+    sim.server("a").set_mode(Mode::Import);
+    let res = run_to_result(&sim, "a").await["LastExecutionResult"].clone();
+    let cfg = plugin_config(&sim, "a").await;
+    assert_eq!(cfg["LastImportZipBase64"], upload, "nothing ever clears it");
+    for k in [
+        "LastImportAnalysisJson",
+        "LastImportExtractPath",
+        "LastImportUtc",
+        "LastImportLog",
+    ] {
+        assert!(cfg.get(k).is_some(), "{k}");
+    }
+    let log = cfg["LastExportLog"].as_str().unwrap();
+    assert_log_starts(log, "Import", &res["StartTimeUtc"]);
+    assert!(log.contains("Import analysis finished."), "{log}");
+    assert!(time(&cfg["LastImportUtc"]) >= time(&res["StartTimeUtc"]));
+
+    // The Import tab: a new upload, and Mode becomes Import.
+    sim.server("a").set_mode(Mode::Export);
+    sim.server("a").upload_import_zip(40_000);
+    let cfg = plugin_config(&sim, "a").await;
+    assert_eq!(
+        (
+            cfg["Mode"].as_str(),
+            cfg["LastImportZipBase64"].as_str().map(str::len)
+        ),
+        (Some("Import"), Some(40_000))
+    );
+}
+
+#[tokio::test]
+async fn a_zip_that_fails_to_build_leaves_the_previous_one() {
+    let sim = sim(vec![SimServerConfig {
+        zip_fails: true,
         ..fast("a")
     }])
     .await;
     let before = plugin_config(&sim, "a").await;
-    assert_eq!(before["Mode"], "Import");
-    run_to_result(&sim, "a").await;
+    let res = run_to_result(&sim, "a").await["LastExecutionResult"].clone();
+    assert_eq!(res["Status"], "Completed");
     let cfg = plugin_config(&sim, "a").await;
-    assert_eq!(cfg["LastExportUtc"], before["LastExportUtc"]);
-    assert!(cfg["LastExportLog"].as_str().unwrap().contains("Import"));
-    sim.server("a").set_mode(Mode::Verify);
-    assert_eq!(plugin_config(&sim, "a").await["Mode"], "Verify");
+    assert!(time(&cfg["LastExportUtc"]) > time(&before["LastExportUtc"]));
+    let log = cfg["LastExportLog"].as_str().unwrap();
+    assert!(
+        !log.contains("ERROR"),
+        "the ZIP's error came after the log was saved: {log}"
+    );
+    assert_eq!(cfg["LastExportZipBase64"], before["LastExportZipBase64"]);
+    let read = python_reads_zip(&zip_in(&cfg, "LastExportZipBase64"));
+    assert_eq!(read["texts"]["export.log"], before["LastExportLog"]);
+    assert_ne!(
+        read["texts"]["export.log"], cfg["LastExportLog"],
+        "a stale ZIP"
+    );
+}
+
+#[tokio::test]
+async fn another_template_plugin_with_the_migrators_id_serves_its_configuration() {
+    let sim = sim(vec![SimServerConfig {
+        plugin_id_collision: true,
+        ..fast("a")
+    }])
+    .await;
+    let plugins = call(&sim, "a", "GET", "/Plugins").await.json();
+    let names: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["Id"] == MIGRATOR_PLUGIN_ID)
+        .map(|p| p["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Migrator", "Template"]);
+    let cfg = plugin_config(&sim, "a").await;
+    assert_eq!(
+        cfg,
+        serde_json::json!({"TrueFalseSetting": true, "AnInteger": 2, "AString": "string", "Options": "AnotherOption"})
+    );
+    assert_eq!(task(&sim, "a").await["Key"], MIGRATOR_TASK_KEY);
 }
 
 #[tokio::test]
@@ -1017,10 +1441,19 @@ async fn missing_or_inactive_plugin_hides_the_task() {
 #[tokio::test]
 async fn auth_only_by_the_authorization_header() {
     let sim = sim(vec![
-        fast("new"),
         SimServerConfig {
-            legacy_auth: true,
+            version: "12.0.0".into(),
+            ..fast("new")
+        },
+        // 10.11 accepts the legacy forms unless EnableLegacyAuthorization is turned off.
+        SimServerConfig {
+            version: "10.11.5".into(),
             ..fast("old")
+        },
+        SimServerConfig {
+            version: "10.11.5".into(),
+            legacy_auth: Some(false),
+            ..fast("off")
         },
     ])
     .await;
@@ -1095,11 +1528,16 @@ async fn auth_only_by_the_authorization_header() {
             401,
             "{what} refused like 12.0"
         );
+        assert_eq!(
+            get("/s/off/ScheduledTasks", headers.clone()).await.status,
+            401,
+            "{what} refused with legacy_auth = false"
+        );
         let path = "/s/old/ScheduledTasks";
         assert_eq!(
             get(path, headers).await.status,
             200,
-            "{what} accepted with legacy_auth"
+            "{what} accepted by 10.11 by default"
         );
     }
     let q = format!("/s/new/ScheduledTasks?api_key={KEY}");

@@ -1,12 +1,17 @@
 //! `check`: validate a config without contacting any server and show what the schedules
 //! will do: the next due instants in local time and UTC, the jitter, and what the DST
 //! rules make of the coming clock changes.
+//!
+//! It reads the secrets too (API key files, variables), as the daemon will; a secret this
+//! environment cannot see (systemd's `${CREDENTIALS_DIRECTORY}` exists only inside the unit)
+//! is named as such, and `--no-secrets` validates everything else.
 
-use crate::config::{Config, ServerConfig};
+use crate::config::{Config, ConfigError, LoadEnv, Secrets, ServerConfig};
 use crate::schedule::jitter_offset;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 /// How far ahead `check` looks for DST changes worth a note.
@@ -31,6 +36,47 @@ struct JsonServer<'a> {
     schedule: &'a str,
     timezone: &'a str,
     next: Vec<String>,
+}
+
+/// Load `path` for `check`: with its secrets, or without (`no_secrets`). On failure, the
+/// text for stderr: every problem, then which secrets this environment cannot read.
+pub fn load(path: &Path, env: &LoadEnv<'_>, no_secrets: bool) -> Result<Config, String> {
+    let secrets = if no_secrets {
+        Secrets::Skip
+    } else {
+        Secrets::Resolve
+    };
+    let err = match Config::load_opts(path, env, secrets) {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    let mut text = err.to_string();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        return Err(text);
+    };
+    let unavailable: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.unavailable_secret)
+        .map(|p| p.path.as_str())
+        .collect();
+    if unavailable.is_empty() {
+        return Err(text);
+    }
+    let rest_valid =
+        unavailable.len() == problems.len() && Config::load_opts(path, env, Secrets::Skip).is_ok();
+    text.push_str(&format!(
+        "\n{}: {} secret{} cannot be read here ({}). The service reads them in its own environment (under systemd, LoadCredential= provides ${{CREDENTIALS_DIRECTORY}}, which exists only inside the unit); {}",
+        path.display(),
+        unavailable.len(),
+        if unavailable.len() == 1 { "" } else { "s" },
+        unavailable.join(", "),
+        if rest_valid {
+            "everything else in the file is valid (`check --no-secrets` checks it without them)"
+        } else {
+            "`check --no-secrets` checks everything else without them"
+        }
+    ));
+    Err(text)
 }
 
 /// The report for a valid config: text for people or the JSON document.
@@ -74,6 +120,12 @@ fn text_report(config: &Config, after: DateTime<Utc>, next: usize) -> String {
         enabled,
         config.daemon.state_dir.display()
     );
+    if config.secrets == Secrets::Skip {
+        let _ = writeln!(
+            out,
+            "secrets: not read (--no-secrets): API keys, webhook and ping URLs were checked for their source only"
+        );
+    }
     for target in &config.notify {
         let on: Vec<String> = target.on.iter().map(ToString::to_string).collect();
         let _ = writeln!(

@@ -38,7 +38,8 @@ pub fn history<W: Write>(
         );
         return exit::OK;
     }
-    let state = match StateDir::open(dir) {
+    // Read only: nothing is created, whoever runs this (root, on the service's directory).
+    let state = match StateDir::open_existing(dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

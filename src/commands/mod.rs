@@ -6,6 +6,7 @@ pub mod check;
 pub mod demo;
 pub mod healthcheck;
 pub mod history;
+pub mod reload;
 pub mod run;
 pub mod trigger;
 

@@ -1,4 +1,5 @@
-//! `run`: the daemon as a process: the instance lock, signals, reload from the file.
+//! `run`: the daemon as a process: the instance lock, signals, reload from the file (see
+//! [`crate::reload`]).
 
 use super::exit;
 use crate::config::Config;
@@ -8,6 +9,7 @@ use crate::history::History;
 use crate::monitor::Monitor;
 use crate::notifications::NotifyObserver;
 use crate::notify::Notifier;
+use crate::reload::Reloader;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{InstanceLock, StateDir};
 use std::path::Path;
@@ -18,6 +20,38 @@ use std::time::Duration;
 /// the last runs' webhooks and pings, short next to a service manager's stop timeout.
 const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 use tracing::{error, info, warn};
+
+/// What the daemon holds before it starts: the state directory and its instance lock, the
+/// endpoint's socket and the signal handlers.
+struct Prepared {
+    state: StateDir,
+    _instance: InstanceLock,
+    listener: Option<tokio::net::TcpListener>,
+    signals: SignalEvents,
+}
+
+/// Take the state directory, the lock, the listener and the signals, or say why not.
+async fn prepare(config: &Config) -> Option<Prepared> {
+    let state = StateDir::open(&config.daemon.state_dir)
+        .map_err(|e| error!("{e}"))
+        .ok()?;
+    let instance = InstanceLock::acquire(&state)
+        .map_err(|e| error!("{e}"))
+        .ok()?;
+    let listener = match config.daemon.listen {
+        Some(addr) => Some(endpoint::bind(addr).await.map_err(|e| error!("{e}")).ok()?),
+        None => None,
+    };
+    let signals = SignalEvents::register()
+        .map_err(|e| error!("cannot install signal handlers: {e}"))
+        .ok()?;
+    Some(Prepared {
+        state,
+        _instance: instance,
+        listener,
+        signals,
+    })
+}
 
 /// Run until SIGTERM/SIGINT. Logging must already be set up.
 pub async fn run(config_path: &Path, config: Config) -> u8 {
@@ -32,42 +66,21 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     for w in &config.warnings {
         warn!("{w}");
     }
-    let state = match StateDir::open(&config.daemon.state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return exit::FAILED;
-        }
-    };
-    let _instance = match InstanceLock::acquire(&state) {
-        Ok(lock) => lock,
-        Err(e) => {
-            error!("{e}");
-            return exit::FAILED;
-        }
-    };
-    let listener = match config.daemon.listen {
-        Some(addr) => match endpoint::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                error!("{e}");
-                return exit::FAILED;
-            }
-        },
-        None => None,
-    };
-    let mut signals = match SignalEvents::register() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot install signal handlers: {e}");
-            return exit::FAILED;
-        }
+    let Some(Prepared {
+        state,
+        _instance,
+        listener,
+        mut signals,
+    }) = prepare(&config).await
+    else {
+        return exit::FAILED;
     };
     let notifier = Notifier::from_env();
     let monitor = Arc::new(Monitor::new(Some(&state)));
     let history = Arc::new(History::new(&state));
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
+    let mut reloader = Reloader::start(config_path, state.clone(), &config, notifier.clone());
     let handle = Daemon::start_with(
         config,
         state,
@@ -98,39 +111,9 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     notifier.ready();
     notifier.status(&summary);
 
-    loop {
-        let Some(event) = signals.next().await else {
-            break;
-        };
+    while let Some(event) = signals.next().await {
         match event {
-            SignalEvent::Reload => {
-                info!("SIGHUP: reloading {}", config_path.display());
-                notifier.reloading();
-                match Config::load(config_path) {
-                    Ok(new) => {
-                        for w in &new.warnings {
-                            warn!("{w}");
-                        }
-                        if let Some(summary) = handle.reload(new).await {
-                            info!(
-                                added = summary.added,
-                                removed = summary.removed,
-                                changed = summary.changed,
-                                "{summary}"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        for line in e.lines() {
-                            error!("{line}");
-                        }
-                        error!("reload failed; still running on the previous config");
-                        handle.reload_failed();
-                    }
-                }
-                notifier.ready();
-                notifier.status(&handle.status.summary());
-            }
+            SignalEvent::Reload => reloader.reload(&handle, "SIGHUP").await,
             SignalEvent::Shutdown => {
                 info!(
                     "shutting down: no new runs; waiting for runs in progress (a second signal exits at once)"
@@ -142,7 +125,19 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             }
         }
     }
-    // Drain, unless a second signal asks to leave now.
+    drain(handle, notifications, &mut signals).await;
+    endpoint_stop.cancel();
+    info!("stopped");
+    exit::OK
+}
+
+/// Wait for the daemon's drain and the last notifications, unless a second signal asks to
+/// leave now.
+async fn drain(
+    handle: crate::daemon::DaemonHandle,
+    notifications: Arc<NotifyObserver>,
+    signals: &mut SignalEvents,
+) {
     let ctx = handle.ctx().clone();
     let mut wait = Box::pin(async {
         handle.wait().await;
@@ -162,7 +157,4 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }
     }
-    endpoint_stop.cancel();
-    info!("stopped");
-    exit::OK
 }

@@ -6,6 +6,11 @@
 //! values into a [`Config`] whose schedules are compiled, URLs parsed, names unique and API
 //! keys read. A `Config` that exists is valid: later code never re-checks it.
 //!
+//! Secrets (API keys, webhook URLs, ping URLs) are read only when asked for
+//! ([`Secrets::Resolve`]): commands that contact no server load with [`Secrets::Skip`], so
+//! that `history` works where the keys are not (outside the systemd unit, whose
+//! `${CREDENTIALS_DIRECTORY}` only the service sees).
+//!
 //! What this module does not do: contact servers (that is the `check` command's promise),
 //! or read the wall clock (due instants are `schedule`'s, with a clock passed in).
 
@@ -36,11 +41,28 @@ pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 /// file's size (8 MiB of tiny values peaked at 640 MB), so an absurd file must be cut early.
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Whether loading reads the secrets: API keys (`api_key*`), webhook URLs (`url*` of
+/// `[[notify]]`) and `ping_url`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read and validate every secret: what the commands that contact servers need.
+    Resolve,
+    /// Check only that each secret has exactly one source of the right type; read no key
+    /// file or variable for it and leave every secret value alone (they are
+    /// [`Secret::unresolved`]). For commands that read local state only.
+    Skip,
+}
+
 /// A loaded and validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The file it came from.
     pub path: PathBuf,
+    /// Whether the secrets were read ([`Secrets::Resolve`]) or not.
+    pub secrets: Secrets,
+    /// The SHA-256 of the file's bytes as parsed, in lowercase hex (what `sha256sum`
+    /// prints): names exactly which version of the file a reload applied.
+    pub digest: String,
     pub daemon: DaemonConfig,
     /// In file order.
     pub servers: Vec<ServerConfig>,
@@ -315,18 +337,52 @@ impl LoadEnv<'static> {
 }
 
 impl Config {
-    /// Read, parse and validate the file at `path` with the process's environment.
+    /// Read, parse and validate the file at `path` with the process's environment,
+    /// secrets included.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with(path, &LoadEnv::process())
     }
 
+    /// [`load`](Self::load) without reading any secret ([`Secrets::Skip`]): for commands
+    /// that contact no server.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_opts(path, &LoadEnv::process(), Secrets::Skip)
+    }
+
+    /// Load with the given environment, secrets included.
     pub fn load_with(path: &Path, env: &LoadEnv<'_>) -> Result<Config, ConfigError> {
-        let text = read_bounded(path)?;
-        let mut config = Config::parse(&text, path, env)?;
+        Config::load_opts(path, env, Secrets::Resolve)
+    }
+
+    pub fn load_opts(
+        path: &Path,
+        env: &LoadEnv<'_>,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
+        let text = Config::read_text(path)?;
+        Config::from_text(&text, path, env, secrets)
+    }
+
+    /// The file's text, read with the bounds every load applies (at most
+    /// [`MAX_CONFIG_BYTES`], UTF-8). With [`from_text`](Self::from_text), for a caller that
+    /// needs the exact bytes it validated (the reload status names them by digest).
+    pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+        read_bounded(path)
+    }
+
+    /// Validate text read from `path` and add the warnings a load gives (an inline key in
+    /// a file others can read, a non-loopback endpoint).
+    pub fn from_text(
+        text: &str,
+        path: &Path,
+        env: &LoadEnv<'_>,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::parse_opts(text, path, env, secrets)?;
         if let Some(w) = inline_key_readable_warning(path, &config) {
             config.warnings.push(w);
         }
-        let placeholders = placeholder::warnings(&text, path, &config);
+        let placeholders = placeholder::warnings(text, path, &config);
         config.warnings.extend(placeholders);
         if let Some(addr) = config.daemon.listen
             && !addr.ip().is_loopback()
@@ -340,11 +396,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Validate config text. `path` names the file in messages and anchors relative
-    /// `api_key_file` paths (relative to the config file's folder).
+    /// Validate config text, secrets included. `path` names the file in messages and
+    /// anchors relative `api_key_file` paths (relative to the config file's folder).
     pub fn parse(text: &str, path: &Path, env: &LoadEnv<'_>) -> Result<Config, ConfigError> {
+        Config::parse_opts(text, path, env, Secrets::Resolve)
+    }
+
+    pub fn parse_opts(
+        text: &str,
+        path: &Path,
+        env: &LoadEnv<'_>,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
-        let config = build(text, path, env, &mut problems);
+        let load = Load { path, env, secrets };
+        let config = build(text, &load, &mut problems);
         problems.sort_by_key(|p| p.offset);
         problems.dedup();
         match config {
@@ -359,6 +425,27 @@ impl Config {
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name == name)
     }
+}
+
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// What a load reads besides the text: where the file is (messages, relative paths), the
+/// environment, and whether to read secrets.
+struct Load<'a> {
+    path: &'a Path,
+    env: &'a LoadEnv<'a>,
+    secrets: Secrets,
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {
@@ -464,12 +551,8 @@ const IDENTITY_KEYS: &[&str] = &[
     "ping_url",
 ];
 
-fn build(
-    text: &str,
-    path: &Path,
-    env: &LoadEnv<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<Config> {
+fn build(text: &str, load: &Load<'_>, problems: &mut Vec<Problem>) -> Option<Config> {
+    let (path, env) = (load.path, load.env);
     let idx = LineIndex::new(text);
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
@@ -522,8 +605,7 @@ fn build(
                     names_given.push(n.to_owned());
                 }
                 table.check_keys(&[SETTING_KEYS, IDENTITY_KEYS].concat(), &[], problems);
-                if let Some(server) =
-                    read_server(table, &defaults, path, env, &mut schedules, problems)
+                if let Some(server) = read_server(table, &defaults, load, &mut schedules, problems)
                 {
                     if let Some(first) = seen.get(&server.name) {
                         let loc = table.key_location("name");
@@ -543,18 +625,29 @@ fn build(
     if let Some(list) = root.array_of_tables("notify", problems) {
         for table in &list {
             table.check_keys(NOTIFY_KEYS, &[], problems);
-            if let Some(target) = read_notify(table, &names_given, path, env, problems) {
+            if let Some(target) = read_notify(table, &names_given, load, problems) {
                 notify.push(target);
             }
         }
     }
     Some(Config {
         path: path.to_owned(),
+        secrets: load.secrets,
+        digest: sha256_hex(text.as_bytes()),
         daemon: daemon?,
         servers,
         notify,
         warnings: Vec::new(),
     })
+}
+
+/// The state directory when the config sets no `state_dir`: systemd's `$STATE_DIRECTORY`
+/// (StateDirectory=; the first when several), else [`DEFAULT_STATE_DIR`].
+pub fn default_state_dir(env: &LoadEnv<'_>) -> PathBuf {
+    (env.var)("STATE_DIRECTORY")
+        .and_then(|v| v.split(':').next().map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
 fn read_daemon(
@@ -570,13 +663,7 @@ fn read_daemon(
             None
         }
         Some(s) => Some(expand_path(&s, config_path.parent(), env, problems)?),
-        // systemd's StateDirectory= sets $STATE_DIRECTORY (colon-separated when several).
-        None => Some(
-            (env.var)("STATE_DIRECTORY")
-                .and_then(|v| v.split(':').next().map(PathBuf::from))
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
-        ),
+        None => Some(default_state_dir(env)),
     };
     let log_format = t.choice(
         "log_format",
@@ -723,13 +810,60 @@ type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
 fn read_server(
     t: &TableReader<'_>,
     defaults: &Settings,
-    config_path: &Path,
-    env: &LoadEnv<'_>,
+    load: &Load<'_>,
     schedules: &mut ScheduleCache,
     problems: &mut Vec<Problem>,
 ) -> Option<ServerConfig> {
     let own = read_settings(t, problems);
+    let name = read_server_name(t, problems);
+    let url = match t.string("url", problems) {
+        Some(u) => parse_server_url(&u, problems),
+        None => {
+            if t.get("url").is_none() {
+                problems.push(t.missing("url"));
+            }
+            None
+        }
+    };
+    let api_key = read_api_key(t, load, problems);
+    let ping_url = read_ping_url(t, load.secrets, problems);
+    let (timezone, schedule) = read_schedule(t, &own, defaults, load.env, schedules, problems);
+    let timings = read_timings(t, &own, defaults, problems);
+    let task_key = pick(&own.task_key, &defaults.task_key)
+        .map(|k| k.value)
+        .unwrap_or_else(|| MIGRATOR_TASK_KEY.to_owned());
 
+    let timings = timings?;
+    let (api_key, api_key_source) = api_key?;
+    Some(ServerConfig {
+        name: name?,
+        url: url?,
+        api_key,
+        api_key_source,
+        schedule: schedule?,
+        timezone: timezone?,
+        enabled: plain(&own.enabled, &defaults.enabled, true).ok()?,
+        task_key,
+        poll_interval: timings.poll_interval,
+        timeout: timings.timeout,
+        request_timeout: timings.request_timeout,
+        retries: u32::try_from(plain(&own.retries, &defaults.retries, 3).ok()?).ok()?,
+        retry_backoff: timings.retry_backoff,
+        jitter: timings.jitter,
+        catch_up: plain(&own.catch_up, &defaults.catch_up, CatchUp::Last).ok()?,
+        catch_up_window: timings.catch_up_window,
+        if_running: plain(&own.if_running, &defaults.if_running, IfRunning::Skip).ok()?,
+        history_limit: usize::try_from(
+            plain(&own.history_limit, &defaults.history_limit, 1000).ok()?,
+        )
+        .ok()?,
+        start_grace: timings.start_grace,
+        verify_export: plain(&own.verify_export, &defaults.verify_export, true).ok()?,
+        ping_url: ping_url.ok()?,
+    })
+}
+
+fn read_server_name(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Option<String> {
     let name = t.string("name", problems).and_then(|n| {
         if valid_server_name(&n.value) {
             Some(n.value)
@@ -744,25 +878,33 @@ fn read_server(
     if t.get("name").is_none() {
         problems.push(t.missing("name"));
     }
+    name
+}
 
-    let url = match t.string("url", problems) {
-        Some(u) => parse_server_url(&u, problems),
-        None => {
-            if t.get("url").is_none() {
-                problems.push(t.missing("url"));
-            }
-            None
-        }
-    };
-
-    let api_key = read_api_key(t, config_path, env, problems);
-    let ping_url = match t.string("ping_url", problems) {
+/// `ping_url`: an http(s) URL, a secret; with [`Secrets::Skip`] only its type is checked.
+fn read_ping_url(
+    t: &TableReader<'_>,
+    secrets: Secrets,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<Secret>, ()> {
+    match t.string("ping_url", problems) {
         None => Ok(None),
+        Some(_) if secrets == Secrets::Skip => Ok(Some(Secret::unresolved())),
         Some(u) => parse_secret_url(&u.value, &u, "the ping URL", problems)
             .map(|_| Some(Secret::new(u.value.trim())))
             .ok_or(()),
-    };
+    }
+}
 
+/// The timezone and the compiled schedule.
+fn read_schedule(
+    t: &TableReader<'_>,
+    own: &Settings,
+    defaults: &Settings,
+    env: &LoadEnv<'_>,
+    schedules: &mut ScheduleCache,
+    problems: &mut Vec<Problem>,
+) -> (Option<Tz>, Option<Schedule>) {
     let timezone = match pick(&own.timezone, &defaults.timezone) {
         Some(Ok(tz)) => Some(tz.value),
         Some(Err(())) => None,
@@ -788,14 +930,32 @@ fn read_server(
             }
         }
     });
-    let dur = |own: &Option<Result<Located<Duration>, ()>>,
-               def: &Option<Result<Located<Duration>, ()>>,
-               fallback: Duration| match pick(own, def) {
+    (timezone, schedule)
+}
+
+/// A server's durations, defaults applied.
+struct Timings {
+    poll_interval: Duration,
+    timeout: Duration,
+    request_timeout: Duration,
+    retry_backoff: Duration,
+    jitter: Duration,
+    catch_up_window: Duration,
+    start_grace: Duration,
+}
+
+fn read_timings(
+    t: &TableReader<'_>,
+    own: &Settings,
+    defaults: &Settings,
+    problems: &mut Vec<Problem>,
+) -> Option<Timings> {
+    type Setting = Option<Result<Located<Duration>, ()>>;
+    let dur = |own: &Setting, def: &Setting, fallback: Duration| match pick(own, def) {
         Some(Ok(d)) => Ok((d.value, Some(d))),
         Some(Err(())) => Err(()),
         None => Ok((fallback, None)),
     };
-
     let poll_interval = dur(
         &own.poll_interval,
         &defaults.poll_interval,
@@ -840,143 +1000,26 @@ fn read_server(
         &defaults.start_grace,
         Duration::from_secs(60),
     );
-
-    let task_key = pick(&own.task_key, &defaults.task_key)
-        .map(|k| k.value)
-        .unwrap_or_else(|| MIGRATOR_TASK_KEY.to_owned());
-
-    Some(ServerConfig {
-        name: name?,
-        url: url?,
-        api_key: api_key.as_ref()?.0.clone(),
-        api_key_source: api_key?.1,
-        schedule: schedule?,
-        timezone: timezone?,
-        enabled: plain(&own.enabled, &defaults.enabled, true).ok()?,
-        task_key,
+    Some(Timings {
         poll_interval: poll_interval.ok()?.0,
         timeout: timeout.ok()?.0,
         request_timeout: request_timeout.ok()?.0,
-        retries: u32::try_from(plain(&own.retries, &defaults.retries, 3).ok()?).ok()?,
         retry_backoff: retry_backoff.ok()?.0,
         jitter: jitter.ok()?.0,
-        catch_up: plain(&own.catch_up, &defaults.catch_up, CatchUp::Last).ok()?,
         catch_up_window: catch_up_window.ok()?.0,
-        if_running: plain(&own.if_running, &defaults.if_running, IfRunning::Skip).ok()?,
-        history_limit: usize::try_from(
-            plain(&own.history_limit, &defaults.history_limit, 1000).ok()?,
-        )
-        .ok()?,
         start_grace: start_grace.ok()?.0,
-        verify_export: plain(&own.verify_export, &defaults.verify_export, true).ok()?,
-        ping_url: ping_url.ok()?,
     })
 }
 
 fn read_notify(
     t: &TableReader<'_>,
     server_names: &[String],
-    config_path: &Path,
-    env: &LoadEnv<'_>,
+    load: &Load<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<NotifyTarget> {
-    let url = read_secret_source(t, &WEBHOOK_URL_KEYS, config_path, env, problems).and_then(
-        |(raw, source, loc)| {
-            // A URL file usually ends with a newline; a URL never contains white space.
-            let value = raw.trim();
-            let from = match &source {
-                KeySource::Inline => "url".to_owned(),
-                other => other.to_string(),
-            };
-            if value.is_empty() {
-                problems.push(loc.problem(format!("the webhook URL from {from} is empty")));
-                return None;
-            }
-            let parsed = parse_secret_url(
-                value,
-                &loc,
-                &format!("the webhook URL from {from}"),
-                problems,
-            )?;
-            Some((Secret::new(value), redacted(&parsed)))
-        },
-    );
-
-    let on = match t.string_array("on", problems) {
-        None => Ok(NotifyOn::DEFAULT.to_vec()),
-        Some(Err(())) => Err(()),
-        Some(Ok(list)) if list.value.is_empty() => {
-            problems.push(list.problem(
-                "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table".into(),
-            ));
-            Err(())
-        }
-        Some(Ok(list)) => {
-            let names: Vec<&str> = Outcome::ALL
-                .iter()
-                .map(|o| o.as_str())
-                .chain(["recovered"])
-                .collect();
-            let mut out: Vec<NotifyOn> = Vec::new();
-            let mut ok = true;
-            for item in &list.value {
-                match NotifyOn::parse(item.value.trim()) {
-                    Some(on) => {
-                        if !out.contains(&on) {
-                            out.push(on);
-                        }
-                    }
-                    None => {
-                        ok = false;
-                        let hint = match reader::closest(&item.value, &names) {
-                            Some(s) => format!("did you mean {s:?}?"),
-                            None => format!("expected one of: {}", names.join(", ")),
-                        };
-                        problems.push(item.problem(format!(
-                            "{:?} is not an outcome or \"recovered\"; {hint}",
-                            item.value
-                        )));
-                    }
-                }
-            }
-            if ok { Ok(out) } else { Err(()) }
-        }
-    };
-
-    let servers = match t.string_array("servers", problems) {
-        None => Ok(None),
-        Some(Err(())) => Err(()),
-        Some(Ok(list)) if list.value.is_empty() => {
-            problems.push(
-                list.problem("empty: leave servers out to be told about every server".into()),
-            );
-            Err(())
-        }
-        Some(Ok(list)) => {
-            let known: Vec<&str> = server_names.iter().map(String::as_str).collect();
-            let mut out: Vec<String> = Vec::new();
-            let mut ok = true;
-            for item in &list.value {
-                if known.contains(&item.value.as_str()) {
-                    if !out.contains(&item.value) {
-                        out.push(item.value.clone());
-                    }
-                    continue;
-                }
-                ok = false;
-                let hint = match reader::closest(&item.value, &known) {
-                    Some(s) => format!("did you mean {s:?}?"),
-                    None => format!("servers in this file: {}", known.join(", ")),
-                };
-                problems.push(item.problem(format!(
-                    "no server named {:?} in this file; {hint}",
-                    item.value
-                )));
-            }
-            if ok { Ok(Some(out)) } else { Err(()) }
-        }
-    };
-
+    let url = read_webhook_url(t, load, problems);
+    let on = read_notify_on(t, problems);
+    let servers = read_notify_servers(t, server_names, problems);
     let format = t
         .choice(
             "format",
@@ -1009,6 +1052,125 @@ fn read_notify(
         timeout: timeout.ok()?,
         retries: u32::try_from(retries.ok()?).ok()?,
     })
+}
+
+/// The webhook URL and what may be shown of it.
+fn read_webhook_url(
+    t: &TableReader<'_>,
+    load: &Load<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<(Secret, String)> {
+    let (raw, source, loc) = match read_secret_source(t, &WEBHOOK_URL_KEYS, load, problems)? {
+        SecretRead::Value(raw, source, loc) => (raw, source, loc),
+        SecretRead::NotRead(source) => {
+            return Some((
+                Secret::unresolved(),
+                format!("the webhook URL from {} (not read)", url_origin(&source)),
+            ));
+        }
+    };
+    // A URL file usually ends with a newline; a URL never contains white space.
+    let value = raw.trim();
+    let from = url_origin(&source);
+    if value.is_empty() {
+        problems.push(loc.problem(format!("the webhook URL from {from} is empty")));
+        return None;
+    }
+    let parsed = parse_secret_url(
+        value,
+        &loc,
+        &format!("the webhook URL from {from}"),
+        problems,
+    )?;
+    Some((Secret::new(value), redacted(&parsed)))
+}
+
+/// Where a webhook URL comes from, in words.
+fn url_origin(source: &KeySource) -> String {
+    match source {
+        KeySource::Inline => "url".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn read_notify_on(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Result<Vec<NotifyOn>, ()> {
+    let list = match t.string_array("on", problems) {
+        None => return Ok(NotifyOn::DEFAULT.to_vec()),
+        Some(Err(())) => return Err(()),
+        Some(Ok(list)) => list,
+    };
+    if list.value.is_empty() {
+        problems.push(list.problem(
+            "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table".into(),
+        ));
+        return Err(());
+    }
+    let names: Vec<&str> = Outcome::ALL
+        .iter()
+        .map(|o| o.as_str())
+        .chain(["recovered"])
+        .collect();
+    let mut out: Vec<NotifyOn> = Vec::new();
+    let mut ok = true;
+    for item in &list.value {
+        match NotifyOn::parse(item.value.trim()) {
+            Some(on) => {
+                if !out.contains(&on) {
+                    out.push(on);
+                }
+            }
+            None => {
+                ok = false;
+                let hint = match reader::closest(&item.value, &names) {
+                    Some(s) => format!("did you mean {s:?}?"),
+                    None => format!("expected one of: {}", names.join(", ")),
+                };
+                problems.push(item.problem(format!(
+                    "{:?} is not an outcome or \"recovered\"; {hint}",
+                    item.value
+                )));
+            }
+        }
+    }
+    if ok { Ok(out) } else { Err(()) }
+}
+
+fn read_notify_servers(
+    t: &TableReader<'_>,
+    server_names: &[String],
+    problems: &mut Vec<Problem>,
+) -> Result<Option<Vec<String>>, ()> {
+    let list = match t.string_array("servers", problems) {
+        None => return Ok(None),
+        Some(Err(())) => return Err(()),
+        Some(Ok(list)) => list,
+    };
+    if list.value.is_empty() {
+        problems
+            .push(list.problem("empty: leave servers out to be told about every server".into()));
+        return Err(());
+    }
+    let known: Vec<&str> = server_names.iter().map(String::as_str).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = true;
+    for item in &list.value {
+        if known.contains(&item.value.as_str()) {
+            if !out.contains(&item.value) {
+                out.push(item.value.clone());
+            }
+            continue;
+        }
+        ok = false;
+        let hint = match reader::closest(&item.value, &known) {
+            Some(s) => format!("did you mean {s:?}?"),
+            None => format!("servers in this file: {}", known.join(", ")),
+        };
+        problems.push(item.problem(format!(
+            "no server named {:?} in this file; {hint}",
+            item.value
+        )));
+    }
+    if ok { Ok(Some(out)) } else { Err(()) }
 }
 
 /// An http(s) URL with a host, for a value that is a secret: messages describe it as
@@ -1133,16 +1295,24 @@ const WEBHOOK_URL_KEYS: SecretKeys = SecretKeys {
     env_hint: "the webhook URL",
 };
 
+/// What [`read_secret_source`] found.
+enum SecretRead {
+    /// The raw text (not yet trimmed), where it came from, and where to point a problem.
+    Value(String, KeySource, Located<String>),
+    /// A valid source that was not read ([`Secrets::Skip`]). A file path is as written,
+    /// `${VAR}` not expanded.
+    NotRead(KeySource),
+}
+
 /// Exactly one of a secret's three sources: the inline value, a file (`${VAR}` expanded,
-/// relative to the config file) or an environment variable. Returns the raw text (not
-/// yet trimmed), where it came from, and where to point a problem with it.
+/// relative to the config file) or an environment variable. With [`Secrets::Skip`] the
+/// source is checked but not read.
 fn read_secret_source(
     t: &TableReader<'_>,
     keys: &SecretKeys,
-    config_path: &Path,
-    env: &LoadEnv<'_>,
+    load: &Load<'_>,
     problems: &mut Vec<Problem>,
-) -> Option<(String, KeySource, Located<String>)> {
+) -> Option<SecretRead> {
     let inline = t.string(keys.inline, problems);
     let file = t.string(keys.file, problems);
     let var = t.string(keys.env, problems);
@@ -1174,39 +1344,69 @@ fn read_secret_source(
     if !any_given {
         return None; // present but of the wrong type: already reported
     }
+    if load.secrets == Secrets::Skip {
+        return Some(SecretRead::NotRead(match (inline, file, var) {
+            (Some(_), _, _) => KeySource::Inline,
+            (_, Some(f), _) => KeySource::File(PathBuf::from(f.value)),
+            (_, _, v) => KeySource::Env(v?.value),
+        }));
+    }
     if let Some(v) = inline {
-        return Some((v.value.clone(), KeySource::Inline, v));
+        return Some(SecretRead::Value(v.value.clone(), KeySource::Inline, v));
     }
     if let Some(f) = file {
-        let path = expand_path(&f, config_path.parent(), env, problems)?;
-        return match read_key_file(&path) {
-            Ok(Some(s)) => Some((s, KeySource::File(path), f)),
-            Ok(None) => {
-                problems.push(f.problem(format!(
-                    "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
-                    keys.noun,
-                    path.display()
-                )));
-                None
-            }
-            Err(e) => {
-                problems.push(f.problem(format!(
+        return read_secret_file(f, keys, load, problems);
+    }
+    let v = var?;
+    match (load.env.var)(&v.value) {
+        Some(s) => Some(SecretRead::Value(s, KeySource::Env(v.value.clone()), v)),
+        None => {
+            problems.push(
+                v.problem(format!(
+                    "environment variable {} is not set; set it to {}",
+                    v.value, keys.env_hint
+                ))
+                .secret_unavailable(),
+            );
+            None
+        }
+    }
+}
+
+/// A secret's `*_file`: `${VAR}` expanded, then read (bounded). A variable that is not set
+/// or a file that cannot be read is a secret this environment cannot see.
+fn read_secret_file(
+    f: Located<String>,
+    keys: &SecretKeys,
+    load: &Load<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretRead> {
+    let before = problems.len();
+    let Some(path) = expand_path(&f, load.path.parent(), load.env, problems) else {
+        for p in &mut problems[before..] {
+            p.unavailable_secret = true;
+        }
+        return None;
+    };
+    match read_key_file(&path) {
+        Ok(Some(s)) => Some(SecretRead::Value(s, KeySource::File(path), f)),
+        Ok(None) => {
+            problems.push(f.problem(format!(
+                "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
+                keys.noun,
+                path.display()
+            )));
+            None
+        }
+        Err(e) => {
+            problems.push(
+                f.problem(format!(
                     "cannot read {} file {}: {e}; check that it exists and that this user may read it",
                     keys.noun,
                     path.display()
-                )));
-                None
-            }
-        };
-    }
-    let v = var?;
-    match (env.var)(&v.value) {
-        Some(s) => Some((s, KeySource::Env(v.value.clone()), v)),
-        None => {
-            problems.push(v.problem(format!(
-                "environment variable {} is not set; set it to {}",
-                v.value, keys.env_hint
-            )));
+                ))
+                .secret_unavailable(),
+            );
             None
         }
     }
@@ -1214,11 +1414,13 @@ fn read_secret_source(
 
 fn read_api_key(
     t: &TableReader<'_>,
-    config_path: &Path,
-    env: &LoadEnv<'_>,
+    load: &Load<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<(Secret, KeySource)> {
-    let (raw, source, loc) = read_secret_source(t, &API_KEY_KEYS, config_path, env, problems)?;
+    let (raw, source, loc) = match read_secret_source(t, &API_KEY_KEYS, load, problems)? {
+        SecretRead::Value(raw, source, loc) => (raw, source, loc),
+        SecretRead::NotRead(source) => return Some((Secret::unresolved(), source)),
+    };
     // Key files usually end with a newline; a key never contains white space.
     let key = raw.trim();
     if key.is_empty() {

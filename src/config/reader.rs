@@ -44,6 +44,7 @@ impl<'a> LineIndex<'a> {
             col,
             path: path.to_owned(),
             message,
+            unavailable_secret: false,
         }
     }
 }
@@ -57,9 +58,19 @@ pub struct Problem {
     /// The key's path, e.g. `servers[1].schedule`; empty for a whole-file problem.
     pub path: String,
     pub message: String,
+    /// A secret (API key, webhook URL) that cannot be read in this environment: a file
+    /// that is missing or unreadable, an unset variable. The service may well see it (under
+    /// systemd, `${CREDENTIALS_DIRECTORY}` exists only inside the unit), so `check` says so.
+    pub unavailable_secret: bool,
 }
 
 impl Problem {
+    /// The same problem, marked as a secret that this environment cannot read.
+    pub fn secret_unavailable(mut self) -> Problem {
+        self.unavailable_secret = true;
+        self
+    }
+
     /// `FILE:LINE:COL: key.path: message`.
     pub fn render(&self, file: &Path) -> String {
         if self.path.is_empty() {
@@ -121,6 +132,7 @@ impl Loc {
             col: self.col,
             path: self.path.clone(),
             message,
+            unavailable_secret: false,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! never redirects, and following one would carry the key to wherever it points.
 
 pub mod model;
-mod strip;
+pub mod strip;
 
 use crate::secret::Secret;
 use model::{MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
@@ -23,10 +23,11 @@ use url::Url;
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
 /// Task answers are small (a few KiB); anything bigger than this is not Jellyfin.
 pub const TASK_BODY_LIMIT: usize = 4 * 1024 * 1024;
-/// The plugin configuration without its zip field: log text and a few fields.
+/// The plugin configuration without its ZIP fields: log text and a few fields.
 pub const CONFIG_BODY_LIMIT: usize = 16 * 1024 * 1024;
-/// The plugin configuration with its zip field (which is skipped as it streams in).
-pub const CONFIG_STREAM_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+/// The plugin configuration with its ZIP fields (which are skipped as they stream in):
+/// an export and an Import upload of a few GiB each.
+pub const CONFIG_STREAM_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
 
 const USER_AGENT: &str = concat!("jellyfin-export-scheduler/", env!("CARGO_PKG_VERSION"));
 
@@ -103,6 +104,16 @@ pub enum JellyfinError {
         server: String,
         key: String,
         plugins: String,
+    },
+    #[error(
+        "{server}: the configuration served for the Migrator's plugin id is not the Migrator's: it has no {missing}. Another plugin built from the Jellyfin plugin template carries the same id ({found}); remove it in Dashboard → Plugins and restart Jellyfin"
+    )]
+    NotMigrator {
+        server: String,
+        /// The Migrator's fields it lacks, comma-separated.
+        missing: String,
+        /// What `/Plugins` lists under that id.
+        found: String,
     },
     #[error("{server} has {count} tasks with key {key} (ids {ids}); remove the duplicate plugin")]
     DuplicateTask {
@@ -342,23 +353,24 @@ impl JellyfinClient {
         self.get_json("Plugins").await
     }
 
-    /// `GET /Plugins/{id}/Configuration` for the Migrator plugin, without its zip field.
+    /// `GET /Plugins/{id}/Configuration` for the Migrator plugin, without its ZIP fields
+    /// (skipped while they stream in). A configuration without the Migrator's shape (another
+    /// plugin built from the same template holds the id) is [`JellyfinError::NotMigrator`].
     pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
         // The document can be as large as the export itself: give it more time.
-        let response = self
+        let mut response = self
             .request(Method::GET, &url, &call, self.request_timeout * 10, true)
             .await?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(self.status_error(&call, response).await);
         }
-        let mut stripper = strip::FieldStripper::new("LastExportZipBase64");
+        let mut stripper = strip::ZipStripper::new();
         let mut kept = Vec::new();
         let mut total: u64 = 0;
-        let mut response = response;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -380,7 +392,47 @@ impl JellyfinClient {
                 Err(e) => return Err(self.transport_error(&call, &url, e)),
             }
         }
-        self.decode(&call, &kept)
+        for (field, bytes) in stripper.skipped_fields() {
+            tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
+        }
+        let config: MigratorConfig = self.decode(&call, &kept)?;
+        let missing = config.missing_fields();
+        if !missing.is_empty() {
+            return Err(JellyfinError::NotMigrator {
+                server: self.server.clone(),
+                missing: missing.join(", "),
+                found: self.plugins_with_migrator_id().await,
+            });
+        }
+        Ok(config)
+    }
+
+    /// The plugins `/Plugins` lists under the Migrator's id, for an error message.
+    async fn plugins_with_migrator_id(&self) -> String {
+        match self.plugins().await {
+            Err(e) => format!("could not list plugins: {e}"),
+            Ok(list) => {
+                let names: Vec<String> = list
+                    .iter()
+                    .filter(|p| {
+                        p.id.replace('-', "")
+                            .eq_ignore_ascii_case(MIGRATOR_PLUGIN_ID)
+                    })
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p.name.as_deref().unwrap_or("?"),
+                            p.version.as_deref().unwrap_or("(no version)")
+                        )
+                    })
+                    .collect();
+                if names.is_empty() {
+                    "/Plugins lists none under it".to_owned()
+                } else {
+                    format!("/Plugins lists {}", names.join(" and "))
+                }
+            }
+        }
     }
 
     /// `GET /System/Info/Public` (anonymous; 503 while the server starts).

@@ -6,6 +6,7 @@
 //! `Other(String)` instead of failing, and dates are parsed by hand (with or without `Z`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 
@@ -142,28 +143,179 @@ pub struct PublicSystemInfo {
 }
 
 /// The fields of the Migrator plugin's configuration that a run reads. The document also
-/// holds `LastExportZipBase64` (the whole export, megabytes): it is not a field here, and
-/// the client strips it from the body before decoding, so it is never kept or logged.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// holds `LastExportZipBase64` and `LastImportZipBase64` (whole ZIPs, megabytes): they are
+/// not fields here, and the client strips them from the body before decoding, so they are
+/// never kept or logged.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MigratorConfig {
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub mode: Option<String>,
+    /// `Mode`: `None` when absent, `Some(None)` when null.
+    #[serde(default, deserialize_with = "present_string")]
+    pub mode: Option<Option<String>>,
     #[serde(default, deserialize_with = "lenient_date")]
     pub last_export_utc: Option<DateTime<Utc>>,
     pub last_export_path: Option<String>,
     pub last_export_log: Option<String>,
+    /// Fields every Migrator configuration has (value types, written whatever their
+    /// value); only their presence is read. All come before the ZIPs in the document.
+    #[serde(default)]
+    include_users: Option<IgnoredAny>,
+    #[serde(default)]
+    include_libraries: Option<IgnoredAny>,
+    #[serde(default)]
+    include_watch_history: Option<IgnoredAny>,
+    #[serde(default)]
+    include_devices: Option<IgnoredAny>,
 }
 
 impl MigratorConfig {
-    /// The first line of the export log that reports an error.
-    pub fn first_error_line(&self) -> Option<&str> {
-        self.last_export_log
-            .as_deref()?
+    /// A configuration with the Migrator's shape and this `Mode` (tests, fixtures).
+    pub fn with_mode(mode: Option<&str>) -> Self {
+        MigratorConfig {
+            mode: Some(mode.map(str::to_owned)),
+            include_users: Some(IgnoredAny),
+            include_libraries: Some(IgnoredAny),
+            include_watch_history: Some(IgnoredAny),
+            include_devices: Some(IgnoredAny),
+            ..Default::default()
+        }
+    }
+
+    /// The Migrator's fields this configuration lacks (empty for the Migrator's). The
+    /// plugin's id is its template's, so another plugin can answer under it.
+    pub fn missing_fields(&self) -> Vec<&'static str> {
+        [
+            ("Mode", self.mode.is_some()),
+            ("IncludeUsers", self.include_users.is_some()),
+            ("IncludeLibraries", self.include_libraries.is_some()),
+            ("IncludeWatchHistory", self.include_watch_history.is_some()),
+            ("IncludeDevices", self.include_devices.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, present)| !present)
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    /// `Mode` as saved (`None` when null or absent).
+    pub fn mode_text(&self) -> Option<&str> {
+        self.mode.as_ref()?.as_deref()
+    }
+
+    /// The operation the task's next run performs, read as the plugin reads `Mode`.
+    pub fn operation(&self) -> Operation {
+        Operation::from_mode(self.mode_text())
+    }
+
+    /// What `LastExportLog` says about the run that wrote it.
+    pub fn export_log(&self) -> ExportLog<'_> {
+        ExportLog::read(self.last_export_log.as_deref().unwrap_or(""))
+    }
+}
+
+/// The operation one run of the Migrator's task performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Export,
+    Verify,
+    Import,
+}
+
+impl Operation {
+    /// The plugin's rule: `Mode` trimmed and compared without case; null, empty or any
+    /// other value runs an Export.
+    pub fn from_mode(mode: Option<&str>) -> Operation {
+        Operation::named(mode.unwrap_or("")).unwrap_or(Operation::Export)
+    }
+
+    /// `Export`, `Verify` or `Import` in any case, trimmed; `None` for anything else.
+    pub fn named(word: &str) -> Option<Operation> {
+        let word = word.trim();
+        [Operation::Export, Operation::Verify, Operation::Import]
+            .into_iter()
+            .find(|op| word.eq_ignore_ascii_case(op.name()))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Export => "Export",
+            Operation::Verify => "Verify",
+            Operation::Import => "Import",
+        }
+    }
+
+    /// "an Export", "a Verify", "an Import".
+    pub fn with_article(self) -> String {
+        let article = if self == Operation::Verify { "a" } else { "an" };
+        format!("{article} {}", self.name())
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the Migrator's export log says. Its lines are `HH:mm:ss message` (server local
+/// time); the first is `Migrator {Mode} started`; errors are `HH:mm:ss ERROR: …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportLog<'a> {
+    /// The first line that is not blank.
+    pub first_line: Option<&'a str>,
+    /// The operation the first line names, when it is `Migrator {Mode} started`.
+    pub started: Option<Operation>,
+    /// Every `ERROR:` line, trimmed, in order.
+    pub errors: Vec<&'a str>,
+    /// The first error line saying the operation was cancelled (the plugin catches the
+    /// cancellation, logs it and ends `Completed`).
+    pub cancelled: Option<&'a str>,
+}
+
+/// The messages .NET gives `OperationCanceledException` and `TaskCanceledException`.
+const CANCEL_MESSAGES: [&str; 2] = ["The operation was canceled.", "A task was canceled."];
+
+impl<'a> ExportLog<'a> {
+    pub fn read(log: &'a str) -> Self {
+        let first_line = log.lines().map(str::trim).find(|l| !l.is_empty());
+        let started = first_line.and_then(|l| {
+            let message = without_time(l);
+            let word = message
+                .strip_prefix("Migrator ")?
+                .strip_suffix(" started")?;
+            Operation::named(word)
+        });
+        let errors: Vec<&str> = log
             .lines()
             .map(str::trim)
-            .find(|l| l.contains("ERROR:"))
+            .filter(|l| without_time(l).starts_with("ERROR:"))
+            .collect();
+        let cancelled = errors
+            .iter()
+            .copied()
+            .find(|l| CANCEL_MESSAGES.iter().any(|m| l.contains(m)));
+        ExportLog {
+            first_line,
+            started,
+            errors,
+            cancelled,
+        }
     }
+}
+
+/// A log line without its `HH:mm:ss ` stamp.
+fn without_time(line: &str) -> &str {
+    let b = line.as_bytes();
+    let stamped = b.len() >= 9
+        && b[..8].iter().enumerate().all(|(i, c)| {
+            if i == 2 || i == 5 {
+                *c == b':'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && b[8] == b' ';
+    if stamped { &line[9..] } else { line }
 }
 
 /// Parse a Jellyfin date: RFC 3339 with any fraction length; a date without an offset is
@@ -194,14 +346,16 @@ fn lenient_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>
     }
 }
 
-/// A string, or a number/bool written as its text (an enum saved as an integer).
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let v: Option<serde_json::Value> = Option::deserialize(d)?;
-    Ok(match v {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(other) => Some(other.to_string()),
-    })
+/// A member that is present: `Some(None)` when null, else its string (a number or bool
+/// written as its text, like an enum saved as an integer). An absent member stays `None`
+/// through `#[serde(default)]`.
+fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    let v: serde_json::Value = serde_json::Value::deserialize(d)?;
+    Ok(Some(match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }))
 }
 
 #[cfg(test)]
@@ -249,16 +403,82 @@ mod tests {
         assert_eq!(parse_date("0001-01-01T00:00:00"), None);
         let c: MigratorConfig =
             serde_json::from_str(r#"{"Mode":2,"LastExportUtc":"0001-01-01T00:00:00"}"#).unwrap();
-        assert_eq!(c.mode.as_deref(), Some("2"));
+        assert_eq!(c.mode_text(), Some("2"));
         assert_eq!(c.last_export_utc, None);
     }
 
     #[test]
-    fn first_error_line_finds_the_error() {
-        let c = MigratorConfig {
-            last_export_log: Some("INFO: start\n  ERROR: disk full \nERROR: second".into()),
-            ..Default::default()
-        };
-        assert_eq!(c.first_error_line(), Some("ERROR: disk full"));
+    fn mode_is_read_like_the_plugin_reads_it() {
+        for (mode, op) in [
+            (Some("Export"), Operation::Export),
+            (Some(" export "), Operation::Export),
+            (Some("EXPORT"), Operation::Export),
+            (None, Operation::Export),
+            (Some(""), Operation::Export),
+            (Some("Backup"), Operation::Export),
+            (Some("2"), Operation::Export),
+            (Some("Import"), Operation::Import),
+            (Some(" iMPORT\t"), Operation::Import),
+            (Some("verify"), Operation::Verify),
+            (Some(" VERIFY "), Operation::Verify),
+        ] {
+            assert_eq!(Operation::from_mode(mode), op, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_migrators_shape_is_its_fields_and_a_null_mode_is_still_there() {
+        let migrator = r#"{"ExportDirectory":"","Mode":null,"IncludeUsers":true,"IncludeLibraries":true,"IncludeWatchHistory":false,"IncludeDevices":true}"#;
+        let c: MigratorConfig = serde_json::from_str(migrator).unwrap();
+        assert!(c.missing_fields().is_empty());
+        assert_eq!(c.operation(), Operation::Export);
+        let template = r#"{"TrueFalseSetting":true,"AnInteger":2,"AString":"string","Options":"AnotherOption"}"#;
+        let c: MigratorConfig = serde_json::from_str(template).unwrap();
+        assert_eq!(
+            c.missing_fields(),
+            [
+                "Mode",
+                "IncludeUsers",
+                "IncludeLibraries",
+                "IncludeWatchHistory",
+                "IncludeDevices"
+            ]
+        );
+        let no_mode = migrator.replace(r#""Mode":null,"#, "");
+        let c: MigratorConfig = serde_json::from_str(&no_mode).unwrap();
+        assert_eq!(c.missing_fields(), ["Mode"]);
+    }
+
+    #[test]
+    fn the_export_log_names_its_operation_errors_and_cancel() {
+        let log = ExportLog::read(
+            "\n07:49:12 Migrator export started\n07:49:12 Data path: /var/lib/jellyfin\n\
+             07:49:13 ERROR: Failed to extract password hashes: locked: locked\n\
+             07:49:15 User ERROR: not an error line\n\
+             07:49:17 ERROR: export failed: The operation was canceled.: The operation was canceled.\n",
+        );
+        assert_eq!(log.first_line, Some("07:49:12 Migrator export started"));
+        assert_eq!(log.started, Some(Operation::Export));
+        assert_eq!(log.errors.len(), 2);
+        assert_eq!(
+            log.cancelled,
+            Some(
+                "07:49:17 ERROR: export failed: The operation was canceled.: The operation was canceled."
+            )
+        );
+        let log = ExportLog::read("INFO: start\n  ERROR: disk full \nERROR: second");
+        assert_eq!(
+            (log.started, log.errors),
+            (None, vec!["ERROR: disk full", "ERROR: second"])
+        );
+        assert_eq!(
+            ExportLog::read("08:00:00 Migrator Import started").started,
+            Some(Operation::Import)
+        );
+        assert_eq!(
+            ExportLog::read("08:00:00 Migrator Backup started").started,
+            None
+        );
+        assert_eq!(ExportLog::read("").first_line, None);
     }
 }

@@ -1,133 +1,181 @@
-//! Dropping one huge string field from a JSON body while it streams in.
+//! Dropping the huge base64 fields from a JSON body while it streams in.
 //!
-//! The Migrator plugin's configuration carries `LastExportZipBase64`: the whole last export
-//! (with password hashes and device tokens) as base64, easily hundreds of megabytes. A run
-//! needs four small fields beside it. Buffering the body to decode it would cost the
-//! export's size in memory per server, and keeping it at all risks it reaching a log. So
-//! the bytes of that one value are skipped as they arrive and replaced by `""`: memory stays
-//! bounded by the rest of the document, and the secret content never exists in our memory
-//! as a whole.
+//! The Migrator plugin's configuration carries `LastExportZipBase64` (the whole last
+//! export, with password hashes and device tokens) and `LastImportZipBase64` (any ZIP ever
+//! uploaded on its Import tab; nothing clears it): each easily hundreds of megabytes. A run
+//! needs a few small fields beside them. Buffering the body to decode it would cost their
+//! size in memory per server, and keeping them at all risks them reaching a log. So the
+//! string value of every member whose name ends in `ZipBase64` (today's two and any later
+//! one) is skipped as it arrives and replaced by `""`: memory stays bounded by the rest of
+//! the document, and the secret content never exists in our memory as a whole.
+//!
+//! The filter is a small JSON tokenizer: it follows strings (with their escapes) so a name
+//! inside some other string is never taken for a member, and it only strips a string that
+//! is followed by `:` (a member name) and whose value is a string. Anything that is not
+//! JSON passes through for the decoder to refuse. Names are matched on their raw bytes:
+//! one spelled with escapes (`"LastExport\u005aipBase64"`, which Jellyfin never writes) is
+//! kept, and then counts against the caller's size limit.
 
-/// A streaming filter over chunks of a JSON document that blanks one string field.
-pub struct FieldStripper {
-    /// `"Name"` with its quotes: what starts a match.
-    needle: Vec<u8>,
+/// What marks a member to strip: the end of its name.
+pub const SUFFIX: &[u8] = b"ZipBase64";
+/// The longest name remembered (for [`ZipStripper::skipped_fields`]); longer ones are
+/// matched on their end only.
+const NAME_KEEP: usize = 64;
+
+/// A streaming filter over chunks of a JSON document that blanks every `*ZipBase64` string.
+#[derive(Debug, Default)]
+pub struct ZipStripper {
     state: State,
-    /// How many bytes of the needle have matched so far (the match may span chunks).
-    matched: usize,
-    /// Bytes skipped so far (the value's size, for callers that want to know).
+    /// The last bytes of the string being read (at most [`NAME_KEEP`]).
+    name: Vec<u8>,
+    /// The string being read is longer than `name` holds.
+    name_cut: bool,
+    /// Bytes skipped so far, over all fields.
     pub skipped: u64,
+    /// Each stripped field's name and the bytes of its value skipped.
+    fields: Vec<(String, u64)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 enum State {
-    /// Copying bytes, looking for the field name.
+    /// Between tokens, copying.
+    #[default]
     Scan,
-    /// Inside some other string: the name can't start here (a value could contain it).
-    OtherString { escaped: bool },
-    /// After the field's name: expecting white space, then `:`.
+    /// Inside a string that could be a member name.
+    InString { escaped: bool },
+    /// After a string ending in the suffix: white space, then `:` makes it a name.
     BeforeColon,
-    /// After the `:`: expecting white space, then the value's opening quote.
+    /// After the `:`: white space, then the value's opening quote.
     BeforeValue,
     /// Inside the value: dropping bytes until the closing quote.
     Skipping { escaped: bool },
 }
 
-impl FieldStripper {
-    pub fn new(field: &str) -> Self {
-        FieldStripper {
-            needle: format!("\"{field}\"").into_bytes(),
-            state: State::Scan,
-            matched: 0,
-            skipped: 0,
-        }
+impl ZipStripper {
+    pub fn new() -> Self {
+        ZipStripper::default()
+    }
+
+    /// The fields stripped so far, with the bytes skipped of each.
+    pub fn skipped_fields(&self) -> &[(String, u64)] {
+        &self.fields
     }
 
     /// Feed one chunk; the kept bytes are appended to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         while i < chunk.len() {
-            if self.state == (State::Skipping { escaped: false }) {
-                // The value is megabytes of base64: jump to the next quote or backslash
-                // instead of stepping the state machine through every byte.
-                match chunk[i..].iter().position(|&c| c == b'"' || c == b'\\') {
-                    None => {
-                        self.skipped += (chunk.len() - i) as u64;
-                        return;
-                    }
-                    Some(p) => {
-                        self.skipped += p as u64;
-                        i += p;
-                    }
-                }
+            i += match self.state {
+                State::Skipping { escaped: false } => self.skip_run(&chunk[i..]),
+                State::InString { escaped: false } => self.string_run(&chunk[i..], out),
+                _ => 0,
+            };
+            if i >= chunk.len() {
+                return;
             }
             let b = chunk[i];
             i += 1;
-            match self.state {
-                State::Scan => {
-                    out.push(b);
-                    if b == self.needle[self.matched] {
-                        self.matched += 1;
-                        if self.matched == self.needle.len() {
-                            self.matched = 0;
-                            self.state = State::BeforeColon;
-                        }
-                    } else if self.matched > 0 {
-                        // The name was not complete: this quote-delimited token is some
-                        // other string (a name or a value); skip to its end.
-                        self.matched = 0;
-                        self.state = if b == b'"' {
-                            // `""` closed an empty string; `"x"` ended at this quote:
-                            // either way a new token may start after it.
-                            State::Scan
-                        } else {
-                            State::OtherString {
-                                escaped: b == b'\\',
-                            }
-                        };
-                    } else if b == b'"' {
-                        self.matched = 1;
-                    }
+            self.step(b, out);
+        }
+    }
+
+    /// Inside a skipped value: jump to the next quote or backslash (the value is
+    /// megabytes of base64). Returns the bytes passed over.
+    fn skip_run(&mut self, rest: &[u8]) -> usize {
+        let n = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\')
+            .unwrap_or(rest.len());
+        self.skipped += n as u64;
+        if let Some(f) = self.fields.last_mut() {
+            f.1 += n as u64;
+        }
+        n
+    }
+
+    /// Inside a kept string: copy up to the next quote or backslash, remembering its end.
+    fn string_run(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+        let n = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\')
+            .unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..n]);
+        self.remember(&rest[..n]);
+        n
+    }
+
+    fn remember(&mut self, bytes: &[u8]) {
+        self.name.extend_from_slice(bytes);
+        if self.name.len() > NAME_KEEP {
+            let cut = self.name.len() - NAME_KEEP;
+            self.name.drain(..cut);
+            self.name_cut = true;
+        }
+    }
+
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        match self.state {
+            State::Scan => {
+                out.push(b);
+                if b == b'"' {
+                    self.name.clear();
+                    self.name_cut = false;
+                    self.state = State::InString { escaped: false };
                 }
-                State::OtherString { escaped } => {
-                    out.push(b);
-                    self.state = match (escaped, b) {
-                        (true, _) => State::OtherString { escaped: false },
-                        (false, b'\\') => State::OtherString { escaped: true },
-                        (false, b'"') => State::Scan,
-                        _ => State::OtherString { escaped: false },
-                    };
+            }
+            State::InString { escaped } => {
+                out.push(b);
+                self.state = match (escaped, b) {
+                    (false, b'"') if self.name.ends_with(SUFFIX) => State::BeforeColon,
+                    (false, b'"') => State::Scan,
+                    (false, b'\\') => State::InString { escaped: true },
+                    _ => State::InString { escaped: false },
+                };
+                if self.state != State::BeforeColon {
+                    self.remember(&[b]);
                 }
-                State::BeforeColon => {
+            }
+            State::BeforeColon => {
+                if b == b':' {
                     out.push(b);
-                    if b == b':' {
-                        self.state = State::BeforeValue;
-                    } else if !b.is_ascii_whitespace() {
-                        // The name was a value (`["LastExportZipBase64", …]`); carry on.
-                        self.state = State::Scan;
-                    }
+                    self.state = State::BeforeValue;
+                } else if b.is_ascii_whitespace() {
+                    out.push(b);
+                } else {
+                    // It was a value (`["LastExportZipBase64", …]`): look at this byte again.
+                    self.state = State::Scan;
+                    self.step(b, out);
                 }
-                State::BeforeValue => {
-                    if b == b'"' {
-                        out.extend_from_slice(b"\"\"");
-                        self.state = State::Skipping { escaped: false };
+            }
+            State::BeforeValue => {
+                if b == b'"' {
+                    out.extend_from_slice(b"\"\"");
+                    let name = String::from_utf8_lossy(&self.name).into_owned();
+                    let name = if self.name_cut {
+                        format!("…{name}")
                     } else {
-                        out.push(b);
-                        if !b.is_ascii_whitespace() {
-                            // null or a number: nothing to strip.
-                            self.state = State::Scan;
-                        }
-                    }
-                }
-                State::Skipping { escaped } => {
-                    self.state = match (escaped, b) {
-                        (true, _) => State::Skipping { escaped: false },
-                        (false, b'\\') => State::Skipping { escaped: true },
-                        (false, b'"') => State::Scan,
-                        _ => State::Skipping { escaped: false },
+                        name
                     };
-                    if self.state != State::Scan {
-                        self.skipped += 1;
+                    self.fields.push((name, 0));
+                    self.state = State::Skipping { escaped: false };
+                } else if b.is_ascii_whitespace() {
+                    out.push(b);
+                } else {
+                    // null, a number, an object...: nothing to strip; read it normally.
+                    self.state = State::Scan;
+                    self.step(b, out);
+                }
+            }
+            State::Skipping { escaped } => {
+                self.state = match (escaped, b) {
+                    (false, b'"') => State::Scan,
+                    (false, b'\\') => State::Skipping { escaped: true },
+                    _ => State::Skipping { escaped: false },
+                };
+                if self.state != State::Scan {
+                    self.skipped += 1;
+                    if let Some(f) = self.fields.last_mut() {
+                        f.1 += 1;
                     }
                 }
             }
@@ -140,7 +188,7 @@ mod tests {
     use super::*;
 
     fn strip(input: &str, chunk: usize) -> String {
-        let mut s = FieldStripper::new("LastExportZipBase64");
+        let mut s = ZipStripper::new();
         let mut out = Vec::new();
         for c in input.as_bytes().chunks(chunk.max(1)) {
             s.feed(c, &mut out);
@@ -149,28 +197,64 @@ mod tests {
     }
 
     #[test]
-    fn blanks_the_field_whatever_the_chunking() {
-        let input = r#"{"Mode":"Export","LastExportZipBase64" : "UEsDBBQAAAAIAA==","LastExportLog":"INFO: ok"}"#;
-        let want = r#"{"Mode":"Export","LastExportZipBase64" : "","LastExportLog":"INFO: ok"}"#;
+    fn blanks_every_zip_field_whatever_the_chunking() {
+        let input = r#"{"Mode":"Export","LastExportZipBase64" : "UEsDBBQAAAAIAA==","LastExportLog":"06:49:12 Migrator Export started","LastImportZipBase64":"UEsDBA\/\\==","FutureZipBase64":"QQ=="}"#;
+        let want = r#"{"Mode":"Export","LastExportZipBase64" : "","LastExportLog":"06:49:12 Migrator Export started","LastImportZipBase64":"","FutureZipBase64":""}"#;
         for chunk in 1..input.len() {
             assert_eq!(strip(input, chunk), want, "chunk size {chunk}");
         }
+        let mut s = ZipStripper::new();
+        s.feed(input.as_bytes(), &mut Vec::new());
+        assert_eq!(
+            s.skipped_fields(),
+            [
+                ("LastExportZipBase64".to_owned(), 16),
+                ("LastImportZipBase64".to_owned(), 12),
+                ("FutureZipBase64".to_owned(), 4)
+            ]
+        );
+        assert_eq!(s.skipped, 32);
     }
 
     #[test]
     fn leaves_the_name_alone_inside_other_strings() {
-        let input = r#"{"LastExportLog":"wrote \"LastExportZipBase64\": \"x\"","LastExportZipBase64":"QUJD"}"#;
-        let want =
-            r#"{"LastExportLog":"wrote \"LastExportZipBase64\": \"x\"","LastExportZipBase64":""}"#;
-        assert_eq!(strip(input, 3), want);
+        let input = r#"{"LastExportLog":"wrote \"LastExportZipBase64\": \"x\"","LastImportAnalysisJson":"{\"LastImportZipBase64\":\"y\"}","LastExportZipBase64":"QUJD"}"#;
+        let want = r#"{"LastExportLog":"wrote \"LastExportZipBase64\": \"x\"","LastImportAnalysisJson":"{\"LastImportZipBase64\":\"y\"}","LastExportZipBase64":""}"#;
+        for chunk in [1, 2, 3, 7, 500] {
+            assert_eq!(strip(input, chunk), want, "chunk size {chunk}");
+        }
         serde_json::from_str::<serde_json::Value>(&strip(input, 3)).unwrap();
     }
 
     #[test]
-    fn null_and_absent_values_pass_through() {
-        let input = r#"{"LastExportZipBase64":null,"A":"b"}"#;
-        assert_eq!(strip(input, 2), input);
-        let input = r#"{"A":"","B":"LastExportZipBase64"}"#;
-        assert_eq!(strip(input, 1), input);
+    fn values_that_are_not_strings_and_names_that_are_values_pass_through() {
+        for input in [
+            r#"{"LastExportZipBase64":null,"A":"b"}"#,
+            r#"{"A":"","B":"LastExportZipBase64"}"#,
+            r#"["LastExportZipBase64","x"]"#,
+            r#"{"LastExportZipBase64" :{"a":"b"}}"#,
+            r#"{"LastExportZipBase64":12}"#,
+            r#"{"NotAZip":"x","ZipBase64X":"y"}"#,
+        ] {
+            assert_eq!(strip(input, 2), input);
+        }
+    }
+
+    #[test]
+    fn long_strings_and_broken_input_never_panic() {
+        let long = format!(r#"{{"{}ZipBase64":"abc"}}"#, "N".repeat(200));
+        let out = strip(&long, 5);
+        assert!(out.ends_with(r#"ZipBase64":""}"#), "{out}");
+        for junk in [
+            "\"",
+            "\"\\",
+            "{\"aZipBase64\":",
+            "{\"aZipBase64\"   ",
+            "\u{0}\"ZipBase64\":\"\\",
+        ] {
+            for chunk in 1..4 {
+                let _ = strip(junk, chunk);
+            }
+        }
     }
 }

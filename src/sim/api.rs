@@ -5,15 +5,15 @@
 //! fields left out. The task state machine lives in `model`; this module only reads and
 //! pokes it.
 
-use super::config::{PluginStatus, SimServerConfig};
+use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
 use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
-use super::plugin::{MIGRATOR_PLUGIN_ID, splitmix64};
+use super::plugin::{MIGRATOR_PLUGIN_ID, splitmix64, template_document};
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 use tokio::time::Instant;
 
@@ -268,10 +268,7 @@ pub(crate) async fn handle(cell: &ServerCell, req: &Request, path: &str, base: &
             Some(JSON),
             &b"<html><body>upstream said: \x00\xff{{not json"[..],
         )),
-        (Some(Fault::TruncatedJson), Reply::Send(mut r)) => {
-            r.body.truncate(r.body.len() / 2);
-            Reply::Send(r)
-        }
+        (Some(Fault::TruncatedJson), Reply::Send(r)) => Reply::Send(r.truncated()),
         (Some(Fault::UnknownEnums), Reply::Send(r)) => Reply::Send(unknown_enums(r)),
         (_, reply) => reply,
     }
@@ -315,17 +312,17 @@ fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: I
             None => not_found(),
         },
         Endpoint::StartTask => match find_task(st, now, &route.id).map(|t| t.id) {
-            Some(MIGRATOR_TASK_ID) => {
+            Some(id) if id == st.cfg.task.id() => {
                 st.request_start(now);
                 Response::empty(204)
             }
-            // Built-in tasks and the duplicate are not simulated: a start is accepted and
+            // The other listed tasks are not simulated: a start is accepted and
             // forgotten, like a start of a task that finishes at once.
             Some(_) => Response::empty(204),
             None => not_found(),
         },
         Endpoint::StopTask => match find_task(st, now, &route.id).map(|t| t.id) {
-            Some(MIGRATOR_TASK_ID) => match st.request_cancel(now) {
+            Some(id) if id == st.cfg.task.id() => match st.request_cancel(now) {
                 super::model::CancelAnswer::Accepted => Response::empty(204),
                 super::model::CancelAnswer::NotRunning => server_error(),
             },
@@ -345,7 +342,7 @@ enum Caller {
 }
 
 fn caller(req: &Request, cfg: &SimServerConfig) -> Caller {
-    match token(req, cfg.legacy_auth) {
+    match token(req, cfg.accepts_legacy_auth()) {
         Some(t) if t == cfg.api_key => Caller::Admin,
         Some(t) if cfg.user_key.as_deref() == Some(t) => Caller::User,
         _ => Caller::Anonymous,
@@ -521,35 +518,32 @@ fn whole_number<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error>
 }
 
 struct Builtin {
+    task: SimTask,
     name: &'static str,
-    key: &'static str,
-    id: &'static str,
     description: &'static str,
     category: &'static str,
     interval_hours: u64,
 }
 
+/// Jellyfin's own tasks the simulated server lists (their real keys and ids).
 const BUILTINS: [Builtin; 3] = [
     Builtin {
+        task: SimTask::CleanCacheDirectory,
         name: "Clean Cache Directory",
-        key: "DeleteCacheFiles",
-        id: "4e6637c832ed644d1af8d7f9f8d0b1f0",
         description: "Deletes cache files no longer needed by the system.",
         category: "Maintenance",
         interval_hours: 24,
     },
     Builtin {
+        task: SimTask::ScanMediaLibrary,
         name: "Scan Media Library",
-        key: "RefreshLibrary",
-        id: "7738148ffcd07979c7ceb148e06b3aed",
         description: "Scans your media library for new files and refreshes metadata.",
         category: "Library",
         interval_hours: 12,
     },
     Builtin {
+        task: SimTask::CleanLogDirectory,
         name: "Clean Log Directory",
-        key: "CleanLogFiles",
-        id: "9a1b4bd6d7c4b6e2f0f4bd2a0c9e6c12",
         description: "Deletes log files that are more than 3 days old.",
         category: "Maintenance",
         interval_hours: 24,
@@ -569,25 +563,51 @@ fn result_doc<'a>(r: &TaskResult, name: &'a str, key: &'a str, id: &'a str) -> R
     }
 }
 
+/// State, progress and last result of a listed task: live for the driven task, fixed
+/// for the others.
+fn task_status<'a>(
+    st: &ServerState,
+    now: Instant,
+    task: SimTask,
+    fixed: Option<&TaskResult>,
+    name: &'a str,
+) -> (&'static str, Option<f64>, Option<ResultDoc<'a>>) {
+    let doc = |r: &TaskResult| result_doc(r, name, task.key(), task.id());
+    if st.cfg.task != task {
+        return ("Idle", None, fixed.map(doc));
+    }
+    let view = st.view(now);
+    let progress = if view.state == TaskState::Idle {
+        None
+    } else {
+        view.progress
+    };
+    (
+        view.state.as_jellyfin(),
+        progress,
+        view.last_result.as_ref().map(doc),
+    )
+}
+
 /// Every task this server lists now, unsorted.
 fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
     let mut out = Vec::new();
     let plugin_loaded = st.cfg.plugin == PluginStatus::Active;
-    if plugin_loaded && !st.vanished {
-        let view = st.view(now);
+    let gone = |task: SimTask| st.vanished && st.cfg.task == task;
+    if plugin_loaded && !gone(SimTask::Migrator) {
+        let (state, progress, last) = task_status(
+            st,
+            now,
+            SimTask::Migrator,
+            st.migrator_result.as_ref(),
+            MIGRATOR_TASK_NAME,
+        );
         out.push(TaskInfo {
             name: MIGRATOR_TASK_NAME,
-            state: view.state.as_jellyfin(),
-            current_progress_percentage: if view.state == TaskState::Idle {
-                None
-            } else {
-                view.progress
-            },
+            state,
+            current_progress_percentage: progress,
             id: MIGRATOR_TASK_ID,
-            last_execution_result: view
-                .last_result
-                .as_ref()
-                .map(|r| result_doc(r, MIGRATOR_TASK_NAME, MIGRATOR_TASK_KEY, MIGRATOR_TASK_ID)),
+            last_execution_result: last,
             triggers: json!([]),
             description: "Run migration operation (Export/Verify)",
             category: "Migration",
@@ -610,12 +630,16 @@ fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
         });
     }
     for (b, r) in BUILTINS.iter().zip(&st.builtin_results) {
+        if gone(b.task) {
+            continue;
+        }
+        let (state, progress, last) = task_status(st, now, b.task, Some(r), b.name);
         out.push(TaskInfo {
             name: b.name,
-            state: "Idle",
-            current_progress_percentage: None,
-            id: b.id,
-            last_execution_result: Some(result_doc(r, b.name, b.key, b.id)),
+            state,
+            current_progress_percentage: progress,
+            id: b.task.id(),
+            last_execution_result: last,
             triggers: json!([{
                 "Type": "IntervalTrigger",
                 "IntervalTicks": b.interval_hours * 36_000_000_000u64,
@@ -623,19 +647,21 @@ fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
             description: b.description,
             category: b.category,
             is_hidden: false,
-            key: b.key,
+            key: b.task.key(),
         });
     }
     out
 }
 
+/// The task with this id. Ids are compared without case but as given: Jellyfin looks the
+/// id up as a string, so a dashed GUID form is a 404.
 fn find_task(st: &ServerState, now: Instant, id: &str) -> Option<TaskInfo<'static>> {
-    // Ids are compared without case; a dashed GUID form names the same id.
-    let id = normalize_guid(id)?;
+    let id = id.to_ascii_lowercase();
     tasks(st, now).into_iter().find(|t| t.id == id)
 }
 
-/// `eb5d7894-8EEF-…` → `eb5d78948eef…`; `None` if it is not a GUID.
+/// `eb5d7894-8EEF-…` → `eb5d78948eef…`; `None` if it is not a GUID. Plugin ids are GUID
+/// route values, so both forms name the same plugin.
 fn normalize_guid(id: &str) -> Option<String> {
     let hex: String = id
         .trim_matches(|c| c == '{' || c == '}')
@@ -647,20 +673,32 @@ fn normalize_guid(id: &str) -> Option<String> {
 }
 
 const TMDB_ID: &str = "b8715ed16c4745289ad3f72deb539cd4";
-const OMDB_ID: &str = "a628c0dafac54f4b8a5ff7e74ad27a6d";
+const OMDB_ID: &str = "a628c0dafac54c7e9d1a7134223f14c8";
 
 fn plugins(cfg: &SimServerConfig) -> Vec<Value> {
     let mut out = Vec::new();
     if let Some(status) = cfg.plugin.as_jellyfin() {
         out.push(json!({
             "Name": "Migrator",
-            "Version": "1.4.2.0",
+            "Version": "1.0.0.0",
             "Description": "Export users, libraries, watch history and devices to move them to another Jellyfin server.",
             "Id": MIGRATOR_PLUGIN_ID,
             "CanUninstall": true,
             "HasImage": false,
             "Status": status,
-            "ConfigurationFileName": "Jellyfin.Plugin.Migrator.xml",
+            "ConfigurationFileName": "Jellyfin.Plugin.Template.xml",
+        }));
+    }
+    if cfg.plugin_id_collision {
+        out.push(json!({
+            "Name": "Template",
+            "Version": "1.0.0.0",
+            "Description": "Description",
+            "Id": MIGRATOR_PLUGIN_ID,
+            "CanUninstall": true,
+            "HasImage": false,
+            "Status": "Active",
+            "ConfigurationFileName": "Jellyfin.Plugin.Template.xml",
         }));
     }
     for (name, id, desc) in [
@@ -690,9 +728,13 @@ fn plugins(cfg: &SimServerConfig) -> Vec<Value> {
 
 fn plugin_config(st: &ServerState, id: &str) -> Response {
     match normalize_guid(id).as_deref() {
+        // The template's configuration, when another plugin holds the id and loaded first.
+        Some(MIGRATOR_PLUGIN_ID) if st.cfg.plugin_id_collision => {
+            Response::streamed(JSON, Arc::new(template_document()))
+        }
         // Only a loaded (Active) plugin has a configuration instance to show.
         Some(MIGRATOR_PLUGIN_ID) if st.cfg.plugin == PluginStatus::Active => {
-            json_response(&st.plugin.to_json(st.cfg.zip_base64_len))
+            Response::streamed(JSON, Arc::new(st.plugin.document()))
         }
         Some(TMDB_ID) => json_response(&json!({"TmdbApiKey": "", "IncludeAdult": false})),
         Some(OMDB_ID) => json_response(&json!({"CastAndCrew": false})),
@@ -742,5 +784,7 @@ mod tests {
         for e in Endpoint::ALL {
             assert_eq!(Endpoint::from_name(e.name()), Some(e));
         }
+        assert_eq!(SimTask::Migrator.id(), MIGRATOR_TASK_ID);
+        assert_eq!(SimTask::Migrator.key(), MIGRATOR_TASK_KEY);
     }
 }

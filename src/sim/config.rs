@@ -5,6 +5,8 @@
 //! This module only describes behaviour; `model` and `api` carry it out.
 
 use super::fault::FaultRule;
+use super::zip::MAX_ZIP_BYTES;
+use chrono::FixedOffset;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -21,11 +23,20 @@ pub struct SimServerConfig {
     pub user_key: Option<String>,
     /// Also serve this server at `/` (only one server may).
     pub root: bool,
-    /// Accept the legacy auth forms (`X-Emby-Token`, `?api_key=`, `Emby` scheme, ...)
-    /// like 10.10; by default they count as anonymous, like 12.0.
-    pub legacy_auth: bool,
+    /// Accept the legacy auth forms (`X-Emby-Token`, `?api_key=`, `Emby` scheme, ...).
+    /// Unset: as the `version` does by default (10.x and 11.x accept them, 12.0 and later
+    /// refuse them: they then count as anonymous).
+    pub legacy_auth: Option<bool>,
     /// `Version` in `/System/Info/Public`.
     pub version: String,
+    /// The server's local time, `+HH:MM` or `-HH:MM` from UTC: the Migrator's log lines
+    /// are stamped in it.
+    #[serde(deserialize_with = "utc_offset")]
+    pub utc_offset: FixedOffset,
+    /// Which listed task the run behaviour below drives: the Migrator's
+    /// (`JellyfinMigratorExport`) or a built-in one (`RefreshLibrary`, `DeleteCacheFiles`,
+    /// `CleanLogFiles`), which ends `Cancelled` when cancelled and writes no export.
+    pub task: SimTask,
 
     /// From sim start, every route but `/System/Ping` answers 503 HTML for this long.
     #[serde(deserialize_with = "duration")]
@@ -48,8 +59,13 @@ pub struct SimServerConfig {
     pub result_delay: Duration,
     /// How a run ends (when nobody cancels it).
     pub outcome: RunOutcome,
-    /// `ErrorMessage` of a failed run (and the `ERROR:` line of `completed_with_log_error`).
+    /// `ErrorMessage` of a failed run (and the exception in the `ERROR:` line of
+    /// `completed_with_log_error`).
     pub error_message: String,
+    /// Building the Migrator's ZIP fails at the end of every run: `LastExportZipBase64`
+    /// keeps the previous run's ZIP, and the error is logged after `LastExportLog` was
+    /// saved, so the configuration does not show it.
+    pub zip_fails: bool,
 
     /// What the task does with a DELETE.
     pub cancel: CancelMode,
@@ -82,13 +98,36 @@ pub struct SimServerConfig {
     pub plugin: PluginStatus,
     /// The plugin's saved `Mode`.
     pub mode: Mode,
-    /// The task's `LastExecutionResult` at sim start (`never`: absent).
+    /// `Mode` saved with this exact text instead (`" export "`, `"IMPORT"`, `""`, ...); the
+    /// plugin trims it and compares without case, and runs an Export for anything else.
+    pub mode_text: Option<String>,
+    /// `IncludeUserPasswordHashes`: `users_basic.json` carries password hashes.
+    pub include_user_password_hashes: bool,
+    /// `IncludeLibraries`: an export writes `libraries.json`.
+    pub include_libraries: bool,
+    /// `IncludeWatchHistory`: an export writes `watch_history/<user>.json`.
+    pub include_watch_history: bool,
+    /// `IncludeDevices`: an export writes `devices.json` (device access tokens).
+    pub include_devices: bool,
+    /// Another plugin built from the same template carries the Migrator's id, and
+    /// Jellyfin serves *its* configuration (no `Mode`, no `LastExport*`) at the
+    /// Migrator's id. `/Plugins` lists both; the Migrator's task is still there.
+    pub plugin_id_collision: bool,
+    /// The driven task's `LastExecutionResult` at sim start (`never`: absent). For the
+    /// Migrator, `completed` comes with an export in its configuration, and `cancelled`
+    /// is refused (the plugin ends Completed when cancelled).
     pub history: History,
     /// How long before sim start that result ended.
     #[serde(deserialize_with = "duration")]
     pub history_age: Duration,
-    /// Length in characters of `LastExportZipBase64` (rounded down to a multiple of 4).
+    /// Length in characters of `LastExportZipBase64` (rounded down to a multiple of 4):
+    /// each export's ZIP is a real archive of its folder, its last watch-history file
+    /// filled until the ZIP is 3/4 of this many bytes (or as small as its files allow).
+    /// Served as a stream, never held whole; at most 4 GiB of ZIP.
     pub zip_base64_len: usize,
+    /// Length in characters of `LastImportZipBase64`: a ZIP someone uploaded on the
+    /// plugin's Import tab, which stays in the configuration for good (0: none).
+    pub import_zip_base64_len: usize,
 
     /// After the first accepted start the Migrator task is gone (404, not in the list).
     pub task_vanishes: bool,
@@ -105,8 +144,10 @@ impl Default for SimServerConfig {
             api_key: "demo-api-key-0000000000000000000".into(),
             user_key: None,
             root: false,
-            legacy_auth: false,
+            legacy_auth: None,
             version: "10.11.5".into(),
+            utc_offset: FixedOffset::east_opt(3600).expect("one hour east is a valid offset"),
+            task: SimTask::Migrator,
             starting_for: Duration::ZERO,
             retry_after: None,
             start_delay: Duration::from_millis(50),
@@ -114,7 +155,8 @@ impl Default for SimServerConfig {
             first_progress_after: Duration::from_millis(20),
             result_delay: Duration::from_millis(200),
             outcome: RunOutcome::Completed,
-            error_message: "Export failed: No space left on device".into(),
+            error_message: "No space left on device".into(),
+            zip_fails: false,
             cancel: CancelMode::Honour,
             cancel_delay: Duration::from_millis(200),
             follow_ups: 0,
@@ -125,9 +167,16 @@ impl Default for SimServerConfig {
             downtime: Duration::from_secs(2),
             plugin: PluginStatus::Active,
             mode: Mode::Export,
+            mode_text: None,
+            include_user_password_hashes: false,
+            include_libraries: true,
+            include_watch_history: true,
+            include_devices: true,
+            plugin_id_collision: false,
             history: History::Completed,
             history_age: Duration::from_secs(24 * 3600),
             zip_base64_len: 64 * 1024,
+            import_zip_base64_len: 0,
             task_vanishes: false,
             duplicate_task_key: false,
             faults: Vec::new(),
@@ -165,7 +214,60 @@ impl SimServerConfig {
         if self.user_key.as_deref() == Some(self.api_key.as_str()) {
             out.push(format!("server {n:?}: user_key must differ from api_key"));
         }
+        let migrator = self.task == SimTask::Migrator;
+        if migrator && self.cancel == CancelMode::Ignore {
+            out.push(format!(
+                "server {n:?}: cancel = \"ignore\" is not something the Migrator does (it stops when cancelled and ends Completed); use it with task = \"RefreshLibrary\" or another built-in task"
+            ));
+        }
+        if migrator && self.history == History::Cancelled {
+            out.push(format!(
+                "server {n:?}: history = \"cancelled\" is not a result the Migrator can have (it catches its cancellation and ends Completed); use it with task = \"RefreshLibrary\" or another built-in task"
+            ));
+        }
+        if !migrator && self.outcome == RunOutcome::CompletedWithLogError {
+            out.push(format!(
+                "server {n:?}: outcome = \"completed_with_log_error\" needs the Migrator's task (only it writes an export log); remove task = \"{}\"",
+                self.task.key()
+            ));
+        }
+        if !migrator && self.zip_fails {
+            out.push(format!(
+                "server {n:?}: zip_fails = true needs the Migrator's task; remove task = \"{}\"",
+                self.task.key()
+            ));
+        }
+        for (key, len) in [
+            ("zip_base64_len", self.zip_base64_len),
+            ("import_zip_base64_len", self.import_zip_base64_len),
+        ] {
+            if len as u64 / 4 * 3 > MAX_ZIP_BYTES {
+                out.push(format!(
+                    "server {n:?}: {key} = {len} is more than a 4 GiB ZIP; the simulator writes ZIPs without ZIP64"
+                ));
+            }
+        }
         out
+    }
+
+    /// `Mode` as saved at sim start.
+    pub fn mode_text(&self) -> String {
+        self.mode_text
+            .clone()
+            .unwrap_or_else(|| self.mode.as_jellyfin().to_owned())
+    }
+
+    /// Whether legacy auth forms are accepted: as set, or as the version does by default.
+    pub fn accepts_legacy_auth(&self) -> bool {
+        self.legacy_auth.unwrap_or_else(|| {
+            let major = self
+                .version
+                .split('.')
+                .next()
+                .and_then(|m| m.trim().parse::<u32>().ok())
+                .unwrap_or(10);
+            major < 12
+        })
     }
 }
 
@@ -173,28 +275,76 @@ impl SimServerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
-    /// `Completed`, and the plugin records a new export.
+    /// `Completed`; the Migrator writes its log, path, time and ZIP.
     Completed,
-    /// `Failed` with `ErrorMessage` and a stack trace.
+    /// `Failed` with `ErrorMessage` and a stack trace. For the Migrator this is a throw
+    /// before its `try` (creating the run's folder): nothing is written to its
+    /// configuration.
     Failed,
-    /// `Completed`, but the plugin log has an `ERROR:` line and `LastExportUtc` is old.
+    /// The Migrator only: `Completed`, and everything is written, but the log has an
+    /// `ERROR:` line that did not stop the export (its watch history failed).
     CompletedWithLogError,
-    /// `Completed`, clean log, but `LastExportUtc` is old: nothing was exported.
-    NoExport,
 }
 
 /// What the task does with a cancel request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelMode {
-    /// Cancelling for `cancel_delay`, then Idle with `Cancelled`.
+    /// Cancelling for `cancel_delay`, then it stops. The Migrator swallows the
+    /// cancellation: it ends `Completed`, its log's last line
+    /// `ERROR: Export failed: The operation was canceled.: …`, and writes its end as
+    /// always. Other tasks end `Cancelled`.
     #[serde(alias = "honor")]
     Honour,
-    /// Cancelling until the run's normal end, then its normal outcome (the plugin
-    /// swallows the cancellation).
+    /// Other tasks only: Cancelling until the run's normal end, then its normal outcome.
     Ignore,
     /// Cancelling until a restart or crash.
     Stuck,
+}
+
+/// A task the simulated server lists, by its `Key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SimTask {
+    #[serde(rename = "JellyfinMigratorExport")]
+    Migrator,
+    /// "Scan Media Library".
+    #[serde(rename = "RefreshLibrary")]
+    ScanMediaLibrary,
+    /// "Clean Cache Directory".
+    #[serde(rename = "DeleteCacheFiles")]
+    CleanCacheDirectory,
+    /// "Clean Log Directory".
+    #[serde(rename = "CleanLogFiles")]
+    CleanLogDirectory,
+}
+
+impl SimTask {
+    pub const ALL: [SimTask; 4] = [
+        SimTask::Migrator,
+        SimTask::ScanMediaLibrary,
+        SimTask::CleanCacheDirectory,
+        SimTask::CleanLogDirectory,
+    ];
+
+    /// The task's `Key`.
+    pub fn key(self) -> &'static str {
+        match self {
+            SimTask::Migrator => "JellyfinMigratorExport",
+            SimTask::ScanMediaLibrary => "RefreshLibrary",
+            SimTask::CleanCacheDirectory => "DeleteCacheFiles",
+            SimTask::CleanLogDirectory => "CleanLogFiles",
+        }
+    }
+
+    /// The task's `Id` (MD5 of its class's full name, as Jellyfin derives it).
+    pub fn id(self) -> &'static str {
+        match self {
+            SimTask::Migrator => "d6eb93f1d1591e7d5e6c70f1d25e6fdd",
+            SimTask::ScanMediaLibrary => "7738148ffcd07979c7ceb148e06b3aed",
+            SimTask::CleanCacheDirectory => "241d4fcb19a1d557ee62428e411da609",
+            SimTask::CleanLogDirectory => "1c8ede62c521bea0bf851344f5b8ca40",
+        }
+    }
 }
 
 /// The Migrator plugin's `Status` in `/Plugins`, or `Missing` when it is not installed.
@@ -271,6 +421,34 @@ pub(crate) fn opt_duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// `+HH:MM` / `-HH:MM` (also `Z`) as a fixed offset from UTC.
+fn utc_offset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_utc_offset(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid utc_offset {s:?}: write +HH:MM or -HH:MM, e.g. \"+01:00\""
+        ))
+    })
+}
+
+pub(crate) fn parse_utc_offset(s: &str) -> Option<FixedOffset> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("z") {
+        return FixedOffset::east_opt(0);
+    }
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = s[1..].split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h.abs() > 14 || !(0..60).contains(&m) || s[1..].starts_with(['+', '-']) {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -16,24 +16,31 @@
 //! | [`scenario`] | scenario TOML files |
 //! | `http` | hand-written HTTP/1.1: requests in, answers (or broken answers) out |
 //! | `api` | the Jellyfin routes, auth and JSON documents |
-//! | `model` | the task's state machine, computed lazily from instants |
-//! | `plugin` | the Migrator plugin's configuration and what runs write there |
+//! | `model` | the driven task's state machine, computed lazily from instants |
+//! | `plugin` | the Migrator plugin's configuration and the end every run writes there |
+//! | `export` | what one Migrator run writes: its log and its folder's files |
+//! | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
+//! | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
 //!
 //! Cost: one task for the listener and one per open connection; servers themselves have
 //! no task and no timer, their state advances when someone looks.
 
 mod api;
+pub mod bulk;
 pub mod config;
+mod export;
 pub mod fault;
 mod model;
 mod plugin;
 pub mod scenario;
+pub mod zip;
 
 pub use api::{
     DUPLICATE_TASK_ID, Endpoint, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME,
     RecordedRequest,
 };
-pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig};
+pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
+pub use export::CANCELED;
 pub use fault::{Fault, FaultRule, Requests};
 pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
 pub use plugin::{EXPORT_ROOT, MIGRATOR_PLUGIN_ID};
@@ -223,7 +230,18 @@ impl SimHandle {
 
     /// Save another `Mode` in the plugin configuration (as the plugin page does).
     pub fn set_mode(&self, mode: Mode) {
-        self.with_state(|st, _| st.plugin.mode = mode);
+        self.set_mode_text(mode.as_jellyfin());
+    }
+
+    /// Save `Mode` with exactly this text (as a hand-edited configuration could have it).
+    pub fn set_mode_text(&self, text: &str) {
+        self.with_state(|st, _| st.plugin.mode_text = text.to_owned());
+    }
+
+    /// Upload a ZIP on the plugin's Import tab: `LastImportZipBase64` gets `base64_len`
+    /// characters and `Mode` becomes `Import`, as the plugin's page does.
+    pub fn upload_import_zip(&self, base64_len: usize) {
+        self.with_state(|st, _| st.plugin.upload_import_zip(base64_len));
     }
 
     /// Graceful restart now: a running run ends `Aborted`, then `downtime` of 503s.
@@ -241,14 +259,25 @@ impl SimHandle {
         self.with_state(|st, now| st.view(now))
     }
 
-    /// The plugin's saved `Mode`.
+    /// The operation the plugin's saved `Mode` runs.
     pub fn mode(&self) -> Mode {
-        self.with_state(|st, _| st.plugin.mode)
+        self.with_state(|st, _| st.plugin.mode())
     }
 
-    /// The plugin's `LastExportUtc`, if any export happened.
+    /// The plugin's `LastExportUtc`, if any run ended.
     pub fn last_export_utc(&self) -> Option<SimTime> {
         self.with_state(|st, _| st.plugin.last_export_utc)
+    }
+
+    /// The plugin's `LastExportLog`, if any run ended.
+    pub fn last_export_log(&self) -> Option<String> {
+        self.with_state(|st, _| st.plugin.last_export_log.clone())
+    }
+
+    /// The ZIP in `LastExportZipBase64`, made whole (keep it small in tests that call this).
+    pub fn last_export_zip(&self) -> Option<Vec<u8>> {
+        let zip = self.with_state(|st, _| st.plugin.last_export_zip.clone());
+        zip.map(|z| z.to_vec())
     }
 
     /// When each `POST /ScheduledTasks/Running/{id}` arrived (before any fault or auth).

@@ -1,5 +1,6 @@
-//! One simulated server's state: the Migrator task's life (start, run, cancel, end,
-//! result, follow-ups), restarts and crashes, and the plugin configuration a run changes.
+//! One simulated server's state: the life of its driven task (the Migrator's, or a built-in
+//! one: start, run, cancel, end, result, follow-ups), restarts and crashes, and the plugin
+//! configuration a Migrator run changes.
 //!
 //! Nothing here runs by itself. The state holds future events as instants and
 //! [`ServerState::advance`] applies every event that is due whenever someone looks (a
@@ -9,8 +10,8 @@
 //! stored result always reads the same (re-rendering one instant with another length would
 //! make one result look like two, which Jellyfin never does).
 
-use super::config::{CancelMode, History, Mode, RunOutcome, SimServerConfig};
-use super::plugin::PluginConfig;
+use super::config::{CancelMode, History, RunOutcome, SimServerConfig, SimTask};
+use super::plugin::{PluginConfig, RunEnd};
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Serialize, Serializer};
 use std::time::Duration;
@@ -140,7 +141,7 @@ impl TaskState {
     }
 }
 
-/// What a client would see of the Migrator task now (also what tests assert on).
+/// What a client would see of the driven task now (also what tests assert on).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskView {
     pub state: TaskState,
@@ -156,20 +157,23 @@ pub struct TaskView {
 #[derive(Clone, Debug)]
 struct Run {
     start_time: SimTime,
+    /// How long it takes when nobody stops it.
+    length: Duration,
     natural_end: Instant,
     first_progress: Instant,
     full_progress: Instant,
     outcome: RunOutcome,
-    mode: Mode,
+    /// The plugin's `Mode` when the run began (it reads it once, at the start).
+    mode_text: String,
     restart_at: Option<Instant>,
     crash_at: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
 enum CancelEnd {
-    /// Ends `Cancelled` then.
+    /// Stops then: the Migrator ends `Completed` with its canceled line, others `Cancelled`.
     At(Instant),
-    /// The plugin swallows it: ends at the natural end with the normal outcome.
+    /// Ignored (other tasks): ends at the natural end with the normal outcome.
     Natural,
     /// Never ends by itself.
     Never,
@@ -218,8 +222,10 @@ pub(crate) struct ServerState {
     pub vanished: bool,
     pub plugin: PluginConfig,
     runs_started: u32,
-    /// Results of the built-in tasks, fixed at sim start.
+    /// Results of the built-in tasks, fixed at sim start (shown unless the task is driven).
     pub builtin_results: Vec<TaskResult>,
+    /// The Migrator's result when another task is driven: one export a while ago.
+    pub migrator_result: Option<TaskResult>,
 }
 
 /// The answer to a cancel request.
@@ -242,24 +248,46 @@ impl ServerState {
         let old_start = old_end
             .checked_sub_signed(chrono::Duration::milliseconds(9_873))
             .unwrap_or(old_end);
-        let mut plugin = PluginConfig::new(cfg.mode);
+        let mut plugin = PluginConfig::new(&cfg);
+        let migrator_driven = cfg.task == SimTask::Migrator;
+        let past_export = |plugin: &mut PluginConfig, stamper: &mut Stamper| {
+            let start = stamper.stamp(old_start);
+            let end = stamper.stamp(old_end);
+            plugin.end_run(
+                &RunEnd {
+                    mode_text: "Export".into(),
+                    start,
+                    length: (old_end - old_start).to_std().unwrap_or_default(),
+                    stopped: None,
+                    end,
+                    log_error: None,
+                    zip_fails: false,
+                },
+                &cfg,
+            );
+            (start, end)
+        };
         let last_result = match cfg.history {
             History::Never => None,
             h => {
-                let start = stamper.stamp(old_start);
-                let end = stamper.stamp(old_end);
                 let status = match h {
                     History::Failed => ResultStatus::Failed,
                     History::Cancelled => ResultStatus::Cancelled,
                     History::Aborted => ResultStatus::Aborted,
                     _ => ResultStatus::Completed,
                 };
-                if status == ResultStatus::Completed {
-                    plugin.record_export(start, end, &cfg.name);
-                }
+                let (start, end) = if status == ResultStatus::Completed && migrator_driven {
+                    past_export(&mut plugin, &mut stamper)
+                } else {
+                    (stamper.stamp(old_start), stamper.stamp(old_end))
+                };
                 Some(result(start, end, status, &cfg))
             }
         };
+        let migrator_result = (!migrator_driven).then(|| {
+            let (start, end) = past_export(&mut plugin, &mut stamper);
+            result(start, end, ResultStatus::Completed, &cfg)
+        });
         let builtin_results = (1..=3i64)
             .map(|i| {
                 let end = now_utc - chrono::Duration::minutes(37 * i + 5);
@@ -291,6 +319,7 @@ impl ServerState {
             plugin,
             runs_started: 0,
             builtin_results,
+            migrator_result,
         }
     }
 
@@ -353,26 +382,50 @@ impl ServerState {
             Event::EndRun => {
                 if let Phase::Running(run) | Phase::Cancelling(run, _) = self.phase.clone() {
                     let end = self.stamp(at);
-                    let status = self.plugin.finish_run(
-                        run.mode,
-                        run.outcome,
-                        run.start_time,
-                        end,
-                        &self.cfg,
-                    );
+                    let status = self.end_run(&run, None, end);
                     self.finish(at, &run, end, status);
                 }
             }
             Event::CancelDone => {
                 if let Phase::Cancelling(run, _) = self.phase.clone() {
                     let end = self.stamp(at);
-                    self.plugin.cancelled(&run.start_time);
-                    self.finish(at, &run, end, ResultStatus::Cancelled);
+                    let status = if self.cfg.task == SimTask::Migrator {
+                        // The plugin catches the cancellation and ends like any run.
+                        self.end_run(&run, Some(end), end)
+                    } else {
+                        ResultStatus::Cancelled
+                    };
+                    self.finish(at, &run, end, status);
                 }
             }
             Event::Restart => self.restart(at),
             Event::Crash => self.crash(at),
         }
+    }
+
+    /// What the task writes at its end, and the status Jellyfin records: `Failed` writes
+    /// nothing (the Migrator threw before its `try`); the Migrator otherwise writes its end.
+    fn end_run(&mut self, run: &Run, stopped: Option<SimTime>, end: SimTime) -> ResultStatus {
+        if run.outcome == RunOutcome::Failed {
+            return ResultStatus::Failed;
+        }
+        if self.cfg.task == SimTask::Migrator {
+            let log_error = (run.outcome == RunOutcome::CompletedWithLogError)
+                .then(|| self.cfg.error_message.clone());
+            self.plugin.end_run(
+                &RunEnd {
+                    mode_text: run.mode_text.clone(),
+                    start: run.start_time,
+                    length: run.length,
+                    stopped,
+                    end,
+                    log_error,
+                    zip_fails: self.cfg.zip_fails,
+                },
+                &self.cfg,
+            );
+        }
+        ResultStatus::Completed
     }
 
     fn stamp(&mut self, at: Instant) -> SimTime {
@@ -387,12 +440,13 @@ impl ServerState {
         let first = cfg.first_progress_after.min(len / 2);
         self.phase = Phase::Running(Run {
             start_time,
+            length: len,
             natural_end: later(at, len),
             first_progress: later(at, first),
             // "100" is reported just before the end: in the run's last tenth.
             full_progress: later(at, len - len / 10).max(later(at, first)),
             outcome: cfg.outcome,
-            mode: self.plugin.mode,
+            mode_text: self.plugin.mode_text.clone(),
             restart_at: cfg.restart_after.map(|d| later(at, d)),
             crash_at: cfg.crash_after.map(|d| later(at, d)),
         });
@@ -420,11 +474,12 @@ impl ServerState {
     }
 
     fn restart(&mut self, at: Instant) {
-        // A graceful shutdown persists what it has, and records the run as Aborted.
+        // A graceful shutdown persists what it has, and records a Running run as Aborted;
+        // a run already Cancelling gets no result (Jellyfin writes Aborted only for Running).
         if let Some((_, r)) = self.pending_result.take() {
             self.last_result = Some(r);
         }
-        if let Phase::Running(run) | Phase::Cancelling(run, _) = self.phase.clone() {
+        if let Phase::Running(run) = self.phase.clone() {
             let end = self.stamp(at);
             self.last_result = Some(result(
                 run.start_time,
@@ -551,16 +606,24 @@ fn result(start: SimTime, end: SimTime, status: ResultStatus, cfg: &SimServerCon
         end,
         status,
         error_message: failed.then(|| cfg.error_message.clone()),
-        long_error_message: failed.then(|| fake_stack_trace(&cfg.error_message)),
+        long_error_message: failed.then(|| fake_stack_trace(cfg.task, &cfg.error_message)),
     }
 }
 
-fn fake_stack_trace(message: &str) -> String {
+fn fake_stack_trace(task: SimTask, message: &str) -> String {
+    let frames = match task {
+        SimTask::Migrator => {
+            "at System.IO.FileSystem.CreateDirectory(String fullPath)\n   \
+             at Jellyfin.Plugin.Template.Export.ExportService.RunAsync(PluginConfiguration config, IProgress`1 progress, CancellationToken cancellationToken)\n   \
+             at Jellyfin.Plugin.Template.Export.ExportMigrationTask.ExecuteAsync(IProgress`1 progress, CancellationToken cancellationToken)"
+        }
+        _ => {
+            "at System.IO.RandomAccess.WriteAtOffset(SafeFileHandle handle, ReadOnlySpan`1 buffer, Int64 fileOffset)\n   \
+             at Emby.Server.Implementations.Library.LibraryManager.ValidateMediaLibraryInternal(IProgress`1 progress, CancellationToken cancellationToken)"
+        }
+    };
     format!(
-        "System.IO.IOException: {message}\n   \
-         at System.IO.RandomAccess.WriteAtOffset(SafeFileHandle handle, ReadOnlySpan`1 buffer, Int64 fileOffset)\n   \
-         at Jellyfin.Plugin.Migrator.Services.ExportService.WriteUsersAsync(String exportDir, CancellationToken cancellationToken)\n   \
-         at Jellyfin.Plugin.Migrator.Tasks.MigrationExportTask.ExecuteAsync(IProgress`1 progress, CancellationToken cancellationToken)\n   \
+        "System.IO.IOException: {message}\n   {frames}\n   \
          at Emby.Server.Implementations.ScheduledTasks.ScheduledTaskWorker.ExecuteInternal(TaskOptions options)"
     )
 }

@@ -1,170 +1,332 @@
 //! The Migrator plugin's saved configuration, as `GET /Plugins/{id}/Configuration` shows it,
-//! and what a run of its task writes there.
+//! and the end every run of its task writes there (the plugin's `ExportService.RunAsync`):
+//! the log to `export.log`, then `LastExportLog`, `LastExportPath` and `LastExportUtc`, then a
+//! ZIP of the run's folder as `LastExportZipBase64` — in every mode, for a cancelled run too.
+//! A ZIP that fails to build leaves the previous one (its error is logged after the log was
+//! copied, so `LastExportLog` doesn't show it). `Failed` writes nothing.
 //!
-//! The plugin catches its own errors and ends `Completed`; only this configuration tells
-//! whether an export happened (`LastExportUtc`, `LastExportLog` with `ERROR:` lines). The
-//! big `LastExportZipBase64` is generated when asked for, never stored, so a fleet of a
-//! thousand servers does not hold a thousand copies.
+//! The ZIPs (the last export's, and an upload from the Import tab kept in
+//! `LastImportZipBase64`) are [`Bulk`]s: a few hundred bytes each whatever their size, and
+//! the document is served as a stream, so a fleet of servers with 500 MB exports costs the
+//! simulator nothing until someone reads one.
 
-use super::config::{Mode, RunOutcome, SimServerConfig};
-use super::model::{ResultStatus, SimTime};
-use serde::Serialize;
+use super::bulk::{Base64Stream, Bulk, base64_chunks};
+use super::config::{Mode, SimServerConfig};
+use super::export::{self, Flags, RunPlan};
+use super::model::SimTime;
+use super::zip;
+use crate::http1::BodySource;
+use chrono::Offset as _;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
 pub const EXPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/exports";
+/// Where an Import extracts the uploaded ZIP.
+const IMPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/imports";
 
-/// The part of the configuration that runs change.
+/// What an Import run recorded about the uploaded ZIP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ImportRecord {
+    analysis_json: String,
+    extract_path: String,
+    utc: SimTime,
+    log: String,
+}
+
+/// The part of the configuration that runs and the plugin's page change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PluginConfig {
-    pub mode: Mode,
+    /// `Mode` exactly as saved.
+    pub mode_text: String,
+    flags: Flags,
     pub last_export_utc: Option<SimTime>,
     pub last_export_path: Option<String>,
     pub last_export_log: Option<String>,
-    /// Seed of the last export's archive; `None` before the first export.
-    zip_seed: Option<u64>,
+    pub last_export_zip: Option<Arc<Bulk>>,
+    /// A ZIP uploaded on the Import tab; nothing ever clears it.
+    pub last_import_zip: Option<Arc<Bulk>>,
+    last_import: Option<ImportRecord>,
+}
+
+/// How a run of the Migrator's task ends, for [`PluginConfig::end_run`].
+#[derive(Clone, Debug)]
+pub(crate) struct RunEnd {
+    /// Mode as saved when the run began.
+    pub mode_text: String,
+    pub start: SimTime,
+    pub length: Duration,
+    /// A cancel stopped it then.
+    pub stopped: Option<SimTime>,
+    /// When it wrote its end (`LastExportUtc`).
+    pub end: SimTime,
+    /// An `ERROR:` line that does not stop the export (its exception's message).
+    pub log_error: Option<String>,
+    /// Building the ZIP fails: the previous one stays.
+    pub zip_fails: bool,
 }
 
 impl PluginConfig {
-    pub fn new(mode: Mode) -> Self {
-        PluginConfig {
-            mode,
+    pub fn new(cfg: &SimServerConfig) -> Self {
+        let mut plugin = PluginConfig {
+            mode_text: cfg.mode_text(),
+            flags: Flags {
+                user_password_hashes: cfg.include_user_password_hashes,
+                libraries: cfg.include_libraries,
+                watch_history: cfg.include_watch_history,
+                devices: cfg.include_devices,
+            },
             last_export_utc: None,
             last_export_path: None,
             last_export_log: None,
-            zip_seed: None,
-        }
-    }
-
-    /// A successful export that started at `start` and finished at `end`.
-    pub fn record_export(&mut self, start: SimTime, end: SimTime, server: &str) {
-        let folder = format!("{EXPORT_ROOT}/{}", start.utc().format("%Y%m%d_%H%M%S"));
-        self.last_export_log = Some(format!(
-            "{}INFO: Exported 3 users to users_basic.json\n\
-             INFO: Exported 2 libraries to libraries.json\n\
-             INFO: Exported watch history for 3 users\n\
-             INFO: Exported 5 devices to devices.json\n\
-             INFO: Export complete: {folder}\n",
-            log_start(Mode::Export, server)
-        ));
-        self.last_export_path = Some(folder);
-        self.last_export_utc = Some(end);
-        self.zip_seed = Some(end.utc().timestamp_nanos_opt().unwrap_or(0) as u64);
-    }
-
-    /// What the plugin writes when a run of `mode` ends with `outcome`; returns the task's
-    /// status (the plugin ends `Completed` unless the outcome is `Failed`).
-    pub fn finish_run(
-        &mut self,
-        mode: Mode,
-        outcome: RunOutcome,
-        start: SimTime,
-        end: SimTime,
-        cfg: &SimServerConfig,
-    ) -> ResultStatus {
-        let head = log_start(mode, &cfg.name);
-        if outcome == RunOutcome::Failed {
-            self.last_export_log = Some(format!("{head}ERROR: {}\n", cfg.error_message));
-            return ResultStatus::Failed;
-        }
-        match (mode, outcome) {
-            (Mode::Export, RunOutcome::Completed) => self.record_export(start, end, &cfg.name),
-            (Mode::Export, RunOutcome::CompletedWithLogError) => {
-                self.last_export_log = Some(format!(
-                    "{head}INFO: Exported 3 users to users_basic.json\nERROR: {}\n",
-                    cfg.error_message
-                ))
-            }
-            (Mode::Export, _) => {
-                self.last_export_log = Some(format!(
-                    "{head}INFO: No users selected, nothing to export\n"
-                ))
-            }
-            (Mode::Import, _) => {
-                self.last_export_log = Some(format!(
-                    "{head}INFO: Imported 3 users from {EXPORT_ROOT}/import\n"
-                ))
-            }
-            (Mode::Verify, _) => {
-                self.last_export_log =
-                    Some(format!("{head}INFO: Verified 3 users, no differences\n"))
-            }
-        }
-        ResultStatus::Completed
-    }
-
-    /// The plugin saw the cancellation and stopped.
-    pub fn cancelled(&mut self, _start: &SimTime) {
-        let mode = self.mode;
-        self.last_export_log = Some(format!(
-            "INFO: Migration task started (mode: {})\nINFO: Cancelled\n",
-            mode.as_jellyfin()
-        ));
-    }
-
-    /// The JSON document of `GET /Plugins/{id}/Configuration`.
-    pub fn to_json(&self, zip_len: usize) -> serde_json::Value {
-        #[derive(Serialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Doc<'a> {
-            mode: &'static str,
-            export_directory: &'static str,
-            include_password_hashes: bool,
-            include_libraries: bool,
-            include_watch_history: bool,
-            include_devices: bool,
-            selected_user_ids: [&'static str; 3],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last_export_utc: Option<SimTime>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last_export_path: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last_export_log: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last_export_zip_base64: Option<String>,
-        }
-        let doc = Doc {
-            mode: self.mode.as_jellyfin(),
-            export_directory: EXPORT_ROOT,
-            include_password_hashes: true,
-            include_libraries: true,
-            include_watch_history: true,
-            include_devices: false,
-            selected_user_ids: [
-                "4b8a9c1d2e3f40516273849a0b1c2d3e",
-                "5c9bad2e3f40415263748596a1b2c3d4",
-                "6dacbe3f4051426374859607b2c3d4e5",
-            ],
-            last_export_utc: self.last_export_utc,
-            last_export_path: self.last_export_path.as_deref(),
-            last_export_log: self.last_export_log.as_deref(),
-            last_export_zip_base64: self.zip_seed.map(|seed| fake_zip_base64(zip_len, seed)),
+            last_export_zip: None,
+            last_import_zip: None,
+            last_import: None,
         };
-        serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
+        if cfg.import_zip_base64_len > 0 {
+            plugin.last_import_zip = Some(Arc::new(uploaded_zip(cfg.import_zip_base64_len)));
+        }
+        plugin
+    }
+
+    /// The operation the next run performs.
+    pub fn mode(&self) -> Mode {
+        export::operation(&self.mode_text).0
+    }
+
+    /// The Import tab: the ZIP is kept as base64 and `Mode` becomes `Import`.
+    pub fn upload_import_zip(&mut self, base64_len: usize) {
+        self.last_import_zip = Some(Arc::new(uploaded_zip(base64_len)));
+        self.mode_text = "Import".into();
+    }
+
+    /// The end of a run that did not fail before its `try` (those write nothing).
+    pub fn end_run(&mut self, run: &RunEnd, cfg: &SimServerConfig) {
+        let plan = RunPlan {
+            mode_text: &run.mode_text,
+            flags: self.flags,
+            server: &cfg.name,
+            start: run.start.utc(),
+            length: run.length,
+            stopped: run.stopped.map(|s| s.utc()),
+            log_error: run.log_error.as_deref(),
+            previous_export: self.last_export_path.as_deref(),
+            import_upload: self.last_import_zip.is_some(),
+            offset: cfg.utc_offset,
+            zip_bytes: zip_bytes(cfg.zip_base64_len),
+        };
+        let written = export::run(&plan);
+        if let Some(log) = &written.import_log {
+            self.last_import = Some(ImportRecord {
+                analysis_json: r#"{"Users":[{"Username":"alice"},{"Username":"bob"},{"Username":"kids"}],"Libraries":[{"Name":"Movies"},{"Name":"Shows"}]}"#.into(),
+                extract_path: format!("{IMPORT_ROOT}/{}", run.start.utc().format("%Y%m%d_%H%M%S")),
+                utc: run.end,
+                log: log.clone(),
+            });
+        }
+        self.last_export_log = Some(written.log);
+        self.last_export_path = Some(written.folder);
+        self.last_export_utc = Some(run.end);
+        if run.zip_fails {
+            // "Failed to create export ZIP" goes to the log in memory only: the
+            // configuration already has its copy, and the previous ZIP stays.
+            return;
+        }
+        let modified = run.end.utc().with_timezone(&cfg.utc_offset).naive_local();
+        if let Some(zip) = zip::zip(&written.files, modified) {
+            self.last_export_zip = Some(Arc::new(zip));
+        }
+    }
+
+    /// The body of `GET /Plugins/{id}/Configuration`: the fields in the plugin's
+    /// declaration order, absent when null, the ZIPs as streamed base64.
+    pub fn document(&self) -> ConfigDocument {
+        let f = &self.flags;
+        let strings = |v: &[&str]| json!(v);
+        let mut doc = ConfigDocument::default();
+        doc.field("ExportDirectory", json!(""))
+            .field("VerifyDirectory", json!(""))
+            .field("ImportDirectory", json!(""))
+            .field("Mode", json!(self.mode_text))
+            .field("IncludeUsers", json!(true))
+            .field("IncludeUserPasswordHashes", json!(f.user_password_hashes))
+            .field("IncludeLibraries", json!(f.libraries))
+            .field("IncludePermissions", json!(true))
+            .field("IncludeWatchHistory", json!(f.watch_history))
+            .field("IncludeDevices", json!(f.devices))
+            .field("SelectedUserIds", strings(&[]))
+            .field("SelectedUsernames", strings(&[]))
+            .field("SelectedLibraryIds", strings(&[]))
+            .field("SelectedLibraryPaths", strings(&[]))
+            .optional(
+                "LastExportLog",
+                self.last_export_log.as_ref().map(|l| json!(l)),
+            )
+            .optional(
+                "LastExportPath",
+                self.last_export_path.as_ref().map(|p| json!(p)),
+            )
+            .optional(
+                "LastExportUtc",
+                self.last_export_utc.map(|t| json!(t.render())),
+            )
+            .zip("LastExportZipBase64", self.last_export_zip.as_ref())
+            .zip("LastImportZipBase64", self.last_import_zip.as_ref());
+        let import = self.last_import.as_ref();
+        doc.optional(
+            "LastImportAnalysisJson",
+            import.map(|i| json!(i.analysis_json)),
+        )
+        .optional(
+            "LastImportExtractPath",
+            import.map(|i| json!(i.extract_path)),
+        )
+        .optional("LastImportUtc", import.map(|i| json!(i.utc.render())))
+        .field("ImportIncludeLibraries", json!(false))
+        .optional("LastImportLog", import.map(|i| json!(i.log)))
+        .field("ImportIncludeUsers", json!(true));
+        doc.close();
+        doc
     }
 }
 
-fn log_start(mode: Mode, server: &str) -> String {
-    format!(
-        "INFO: Migration task started on {server} (mode: {})\n",
-        mode.as_jellyfin()
-    )
+/// The configuration of another plugin built from the same template, which carries the
+/// Migrator's id unchanged (the template's `PluginConfiguration`).
+pub fn template_document() -> ConfigDocument {
+    let mut doc = ConfigDocument::default();
+    doc.field("TrueFalseSetting", json!(true))
+        .field("AnInteger", json!(2))
+        .field("AString", json!("string"))
+        .field("Options", json!("AnotherOption"));
+    doc.close();
+    doc
 }
 
-/// `len` characters (rounded down to a multiple of 4) of base64 of a zip-looking byte
-/// stream: `PK\x03\x04` then splitmix64 output, all fixed by `seed`.
-pub fn fake_zip_base64(len: usize, seed: u64) -> String {
-    let raw_len = len / 4 * 3;
-    let mut raw = Vec::with_capacity(raw_len);
-    raw.extend_from_slice(b"PK\x03\x04");
-    let mut state = seed;
-    while raw.len() < raw_len {
-        raw.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
+/// The ZIP size in bytes whose base64 is `base64_len` characters (rounded down to 4).
+pub fn zip_bytes(base64_len: usize) -> u64 {
+    base64_len as u64 / 4 * 3
+}
+
+/// An export ZIP from another server, as someone would upload it on the Import tab.
+fn uploaded_zip(base64_len: usize) -> Bulk {
+    let start = "2025-09-01T20:00:00Z".parse().unwrap_or_default();
+    let plan = RunPlan {
+        mode_text: "Export",
+        flags: Flags {
+            user_password_hashes: true,
+            libraries: true,
+            watch_history: true,
+            devices: true,
+        },
+        server: "old-server",
+        start,
+        length: Duration::from_secs(12),
+        stopped: None,
+        log_error: None,
+        previous_export: None,
+        import_upload: false,
+        offset: chrono::Utc.fix(),
+        zip_bytes: zip_bytes(base64_len),
+    };
+    let written = export::run(&plan);
+    zip::zip(&written.files, start.naive_utc()).unwrap_or_default()
+}
+
+/// One part of a streamed JSON document.
+#[derive(Debug)]
+enum Part {
+    Text(Vec<u8>),
+    /// A base64 string's characters (without its quotes).
+    Base64(Arc<Bulk>),
+}
+
+/// A JSON object whose big string values are base64 made while it is sent.
+#[derive(Debug, Default)]
+pub struct ConfigDocument {
+    parts: Vec<Part>,
+    /// Fields written so far (for the commas).
+    fields: usize,
+}
+
+impl ConfigDocument {
+    fn text(&mut self, s: &str) {
+        match self.parts.last_mut() {
+            Some(Part::Text(t)) => t.extend_from_slice(s.as_bytes()),
+            _ => self.parts.push(Part::Text(s.as_bytes().to_vec())),
+        }
     }
-    raw.truncate(raw_len);
-    base64(&raw)
+
+    fn name(&mut self, name: &str) {
+        let sep = if self.fields == 0 { "{" } else { "," };
+        self.text(&format!("{sep}\"{name}\":"));
+        self.fields += 1;
+    }
+
+    fn field(&mut self, name: &str, value: Value) -> &mut Self {
+        self.name(name);
+        self.text(&value.to_string());
+        self
+    }
+
+    fn optional(&mut self, name: &str, value: Option<Value>) -> &mut Self {
+        if let Some(v) = value {
+            self.field(name, v);
+        }
+        self
+    }
+
+    fn zip(&mut self, name: &str, zip: Option<&Arc<Bulk>>) -> &mut Self {
+        if let Some(z) = zip {
+            self.name(name);
+            self.text("\"");
+            self.parts.push(Part::Base64(z.clone()));
+            self.text("\"");
+        }
+        self
+    }
+
+    fn close(&mut self) {
+        if self.fields == 0 {
+            self.text("{");
+        }
+        self.text("}");
+    }
+
+    /// The whole document (tests and small documents).
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks().flatten().collect()
+    }
 }
 
-/// splitmix64: a tiny, good-enough generator for filler bytes (no rand crate needed).
+impl BodySource for ConfigDocument {
+    fn size(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len() as u64,
+                Part::Base64(b) => Base64Stream::encoded_len(b.len()),
+            })
+            .sum()
+    }
+
+    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+        Box::new(
+            self.parts
+                .iter()
+                .flat_map(|p| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+                    match p {
+                        Part::Text(t) => Box::new(std::iter::once(t.clone())),
+                        Part::Base64(b) => Box::new(base64_chunks(b)),
+                    }
+                })
+                .filter(|c| !c.is_empty()),
+        )
+    }
+}
+
+/// splitmix64: a tiny, good-enough generator for ids and filler (no rand crate needed).
 pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -173,50 +335,44 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn base64(raw: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(raw.len().div_ceil(3) * 4);
-    for chunk in raw.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_the_rfc_vectors() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
-    }
-
-    #[test]
-    fn fake_zip_has_the_asked_length_and_is_stable() {
-        let z = fake_zip_base64(65_536, 7);
-        assert_eq!(z.len(), 65_536);
-        assert!(z.starts_with("UEsDB"), "starts like a zip: {}", &z[..8]);
-        assert_eq!(z, fake_zip_base64(65_536, 7));
-        assert_eq!(fake_zip_base64(10, 7).len(), 8);
+    fn the_document_is_the_plugins_fields_in_order_with_streamed_zips() {
+        let cfg = SimServerConfig {
+            zip_base64_len: 40_000,
+            import_zip_base64_len: 20_000,
+            ..SimServerConfig::default()
+        };
+        let mut plugin = PluginConfig::new(&cfg);
+        let start = SimTime::new("2025-10-07T06:49:12Z".parse().unwrap(), 3);
+        plugin.end_run(
+            &RunEnd {
+                mode_text: "Export".into(),
+                start,
+                length: Duration::from_secs(10),
+                stopped: None,
+                end: SimTime::new("2025-10-07T06:49:22Z".parse().unwrap(), 1),
+                log_error: None,
+                zip_fails: false,
+            },
+            &cfg,
+        );
+        let doc = plugin.document();
+        let bytes = doc.to_vec();
+        assert_eq!(bytes.len() as u64, doc.size());
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let at = |k: &str| text.find(&format!("\"{k}\":")).unwrap();
+        assert!(text.starts_with("{\"ExportDirectory\":\"\",\"VerifyDirectory\""));
+        assert!(at("Mode") < at("IncludeUsers") && at("LastExportUtc") < at("LastExportZipBase64"));
+        assert!(at("LastExportZipBase64") < at("LastImportZipBase64"));
+        assert_eq!(v["LastExportZipBase64"].as_str().unwrap().len(), 40_000);
+        assert_eq!(v["LastImportZipBase64"].as_str().unwrap().len(), 20_000);
+        assert_eq!(v["IncludeDevices"], true);
+        assert_eq!(v["IncludeUserPasswordHashes"], false);
+        assert!(v.get("LastImportUtc").is_none(), "absent until an import");
     }
 }

@@ -98,18 +98,22 @@ pub fn problems(servers: &[SimServerConfig]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{CancelMode, Endpoint, Fault, Mode, PluginStatus, RunOutcome};
+    use crate::sim::{CancelMode, Endpoint, Fault, Mode, PluginStatus, RunOutcome, SimTask};
 
     #[test]
     fn the_shipped_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/simulate-scenario.toml");
         let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.servers.len(), 8);
+        assert_eq!(s.servers.len(), 10);
         let by = |n: &str| s.servers.iter().find(|c| c.name == n).unwrap();
         assert!(by("living-room").root);
         assert_eq!(by("basement").outcome, RunOutcome::Failed);
         assert_eq!(by("garage").mode, Mode::Import);
         assert_eq!(by("office").cancel, CancelMode::Ignore);
+        assert_eq!(by("office").task, SimTask::ScanMediaLibrary);
+        assert_eq!(by("porch").mode_text.as_deref(), Some(" export "));
+        assert!(by("porch").zip_fails && by("cellar").plugin_id_collision);
+        assert_eq!(by("attic").utc_offset.local_minus_utc(), -5 * 3600);
         assert_eq!(
             by("office").faults[0].fault,
             Fault::Latency(Duration::from_millis(300))
@@ -141,5 +145,20 @@ mod tests {
         assert!(e.contains("used twice"), "{e}");
         let e = err("[[servers]]\nname = \"a b\"\napi_key = \"k\"\n");
         assert!(e.contains("name"), "{e}");
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\ncancel = \"ignore\"\n");
+        assert!(e.contains("not something the Migrator does"), "{e}");
+        let e = err(
+            "[[servers]]\nname = \"a\"\napi_key = \"k\"\ntask = \"RefreshLibrary\"\nzip_fails = true\n",
+        );
+        assert!(
+            e.contains("zip_fails = true needs the Migrator's task"),
+            "{e}"
+        );
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\nutc_offset = \"+25:00\"\n");
+        assert!(e.contains("utc_offset"), "{e}");
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\noutcome = \"no_export\"\n");
+        assert!(e.contains("no_export"), "{e}");
+        let e = err("[[servers]]\nname = \"a\"\napi_key = \"k\"\nhistory = \"cancelled\"\n");
+        assert!(e.contains("history = \"cancelled\""), "{e}");
     }
 }

@@ -1,0 +1,135 @@
+//! Reloading the config from its file in the running daemon: what SIGHUP does, and what
+//! any other cause of a reload (a config watcher) must do the same way.
+//!
+//! One attempt: tell the service manager (`RELOADING=1`), read and validate the file in the
+//! daemon's own environment (secrets included: the daemon is where they must be readable),
+//! apply the difference or keep the config in force, `READY=1` with a fresh status line,
+//! and record the result in the [reload status file](status) that the `reload` command
+//! waits for. The status file is written last, so that whoever sees the result there can
+//! count on the service manager having been told first.
+
+pub mod status;
+
+use crate::config::{Config, ConfigError, LoadEnv, Secrets, sha256_hex};
+use crate::daemon::DaemonHandle;
+use crate::notify::Notifier;
+use crate::state::StateDir;
+use chrono::{SecondsFormat, Utc};
+use status::{ReloadResult, ReloadStatus};
+use std::path::{Path, PathBuf};
+use tracing::{error, info, warn};
+
+/// The daemon's side of reloads: one per daemon.
+pub struct Reloader {
+    path: PathBuf,
+    state: StateDir,
+    notifier: Notifier,
+    last: ReloadStatus,
+}
+
+impl Reloader {
+    /// Records the config the daemon started with (generation 0, `applied`).
+    pub fn start(path: &Path, state: StateDir, config: &Config, notifier: Notifier) -> Reloader {
+        let pid = std::process::id();
+        let pid_start = status::process_start(pid).unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read this process's start time; `reload` without --pid will not find this daemon");
+            0
+        });
+        let log_format = crate::logging::effective_format(config.daemon.log_format)
+            .unwrap_or(config.daemon.log_format);
+        let last = ReloadStatus {
+            version: status::VERSION,
+            pid,
+            pid_start,
+            config: path.to_owned(),
+            log_format: match log_format {
+                crate::config::LogFormat::Json => "json".into(),
+                crate::config::LogFormat::Text => "text".into(),
+            },
+            generation: 0,
+            started_usec: crate::notify::monotonic_usec(),
+            at: now(),
+            result: ReloadResult::Applied,
+            sha256: Some(config.digest.clone()),
+            in_force_sha256: config.digest.clone(),
+            summary: "started".into(),
+            problems: Vec::new(),
+        };
+        let reloader = Reloader {
+            path: path.to_owned(),
+            state,
+            notifier,
+            last,
+        };
+        reloader.record();
+        reloader
+    }
+
+    /// One reload attempt; `cause` says what asked for it (`SIGHUP`).
+    pub async fn reload(&mut self, handle: &DaemonHandle, cause: &str) {
+        info!("{cause}: reloading {}", self.path.display());
+        self.notifier.reloading();
+        let mut next = self.last.clone();
+        next.generation += 1;
+        next.started_usec = crate::notify::monotonic_usec();
+        next.summary.clear();
+        next.problems.clear();
+        match load(&self.path) {
+            Ok(config) => {
+                for w in &config.warnings {
+                    warn!("{w}");
+                }
+                next.sha256 = Some(config.digest.clone());
+                next.in_force_sha256 = config.digest.clone();
+                next.result = ReloadResult::Applied;
+                if let Some(summary) = handle.reload(config).await {
+                    info!(
+                        added = summary.added,
+                        removed = summary.removed,
+                        changed = summary.changed,
+                        "{summary}"
+                    );
+                    next.summary = summary.to_string();
+                }
+            }
+            Err((digest, e)) => {
+                for line in e.lines() {
+                    error!("{line}");
+                }
+                error!("reload failed; still running on the previous config");
+                handle.reload_failed();
+                next.sha256 = digest;
+                next.result = ReloadResult::Refused;
+                next.problems = e.lines();
+            }
+        }
+        self.notifier.ready();
+        self.notifier.status(&handle.status.summary());
+        next.at = now();
+        self.last = next;
+        self.record();
+    }
+
+    fn record(&self) {
+        if let Err(e) = status::write(&self.state, &self.last) {
+            warn!(
+                path = %status::path(self.state.root()).display(),
+                error = %e,
+                "cannot write the reload status; `reload` cannot confirm this reload"
+            );
+        }
+    }
+}
+
+/// The file, validated with secrets; on failure also the digest of what was read (none
+/// when the file could not be read at all).
+fn load(path: &Path) -> Result<Config, (Option<String>, ConfigError)> {
+    let text = Config::read_text(path).map_err(|e| (None, e))?;
+    let digest = sha256_hex(text.as_bytes());
+    Config::from_text(&text, path, &LoadEnv::process(), Secrets::Resolve)
+        .map_err(|e| (Some(digest), e))
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
