@@ -8,7 +8,8 @@
 use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
 use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
-use super::plugin::{MIGRATOR_PLUGIN_ID, splitmix64, template_document};
+use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
+use super::seed::{FNV_OFFSET, fnv1a, hex_id, splitmix64};
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
@@ -412,12 +413,7 @@ fn unavailable(retry_after: Option<u32>) -> Response {
 fn not_found() -> Response {
     static TRACE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut seed = TRACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let trace = format!(
-        "00-{:016x}{:016x}-{:016x}-00",
-        splitmix64(&mut seed),
-        splitmix64(&mut seed),
-        splitmix64(&mut seed)
-    );
+    let trace = format!("00-{}-{:016x}-00", hex_id(&mut seed), splitmix64(&mut seed));
     let body = json!({
         "type": "https://tools.ietf.org/html/rfc9110#section-15.5.5",
         "title": "Not Found",
@@ -453,14 +449,7 @@ fn unknown_enums(mut r: Response) -> Response {
 
 fn public_info(st: &ServerState, req: &Request, base: &str) -> Response {
     let host = req.header("Host").unwrap_or("localhost");
-    let mut seed = st.cfg.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let id = format!(
-        "{:016x}{:016x}",
-        splitmix64(&mut seed),
-        splitmix64(&mut seed)
-    );
+    let id = hex_id(&mut fnv1a(FNV_OFFSET, st.cfg.name.as_bytes()));
     json_response(&json!({
         "LocalAddress": format!("http://{host}{base}"),
         "ServerName": st.cfg.name,

@@ -11,7 +11,7 @@
 use super::EXPORT_ROOT;
 use super::bulk::Bulk;
 use super::config::Mode;
-use super::plugin::splitmix64;
+use super::seed::{FNV_OFFSET, fnv1a, hex_id};
 use super::zip::{self, ZipEntry};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::json;
@@ -399,18 +399,14 @@ struct Data {
 
 impl Data {
     fn new(server: &str) -> Self {
-        let seed = server.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        Data { seed }
+        Data {
+            seed: fnv1a(FNV_OFFSET, server.as_bytes()),
+        }
     }
 
     /// A 32-hex-digit id for `what`.
     fn id(&self, what: &str) -> String {
-        let mut s = what.bytes().fold(self.seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("{:016x}{:016x}", splitmix64(&mut s), splitmix64(&mut s))
+        hex_id(&mut fnv1a(self.seed, what.as_bytes()))
     }
 
     fn libraries(&self) -> String {

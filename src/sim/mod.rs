@@ -33,6 +33,7 @@ pub mod fault;
 mod model;
 mod plugin;
 pub mod scenario;
+mod seed;
 pub mod zip;
 
 pub use api::{
