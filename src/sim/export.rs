@@ -8,7 +8,6 @@
 //! items until the run's ZIP weighs what the scenario asks (`zip_base64_len`), which costs
 //! nothing here: the filler is one repeated block in a [`Bulk`].
 
-use super::EXPORT_ROOT;
 use super::bulk::Bulk;
 use super::config::Mode;
 use super::seed::{FNV_OFFSET, fnv1a, hex_id};
@@ -20,6 +19,8 @@ use std::time::Duration;
 
 /// The Jellyfin data folder the simulated server reports.
 pub const DATA_PATH: &str = "/var/lib/jellyfin";
+/// Where every run makes its folder, `{DataPath}/plugins/Migrator/exports`.
+pub const EXPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/exports";
 /// What the plugin logs when its operation was cancelled (`OperationCanceledException`'s
 /// message, twice: once in the text and once appended as the exception's).
 pub const CANCELED: &str = "The operation was canceled.";

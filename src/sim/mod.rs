@@ -41,10 +41,10 @@ pub use api::{
     RecordedRequest,
 };
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
-pub use export::CANCELED;
+pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
 pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
-pub use plugin::{EXPORT_ROOT, MIGRATOR_PLUGIN_ID};
+pub use plugin::MIGRATOR_PLUGIN_ID;
 pub use scenario::Scenario;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};

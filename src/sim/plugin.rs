@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
-pub const EXPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/exports";
 /// Where an Import extracts the uploaded ZIP.
 const IMPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/imports";
 
