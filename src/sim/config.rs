@@ -4,6 +4,7 @@
 //! tables), so every field has a default and durations are humantime strings in TOML.
 //! This module only describes behaviour; `model` and `api` carry it out.
 
+use super::duration::{duration, opt_duration};
 use super::fault::FaultRule;
 use super::zip::MAX_ZIP_BYTES;
 use chrono::FixedOffset;
@@ -411,18 +412,6 @@ pub enum History {
     Aborted,
 }
 
-/// A humantime string (`"250ms"`, `"10s"`, `"1h 5m"`).
-pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-pub(crate) fn opt_duration<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
 /// `+HH:MM` / `-HH:MM` (also `Z`) as a fixed offset from UTC.
 fn utc_offset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
     let s = String::deserialize(d)?;
@@ -449,9 +438,4 @@ pub(crate) fn parse_utc_offset(s: &str) -> Option<FixedOffset> {
         return None;
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"250ms\", \"10s\", \"2m\")"))
 }

@@ -5,7 +5,7 @@
 //! with its own seeded generator and writes the rules down.
 
 use super::api::Endpoint;
-use super::config::parse_duration;
+use super::duration::parse_duration;
 use serde::Deserialize;
 use std::time::Duration;
 

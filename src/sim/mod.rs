@@ -28,6 +28,7 @@
 mod api;
 pub mod bulk;
 pub mod config;
+mod duration;
 mod export;
 pub mod fault;
 mod model;
