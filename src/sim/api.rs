@@ -9,6 +9,7 @@ use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
 use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
+use super::route::{Endpoint, Route};
 use super::seed::{FNV_OFFSET, fnv1a, hex_id, splitmix64};
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
@@ -23,119 +24,6 @@ pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 pub const MIGRATOR_TASK_NAME: &str = "Migration: Export Data";
 /// Id of the second task that claims the Migrator's key (`duplicate_task_key`).
 pub const DUPLICATE_TASK_ID: &str = "0e3d5f2b8c1a4d7e9f6b3a2c1d0e9f8a";
-
-/// The Jellyfin calls the simulator knows, as fault rules and request records name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `GET /System/Ping`
-    Ping,
-    /// `GET /System/Info/Public`
-    PublicInfo,
-    /// `GET /ScheduledTasks`
-    TaskList,
-    /// `GET /ScheduledTasks/{id}`
-    Task,
-    /// `POST /ScheduledTasks/Running/{id}`
-    StartTask,
-    /// `DELETE /ScheduledTasks/Running/{id}`
-    StopTask,
-    /// `GET /Plugins`
-    Plugins,
-    /// `GET /Plugins/{id}/Configuration`
-    PluginConfig,
-    /// Anything else (answered 404).
-    Other,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
-        Endpoint::Ping,
-        Endpoint::PublicInfo,
-        Endpoint::TaskList,
-        Endpoint::Task,
-        Endpoint::StartTask,
-        Endpoint::StopTask,
-        Endpoint::Plugins,
-        Endpoint::PluginConfig,
-        Endpoint::Other,
-    ];
-    /// Names used in scenario files.
-    pub const NAMES: [&'static str; 9] = [
-        "ping",
-        "public_info",
-        "task_list",
-        "task",
-        "start_task",
-        "stop_task",
-        "plugins",
-        "plugin_config",
-        "other",
-    ];
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self.index()]
-    }
-
-    pub fn from_name(s: &str) -> Option<Endpoint> {
-        Self::NAMES
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(s))
-            .map(|i| Self::ALL[i])
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Routes that need no key.
-    fn anonymous(self) -> bool {
-        matches!(self, Endpoint::Ping | Endpoint::PublicInfo)
-    }
-}
-
-/// A request's place in the API: endpoint, the id in its path, whether the method fits.
-#[derive(Debug)]
-struct Route {
-    endpoint: Endpoint,
-    id: String,
-    method_ok: bool,
-}
-
-impl Route {
-    fn classify(method: &str, path: &str) -> Route {
-        let segs: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let m = method.to_ascii_uppercase();
-        let route = |endpoint, id: &str, ok: bool| Route {
-            endpoint,
-            id: id.to_string(),
-            method_ok: ok,
-        };
-        // No HEAD: its answer must not carry a body, and no Jellyfin client sends one.
-        let get = m == "GET";
-        match segs
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            ["system", "ping"] => route(Endpoint::Ping, "", get || m == "POST"),
-            ["system", "info", "public"] => route(Endpoint::PublicInfo, "", get),
-            ["scheduledtasks"] => route(Endpoint::TaskList, "", get),
-            ["scheduledtasks", "running", id] if m == "DELETE" => {
-                route(Endpoint::StopTask, id, true)
-            }
-            ["scheduledtasks", "running", id] => route(Endpoint::StartTask, id, m == "POST"),
-            ["scheduledtasks", id] => route(Endpoint::Task, id, get),
-            ["plugins"] => route(Endpoint::Plugins, "", get),
-            ["plugins", id, "configuration"] => route(Endpoint::PluginConfig, id, get),
-            _ => route(Endpoint::Other, "", true),
-        }
-    }
-}
 
 /// One request as it arrived, for tests to inspect.
 #[derive(Clone, Debug)]
@@ -754,25 +642,11 @@ mod tests {
     }
 
     #[test]
-    fn routes_ignore_case_and_trailing_slashes() {
-        let r = Route::classify("post", "/scheduledtasks/RUNNING/ABC/");
-        assert_eq!(
-            (r.endpoint, r.id.as_str(), r.method_ok),
-            (Endpoint::StartTask, "abc", true)
-        );
-        assert_eq!(
-            Route::classify("GET", "/System/Ping").endpoint,
-            Endpoint::Ping
-        );
-        assert!(!Route::classify("PUT", "/ScheduledTasks").method_ok);
-        assert_eq!(Route::classify("GET", "/nope").endpoint, Endpoint::Other);
+    fn plugin_ids_are_guids_and_the_migrators_task_ids_agree() {
         assert_eq!(
             normalize_guid("EB5D7894-8EEF-4B36-AA6F-5D124E828CE1").as_deref(),
             Some(MIGRATOR_PLUGIN_ID)
         );
-        for e in Endpoint::ALL {
-            assert_eq!(Endpoint::from_name(e.name()), Some(e));
-        }
         assert_eq!(SimTask::Migrator.id(), MIGRATOR_TASK_ID);
         assert_eq!(SimTask::Migrator.key(), MIGRATOR_TASK_KEY);
     }

@@ -4,8 +4,8 @@
 //! endpoint from 1, and a fault. Nothing is random: a test that wants a random mix picks it
 //! with its own seeded generator and writes the rules down.
 
-use super::api::Endpoint;
 use super::duration::parse_duration;
+use super::route::Endpoint;
 use serde::Deserialize;
 use std::time::Duration;
 

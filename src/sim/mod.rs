@@ -33,19 +33,20 @@ mod export;
 pub mod fault;
 mod model;
 mod plugin;
+mod route;
 pub mod scenario;
 mod seed;
 pub mod zip;
 
 pub use api::{
-    DUPLICATE_TASK_ID, Endpoint, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME,
-    RecordedRequest,
+    DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME, RecordedRequest,
 };
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
 pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
 pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
 pub use plugin::MIGRATOR_PLUGIN_ID;
+pub use route::Endpoint;
 pub use scenario::Scenario;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};
