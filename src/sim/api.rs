@@ -7,10 +7,11 @@
 
 use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
-use super::model::{DownKind, ServerState, SimTime, TaskResult, TaskState};
+use super::model::{DownKind, ServerState, TaskResult, TaskState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
 use super::route::{Endpoint, Route};
 use super::seed::{FNV_OFFSET, fnv1a, hex_id, splitmix64};
+use super::time::SimTime;
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};

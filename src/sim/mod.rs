@@ -36,6 +36,7 @@ mod plugin;
 mod route;
 pub mod scenario;
 mod seed;
+mod time;
 pub mod zip;
 
 pub use api::{
@@ -44,20 +45,22 @@ pub use api::{
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
 pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
-pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
+pub use model::{ResultStatus, TaskResult, TaskState, TaskView};
 pub use plugin::MIGRATOR_PLUGIN_ID;
 pub use route::Endpoint;
 pub use scenario::Scenario;
+pub use time::SimTime;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};
 use api::{Reply, ServerCell};
-use model::{Clock, ServerState};
+use model::ServerState;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use time::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};

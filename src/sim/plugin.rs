@@ -13,7 +13,7 @@
 use super::bulk::{Base64Stream, Bulk, base64_chunks};
 use super::config::{Mode, SimServerConfig};
 use super::export::{self, Flags, RunPlan};
-use super::model::SimTime;
+use super::time::SimTime;
 use super::zip;
 use crate::http1::BodySource;
 use chrono::Offset as _;
