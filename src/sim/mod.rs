@@ -29,6 +29,7 @@ mod api;
 pub mod bulk;
 pub mod config;
 mod duration;
+mod error;
 mod export;
 pub mod fault;
 mod model;
@@ -43,6 +44,7 @@ pub use api::{
     DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME, RecordedRequest,
 };
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
+pub use error::SimError;
 pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
 pub use model::{ResultStatus, TaskResult, TaskState, TaskView};
@@ -57,7 +59,7 @@ use model::ServerState;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use time::Clock;
@@ -68,17 +70,6 @@ use tokio::time::Instant;
 
 /// A keep-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Errors of the standalone simulator.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("cannot read scenario {}: {source}", path.display())]
-    ReadScenario { path: PathBuf, source: io::Error },
-    #[error("invalid scenario {}: {message}", path.display())]
-    Scenario { path: PathBuf, message: String },
-    #[error("cannot serve on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: io::Error },
-}
 
 /// A running simulator. Dropping it stops the listener and its connections too;
 /// [`Simulator::shutdown`] also waits for them.
