@@ -6,7 +6,7 @@
 
 use super::duration::{duration, opt_duration};
 use super::fault::FaultRule;
-use super::zip::MAX_ZIP_BYTES;
+use super::zip::{MAX_ZIP_BYTES, bytes_for_base64_len};
 use chrono::FixedOffset;
 use serde::Deserialize;
 use std::time::Duration;
@@ -242,7 +242,7 @@ impl SimServerConfig {
             ("zip_base64_len", self.zip_base64_len),
             ("import_zip_base64_len", self.import_zip_base64_len),
         ] {
-            if len as u64 / 4 * 3 > MAX_ZIP_BYTES {
+            if bytes_for_base64_len(len) > MAX_ZIP_BYTES {
                 out.push(format!(
                     "server {n:?}: {key} = {len} is more than a 4 GiB ZIP; the simulator writes ZIPs without ZIP64"
                 ));

@@ -113,7 +113,7 @@ impl PluginConfig {
             previous_export: self.last_export_path.as_deref(),
             import_upload: self.last_import_zip.is_some(),
             offset: cfg.utc_offset,
-            zip_bytes: zip_bytes(cfg.zip_base64_len),
+            zip_bytes: zip::bytes_for_base64_len(cfg.zip_base64_len),
         };
         let written = export::run(&plan);
         if let Some(log) = &written.import_log {
@@ -202,11 +202,6 @@ pub fn template_document() -> ConfigDocument {
     doc
 }
 
-/// The ZIP size in bytes whose base64 is `base64_len` characters (rounded down to 4).
-pub fn zip_bytes(base64_len: usize) -> u64 {
-    base64_len as u64 / 4 * 3
-}
-
 /// An export ZIP from another server, as someone would upload it on the Import tab.
 fn uploaded_zip(base64_len: usize) -> Bulk {
     let start = "2025-09-01T20:00:00Z".parse().unwrap_or_default();
@@ -226,7 +221,7 @@ fn uploaded_zip(base64_len: usize) -> Bulk {
         previous_export: None,
         import_upload: false,
         offset: chrono::Utc.fix(),
-        zip_bytes: zip_bytes(base64_len),
+        zip_bytes: zip::bytes_for_base64_len(base64_len),
     };
     let written = export::run(&plan);
     zip::zip(&written.files, start.naive_utc()).unwrap_or_default()
