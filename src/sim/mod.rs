@@ -28,6 +28,7 @@
 mod api;
 pub mod bulk;
 pub mod config;
+mod content;
 mod document;
 mod duration;
 mod error;
