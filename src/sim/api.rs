@@ -7,6 +7,7 @@
 
 use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
+use super::journal::Journal;
 use super::model::{DownKind, ServerState, TaskResult, TaskState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
 use super::route::{Endpoint, Route};
@@ -15,9 +16,7 @@ use super::time::SimTime;
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 use tokio::time::Instant;
 
 pub const MIGRATOR_TASK_ID: &str = "d6eb93f1d1591e7d5e6c70f1d25e6fdd";
@@ -25,67 +24,6 @@ pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 pub const MIGRATOR_TASK_NAME: &str = "Migration: Export Data";
 /// Id of the second task that claims the Migrator's key (`duplicate_task_key`).
 pub const DUPLICATE_TASK_ID: &str = "0e3d5f2b8c1a4d7e9f6b3a2c1d0e9f8a";
-
-/// One request as it arrived, for tests to inspect.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub at: SystemTime,
-    pub method: String,
-    /// The full path, base path included, without the query.
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub endpoint: Endpoint,
-}
-
-impl RecordedRequest {
-    /// The first header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Requests kept per server; older ones are forgotten so a long `simulate` stays bounded.
-const JOURNAL_CAP: usize = 10_000;
-
-/// What arrived at one server, and how many per endpoint (fault rules count on it).
-#[derive(Debug, Default)]
-pub(crate) struct Journal {
-    pub requests: VecDeque<RecordedRequest>,
-    pub starts: Vec<SystemTime>,
-    counts: [u64; Endpoint::ALL.len()],
-    total: u64,
-}
-
-impl Journal {
-    /// Record a request; returns its number on its endpoint and overall (from 1).
-    fn record(&mut self, req: &Request, endpoint: Endpoint) -> (u64, u64) {
-        let at = SystemTime::now();
-        if endpoint == Endpoint::StartTask {
-            self.starts.push(at);
-        }
-        if self.requests.len() >= JOURNAL_CAP {
-            self.requests.pop_front();
-        }
-        self.requests.push_back(RecordedRequest {
-            at,
-            method: req.method.clone(),
-            path: req.path.clone(),
-            query: req.query.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
-            endpoint,
-        });
-        let c = &mut self.counts[endpoint.index()];
-        *c += 1;
-        self.total += 1;
-        (*c, self.total)
-    }
-}
 
 /// One server: its state and its journal under one lock (held only for bookkeeping,
 /// never across an await).

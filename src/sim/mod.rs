@@ -34,6 +34,7 @@ mod duration;
 mod error;
 mod export;
 pub mod fault;
+mod journal;
 mod model;
 mod plugin;
 mod route;
@@ -42,13 +43,12 @@ mod seed;
 mod time;
 pub mod zip;
 
-pub use api::{
-    DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME, RecordedRequest,
-};
+pub use api::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
 pub use error::SimError;
 pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
+pub use journal::RecordedRequest;
 pub use model::{ResultStatus, TaskResult, TaskState, TaskView};
 pub use plugin::MIGRATOR_PLUGIN_ID;
 pub use route::Endpoint;
