@@ -5,6 +5,7 @@
 //! fields left out. The task state machine lives in `model`; this module only reads and
 //! pokes it.
 
+use super::auth::{Caller, caller};
 use super::config::{PluginStatus, SimServerConfig, SimTask};
 use super::fault::{self, Fault};
 use super::journal::Journal;
@@ -160,55 +161,6 @@ fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: I
         Endpoint::Plugins => json_response(&plugins(&st.cfg)),
         Endpoint::PluginConfig => plugin_config(st, &route.id),
         Endpoint::Other => Response::empty(404),
-    })
-}
-
-enum Caller {
-    Admin,
-    User,
-    Anonymous,
-}
-
-fn caller(req: &Request, cfg: &SimServerConfig) -> Caller {
-    match token(req, cfg.accepts_legacy_auth()) {
-        Some(t) if t == cfg.api_key => Caller::Admin,
-        Some(t) if cfg.user_key.as_deref() == Some(t) => Caller::User,
-        _ => Caller::Anonymous,
-    }
-}
-
-/// The token, looked for where Jellyfin looks; legacy places only with `legacy`.
-fn token(req: &Request, legacy: bool) -> Option<&str> {
-    let from_header = |name: &str, allow_emby: bool| {
-        req.header(name)
-            .and_then(|v| token_in_authorization(v, allow_emby))
-    };
-    let found = from_header("Authorization", legacy)
-        .or_else(|| {
-            legacy
-                .then(|| from_header("X-Emby-Authorization", true))
-                .flatten()
-        })
-        .or_else(|| legacy.then(|| req.header("X-Emby-Token")).flatten())
-        .or_else(|| legacy.then(|| req.header("X-MediaBrowser-Token")).flatten())
-        .or_else(|| legacy.then(|| req.query_param("api_key")).flatten())
-        // `?ApiKey=` is accepted by every version (and a bad idea: URLs end up in logs).
-        .or_else(|| req.query_param("ApiKey"));
-    found.filter(|t| !t.is_empty())
-}
-
-/// `MediaBrowser Token="…", Client="…"`: scheme case-insensitive, `Token` case-sensitive,
-/// quotes optional.
-fn token_in_authorization(value: &str, allow_emby: bool) -> Option<&str> {
-    let (scheme, params) = value.trim().split_once(char::is_whitespace)?;
-    let scheme_ok = scheme.eq_ignore_ascii_case("MediaBrowser")
-        || (allow_emby && scheme.eq_ignore_ascii_case("Emby"));
-    if !scheme_ok {
-        return None;
-    }
-    params.split(',').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim() == "Token").then(|| v.trim().trim_matches('"'))
     })
 }
 
@@ -561,24 +513,6 @@ fn plugin_config(st: &ServerState, id: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorization_header_forms() {
-        for (h, want) in [
-            (r#"MediaBrowser Token="k""#, Some("k")),
-            (
-                r#"mediabrowser Client="x", Version="1", Token=k"#,
-                Some("k"),
-            ),
-            (r#"MediaBrowser token="k""#, None),
-            (r#"Emby Token="k""#, None),
-            ("Bearer k", None),
-            ("MediaBrowser", None),
-        ] {
-            assert_eq!(token_in_authorization(h, false), want, "{h}");
-        }
-        assert_eq!(token_in_authorization(r#"Emby Token="k""#, true), Some("k"));
-    }
 
     #[test]
     fn plugin_ids_are_guids_and_the_migrators_task_ids_agree() {

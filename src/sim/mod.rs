@@ -26,6 +26,7 @@
 //! no task and no timer, their state advances when someone looks.
 
 mod api;
+mod auth;
 pub mod bulk;
 pub mod config;
 mod content;
