@@ -41,10 +41,10 @@ mod plugin;
 mod route;
 pub mod scenario;
 mod seed;
+mod tasks;
 mod time;
 pub mod zip;
 
-pub use api::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
 pub use error::SimError;
 pub use export::{CANCELED, EXPORT_ROOT};
@@ -54,6 +54,7 @@ pub use model::{ResultStatus, TaskResult, TaskState, TaskView};
 pub use plugin::MIGRATOR_PLUGIN_ID;
 pub use route::Endpoint;
 pub use scenario::Scenario;
+pub use tasks::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
 pub use time::SimTime;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};
