@@ -6,9 +6,9 @@
 //! pokes it.
 
 use super::auth::{Caller, caller};
+use super::cell::ServerCell;
 use super::config::{PluginStatus, SimServerConfig};
 use super::fault::{self, Fault};
-use super::journal::Journal;
 use super::model::{DownKind, ServerState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
 use super::route::{Endpoint, Route};
@@ -17,37 +17,8 @@ use super::tasks::{find_task, task_list};
 use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::time::Instant;
-
-/// One server: its state and its journal under one lock (held only for bookkeeping,
-/// never across an await).
-#[derive(Debug)]
-pub(crate) struct ServerCell {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub state: ServerState,
-    pub journal: Journal,
-}
-
-impl ServerCell {
-    pub fn new(state: ServerState) -> Self {
-        ServerCell {
-            inner: Mutex::new(Inner {
-                state,
-                journal: Journal::default(),
-            }),
-        }
-    }
-
-    /// The lock; a panic elsewhere while holding it leaves data that is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// What the connection should do.
 #[derive(Debug)]

@@ -28,6 +28,7 @@
 mod api;
 mod auth;
 pub mod bulk;
+mod cell;
 pub mod config;
 mod content;
 mod document;
@@ -58,7 +59,8 @@ pub use tasks::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR
 pub use time::SimTime;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};
-use api::{Reply, ServerCell};
+use api::Reply;
+use cell::ServerCell;
 use model::ServerState;
 use std::collections::HashMap;
 use std::io;
