@@ -1,15 +1,18 @@
-//! The Jellyfin routes of one simulated server: routing under its base path, the
-//! starting/down gates, authentication, the JSON documents, and where faults bend answers.
+//! The answers of one simulated server. A request is classified ([`Route`]), recorded in
+//! the server's journal and judged by its fault rules; then it passes the gates (crashed,
+//! restarting, still starting), the method and auth checks, and gets its answer: Ping,
+//! public info, the task list and task routes (start, cancel), the plugin list and plugin
+//! configurations. Faults bend the answer last.
 //!
-//! Routes and ids are matched case-insensitively like ASP.NET; JSON is PascalCase with null
-//! fields left out. The task state machine lives in `model`; this module only reads and
-//! pokes it.
+//! Plugin and task ids are matched case-insensitively like ASP.NET; JSON is PascalCase with
+//! null fields left out. The task state machine lives in `model` and the task documents in
+//! `tasks`; this module only reads and pokes them.
 
 use super::auth::{Caller, caller};
 use super::cell::ServerCell;
 use super::config::{PluginStatus, SimServerConfig};
 use super::fault::{self, Fault};
-use super::model::{DownKind, ServerState};
+use super::model::{CancelAnswer, DownKind, ServerState};
 use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
 use super::route::{Endpoint, Route};
 use super::seed::{FNV_OFFSET, fnv1a, hex_id, splitmix64};
@@ -113,8 +116,8 @@ fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: I
         },
         Endpoint::StopTask => match find_task(st, now, &route.id).map(|t| t.id) {
             Some(id) if id == st.cfg.task.id() => match st.request_cancel(now) {
-                super::model::CancelAnswer::Accepted => Response::empty(204),
-                super::model::CancelAnswer::NotRunning => server_error(),
+                CancelAnswer::Accepted => Response::empty(204),
+                CancelAnswer::NotRunning => server_error(),
             },
             Some(_) => server_error(),
             None => not_found(),
