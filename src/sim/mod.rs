@@ -1,26 +1,40 @@
 //! A simulated Jellyfin fleet for the test suite, the demo and `simulate`.
 //!
 //! One [`Simulator`] listens on one port and serves many simulated servers, each under
-//! `/s/<name>` (and one of them optionally at `/` too). Each follows
-//! `docs/jellyfin-api.md`: the task routes and their status codes, asynchronous starts, the
-//! Idle-before-result end order, cooperative cancels, restarts and crashes, the Migrator
-//! plugin's configuration, and auth by the `Authorization` header. On top, deterministic
-//! faults (see [`fault`]) make it misbehave on purpose.
+//! `/s/<name>` (and one of them optionally at `/` too). Each behaves as a Jellyfin server
+//! with the Migrator plugin does: the task routes and their status codes, asynchronous
+//! starts, the Idle-before-result end order, cooperative cancels, restarts and crashes, the
+//! Migrator plugin's configuration, and auth by the `Authorization` header. On top,
+//! deterministic faults (see [`fault`]) make it misbehave on purpose.
 //!
 //! # Layout
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`config`] | [`SimServerConfig`]: one server's behaviour |
-//! | [`fault`] | fault rules: which request misbehaves and how |
-//! | [`scenario`] | scenario TOML files |
-//! | `http` | hand-written HTTP/1.1: requests in, answers (or broken answers) out |
-//! | `api` | the Jellyfin routes, auth and JSON documents |
-//! | `model` | the driven task's state machine, computed lazily from instants |
-//! | `plugin` | the Migrator plugin's configuration and the end every run writes there |
-//! | `export` | what one Migrator run writes: its log and its folder's files |
-//! | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
-//! | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
+//! From the top down, in layers: a module uses only modules listed below it.
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | listener | this one | [`Simulator`]: the port, its connections, which server a path is for; [`run_standalone`] |
+//! | | `handle` | [`SimHandle`]: live control and inspection of one server |
+//! | routes | `api` | the answers of one server: gates, auth check, routes, the faults that bend answers |
+//! | | `cell` | one server's state and request journal under one lock |
+//! | | `tasks` | the task list and each task as Jellyfin's `TaskInfo` documents |
+//! | | `auth` | who is calling: the token where Jellyfin looks for it, and whose key it is |
+//! | | `journal` | the requests a server received ([`RecordedRequest`]) and their counts per endpoint |
+//! | task state | `model` | the driven task's state machine, restarts and crashes, computed lazily from instants |
+//! | the plugin | `plugin` | the Migrator plugin's configuration and the end every run writes there |
+//! | | `export` | what one Migrator run writes: its log and its folder's files |
+//! | | `content` | a server's users, libraries, watch history and devices, fixed by its name |
+//! | | `document` | the configuration's JSON, its ZIPs as base64 made while it is sent |
+//! | data | [`scenario`] | scenario TOML files ([`Scenario`]) and the checks across servers |
+//! | | [`config`] | [`SimServerConfig`]: one server's behaviour |
+//! | | [`fault`] | fault rules: which request misbehaves and how |
+//! | pure pieces | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
+//! | | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
+//! | | `time` | the sim's clock and [`SimTime`], a time as Jellyfin writes it |
+//! | | `route` | [`Endpoint`]: which Jellyfin call a method and path are |
+//! | | `seed` | deterministic ids from names: FNV-1a and splitmix64 |
+//! | | `duration` | durations as scenario files write them |
+//! | | `error` | [`SimError`]: why `simulate` could not start |
 //!
 //! Cost: one task for the listener and one per open connection; servers themselves have
 //! no task and no timer, their state advances when someone looks.
