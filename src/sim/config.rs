@@ -2,7 +2,8 @@
 //!
 //! The same struct is built in code by tests and read from a scenario file (`[[servers]]`
 //! tables), so every field has a default and durations are humantime strings in TOML.
-//! This module only describes behaviour; `model` and `api` carry it out.
+//! This module only describes behaviour; the task state machine (`model`), the plugin
+//! (`plugin`, `export`) and the routes (`api`, `tasks`) carry it out.
 
 use super::duration::{duration, opt_duration};
 use super::fault::FaultRule;

@@ -13,7 +13,7 @@ use std::time::Duration;
 ///
 /// ```toml
 /// [[servers.faults]]
-/// endpoint = "task"      # any | ping | public_info | task_list | task | start_task | stop_task | plugins | plugin_config
+/// endpoint = "task"      # any | ping | public_info | task_list | task | start_task | stop_task | plugins | plugin_config | other
 /// requests = "1..3"      # all | N | N..M (inclusive) | N..
 /// fault = "drop"         # see `Fault`; `latency = "300ms"` with "latency", `retry_after = 5` with "unavailable"
 /// ```
