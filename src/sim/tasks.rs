@@ -108,6 +108,9 @@ fn result_doc<'a>(r: &TaskResult, name: &'a str, key: &'a str, id: &'a str) -> R
     }
 }
 
+/// `State`, `CurrentProgressPercentage` and `LastExecutionResult` of a listed task.
+type Status<'a> = (&'static str, Option<f64>, Option<ResultDoc<'a>>);
+
 /// State, progress and last result of a listed task: live for the driven task, fixed
 /// for the others.
 fn task_status<'a>(
@@ -116,7 +119,7 @@ fn task_status<'a>(
     task: SimTask,
     fixed: Option<&TaskResult>,
     name: &'a str,
-) -> (&'static str, Option<f64>, Option<ResultDoc<'a>>) {
+) -> Status<'a> {
     let doc = |r: &TaskResult| result_doc(r, name, task.key(), task.id());
     if st.cfg.task != task {
         return ("Idle", None, fixed.map(doc));
@@ -147,39 +150,17 @@ fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
     let plugin_loaded = st.cfg.plugin == PluginStatus::Active;
     let gone = |task: SimTask| st.vanished && st.cfg.task == task;
     if plugin_loaded && !gone(SimTask::Migrator) {
-        let (state, progress, last) = task_status(
+        let status = task_status(
             st,
             now,
             SimTask::Migrator,
             st.migrator_result.as_ref(),
             MIGRATOR_TASK_NAME,
         );
-        out.push(TaskInfo {
-            name: MIGRATOR_TASK_NAME,
-            state,
-            current_progress_percentage: progress,
-            id: MIGRATOR_TASK_ID,
-            last_execution_result: last,
-            triggers: json!([]),
-            description: "Run migration operation (Export/Verify)",
-            category: "Migration",
-            is_hidden: false,
-            key: MIGRATOR_TASK_KEY,
-        });
+        out.push(migrator_task(MIGRATOR_TASK_ID, status));
     }
     if plugin_loaded && st.cfg.duplicate_task_key {
-        out.push(TaskInfo {
-            name: MIGRATOR_TASK_NAME,
-            state: "Idle",
-            current_progress_percentage: None,
-            id: DUPLICATE_TASK_ID,
-            last_execution_result: None,
-            triggers: json!([]),
-            description: "Run migration operation (Export/Verify)",
-            category: "Migration",
-            is_hidden: false,
-            key: MIGRATOR_TASK_KEY,
-        });
+        out.push(migrator_task(DUPLICATE_TASK_ID, ("Idle", None, None)));
     }
     for (b, r) in BUILTINS.iter().zip(&st.builtin_results) {
         if gone(b.task) {
@@ -203,6 +184,23 @@ fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
         });
     }
     out
+}
+
+/// The Migrator's task as the plugin declares it, with this id and status (the duplicate
+/// under `duplicate_task_key` declares itself the same way).
+fn migrator_task<'a>(id: &'a str, (state, progress, last): Status<'a>) -> TaskInfo<'a> {
+    TaskInfo {
+        name: MIGRATOR_TASK_NAME,
+        state,
+        current_progress_percentage: progress,
+        id,
+        last_execution_result: last,
+        triggers: json!([]),
+        description: "Run migration operation (Export/Verify)",
+        category: "Migration",
+        is_hidden: false,
+        key: MIGRATOR_TASK_KEY,
+    }
 }
 
 /// The task with this id. Ids are compared without case but as given: Jellyfin looks the
