@@ -21,6 +21,7 @@
 //! | | `auth` | who is calling: the token where Jellyfin looks for it, and whose key it is |
 //! | | `journal` | the requests a server received ([`RecordedRequest`]) and their counts per endpoint |
 //! | task state | `model` | the driven task's state machine, restarts and crashes, computed lazily from instants |
+//! | | `task_result` | [`TaskResult`]: a `LastExecutionResult`, a failed one's message and stack trace |
 //! | the plugin | `plugin` | the Migrator plugin's configuration and the end every run writes there |
 //! | | `export` | what one Migrator run writes: its log and its folder's files |
 //! | | `content` | a server's users, libraries, watch history and devices, fixed by its name |
@@ -57,6 +58,7 @@ mod plugin;
 mod route;
 pub mod scenario;
 mod seed;
+mod task_result;
 mod tasks;
 mod time;
 pub mod zip;
@@ -67,10 +69,11 @@ pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
 pub use handle::SimHandle;
 pub use journal::RecordedRequest;
-pub use model::{ResultStatus, TaskResult, TaskState, TaskView};
+pub use model::{TaskState, TaskView};
 pub use plugin::MIGRATOR_PLUGIN_ID;
 pub use route::Endpoint;
 pub use scenario::Scenario;
+pub use task_result::{ResultStatus, TaskResult};
 pub use tasks::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
 pub use time::SimTime;
 

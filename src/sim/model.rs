@@ -10,39 +10,10 @@
 
 use super::config::{CancelMode, History, RunOutcome, SimServerConfig, SimTask};
 use super::plugin::{PluginConfig, RunEnd};
+use super::task_result::{ResultStatus, TaskResult, result};
 use super::time::{Clock, SimTime, Stamper};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Jellyfin's `TaskCompletionStatus`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResultStatus {
-    Completed,
-    Failed,
-    Cancelled,
-    Aborted,
-}
-
-impl ResultStatus {
-    pub fn as_jellyfin(self) -> &'static str {
-        match self {
-            ResultStatus::Completed => "Completed",
-            ResultStatus::Failed => "Failed",
-            ResultStatus::Cancelled => "Cancelled",
-            ResultStatus::Aborted => "Aborted",
-        }
-    }
-}
-
-/// A `LastExecutionResult`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskResult {
-    pub start: SimTime,
-    pub end: SimTime,
-    pub status: ResultStatus,
-    pub error_message: Option<String>,
-    pub long_error_message: Option<String>,
-}
 
 /// Jellyfin's `TaskState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,35 +489,6 @@ fn progress(run: &Run, now: Instant) -> Option<f64> {
     } else {
         Some(100.0)
     }
-}
-
-fn result(start: SimTime, end: SimTime, status: ResultStatus, cfg: &SimServerConfig) -> TaskResult {
-    let failed = status == ResultStatus::Failed;
-    TaskResult {
-        start,
-        end,
-        status,
-        error_message: failed.then(|| cfg.error_message.clone()),
-        long_error_message: failed.then(|| fake_stack_trace(cfg.task, &cfg.error_message)),
-    }
-}
-
-fn fake_stack_trace(task: SimTask, message: &str) -> String {
-    let frames = match task {
-        SimTask::Migrator => {
-            "at System.IO.FileSystem.CreateDirectory(String fullPath)\n   \
-             at Jellyfin.Plugin.Template.Export.ExportService.RunAsync(PluginConfiguration config, IProgress`1 progress, CancellationToken cancellationToken)\n   \
-             at Jellyfin.Plugin.Template.Export.ExportMigrationTask.ExecuteAsync(IProgress`1 progress, CancellationToken cancellationToken)"
-        }
-        _ => {
-            "at System.IO.RandomAccess.WriteAtOffset(SafeFileHandle handle, ReadOnlySpan`1 buffer, Int64 fileOffset)\n   \
-             at Emby.Server.Implementations.Library.LibraryManager.ValidateMediaLibraryInternal(IProgress`1 progress, CancellationToken cancellationToken)"
-        }
-    };
-    format!(
-        "System.IO.IOException: {message}\n   {frames}\n   \
-         at Emby.Server.Implementations.ScheduledTasks.ScheduledTaskWorker.ExecuteInternal(TaskOptions options)"
-    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! show a fixed past result.
 
 use super::config::{PluginStatus, SimTask};
-use super::model::{ServerState, TaskResult, TaskState};
+use super::model::{ServerState, TaskState};
+use super::task_result::TaskResult;
 use super::time::SimTime;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
