@@ -141,7 +141,7 @@ impl Iterator for Chunks<'_> {
             Piece::Repeat { block, .. } => {
                 // Whole groups of three blocks while they last: every such chunk is the
                 // same bytes at the same phase, so a base64 encoder downstream sees the
-                // same input again and can reuse its output (see `Base64Chunks`).
+                // same input again and can reuse its output (see `base64_chunks`).
                 let left = piece.len() - self.done_in_piece;
                 let group = 3 * block.len() as u64;
                 let whole = if group <= CHUNK as u64 {

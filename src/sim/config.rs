@@ -2,10 +2,12 @@
 //!
 //! The same struct is built in code by tests and read from a scenario file (`[[servers]]`
 //! tables), so every field has a default and durations are humantime strings in TOML.
-//! This module only describes behaviour; `model` and `api` carry it out.
+//! This module only describes behaviour; the task state machine (`model`), the plugin
+//! (`plugin`, `export`) and the routes (`api`, `tasks`) carry it out.
 
+use super::duration::{duration, opt_duration};
 use super::fault::FaultRule;
-use super::zip::MAX_ZIP_BYTES;
+use super::zip::{MAX_ZIP_BYTES, bytes_for_base64_len};
 use chrono::FixedOffset;
 use serde::Deserialize;
 use std::time::Duration;
@@ -241,7 +243,7 @@ impl SimServerConfig {
             ("zip_base64_len", self.zip_base64_len),
             ("import_zip_base64_len", self.import_zip_base64_len),
         ] {
-            if len as u64 / 4 * 3 > MAX_ZIP_BYTES {
+            if bytes_for_base64_len(len) > MAX_ZIP_BYTES {
                 out.push(format!(
                     "server {n:?}: {key} = {len} is more than a 4 GiB ZIP; the simulator writes ZIPs without ZIP64"
                 ));
@@ -411,18 +413,6 @@ pub enum History {
     Aborted,
 }
 
-/// A humantime string (`"250ms"`, `"10s"`, `"1h 5m"`).
-pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-pub(crate) fn opt_duration<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
-}
-
 /// `+HH:MM` / `-HH:MM` (also `Z`) as a fixed offset from UTC.
 fn utc_offset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FixedOffset, D::Error> {
     let s = String::deserialize(d)?;
@@ -449,9 +439,4 @@ pub(crate) fn parse_utc_offset(s: &str) -> Option<FixedOffset> {
         return None;
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"250ms\", \"10s\", \"2m\")"))
 }

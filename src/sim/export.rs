@@ -3,23 +3,23 @@
 //! `Migrator {Mode} started` first) and the files of the run's folder, by operation, by the
 //! `Include*` flags, and by how far the run got before a cancel stopped it.
 //!
-//! Everything is deterministic (seeded by the server's name) so tests can compare what was
-//! served with what was planned. The watch history of the last user is filled with more
-//! items until the run's ZIP weighs what the scenario asks (`zip_base64_len`), which costs
-//! nothing here: the filler is one repeated block in a [`Bulk`].
+//! Everything is deterministic: the times come from the plan, the files' contents from the
+//! server's [`Content`] (fixed by its name). The watch history of the last user is filled
+//! with more items until the run's ZIP weighs what the scenario asks (`zip_base64_len`),
+//! which costs nothing here: the filler is one repeated block in a [`Bulk`].
 
-use super::EXPORT_ROOT;
 use super::bulk::Bulk;
 use super::config::Mode;
-use super::plugin::splitmix64;
+use super::content::{Content, USERS};
 use super::zip::{self, ZipEntry};
 use chrono::{DateTime, FixedOffset, Utc};
-use serde_json::json;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The Jellyfin data folder the simulated server reports.
 pub const DATA_PATH: &str = "/var/lib/jellyfin";
+/// Where every run makes its folder, `{DataPath}/plugins/Migrator/exports`.
+pub const EXPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/exports";
 /// What the plugin logs when its operation was cancelled (`OperationCanceledException`'s
 /// message, twice: once in the text and once appended as the exception's).
 pub const CANCELED: &str = "The operation was canceled.";
@@ -168,7 +168,7 @@ pub fn run(plan: &RunPlan) -> RunWritten {
 /// The export steps, each done at its share of the run; false when a cancel stopped it.
 fn export(log: &mut Log, folder: &str, files: &mut Vec<ZipEntry>) -> bool {
     let plan = log.plan;
-    let data = Data::new(plan.server);
+    let data = Content::new(plan.server);
     if plan.flags.libraries {
         if !log.reached(0.2) {
             return false;
@@ -233,7 +233,7 @@ fn export(log: &mut Log, folder: &str, files: &mut Vec<ZipEntry>) -> bool {
     true
 }
 
-fn watch_history(log: &mut Log, folder: &str, data: &Data, files: &mut Vec<ZipEntry>) {
+fn watch_history(log: &mut Log, folder: &str, data: &Content, files: &mut Vec<ZipEntry>) {
     log.line(
         0.6,
         &format!("Starting watch-history export to: {folder}/watch_history"),
@@ -356,7 +356,7 @@ fn fill_watch_history(plan: &RunPlan, files: &mut [ZipEntry], log: &mut String) 
     let Some(index) = files.iter().position(|f| f.name == name) else {
         return;
     };
-    let natural_items = Data::new(plan.server).watch_items(USERS.len() - 1).len();
+    let natural_items = Content::new(plan.server).watch_items(USERS.len() - 1).len();
     let count_note = |n: usize| format!("'{last_user}' ({n} items)");
     let others: u64 = zip::overhead(files.iter().map(|f| f.name.as_str()).chain(["export.log"]))
         + files.iter().map(|f| f.content.len()).sum::<u64>();
@@ -388,107 +388,6 @@ fn fill_watch_history(plan: &RunPlan, files: &mut [ZipEntry], log: &mut String) 
         .repeat(b" ".to_vec(), spaces)
         .bytes(b"]".to_vec());
     files[index].content = content;
-}
-
-const USERS: [&str; 3] = ["alice", "bob", "kids"];
-
-/// The simulated server's users, libraries, items and devices, fixed by its name.
-struct Data {
-    seed: u64,
-}
-
-impl Data {
-    fn new(server: &str) -> Self {
-        let seed = server.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        Data { seed }
-    }
-
-    /// A 32-hex-digit id for `what`.
-    fn id(&self, what: &str) -> String {
-        let mut s = what.bytes().fold(self.seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("{:016x}{:016x}", splitmix64(&mut s), splitmix64(&mut s))
-    }
-
-    fn libraries(&self) -> String {
-        pretty(&json!([
-            {"Id": self.id("Movies"), "Name": "Movies", "CollectionType": "movies", "Locations": ["/media/movies"]},
-            {"Id": self.id("Shows"), "Name": "Shows", "CollectionType": "tvshows", "Locations": ["/media/shows"]},
-        ]))
-    }
-
-    fn users(&self, hashes: bool) -> String {
-        let users: Vec<_> = USERS
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let mut user = json!({
-                    "id": self.id(u),
-                    "username": u,
-                    "isAdministrator": i == 0,
-                    "isDisabled": false,
-                    "isHidden": false,
-                    "libraries": [{"id": self.id("Movies"), "name": "Movies"}, {"id": self.id("Shows"), "name": "Shows"}],
-                });
-                if hashes {
-                    user["passwordHash"] = json!(format!(
-                        "$PBKDF2-SHA512$iterations=210000${}${}{}",
-                        self.id(&format!("salt {u}")).to_uppercase(),
-                        self.id(&format!("hash {u}")).to_uppercase(),
-                        self.id(&format!("hash2 {u}")).to_uppercase()
-                    ));
-                }
-                user
-            })
-            .collect();
-        pretty(&json!(users))
-    }
-
-    /// The watch-history items of user `i`, each as compact JSON.
-    fn watch_items(&self, i: usize) -> Vec<String> {
-        let titles = [
-            ("Blade Runner", "Movie", 1982),
-            ("Arrival", "Movie", 2016),
-            ("Paddington 2", "Movie", 2017),
-        ];
-        titles
-            .iter()
-            .take(3 - i.min(1))
-            .map(|(name, kind, year)| {
-                json!({
-                    "ids": {"id": self.id(name), "type": kind, "name": name, "path": format!("/media/movies/{name} ({year}).mkv"), "productionYear": year},
-                    "played": true, "playCount": 1 + i, "isFavorite": i == 0, "playbackPositionTicks": 0,
-                    "lastPlayedUtc": "2025-09-28T19:02:11.5Z",
-                })
-                .to_string()
-            })
-            .collect()
-    }
-
-    fn devices(&self) -> String {
-        let devices: Vec<_> = ["Android TV", "Jellyfin Web", "Infuse", "Kodi", "Swiftfin"]
-            .iter()
-            .enumerate()
-            .map(|(i, app)| {
-                let user = USERS[i % USERS.len()];
-                json!({
-                    "Id": self.id(&format!("device {app}")),
-                    "LastUserId": self.id(user),
-                    "LastUserName": user,
-                    "AppName": app,
-                    "AccessToken": self.id(&format!("token {app}")),
-                })
-            })
-            .collect();
-        pretty(&json!({"TokensIncluded": true, "Devices": devices}))
-    }
-}
-
-fn pretty(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 #[cfg(test)]

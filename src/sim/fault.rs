@@ -4,8 +4,8 @@
 //! endpoint from 1, and a fault. Nothing is random: a test that wants a random mix picks it
 //! with its own seeded generator and writes the rules down.
 
-use super::api::Endpoint;
-use super::config::parse_duration;
+use super::duration::parse_duration;
+use super::route::Endpoint;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 ///
 /// ```toml
 /// [[servers.faults]]
-/// endpoint = "task"      # any | ping | public_info | task_list | task | start_task | stop_task | plugins | plugin_config
+/// endpoint = "task"      # any | ping | public_info | task_list | task | start_task | stop_task | plugins | plugin_config | other
 /// requests = "1..3"      # all | N | N..M (inclusive) | N..
 /// fault = "drop"         # see `Fault`; `latency = "300ms"` with "latency", `retry_after = 5` with "unavailable"
 /// ```

@@ -1,78 +1,99 @@
 //! A simulated Jellyfin fleet for the test suite, the demo and `simulate`.
 //!
 //! One [`Simulator`] listens on one port and serves many simulated servers, each under
-//! `/s/<name>` (and one of them optionally at `/` too). Each follows
-//! `docs/jellyfin-api.md`: the task routes and their status codes, asynchronous starts, the
-//! Idle-before-result end order, cooperative cancels, restarts and crashes, the Migrator
-//! plugin's configuration, and auth by the `Authorization` header. On top, deterministic
-//! faults (see [`fault`]) make it misbehave on purpose.
+//! `/s/<name>` (and one of them optionally at `/` too). Each behaves as a Jellyfin server
+//! with the Migrator plugin does: the task routes and their status codes, asynchronous
+//! starts, the Idle-before-result end order, cooperative cancels, restarts and crashes, the
+//! Migrator plugin's configuration, and auth by the `Authorization` header. On top,
+//! deterministic faults (see [`fault`]) make it misbehave on purpose.
 //!
 //! # Layout
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`config`] | [`SimServerConfig`]: one server's behaviour |
-//! | [`fault`] | fault rules: which request misbehaves and how |
-//! | [`scenario`] | scenario TOML files |
-//! | `http` | hand-written HTTP/1.1: requests in, answers (or broken answers) out |
-//! | `api` | the Jellyfin routes, auth and JSON documents |
-//! | `model` | the driven task's state machine, computed lazily from instants |
-//! | `plugin` | the Migrator plugin's configuration and the end every run writes there |
-//! | `export` | what one Migrator run writes: its log and its folder's files |
-//! | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
-//! | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
+//! From the top down, in layers: a module uses only modules listed below it.
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | listener | this one | [`Simulator`]: the port, its connections, which server a path is for; [`run_standalone`] |
+//! | | `handle` | [`SimHandle`]: live control and inspection of one server |
+//! | routes | `api` | the answers of one server: gates, auth check, routes, the faults that bend answers |
+//! | | `cell` | one server's state and request journal under one lock |
+//! | | `tasks` | the task list and each task as Jellyfin's `TaskInfo` documents |
+//! | | `auth` | who is calling: the token where Jellyfin looks for it, and whose key it is |
+//! | | `journal` | the requests a server received ([`RecordedRequest`]) and their counts per endpoint |
+//! | task state | `model` | the driven task's state machine, restarts and crashes, computed lazily from instants |
+//! | | `task_result` | [`TaskResult`]: a `LastExecutionResult`, a failed one's message and stack trace |
+//! | the plugin | `plugin` | the Migrator plugin's configuration and the end every run writes there |
+//! | | `export` | what one Migrator run writes: its log and its folder's files |
+//! | | `content` | a server's users, libraries, watch history and devices, fixed by its name |
+//! | | `document` | the configuration's JSON, its ZIPs as base64 made while it is sent |
+//! | data | [`scenario`] | scenario TOML files ([`Scenario`]) and the checks across servers |
+//! | | [`config`] | [`SimServerConfig`]: one server's behaviour |
+//! | | [`fault`] | fault rules: which request misbehaves and how |
+//! | pure pieces | [`zip`] | a real ZIP archive of a run's folder, planned without being held |
+//! | | [`bulk`] | big byte strings as pieces, their CRC-32 and streamed base64 |
+//! | | `time` | the sim's clock and [`SimTime`], a time as Jellyfin writes it |
+//! | | `route` | [`Endpoint`]: which Jellyfin call a method and path are |
+//! | | `seed` | deterministic ids from names: FNV-1a and splitmix64 |
+//! | | `duration` | durations as scenario files write them |
+//! | | `error` | [`SimError`]: why `simulate` could not start |
 //!
 //! Cost: one task for the listener and one per open connection; servers themselves have
 //! no task and no timer, their state advances when someone looks.
 
 mod api;
+mod auth;
 pub mod bulk;
+mod cell;
 pub mod config;
+mod content;
+mod document;
+mod duration;
+mod error;
 mod export;
 pub mod fault;
+mod handle;
+mod journal;
 mod model;
 mod plugin;
+mod route;
 pub mod scenario;
+mod seed;
+mod task_result;
+mod tasks;
+mod time;
 pub mod zip;
 
-pub use api::{
-    DUPLICATE_TASK_ID, Endpoint, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME,
-    RecordedRequest,
-};
 pub use config::{CancelMode, History, Mode, PluginStatus, RunOutcome, SimServerConfig, SimTask};
-pub use export::CANCELED;
+pub use error::SimError;
+pub use export::{CANCELED, EXPORT_ROOT};
 pub use fault::{Fault, FaultRule, Requests};
-pub use model::{ResultStatus, SimTime, TaskResult, TaskState, TaskView};
-pub use plugin::{EXPORT_ROOT, MIGRATOR_PLUGIN_ID};
+pub use handle::SimHandle;
+pub use journal::RecordedRequest;
+pub use model::{TaskState, TaskView};
+pub use plugin::MIGRATOR_PLUGIN_ID;
+pub use route::Endpoint;
 pub use scenario::Scenario;
+pub use task_result::{ResultStatus, TaskResult};
+pub use tasks::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
+pub use time::SimTime;
 
 use crate::http1::{Conn, ReadError, Response, TEXT};
-use api::{Reply, ServerCell};
-use model::{Clock, ServerState};
+use api::Reply;
+use cell::ServerCell;
+use model::ServerState;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+use time::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 
 /// A keep-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Errors of the standalone simulator.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("cannot read scenario {}: {source}", path.display())]
-    ReadScenario { path: PathBuf, source: io::Error },
-    #[error("invalid scenario {}: {message}", path.display())]
-    Scenario { path: PathBuf, message: String },
-    #[error("cannot serve on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: io::Error },
-}
 
 /// A running simulator. Dropping it stops the listener and its connections too;
 /// [`Simulator::shutdown`] also waits for them.
@@ -150,7 +171,7 @@ impl Simulator {
         self.shared
             .servers
             .get(name)
-            .map(|cell| SimHandle { cell: cell.clone() })
+            .map(|cell| SimHandle::new(cell.clone()))
     }
 
     /// Control and inspection of one server.
@@ -180,121 +201,6 @@ impl Simulator {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
-    }
-}
-
-/// Live control and inspection of one simulated server. Cheap to clone.
-#[derive(Clone)]
-pub struct SimHandle {
-    cell: Arc<ServerCell>,
-}
-
-impl SimHandle {
-    fn with_state<T>(&self, f: impl FnOnce(&mut ServerState, Instant) -> T) -> T {
-        let mut inner = self.cell.lock();
-        let now = Instant::now();
-        inner.state.advance(now);
-        f(&mut inner.state, now)
-    }
-
-    fn with_config<T>(&self, f: impl FnOnce(&SimServerConfig) -> T) -> T {
-        f(&self.cell.lock().state.cfg)
-    }
-
-    /// A copy of the current behaviour.
-    pub fn config(&self) -> SimServerConfig {
-        self.with_config(Clone::clone)
-    }
-
-    /// Change behaviour. A run already going keeps the length, outcome and mode it began
-    /// with; cancel mode, delays and faults apply from the next request. The name cannot
-    /// change (it is the URL).
-    pub fn update(&self, f: impl FnOnce(&mut SimServerConfig)) {
-        self.with_state(|st, _| {
-            let name = st.cfg.name.clone();
-            f(&mut st.cfg);
-            st.cfg.name = name;
-        });
-    }
-
-    /// Replace the behaviour (the name stays).
-    pub fn set_behaviour(&self, cfg: SimServerConfig) {
-        self.update(|c| *c = cfg);
-    }
-
-    /// Jellyfin's own trigger fires: a run starts now if the task is Idle; if one is
-    /// going, a follow-up run is queued to start after it.
-    pub fn start_run_now(&self) {
-        self.with_state(|st, now| st.trigger(now));
-    }
-
-    /// Save another `Mode` in the plugin configuration (as the plugin page does).
-    pub fn set_mode(&self, mode: Mode) {
-        self.set_mode_text(mode.as_jellyfin());
-    }
-
-    /// Save `Mode` with exactly this text (as a hand-edited configuration could have it).
-    pub fn set_mode_text(&self, text: &str) {
-        self.with_state(|st, _| st.plugin.mode_text = text.to_owned());
-    }
-
-    /// Upload a ZIP on the plugin's Import tab: `LastImportZipBase64` gets `base64_len`
-    /// characters and `Mode` becomes `Import`, as the plugin's page does.
-    pub fn upload_import_zip(&self, base64_len: usize) {
-        self.with_state(|st, _| st.plugin.upload_import_zip(base64_len));
-    }
-
-    /// Graceful restart now: a running run ends `Aborted`, then `downtime` of 503s.
-    pub fn restart_gracefully(&self) {
-        self.with_state(|st, now| st.restart_now(now));
-    }
-
-    /// Crash now: nothing written, `downtime` of dropped connections, then Idle.
-    pub fn crash(&self) {
-        self.with_state(|st, now| st.crash_now(now));
-    }
-
-    /// The Migrator task as a client would see it now.
-    pub fn task_state(&self) -> TaskView {
-        self.with_state(|st, now| st.view(now))
-    }
-
-    /// The operation the plugin's saved `Mode` runs.
-    pub fn mode(&self) -> Mode {
-        self.with_state(|st, _| st.plugin.mode())
-    }
-
-    /// The plugin's `LastExportUtc`, if any run ended.
-    pub fn last_export_utc(&self) -> Option<SimTime> {
-        self.with_state(|st, _| st.plugin.last_export_utc)
-    }
-
-    /// The plugin's `LastExportLog`, if any run ended.
-    pub fn last_export_log(&self) -> Option<String> {
-        self.with_state(|st, _| st.plugin.last_export_log.clone())
-    }
-
-    /// The ZIP in `LastExportZipBase64`, made whole (keep it small in tests that call this).
-    pub fn last_export_zip(&self) -> Option<Vec<u8>> {
-        let zip = self.with_state(|st, _| st.plugin.last_export_zip.clone());
-        zip.map(|z| z.to_vec())
-    }
-
-    /// When each `POST /ScheduledTasks/Running/{id}` arrived (before any fault or auth).
-    pub fn start_requests(&self) -> Vec<SystemTime> {
-        self.cell.lock().journal.starts.clone()
-    }
-
-    /// Requests received, oldest first (the last 10 000).
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.cell.lock().journal.requests.iter().cloned().collect()
-    }
-
-    /// Forget recorded requests and start times (fault counters keep counting).
-    pub fn clear_requests(&self) {
-        let mut inner = self.cell.lock();
-        inner.journal.requests.clear();
-        inner.journal.starts.clear();
     }
 }
 

@@ -5,123 +5,15 @@
 //! Nothing here runs by itself. The state holds future events as instants and
 //! [`ServerState::advance`] applies every event that is due whenever someone looks (a
 //! request, a test asking). So an idle fleet of a thousand servers costs no task and no
-//! timer. Times shown to clients are [`SimTime`]s: truncated once, when created, to 7, 1,
-//! 3 or 5 fractional digits in turn, so different answers carry different lengths while a
-//! stored result always reads the same (re-rendering one instant with another length would
-//! make one result look like two, which Jellyfin never does).
+//! timer. Every time a client is shown (a run's start and end) is stamped once, when it
+//! happens, as a [`SimTime`].
 
 use super::config::{CancelMode, History, RunOutcome, SimServerConfig, SimTask};
 use super::plugin::{PluginConfig, RunEnd};
-use chrono::{DateTime, Timelike, Utc};
-use serde::{Serialize, Serializer};
+use super::task_result::{ResultStatus, TaskResult, result};
+use super::time::{Clock, SimTime, Stamper};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Maps the simulator's monotonic instants to UTC, fixed at sim start.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
-    base: Instant,
-    base_utc: DateTime<Utc>,
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        Clock {
-            base: Instant::now(),
-            base_utc: Utc::now(),
-        }
-    }
-    pub fn base(&self) -> Instant {
-        self.base
-    }
-    pub fn utc(&self, at: Instant) -> DateTime<Utc> {
-        let since = at.saturating_duration_since(self.base);
-        self.base_utc + chrono::Duration::from_std(since).unwrap_or(chrono::Duration::zero())
-    }
-    pub fn base_utc(&self) -> DateTime<Utc> {
-        self.base_utc
-    }
-}
-
-/// A UTC time as Jellyfin writes it: `…T06:49:12.1234567Z`, 1 to 7 fractional digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SimTime {
-    at: DateTime<Utc>,
-    digits: u8,
-}
-
-impl SimTime {
-    /// `at` truncated to `digits` (1..=7) fractional digits.
-    pub fn new(at: DateTime<Utc>, digits: u8) -> Self {
-        let digits = digits.clamp(1, 7);
-        let unit = 10u32.pow(9 - u32::from(digits));
-        let nanos = at.nanosecond() % 1_000_000_000;
-        let at = at.with_nanosecond(nanos - nanos % unit).unwrap_or(at);
-        SimTime { at, digits }
-    }
-    pub fn utc(&self) -> DateTime<Utc> {
-        self.at
-    }
-    pub fn render(&self) -> String {
-        let frac = format!("{:09}", self.at.nanosecond() % 1_000_000_000);
-        format!(
-            "{}.{}Z",
-            self.at.format("%Y-%m-%dT%H:%M:%S"),
-            &frac[..usize::from(self.digits)]
-        )
-    }
-}
-
-impl Serialize for SimTime {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.render())
-    }
-}
-
-/// Hands out [`SimTime`]s with fraction lengths in rotation.
-#[derive(Debug, Default)]
-struct Stamper {
-    next: usize,
-}
-
-impl Stamper {
-    const DIGITS: [u8; 4] = [7, 1, 3, 5];
-    fn stamp(&mut self, at: DateTime<Utc>) -> SimTime {
-        let d = Self::DIGITS[self.next % Self::DIGITS.len()];
-        self.next = self.next.wrapping_add(1);
-        SimTime::new(at, d)
-    }
-}
-
-/// Jellyfin's `TaskCompletionStatus`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResultStatus {
-    Completed,
-    Failed,
-    Cancelled,
-    Aborted,
-}
-
-impl ResultStatus {
-    pub fn as_jellyfin(self) -> &'static str {
-        match self {
-            ResultStatus::Completed => "Completed",
-            ResultStatus::Failed => "Failed",
-            ResultStatus::Cancelled => "Cancelled",
-            ResultStatus::Aborted => "Aborted",
-        }
-    }
-}
-
-/// A `LastExecutionResult`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskResult {
-    pub start: SimTime,
-    pub end: SimTime,
-    pub status: ResultStatus,
-    pub error_message: Option<String>,
-    pub long_error_message: Option<String>,
-}
 
 /// Jellyfin's `TaskState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -599,51 +491,9 @@ fn progress(run: &Run, now: Instant) -> Option<f64> {
     }
 }
 
-fn result(start: SimTime, end: SimTime, status: ResultStatus, cfg: &SimServerConfig) -> TaskResult {
-    let failed = status == ResultStatus::Failed;
-    TaskResult {
-        start,
-        end,
-        status,
-        error_message: failed.then(|| cfg.error_message.clone()),
-        long_error_message: failed.then(|| fake_stack_trace(cfg.task, &cfg.error_message)),
-    }
-}
-
-fn fake_stack_trace(task: SimTask, message: &str) -> String {
-    let frames = match task {
-        SimTask::Migrator => {
-            "at System.IO.FileSystem.CreateDirectory(String fullPath)\n   \
-             at Jellyfin.Plugin.Template.Export.ExportService.RunAsync(PluginConfiguration config, IProgress`1 progress, CancellationToken cancellationToken)\n   \
-             at Jellyfin.Plugin.Template.Export.ExportMigrationTask.ExecuteAsync(IProgress`1 progress, CancellationToken cancellationToken)"
-        }
-        _ => {
-            "at System.IO.RandomAccess.WriteAtOffset(SafeFileHandle handle, ReadOnlySpan`1 buffer, Int64 fileOffset)\n   \
-             at Emby.Server.Implementations.Library.LibraryManager.ValidateMediaLibraryInternal(IProgress`1 progress, CancellationToken cancellationToken)"
-        }
-    };
-    format!(
-        "System.IO.IOException: {message}\n   {frames}\n   \
-         at Emby.Server.Implementations.ScheduledTasks.ScheduledTaskWorker.ExecuteInternal(TaskOptions options)"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn sim_time_truncates_and_renders_its_digits() {
-        let at = Utc.with_ymd_and_hms(2025, 10, 7, 6, 49, 12).unwrap()
-            + chrono::Duration::nanoseconds(123_456_789);
-        assert_eq!(SimTime::new(at, 7).render(), "2025-10-07T06:49:12.1234567Z");
-        assert_eq!(SimTime::new(at, 1).render(), "2025-10-07T06:49:12.1Z");
-        assert_eq!(SimTime::new(at, 5).render(), "2025-10-07T06:49:12.12345Z");
-        let t = SimTime::new(at, 3);
-        assert_eq!(t.render(), t.render());
-        assert_eq!(t.utc().nanosecond(), 123_000_000);
-    }
 
     fn cfg() -> SimServerConfig {
         SimServerConfig {

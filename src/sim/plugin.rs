@@ -7,22 +7,21 @@
 //!
 //! The ZIPs (the last export's, and an upload from the Import tab kept in
 //! `LastImportZipBase64`) are [`Bulk`]s: a few hundred bytes each whatever their size, and
-//! the document is served as a stream, so a fleet of servers with 500 MB exports costs the
-//! simulator nothing until someone reads one.
+//! the document is a [`ConfigDocument`], served as a stream, so a fleet of servers with
+//! 500 MB exports costs the simulator nothing until someone reads one.
 
-use super::bulk::{Base64Stream, Bulk, base64_chunks};
+use super::bulk::Bulk;
 use super::config::{Mode, SimServerConfig};
+use super::document::ConfigDocument;
 use super::export::{self, Flags, RunPlan};
-use super::model::SimTime;
+use super::time::SimTime;
 use super::zip;
-use crate::http1::BodySource;
 use chrono::Offset as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
-pub const EXPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/exports";
 /// Where an Import extracts the uploaded ZIP.
 const IMPORT_ROOT: &str = "/var/lib/jellyfin/plugins/Migrator/imports";
 
@@ -114,7 +113,7 @@ impl PluginConfig {
             previous_export: self.last_export_path.as_deref(),
             import_upload: self.last_import_zip.is_some(),
             offset: cfg.utc_offset,
-            zip_bytes: zip_bytes(cfg.zip_base64_len),
+            zip_bytes: zip::bytes_for_base64_len(cfg.zip_base64_len),
         };
         let written = export::run(&plan);
         if let Some(log) = &written.import_log {
@@ -203,11 +202,6 @@ pub fn template_document() -> ConfigDocument {
     doc
 }
 
-/// The ZIP size in bytes whose base64 is `base64_len` characters (rounded down to 4).
-pub fn zip_bytes(base64_len: usize) -> u64 {
-    base64_len as u64 / 4 * 3
-}
-
 /// An export ZIP from another server, as someone would upload it on the Import tab.
 fn uploaded_zip(base64_len: usize) -> Bulk {
     let start = "2025-09-01T20:00:00Z".parse().unwrap_or_default();
@@ -227,117 +221,17 @@ fn uploaded_zip(base64_len: usize) -> Bulk {
         previous_export: None,
         import_upload: false,
         offset: chrono::Utc.fix(),
-        zip_bytes: zip_bytes(base64_len),
+        zip_bytes: zip::bytes_for_base64_len(base64_len),
     };
     let written = export::run(&plan);
     zip::zip(&written.files, start.naive_utc()).unwrap_or_default()
 }
 
-/// One part of a streamed JSON document.
-#[derive(Debug)]
-enum Part {
-    Text(Vec<u8>),
-    /// A base64 string's characters (without its quotes).
-    Base64(Arc<Bulk>),
-}
-
-/// A JSON object whose big string values are base64 made while it is sent.
-#[derive(Debug, Default)]
-pub struct ConfigDocument {
-    parts: Vec<Part>,
-    /// Fields written so far (for the commas).
-    fields: usize,
-}
-
-impl ConfigDocument {
-    fn text(&mut self, s: &str) {
-        match self.parts.last_mut() {
-            Some(Part::Text(t)) => t.extend_from_slice(s.as_bytes()),
-            _ => self.parts.push(Part::Text(s.as_bytes().to_vec())),
-        }
-    }
-
-    fn name(&mut self, name: &str) {
-        let sep = if self.fields == 0 { "{" } else { "," };
-        self.text(&format!("{sep}\"{name}\":"));
-        self.fields += 1;
-    }
-
-    fn field(&mut self, name: &str, value: Value) -> &mut Self {
-        self.name(name);
-        self.text(&value.to_string());
-        self
-    }
-
-    fn optional(&mut self, name: &str, value: Option<Value>) -> &mut Self {
-        if let Some(v) = value {
-            self.field(name, v);
-        }
-        self
-    }
-
-    fn zip(&mut self, name: &str, zip: Option<&Arc<Bulk>>) -> &mut Self {
-        if let Some(z) = zip {
-            self.name(name);
-            self.text("\"");
-            self.parts.push(Part::Base64(z.clone()));
-            self.text("\"");
-        }
-        self
-    }
-
-    fn close(&mut self) {
-        if self.fields == 0 {
-            self.text("{");
-        }
-        self.text("}");
-    }
-
-    /// The whole document (tests and small documents).
-    #[cfg(test)]
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.chunks().flatten().collect()
-    }
-}
-
-impl BodySource for ConfigDocument {
-    fn size(&self) -> u64 {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => t.len() as u64,
-                Part::Base64(b) => Base64Stream::encoded_len(b.len()),
-            })
-            .sum()
-    }
-
-    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
-        Box::new(
-            self.parts
-                .iter()
-                .flat_map(|p| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
-                    match p {
-                        Part::Text(t) => Box::new(std::iter::once(t.clone())),
-                        Part::Base64(b) => Box::new(base64_chunks(b)),
-                    }
-                })
-                .filter(|c| !c.is_empty()),
-        )
-    }
-}
-
-/// splitmix64: a tiny, good-enough generator for ids and filler (no rand crate needed).
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::BodySource;
+    use serde_json::Value;
 
     #[test]
     fn the_document_is_the_plugins_fields_in_order_with_streamed_zips() {

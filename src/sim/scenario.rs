@@ -17,8 +17,8 @@
 //! Unknown keys are errors. Parsing problems carry the line, column and key from the TOML
 //! parser; problems across servers (duplicate names, two roots) are listed together.
 
-use super::SimError;
 use super::config::SimServerConfig;
+use super::error::SimError;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -98,7 +98,9 @@ pub fn problems(servers: &[SimServerConfig]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{CancelMode, Endpoint, Fault, Mode, PluginStatus, RunOutcome, SimTask};
+    use crate::sim::config::{CancelMode, Mode, PluginStatus, RunOutcome, SimTask};
+    use crate::sim::fault::Fault;
+    use crate::sim::route::Endpoint;
 
     #[test]
     fn the_shipped_example_parses() {

@@ -23,6 +23,12 @@ pub struct ZipEntry {
 /// The largest archive this writer makes: sizes and offsets are 32-bit without ZIP64.
 pub const MAX_ZIP_BYTES: u64 = u32::MAX as u64;
 
+/// The ZIP size in bytes whose base64 is `base64_len` characters (rounded down to 4): how
+/// a scenario's `*_zip_base64_len` becomes an archive's size.
+pub fn bytes_for_base64_len(base64_len: usize) -> u64 {
+    base64_len as u64 / 4 * 3
+}
+
 const LOCAL_HEADER: u64 = 30;
 const CENTRAL_HEADER: u64 = 46;
 const END_RECORD: u64 = 22;

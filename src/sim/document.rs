@@ -1,0 +1,103 @@
+//! [`ConfigDocument`]: the body of `GET /Plugins/{id}/Configuration`, a JSON object
+//! written field by field whose ZIP fields are base64 made while it is sent, so a
+//! configuration holding a 500 MB export is never held whole.
+
+use super::bulk::{Base64Stream, Bulk, base64_chunks};
+use crate::http1::BodySource;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// One part of a streamed JSON document.
+#[derive(Debug)]
+enum Part {
+    Text(Vec<u8>),
+    /// A base64 string's characters (without its quotes).
+    Base64(Arc<Bulk>),
+}
+
+/// A JSON object whose big string values are base64 made while it is sent.
+#[derive(Debug, Default)]
+pub struct ConfigDocument {
+    parts: Vec<Part>,
+    /// Fields written so far (for the commas).
+    fields: usize,
+}
+
+impl ConfigDocument {
+    /// Raw JSON text, merged into the text part before it.
+    fn text(&mut self, s: &str) {
+        match self.parts.last_mut() {
+            Some(Part::Text(t)) => t.extend_from_slice(s.as_bytes()),
+            _ => self.parts.push(Part::Text(s.as_bytes().to_vec())),
+        }
+    }
+
+    /// `{"name":` or `,"name":`.
+    fn name(&mut self, name: &str) {
+        let sep = if self.fields == 0 { "{" } else { "," };
+        self.text(&format!("{sep}\"{name}\":"));
+        self.fields += 1;
+    }
+
+    pub(crate) fn field(&mut self, name: &str, value: Value) -> &mut Self {
+        self.name(name);
+        self.text(&value.to_string());
+        self
+    }
+
+    pub(crate) fn optional(&mut self, name: &str, value: Option<Value>) -> &mut Self {
+        if let Some(v) = value {
+            self.field(name, v);
+        }
+        self
+    }
+
+    pub(crate) fn zip(&mut self, name: &str, zip: Option<&Arc<Bulk>>) -> &mut Self {
+        if let Some(z) = zip {
+            self.name(name);
+            self.text("\"");
+            self.parts.push(Part::Base64(z.clone()));
+            self.text("\"");
+        }
+        self
+    }
+
+    pub(crate) fn close(&mut self) {
+        if self.fields == 0 {
+            self.text("{");
+        }
+        self.text("}");
+    }
+
+    /// The whole document (tests and small documents).
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks().flatten().collect()
+    }
+}
+
+impl BodySource for ConfigDocument {
+    fn size(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len() as u64,
+                Part::Base64(b) => Base64Stream::encoded_len(b.len()),
+            })
+            .sum()
+    }
+
+    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+        Box::new(
+            self.parts
+                .iter()
+                .flat_map(|p| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+                    match p {
+                        Part::Text(t) => Box::new(std::iter::once(t.clone())),
+                        Part::Base64(b) => Box::new(base64_chunks(b)),
+                    }
+                })
+                .filter(|c| !c.is_empty()),
+        )
+    }
+}

@@ -1,0 +1,104 @@
+//! Time as the simulated servers show it. A [`Clock`] maps the simulator's monotonic
+//! instants to UTC, fixed at sim start. A [`SimTime`] is a UTC time as Jellyfin writes it,
+//! truncated once, when created, to 1 to 7 fractional digits; a [`Stamper`] hands them out
+//! with 7, 1, 3 and 5 digits in turn, so different answers carry different lengths while a
+//! stored result always reads the same (re-rendering one instant with another length would
+//! make one result look like two, which Jellyfin never does).
+
+use chrono::{DateTime, Timelike, Utc};
+use serde::{Serialize, Serializer};
+use tokio::time::Instant;
+
+/// Maps the simulator's monotonic instants to UTC, fixed at sim start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    base: Instant,
+    base_utc: DateTime<Utc>,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            base_utc: Utc::now(),
+        }
+    }
+    pub fn base(&self) -> Instant {
+        self.base
+    }
+    pub fn utc(&self, at: Instant) -> DateTime<Utc> {
+        let since = at.saturating_duration_since(self.base);
+        self.base_utc + chrono::Duration::from_std(since).unwrap_or(chrono::Duration::zero())
+    }
+    pub fn base_utc(&self) -> DateTime<Utc> {
+        self.base_utc
+    }
+}
+
+/// A UTC time as Jellyfin writes it: `…T06:49:12.1234567Z`, 1 to 7 fractional digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SimTime {
+    at: DateTime<Utc>,
+    digits: u8,
+}
+
+impl SimTime {
+    /// `at` truncated to `digits` (1..=7) fractional digits.
+    pub fn new(at: DateTime<Utc>, digits: u8) -> Self {
+        let digits = digits.clamp(1, 7);
+        let unit = 10u32.pow(9 - u32::from(digits));
+        let nanos = at.nanosecond() % 1_000_000_000;
+        let at = at.with_nanosecond(nanos - nanos % unit).unwrap_or(at);
+        SimTime { at, digits }
+    }
+    pub fn utc(&self) -> DateTime<Utc> {
+        self.at
+    }
+    pub fn render(&self) -> String {
+        let frac = format!("{:09}", self.at.nanosecond() % 1_000_000_000);
+        format!(
+            "{}.{}Z",
+            self.at.format("%Y-%m-%dT%H:%M:%S"),
+            &frac[..usize::from(self.digits)]
+        )
+    }
+}
+
+impl Serialize for SimTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render())
+    }
+}
+
+/// Hands out [`SimTime`]s with fraction lengths in rotation.
+#[derive(Debug, Default)]
+pub(crate) struct Stamper {
+    next: usize,
+}
+
+impl Stamper {
+    const DIGITS: [u8; 4] = [7, 1, 3, 5];
+    pub fn stamp(&mut self, at: DateTime<Utc>) -> SimTime {
+        let d = Self::DIGITS[self.next % Self::DIGITS.len()];
+        self.next = self.next.wrapping_add(1);
+        SimTime::new(at, d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn sim_time_truncates_and_renders_its_digits() {
+        let at = Utc.with_ymd_and_hms(2025, 10, 7, 6, 49, 12).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        assert_eq!(SimTime::new(at, 7).render(), "2025-10-07T06:49:12.1234567Z");
+        assert_eq!(SimTime::new(at, 1).render(), "2025-10-07T06:49:12.1Z");
+        assert_eq!(SimTime::new(at, 5).render(), "2025-10-07T06:49:12.12345Z");
+        let t = SimTime::new(at, 3);
+        assert_eq!(t.render(), t.render());
+        assert_eq!(t.utc().nanosecond(), 123_000_000);
+    }
+}
