@@ -392,6 +392,79 @@ async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     assert_eq!(records(dir.path(), "m").len(), 1);
 }
 
+/// `tests/fixtures/inflight/v1.json` is an in-flight marker as version 0.1.0 wrote it: the
+/// daemon of today resumes it and records the run it describes, with the request it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_written_by_version_0_1_0_is_resumed() {
+    let name = "living-room";
+    // The task had never run before, as the fixture's `snapshot: null` says.
+    let mut never_ran = sim_server(name, 200);
+    never_ran.history = jellyfin_export_scheduler::sim::History::Never;
+    let sim = simulator(vec![never_ran]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &[(
+            name,
+            sim.url(name),
+            "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"",
+        )],
+    );
+    let server = cfg.servers[0].clone();
+    // The earlier process started the run (the fixture's task id is the Migrator's) and
+    // stopped; the run ended while nobody watched.
+    let client =
+        JellyfinClient::new(name, &server.url, &server.api_key, server.request_timeout).unwrap();
+    let task = client.find_task(&server.task_key).await.unwrap();
+    assert_eq!(task.id, "d6eb93f1d1591e7d5e6c70f1d25e6fdd");
+    client.start_task(&task.id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .task(&task.id)
+        .await
+        .unwrap()
+        .last_execution_result
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the simulated run did not end within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state = StateDir::open(dir.path()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inflight/v1.json");
+    std::fs::copy(&fixture, state.inflight_dir().join("living-room.json")).unwrap();
+
+    let handle = start(cfg).await;
+    let recs = wait_for_records(dir.path(), name, 1, Duration::from_secs(10)).await;
+    stop(handle).await;
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let r = &recs[0];
+    assert_eq!(r.run_id, "019ac3a1d2400a1b2c3d");
+    assert_eq!(r.trigger, Trigger::Schedule);
+    assert_eq!(
+        r.scheduled_for,
+        Some("2026-11-27T02:30:00Z".parse::<DateTime<Utc>>().unwrap())
+    );
+    assert_eq!(
+        r.triggered_at,
+        "2026-11-27T02:30:00.250Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(r.outcome, Outcome::Completed, "{recs:#?}");
+    assert_eq!(r.attempts, 1);
+    assert!(
+        !state.inflight_dir().join("living-room.json").exists(),
+        "marker cleared"
+    );
+    assert_eq!(
+        sim.server(name).start_requests().len(),
+        1,
+        "the resumed run was not started again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_a_run_within_the_grace() {
     let sim = simulator(vec![sim_server("g", 600)]).await;
