@@ -14,6 +14,7 @@
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`run`] | one run: preflight, start, track, verify, outcome |
+//! | [`runner`] | a run with its bookkeeping: marker, record, resumption |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
@@ -24,7 +25,6 @@
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
 //! | [`inflight`] | in-flight run markers, so restarts lose no run |
-//! | [`recorder`] | a run with its bookkeeping: marker, record, resumption |
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
@@ -42,9 +42,9 @@ pub mod monitor;
 pub mod notifications;
 pub mod notify;
 pub mod record;
-pub mod recorder;
 pub mod reload;
 pub mod run;
+pub mod runner;
 pub mod schedule;
 pub mod secret;
 pub mod signals;

@@ -13,7 +13,7 @@ use crate::history::format_duration;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
 use crate::record::{Outcome, RunRecord, Trigger, new_run_id};
-use crate::recorder::{RecordError, Recorder};
+use crate::runner::{RecordError, Runner};
 use crate::run::{self, RunEvents, RunRequest, StartResult, Started};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
@@ -158,10 +158,10 @@ pub async fn trigger<W: Write + Send>(
             return exit::FAILED;
         }
     };
-    let recorder = Recorder::new(&state);
+    let runner = Runner::new(&state);
     let mut progress = Progress::new(out, live, &server.name);
 
-    if recorder
+    if runner
         .markers()
         .read(&server.name)
         .ok()
@@ -169,7 +169,7 @@ pub async fn trigger<W: Write + Send>(
         .is_some()
     {
         progress.line("an earlier run was left in flight; following it to its end first");
-        if let Some(result) = recorder
+        if let Some(result) = runner
             .resume_left_over(&client, server, &mut progress)
             .await
         {
@@ -187,9 +187,9 @@ pub async fn trigger<W: Write + Send>(
         triggered_at: now,
     };
     if no_wait {
-        return start_only(&recorder, &client, config, server, &request, progress).await;
+        return start_only(&runner, &client, config, server, &request, progress).await;
     }
-    let result = recorder.run(&client, server, &request, &mut progress).await;
+    let result = runner.run(&client, server, &request, &mut progress).await;
     let mut out = progress.finish();
     match result {
         Ok(record) => {
@@ -212,7 +212,7 @@ pub async fn trigger<W: Write + Send>(
 
 /// `--no-wait`: preflight and start, leave the marker, return.
 async fn start_only<W: Write + Send>(
-    recorder: &Recorder,
+    runner: &Runner,
     client: &JellyfinClient,
     config: &Config,
     server: &crate::config::ServerConfig,
@@ -223,7 +223,7 @@ async fn start_only<W: Write + Send>(
         StartResult::Started(started) => {
             let marker =
                 crate::inflight::Marker::new(&server.name, &server.task_key, request, &started);
-            let written = recorder.markers().write(&marker);
+            let written = runner.markers().write(&marker);
             let mut out = progress.finish();
             match written {
                 Ok(()) => {
@@ -245,7 +245,7 @@ async fn start_only<W: Write + Send>(
         }
         StartResult::NotStarted { ended, attempts } => {
             let record = run::record(server, request, ended, attempts);
-            let result = recorder
+            let result = runner
                 .append_and_clear(record, server.history_limit)
                 .await;
             let mut out = progress.finish();

@@ -19,7 +19,7 @@ use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::inflight::Marker;
 use crate::notify::Notifier;
 use crate::record::RunRecord;
-use crate::recorder::Recorder;
+use crate::runner::Runner;
 use crate::state::StateDir;
 use chrono::Utc;
 use server_loop::Startup;
@@ -39,7 +39,7 @@ const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 /// Shared by the supervisor, the loops and the run tasks.
 pub struct Ctx {
     pub state: StateDir,
-    pub recorder: Recorder,
+    pub runner: Runner,
     pub status: Arc<StatusBoard>,
     slots: Arc<Semaphore>,
     max_concurrent_runs: usize,
@@ -196,7 +196,7 @@ impl DaemonHandle {
         let _ = self.done.await;
     }
 
-    /// The shared state (status board, recorder), for the HTTP endpoint and tests.
+    /// The shared state (status board, runner), for the HTTP endpoint and tests.
     pub fn ctx(&self) -> &Arc<Ctx> {
         &self.ctx
     }
@@ -224,7 +224,7 @@ impl Daemon {
         }
         let status = Arc::new(StatusBoard::default());
         let ctx = Arc::new(Ctx {
-            recorder: Recorder::new(&state),
+            runner: Runner::new(&state),
             state,
             status: status.clone(),
             slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
@@ -273,7 +273,7 @@ struct Supervisor {
 impl Supervisor {
     /// Start loops for every enabled server that has none.
     async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
-        let markers_left = self.ctx.recorder.markers().servers();
+        let markers_left = self.ctx.runner.markers().servers();
         for name in &markers_left {
             if !config.servers.iter().any(|s| &s.name == name && s.enabled) {
                 warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
@@ -293,18 +293,18 @@ impl Supervisor {
 
     /// What a server must do before its schedule: resume a marker, catch up a missed slot.
     async fn startup_work(&self, server: &ServerConfig, at_daemon_start: bool) -> Startup {
-        let recorder = self.ctx.recorder.clone();
+        let runner = self.ctx.runner.clone();
         let server = server.clone();
         let status = self.ctx.status.clone();
         tokio::task::spawn_blocking(move || {
-            let resume: Option<Marker> = match recorder.markers().read(&server.name) {
+            let resume: Option<Marker> = match runner.markers().read(&server.name) {
                 Ok(m) => m,
                 Err(e) => {
                     warn!(server = %server.name, error = %e, "in-flight marker ignored");
                     None
                 }
             };
-            let records = match recorder.history().read(&server.name) {
+            let records = match runner.history().read(&server.name) {
                 Ok(r) => {
                     for w in &r.warnings {
                         warn!(server = %server.name, "{w}");
@@ -452,14 +452,14 @@ impl Supervisor {
         if pending.is_empty() {
             return;
         }
-        let recorder = self.ctx.recorder.clone();
+        let runner = self.ctx.runner.clone();
         let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
             let mut still = Vec::new();
             for (record, limit) in pending {
-                match recorder.history().append(&record, limit) {
+                match runner.history().append(&record, limit) {
                     Ok(()) => {
                         info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
-                        let _ = recorder
+                        let _ = runner
                             .markers()
                             .remove_if_run(&record.server, &record.run_id);
                     }

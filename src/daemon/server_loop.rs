@@ -13,7 +13,7 @@ use crate::inflight::Marker;
 use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
-use crate::recorder::RecordError;
+use crate::runner::RecordError;
 use crate::run::{RunEvents, RunRequest};
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
@@ -290,7 +290,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
         match job {
             Job::Resume(marker) => {
                 info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.recorder
+                ctx.runner
                     .resume_left_over(&client, cfg, &mut events)
                     .await
             }
@@ -299,14 +299,14 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
                 // resumed at start) is finished and recorded first; but not a run of ours
                 // whose record only waits for the disk (it would be recorded twice).
                 if ctx
-                    .recorder
+                    .runner
                     .markers()
                     .read(&cfg.name)
                     .ok()
                     .flatten()
                     .is_some_and(|m| !ctx.is_unwritten(&m.run_id))
                     && let Some(r) = ctx
-                        .recorder
+                        .runner
                         .resume_left_over(&client, cfg, &mut events)
                         .await
                 {
@@ -316,7 +316,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
                 for o in ctx.observers() {
                     o.run_started(cfg, &request.run_id);
                 }
-                Some(ctx.recorder.run(&client, cfg, &request, &mut events).await)
+                Some(ctx.runner.run(&client, cfg, &request, &mut events).await)
             }
         }
     };
@@ -396,7 +396,7 @@ fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunR
 async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
     ctx.announce(cfg, &record);
     let result = ctx
-        .recorder
+        .runner
         .append_and_clear(record, cfg.history_limit)
         .await;
     match result {

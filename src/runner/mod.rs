@@ -33,14 +33,14 @@ pub enum RecordError {
 
 /// Runs and records on one state directory. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Recorder {
+pub struct Runner {
     history: Arc<History>,
     markers: Markers,
 }
 
-impl Recorder {
-    pub fn new(state: &StateDir) -> Recorder {
-        Recorder {
+impl Runner {
+    pub fn new(state: &StateDir) -> Runner {
+        Runner {
             history: Arc::new(History::new(state)),
             markers: Markers::new(state),
         }
