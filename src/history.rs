@@ -3,7 +3,7 @@
 //!
 //! This module owns the file format's write guarantees: append + fsync per record, a torn
 //! last line skipped on read and cut off on the next append, retention by atomic rewrite,
-//! 0600 files. It does not decide what a record says (`run` does), where the state
+//! 0600 files. It does not decide what a record says (`runner` does), where the state
 //! directory is or who may run a server (`state` does), or what to do when a write fails
 //! (the daemon keeps the record and retries).
 //!

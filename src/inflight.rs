@@ -11,7 +11,7 @@
 //! marker whose run id is already in the history is simply removed.
 
 use crate::record::Trigger;
-use crate::run::{RunRequest, Started};
+use crate::runner::track::{RunRequest, Started};
 use crate::state::{StateDir, write_private_file};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -178,7 +178,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::SnapshotResult;
+    use crate::runner::track::SnapshotResult;
 
     fn marker(server: &str) -> Marker {
         let now = Utc::now();

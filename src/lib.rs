@@ -13,8 +13,8 @@
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
-//! | [`run`] | one run: preflight, start, track, verify, outcome |
 //! | [`runner`] | a run with its bookkeeping: marker, record, resumption |
+//! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
@@ -43,7 +43,6 @@ pub mod notifications;
 pub mod notify;
 pub mod record;
 pub mod reload;
-pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secret;

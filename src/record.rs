@@ -2,7 +2,7 @@
 //! notifications carry.
 //!
 //! This module only describes the data; writing it to disk is `history`'s job and deciding
-//! the outcome is `run`'s. Field names and outcome spellings are part of the on-disk format
+//! the outcome is `runner`'s. Field names and outcome spellings are part of the on-disk format
 //! (see `docs/history-format.md`): renaming one breaks every history file already written.
 
 use chrono::{DateTime, Utc};

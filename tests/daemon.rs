@@ -12,7 +12,7 @@ use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{
     Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
 };
-use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest, StartResult};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents, RunRequest, StartResult};
 use jellyfin_export_scheduler::schedule::jitter_offset;
 use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
@@ -353,7 +353,7 @@ async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     // An "earlier process" started the run and died, leaving its marker.
     let client =
         JellyfinClient::new("m", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
+    let started = match track::start(&client, &server, &mut NoEvents).await {
         StartResult::Started(s) => s,
         other => panic!("expected a start: {other:?}"),
     };

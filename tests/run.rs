@@ -7,7 +7,7 @@
 use jellyfin_export_scheduler::config::{Config, IfRunning, LoadEnv, ServerConfig};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger, new_run_id};
-use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents, RunRequest};
 use jellyfin_export_scheduler::sim::{
     CANCELED, CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
     SimServerConfig, SimTask, Simulator, TaskState,
@@ -81,7 +81,7 @@ async fn run_once(server: &ServerConfig) -> RunRecord {
     // A bound on the whole run, so a tracking bug fails the test instead of hanging it.
     tokio::time::timeout(
         Duration::from_secs(30),
-        run::execute(&client, server, &request(), &mut NoEvents),
+        track::execute(&client, server, &request(), &mut NoEvents),
     )
     .await
     .expect("the run ended within 30 s")
@@ -829,29 +829,29 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
     let server = server_config(&sim.url("t"), KEY);
     let client =
         JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
-        run::StartResult::Started(s) => s,
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     // A resumed run that ended while nobody watched still gets its real outcome, even when
     // its timeout has passed by now.
     let mut late = server.clone();
     late.timeout = Duration::from_millis(1);
-    let ended = run::resume(&client, &late, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &late, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
     let server = server_config(&sim.url("t"), KEY);
     let client =
         JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
-        run::StartResult::Started(s) => s,
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
     assert!(ended.reason.unwrap().contains("no longer exists"));
 }

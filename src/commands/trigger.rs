@@ -13,8 +13,8 @@ use crate::history::format_duration;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
 use crate::record::{Outcome, RunRecord, Trigger, new_run_id};
+use crate::runner::track::{self, RunEvents, RunRequest, StartResult, Started};
 use crate::runner::{RecordError, Runner};
-use crate::run::{self, RunEvents, RunRequest, StartResult, Started};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
 use std::time::Duration;
@@ -161,13 +161,7 @@ pub async fn trigger<W: Write + Send>(
     let runner = Runner::new(&state);
     let mut progress = Progress::new(out, live, &server.name);
 
-    if runner
-        .markers()
-        .read(&server.name)
-        .ok()
-        .flatten()
-        .is_some()
-    {
+    if runner.markers().read(&server.name).ok().flatten().is_some() {
         progress.line("an earlier run was left in flight; following it to its end first");
         if let Some(result) = runner
             .resume_left_over(&client, server, &mut progress)
@@ -219,7 +213,7 @@ async fn start_only<W: Write + Send>(
     request: &RunRequest,
     mut progress: Progress<W>,
 ) -> u8 {
-    match run::start(client, server, &mut progress).await {
+    match track::start(client, server, &mut progress).await {
         StartResult::Started(started) => {
             let marker =
                 crate::inflight::Marker::new(&server.name, &server.task_key, request, &started);
@@ -244,10 +238,8 @@ async fn start_only<W: Write + Send>(
             }
         }
         StartResult::NotStarted { ended, attempts } => {
-            let record = run::record(server, request, ended, attempts);
-            let result = runner
-                .append_and_clear(record, server.history_limit)
-                .await;
+            let record = track::record(server, request, ended, attempts);
+            let result = runner.append_and_clear(record, server.history_limit).await;
             let mut out = progress.finish();
             match result {
                 Ok(r) => {

@@ -14,7 +14,7 @@ use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
 use crate::runner::RecordError;
-use crate::run::{RunEvents, RunRequest};
+use crate::runner::track::{RunEvents, RunRequest};
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
@@ -290,9 +290,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
         match job {
             Job::Resume(marker) => {
                 info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.runner
-                    .resume_left_over(&client, cfg, &mut events)
-                    .await
+                ctx.runner.resume_left_over(&client, cfg, &mut events).await
             }
             Job::Run(request) => {
                 // A run left in flight (a `trigger --no-wait`, or a marker that could not be
@@ -305,10 +303,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
                     .ok()
                     .flatten()
                     .is_some_and(|m| !ctx.is_unwritten(&m.run_id))
-                    && let Some(r) = ctx
-                        .runner
-                        .resume_left_over(&client, cfg, &mut events)
-                        .await
+                    && let Some(r) = ctx.runner.resume_left_over(&client, cfg, &mut events).await
                 {
                     log_result(&r);
                 }
@@ -395,10 +390,7 @@ fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunR
 /// a run in progress keeps its marker.
 async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
     ctx.announce(cfg, &record);
-    let result = ctx
-        .runner
-        .append_and_clear(record, cfg.history_limit)
-        .await;
+    let result = ctx.runner.append_and_clear(record, cfg.history_limit).await;
     match result {
         Ok(r) => Some(r),
         Err(RecordError::History { record, source }) => {

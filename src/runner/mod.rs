@@ -8,15 +8,17 @@
 //!
 //! History and marker writes are blocking (fsync), so they run on tokio's blocking pool.
 
+pub mod track;
+
 use crate::config::ServerConfig;
 use crate::history::{History, HistoryError};
 use crate::inflight::{Marker, MarkerError, Markers};
 use crate::jellyfin::JellyfinClient;
 use crate::record::RunRecord;
-use crate::run::{self, RunEvents, RunRequest, StartResult};
 use crate::state::StateDir;
 use std::sync::Arc;
 use tracing::{info, warn};
+use track::{RunEvents, RunRequest, StartResult};
 
 /// Why a finished run's record could not be made durable. The record itself is kept here
 /// so that nothing is lost: the caller can show it and write it again later.
@@ -62,7 +64,7 @@ impl Runner {
         request: &RunRequest,
         events: &mut dyn RunEvents,
     ) -> Result<RunRecord, RecordError> {
-        let (ended, attempts) = match run::start(client, server, events).await {
+        let (ended, attempts) = match track::start(client, server, events).await {
             StartResult::NotStarted { ended, attempts } => (ended, attempts),
             StartResult::Started(started) => {
                 let marker = Marker::new(&server.name, &server.task_key, request, &started);
@@ -70,11 +72,11 @@ impl Runner {
                     // The run goes on; only a crash before its end would lose it.
                     warn!(server = %server.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
                 }
-                let ended = run::track(client, server, &started, events).await;
+                let ended = track::track(client, server, &started, events).await;
                 (ended, started.attempts)
             }
         };
-        let record = run::record(server, request, ended, attempts);
+        let record = track::record(server, request, ended, attempts);
         self.append_and_clear(record, server.history_limit).await
     }
 
@@ -102,8 +104,8 @@ impl Runner {
             return None;
         }
         info!(server = %server.name, run_id = %marker.run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
-        let ended = run::resume(client, server, &marker.started, events).await;
-        let record = run::record(server, &marker.request(), ended, marker.started.attempts);
+        let ended = track::resume(client, server, &marker.started, events).await;
+        let record = track::record(server, &marker.request(), ended, marker.started.attempts);
         Some(self.append_and_clear(record, server.history_limit).await)
     }
 
