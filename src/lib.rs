@@ -15,6 +15,7 @@
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`runner`] | a run with its bookkeeping: marker, record, resumption |
 //! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
+//! | [`runner::marker`] | in-flight run markers, so restarts lose no run |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
@@ -24,7 +25,6 @@
 //! | [`monitor`] | what metrics, the status API and page show about each server |
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
-//! | [`inflight`] | in-flight run markers, so restarts lose no run |
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
@@ -34,7 +34,6 @@ pub mod daemon;
 pub mod endpoint;
 pub mod history;
 pub mod http1;
-pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
 pub mod migrator;

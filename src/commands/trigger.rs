@@ -215,8 +215,12 @@ async fn start_only<W: Write + Send>(
 ) -> u8 {
     match track::start(client, server, &mut progress).await {
         StartResult::Started(started) => {
-            let marker =
-                crate::inflight::Marker::new(&server.name, &server.task_key, request, &started);
+            let marker = crate::runner::marker::Marker::new(
+                &server.name,
+                &server.task_key,
+                request,
+                &started,
+            );
             let written = runner.markers().write(&marker);
             let mut out = progress.finish();
             match written {

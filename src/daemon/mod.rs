@@ -16,10 +16,10 @@ mod server_loop;
 pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
-use crate::inflight::Marker;
 use crate::notify::Notifier;
 use crate::record::RunRecord;
 use crate::runner::Runner;
+use crate::runner::marker::Marker;
 use crate::state::StateDir;
 use chrono::Utc;
 use server_loop::Startup;

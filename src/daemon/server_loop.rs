@@ -9,11 +9,11 @@
 
 use super::Ctx;
 use crate::config::ServerConfig;
-use crate::inflight::Marker;
 use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
 use crate::runner::RecordError;
+use crate::runner::marker::Marker;
 use crate::runner::track::{RunEvents, RunRequest};
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};

@@ -8,14 +8,15 @@
 //!
 //! History and marker writes are blocking (fsync), so they run on tokio's blocking pool.
 
+pub mod marker;
 pub mod track;
 
 use crate::config::ServerConfig;
 use crate::history::{History, HistoryError};
-use crate::inflight::{Marker, MarkerError, Markers};
 use crate::jellyfin::JellyfinClient;
 use crate::record::RunRecord;
 use crate::state::StateDir;
+use marker::{Marker, MarkerError, Markers};
 use std::sync::Arc;
 use tracing::{info, warn};
 use track::{RunEvents, RunRequest, StartResult};
