@@ -9,10 +9,10 @@ use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{
-    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+    Outcome, RunRecord, RunRequest, SCHEDULER_VERSION, Trigger, new_run_id,
 };
 use jellyfin_export_scheduler::runner::marker::{Marker, Markers};
-use jellyfin_export_scheduler::runner::track::{self, NoEvents, RunRequest, StartResult};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents, StartResult};
 use jellyfin_export_scheduler::schedule::jitter_offset;
 use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;

@@ -6,8 +6,8 @@
 
 use jellyfin_export_scheduler::config::{Config, IfRunning, LoadEnv, ServerConfig};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
-use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger, new_run_id};
-use jellyfin_export_scheduler::runner::track::{self, NoEvents, RunRequest};
+use jellyfin_export_scheduler::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents};
 use jellyfin_export_scheduler::sim::{
     CANCELED, CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
     SimServerConfig, SimTask, Simulator, TaskState,

@@ -532,7 +532,7 @@ fn missed_due(
         .schedule
         .latest_at_or_before(now, server.catch_up_window)?;
     let covered = records.iter().any(|r| r.scheduled_for == Some(latest))
-        || marker.is_some_and(|m| m.scheduled_for == Some(latest));
+        || marker.is_some_and(|m| m.request.scheduled_for == Some(latest));
     (!covered).then_some(latest)
 }
 

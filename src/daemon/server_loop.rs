@@ -11,10 +11,11 @@ use super::Ctx;
 use crate::config::ServerConfig;
 use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
+use crate::record::RunRequest;
 use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
 use crate::runner::RecordError;
 use crate::runner::marker::Marker;
-use crate::runner::track::{RunEvents, RunRequest};
+use crate::runner::track::RunEvents;
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
@@ -154,7 +155,7 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
     let first_id = startup
         .resume
         .as_ref()
-        .map_or_else(|| new_run_id(now), |m| m.run_id.clone());
+        .map_or_else(|| new_run_id(now), |m| m.request.run_id.clone());
     if ctx.status.begin_run(&cfg.name, &first_id, now).is_err() {
         return;
     }
@@ -194,7 +195,7 @@ impl Job {
     fn run_id(&self) -> &str {
         match self {
             Job::Run(r) => &r.run_id,
-            Job::Resume(m) => &m.run_id,
+            Job::Resume(m) => &m.request.run_id,
         }
     }
 }
@@ -302,7 +303,7 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
                     .read(&cfg.name)
                     .ok()
                     .flatten()
-                    .is_some_and(|m| !ctx.is_unwritten(&m.run_id))
+                    .is_some_and(|m| !ctx.is_unwritten(&m.request.run_id))
                     && let Some(r) = ctx.runner.resume_left_over(&client, cfg, &mut events).await
                 {
                     log_result(&r);

@@ -15,11 +15,12 @@ use crate::config::ServerConfig;
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
 use crate::record::RunRecord;
+use crate::record::RunRequest;
 use crate::state::StateDir;
 use marker::{Marker, MarkerError, Markers};
 use std::sync::Arc;
 use tracing::{info, warn};
-use track::{RunEvents, RunRequest, StartResult};
+use track::{RunEvents, StartResult};
 
 /// Why a finished run's record could not be made durable. The record itself is kept here
 /// so that nothing is lost: the caller can show it and write it again later.
@@ -97,16 +98,19 @@ impl Runner {
                 return None;
             }
         };
-        if self.already_recorded(&server.name, &marker.run_id).await {
-            info!(server = %server.name, run_id = %marker.run_id, "run left in flight was already recorded; clearing its marker");
+        if self
+            .already_recorded(&server.name, &marker.request.run_id)
+            .await
+        {
+            info!(server = %server.name, run_id = %marker.request.run_id, "run left in flight was already recorded; clearing its marker");
             if let Err(e) = self.markers.remove(&server.name) {
-                warn!(server = %server.name, run_id = %marker.run_id, error = %e, "marker not removed");
+                warn!(server = %server.name, run_id = %marker.request.run_id, error = %e, "marker not removed");
             }
             return None;
         }
-        info!(server = %server.name, run_id = %marker.run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
+        info!(server = %server.name, run_id = %marker.request.run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
         let ended = track::resume(client, server, &marker.started, events).await;
-        let record = track::record(server, &marker.request(), ended, marker.started.attempts);
+        let record = track::record(server, &marker.request, ended, marker.started.attempts);
         Some(self.append_and_clear(record, server.history_limit).await)
     }
 

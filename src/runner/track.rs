@@ -16,22 +16,11 @@ use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
 use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
 use crate::migrator::{self, Verdict};
-use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
+use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{debug, info, warn};
-
-/// What asked for this run.
-#[derive(Clone, Debug)]
-pub struct RunRequest {
-    pub run_id: String,
-    pub trigger: Trigger,
-    /// The due instant (absent for manual runs).
-    pub scheduled_for: Option<DateTime<Utc>>,
-    /// When we decided to run.
-    pub triggered_at: DateTime<Utc>,
-}
 
 /// A run that Jellyfin accepted (or one already going that we follow): everything needed
 /// to track it, also after a restart (the daemon stores it in the in-flight marker).
