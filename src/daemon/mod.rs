@@ -48,8 +48,6 @@ pub struct Ctx {
     /// Cancelled when the shutdown grace is over: runs still going stop being tracked
     /// (their markers stay).
     abort_runs: CancellationToken,
-    /// Records whose history write failed, written again later: nothing is lost.
-    unwritten: Mutex<Vec<(RunRecord, usize)>>,
     observers: std::sync::RwLock<Vec<Arc<dyn DaemonObserver>>>,
     /// One HTTP client per `request_timeout` in use (usually one for the whole fleet):
     /// a client per run would cost a connection pool and a TLS setup each (about 18 KiB;
@@ -101,22 +99,6 @@ impl Ctx {
         let c = crate::jellyfin::http_client(request_timeout)?;
         clients.insert(request_timeout, c.clone());
         Ok(c)
-    }
-
-    /// Whether a run's record is waiting for the disk.
-    pub(crate) fn is_unwritten(&self, run_id: &str) -> bool {
-        self.unwritten
-            .lock()
-            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
-            .unwrap_or(false)
-    }
-
-    /// Keep a record the disk refused, to write it again later (once per run).
-    pub(crate) fn keep_unwritten(&self, record: RunRecord, history_limit: usize) {
-        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
-        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
-            u.push((record, history_limit));
-        }
     }
 
     /// Tell the observers about a record.
@@ -231,7 +213,6 @@ impl Daemon {
             max_concurrent_runs: config.daemon.max_concurrent_runs,
             runs: TaskTracker::new(),
             abort_runs: CancellationToken::new(),
-            unwritten: Mutex::new(Vec::new()),
             observers: std::sync::RwLock::new(options.observers),
             http: Mutex::new(std::collections::HashMap::new()),
         });
@@ -362,7 +343,7 @@ impl Supervisor {
                         let _ = reply.send(summary);
                     }
                 },
-                _ = retry.tick() => self.write_unwritten().await,
+                _ = retry.tick() => self.ctx.runner.write_unwritten().await,
             }
         }
         self.drain().await;
@@ -446,38 +427,6 @@ impl Supervisor {
         summary
     }
 
-    async fn write_unwritten(&self) {
-        let pending: Vec<(RunRecord, usize)> =
-            std::mem::take(&mut *self.ctx.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
-        }
-        let runner = self.ctx.runner.clone();
-        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
-            let mut still = Vec::new();
-            for (record, limit) in pending {
-                match runner.history().append(&record, limit) {
-                    Ok(()) => {
-                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
-                        let _ = runner
-                            .markers()
-                            .remove_if_run(&record.server, &record.run_id);
-                    }
-                    Err(e) => {
-                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
-                        still.push((record, limit));
-                    }
-                }
-            }
-            still
-        })
-        .await
-        .unwrap_or_default();
-        for (record, limit) in still {
-            self.ctx.keep_unwritten(record, limit);
-        }
-    }
-
     /// Stop scheduling, give runs `shutdown_grace` to end, then stop tracking the rest
     /// (their markers stay for the next start).
     async fn drain(self) {
@@ -504,8 +453,8 @@ impl Supervisor {
             self.ctx.abort_runs.cancel();
             self.ctx.runs.wait().await;
         }
-        self.write_unwritten().await;
-        let lost = self.ctx.unwritten.lock().map(|u| u.len()).unwrap_or(0);
+        self.ctx.runner.write_unwritten().await;
+        let lost = self.ctx.runner.unwritten();
         if lost > 0 {
             error!(
                 records = lost,

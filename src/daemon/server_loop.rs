@@ -11,17 +11,16 @@ use super::Ctx;
 use crate::config::ServerConfig;
 use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
-use crate::record::RunRequest;
-use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
-use crate::runner::RecordError;
+use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
 use crate::runner::marker::Marker;
 use crate::runner::track::RunEvents;
+use crate::runner::{self, RecordError, RunEnd, RunObserver, Wait};
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, error, info, info_span, warn};
 
@@ -133,7 +132,7 @@ pub fn dispatch(
     if let Err(previous) = ctx.status.begin_run(&cfg.name, &request.run_id, now) {
         let reason = format!("previous run {previous} still in progress");
         info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
-        let record = skip_record(&cfg, &request, reason);
+        let record = runner::skipped(&cfg, &request, reason);
         record_outside_run(ctx, cfg, record, server_span);
         return;
     }
@@ -186,8 +185,10 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
     );
 }
 
+/// What a run task does once it holds a slot and the server's lock.
 enum Job {
     Run(RunRequest),
+    /// Only the run an earlier process left in flight (at the daemon's start).
     Resume(Marker),
 }
 
@@ -200,67 +201,107 @@ impl Job {
     }
 }
 
-/// Updates the status board as the run goes.
-struct BoardEvents<'a> {
-    ctx: &'a Ctx,
-    server: &'a str,
-}
-
-impl RunEvents for BoardEvents<'_> {
-    fn progress(&mut self, state: &TaskState, percent: Option<f64>) {
-        self.ctx
-            .status
-            .progress(self.server, &state.to_string(), percent);
-    }
-}
-
-/// Wait for a slot, take the server's lock, run (or resume) and record. `None` when no
+/// Wait for a slot, take the server's lock and hand the run to the runner. `None` when no
 /// record was made (shutdown cut the run; its marker covers it).
 async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRecord> {
-    let run_id = job.run_id().to_owned();
-    let permit = match ctx.slots.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            info!(
-                max_concurrent_runs = ctx.max_concurrent_runs,
-                "waiting for a run slot (max_concurrent_runs reached)"
-            );
-            tokio::select! {
-                p = ctx.slots.clone().acquire_owned() => p.ok()?,
-                _ = ctx.abort_runs.cancelled() => return None,
+    let _slot = take_slot(ctx).await?;
+    ctx.status.progress(&cfg.name, "starting", None);
+    let _lock = match lock_server(ctx, cfg, job.run_id()) {
+        Ok(lock) => lock,
+        Err(e) => return not_started(ctx, cfg, job, e).await,
+    };
+    let client = jellyfin_client(ctx, cfg)?;
+    let mut observer = DaemonRun { ctx, cfg };
+    let work = async {
+        match job {
+            Job::Resume(marker) => {
+                info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
+                ctx.runner.resume(&client, cfg, &mut observer).await
+            }
+            Job::Run(request) => {
+                match ctx
+                    .runner
+                    .run(&client, cfg, &request, &mut observer, Wait::Follow)
+                    .await
+                {
+                    RunEnd::Recorded(result) => Some(result),
+                    // Not with `Wait::Follow`.
+                    RunEnd::Started(_) => None,
+                }
             }
         }
     };
-    ctx.status.progress(&cfg.name, "starting", None);
+    let result = tokio::select! {
+        r = work => r?,
+        _ = ctx.abort_runs.cancelled() => {
+            info!("shutting down during the run; its in-flight marker lets the next start record it");
+            return None;
+        }
+    };
+    match result {
+        Ok(record) => Some(record),
+        Err(RecordError::History { record, .. }) => Some(*record),
+        Err(RecordError::Join(_)) => None,
+    }
+}
+
+/// A slot among `max_concurrent_runs`, waiting for one if need be; `None` when the daemon
+/// stops tracking runs first.
+async fn take_slot(ctx: &Ctx) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = ctx.slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    info!(
+        max_concurrent_runs = ctx.max_concurrent_runs,
+        "waiting for a run slot (max_concurrent_runs reached)"
+    );
+    tokio::select! {
+        p = ctx.slots.clone().acquire_owned() => p.ok(),
+        _ = ctx.abort_runs.cancelled() => None,
+    }
+}
+
+/// The server's lock, which a `trigger` or another daemon may hold.
+fn lock_server(ctx: &Ctx, cfg: &ServerConfig, run_id: &str) -> Result<ServerLock, LockError> {
     let holder = format!(
         "daemon run {run_id}, since {}",
         Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     // A non-blocking flock on a small local file: a few microseconds, so it runs here
     // rather than on the blocking pool (1000 runs due at once would spawn a thread each).
-    let lock = ServerLock::acquire(&ctx.state, &cfg.name, &holder);
-    let _lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            let request = match job {
-                Job::Run(r) => r,
-                // The marker stays; a later run of this server resumes it.
-                Job::Resume(_) => {
-                    warn!(error = %e, "cannot resume the run left in flight now");
-                    return None;
-                }
-            };
-            let (outcome, reason) = match &e {
-                LockError::Busy { .. } => (Outcome::Skipped, e.to_string()),
-                _ => (Outcome::TriggerFailed, e.to_string()),
-            };
-            info!(outcome = %outcome, reason = %reason, "run not started");
-            let mut record = skip_record(cfg, &request, reason);
-            record.outcome = outcome;
-            return write_record(ctx, cfg, record).await;
+    ServerLock::acquire(&ctx.state, &cfg.name, &holder)
+}
+
+/// Without the server's lock: a new run is recorded as not started (`skipped` when
+/// another process runs the server); a run left in flight waits for a later run.
+async fn not_started(
+    ctx: &Arc<Ctx>,
+    cfg: &ServerConfig,
+    job: Job,
+    e: LockError,
+) -> Option<RunRecord> {
+    let request = match job {
+        Job::Run(r) => r,
+        // The marker stays; a later run of this server resumes it.
+        Job::Resume(_) => {
+            warn!(error = %e, "cannot resume the run left in flight now");
+            return None;
         }
     };
-    let client = match ctx
+    let (outcome, reason) = match &e {
+        LockError::Busy { .. } => (Outcome::Skipped, e.to_string()),
+        _ => (Outcome::TriggerFailed, e.to_string()),
+    };
+    info!(outcome = %outcome, reason = %reason, "run not started");
+    let mut record = runner::skipped(cfg, &request, reason);
+    record.outcome = outcome;
+    write_record(ctx, cfg, record).await
+}
+
+/// The server's Jellyfin client on the shared HTTP client, telling the observers whether
+/// the server answers.
+fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
+    let client = ctx
         .http_client(cfg.request_timeout)
         .map_err(|cause| crate::jellyfin::JellyfinError::Setup {
             server: cfg.name.clone(),
@@ -268,80 +309,58 @@ async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRec
         })
         .and_then(|http| {
             JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
-        }) {
+        });
+    match client {
         Ok(c) => {
             let observers = ctx.observers();
             let server = cfg.name.clone();
-            c.with_contact_hook(Arc::new(move |ok| {
+            Some(c.with_contact_hook(Arc::new(move |ok| {
                 for o in &observers {
                     o.contact(&server, ok);
                 }
-            }))
+            })))
         }
         Err(e) => {
             error!(error = %e, "cannot build the HTTP client");
-            return None;
+            None
         }
-    };
-    let mut events = BoardEvents {
-        ctx,
-        server: &cfg.name,
-    };
-    let work = async {
-        match job {
-            Job::Resume(marker) => {
-                info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.runner.resume_left_over(&client, cfg, &mut events).await
-            }
-            Job::Run(request) => {
-                // A run left in flight (a `trigger --no-wait`, or a marker that could not be
-                // resumed at start) is finished and recorded first; but not a run of ours
-                // whose record only waits for the disk (it would be recorded twice).
-                if ctx
-                    .runner
-                    .markers()
-                    .read(&cfg.name)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| !ctx.is_unwritten(&m.request.run_id))
-                    && let Some(r) = ctx.runner.resume_left_over(&client, cfg, &mut events).await
-                {
-                    log_result(&r);
-                }
-                info!(trigger = %request.trigger, "run started");
-                for o in ctx.observers() {
-                    o.run_started(cfg, &request.run_id);
-                }
-                Some(ctx.runner.run(&client, cfg, &request, &mut events).await)
-            }
-        }
-    };
-    let result = tokio::select! {
-        r = work => r,
-        _ = ctx.abort_runs.cancelled() => {
-            info!("shutting down during the run; its in-flight marker lets the next start record it");
-            return None;
-        }
-    };
-    drop(permit);
-    let result = result?;
-    log_result(&result);
-    announce_result(ctx, cfg, &result);
-    match result {
-        Ok(record) => Some(record),
-        Err(RecordError::History { record, .. }) => {
-            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
-            Some(*record)
-        }
-        Err(RecordError::Join(_)) => None,
     }
 }
 
-fn announce_result(ctx: &Ctx, cfg: &ServerConfig, result: &Result<RunRecord, RecordError>) {
-    match result {
-        Ok(r) => ctx.announce(cfg, r),
-        Err(RecordError::History { record, .. }) => ctx.announce(cfg, record),
-        Err(_) => {}
+/// How the daemon hears a run: its progress goes on the status board; how it ends goes
+/// to the log and the observers.
+struct DaemonRun<'a> {
+    ctx: &'a Ctx,
+    cfg: &'a ServerConfig,
+}
+
+impl RunEvents for DaemonRun<'_> {
+    fn progress(&mut self, state: &TaskState, percent: Option<f64>) {
+        self.ctx
+            .status
+            .progress(&self.cfg.name, &state.to_string(), percent);
+    }
+}
+
+impl RunObserver for DaemonRun<'_> {
+    fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
+        log_result(result);
+    }
+
+    fn starting(&mut self, request: &RunRequest) {
+        info!(trigger = %request.trigger, "run started");
+        for o in self.ctx.observers() {
+            o.run_started(self.cfg, &request.run_id);
+        }
+    }
+
+    fn recorded(&mut self, result: &Result<RunRecord, RecordError>) {
+        log_result(result);
+        match result {
+            Ok(r) => self.ctx.announce(self.cfg, r),
+            Err(RecordError::History { record, .. }) => self.ctx.announce(self.cfg, record),
+            Err(_) => {}
+        }
     }
 }
 
@@ -365,38 +384,14 @@ fn log_finished(r: &RunRecord) {
     }
 }
 
-fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunRecord {
-    let now = Utc::now();
-    RunRecord {
-        run_id: request.run_id.clone(),
-        server: cfg.name.clone(),
-        task_key: cfg.task_key.clone(),
-        trigger: request.trigger,
-        scheduled_for: request.scheduled_for,
-        triggered_at: request.triggered_at,
-        started_at: None,
-        finished_at: Some(now),
-        duration_ms: Some(0),
-        outcome: Outcome::Skipped,
-        jellyfin_status: None,
-        reason: Some(reason),
-        export_path: None,
-        attempts: 0,
-        scheduler_version: SCHEDULER_VERSION.to_owned(),
-    }
-}
-
 /// Announce a record made outside a tracked run (a skip) and write it; a record the disk
-/// refuses is kept in memory. `append_and_clear` only clears a marker of this same run, so
-/// a run in progress keeps its marker.
+/// refuses is kept in memory and written again later.
 async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
     ctx.announce(cfg, &record);
-    let result = ctx.runner.append_and_clear(record, cfg.history_limit).await;
-    match result {
+    match ctx.runner.write(record, cfg.history_limit).await {
         Ok(r) => Some(r),
         Err(RecordError::History { record, source }) => {
             error!(run_id = %record.run_id, error = %source, "record not written; kept in memory and written again later");
-            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
             Some(*record)
         }
         Err(e) => {

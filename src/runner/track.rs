@@ -7,9 +7,9 @@
 //! is ours), tolerating the moment when the task is Idle but its result not yet written, and
 //! calling the run `lost` only when that lasts longer than `start_grace`.
 //!
-//! The phases are separate functions so the daemon can resume [`track`] from an in-flight
-//! marker after a restart. Nothing here writes files or reads the config file; the caller
-//! records the [`RunRecord`]. Every future here can be dropped at an await point without
+//! The phases are separate functions so the runner ([`crate::runner`]) can resume [`track`]
+//! from an in-flight marker after a restart. Nothing here writes files or reads the config
+//! file; the runner records the [`RunRecord`]. Every future here can be dropped at an await point without
 //! leaving anything half-done (the daemon does so on shutdown).
 
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
@@ -100,7 +100,8 @@ pub struct Ended {
 }
 
 impl Ended {
-    fn without_result(outcome: Outcome, reason: String) -> Self {
+    /// An end without a result from Jellyfin: the run never started, or was lost.
+    pub fn without_result(outcome: Outcome, reason: String) -> Self {
         Ended {
             outcome,
             reason: Some(reason),
@@ -121,22 +122,6 @@ pub enum StartResult {
         ended: Ended,
         attempts: u32,
     },
-}
-
-/// Run one export from preflight to record.
-pub async fn execute(
-    client: &JellyfinClient,
-    server: &ServerConfig,
-    request: &RunRequest,
-    events: &mut dyn RunEvents,
-) -> RunRecord {
-    match start(client, server, events).await {
-        StartResult::NotStarted { ended, attempts } => record(server, request, ended, attempts),
-        StartResult::Started(started) => {
-            let ended = track(client, server, &started, events).await;
-            record(server, request, ended, started.attempts)
-        }
-    }
 }
 
 /// Build the history record of a run.
