@@ -20,9 +20,9 @@
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
+//! | [`daemon::status`] | the status board: one view of each server, for health, metrics, the status API and page |
 //! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`monitor`] | what metrics, the status API and page show about each server |
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
 //! | [`logging`] | text or flat JSON log lines |
@@ -37,7 +37,6 @@ pub mod http1;
 pub mod jellyfin;
 pub mod logging;
 pub mod migrator;
-pub mod monitor;
 pub mod notifications;
 pub mod notify;
 pub mod record;

@@ -6,7 +6,6 @@ use crate::config::Config;
 use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
-use crate::monitor::Monitor;
 use crate::notifications::NotifyObserver;
 use crate::notify::Notifier;
 use crate::reload::Reloader;
@@ -76,7 +75,6 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         return exit::FAILED;
     };
     let notifier = Notifier::from_env();
-    let monitor = Arc::new(Monitor::new(Some(&state)));
     let history = Arc::new(History::new(&state));
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
@@ -86,10 +84,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         state,
         DaemonOptions {
             notifier: Some(notifier.clone()),
-            observers: vec![
-                monitor.clone(),
-                notifications.clone() as Arc<dyn crate::daemon::DaemonObserver>,
-            ],
+            observers: vec![notifications.clone() as Arc<dyn crate::daemon::DaemonObserver>],
         },
     )
     .await;
@@ -100,7 +95,6 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             endpoint::Sources {
                 status: handle.status.clone(),
                 heartbeat_limit: heartbeat_limit(),
-                monitor,
                 history,
             },
             endpoint_stop.clone(),

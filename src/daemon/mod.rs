@@ -16,6 +16,7 @@ mod server_loop;
 pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
+use crate::history::HistoryError;
 use crate::notify::Notifier;
 use crate::record::RunRecord;
 use crate::runner::Runner;
@@ -25,7 +26,7 @@ use chrono::Utc;
 use server_loop::Startup;
 pub use server_loop::{MAX_SLEEP, next_fire, sleep_until_due};
 use status::StatusBoard;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -68,14 +69,10 @@ impl Ctx {
 pub trait DaemonObserver: Send + Sync {
     /// The config in force: at start and after every successful reload.
     fn config_applied(&self, _config: &Config) {}
-    /// A reload was attempted: `ok` false when the new file was invalid.
-    fn reload_attempted(&self, _ok: bool) {}
     /// A run of `server` begins (slot and lock held, before the preflight).
     fn run_started(&self, _server: &ServerConfig, _run_id: &str) {}
     /// A run record was made (whatever the outcome, skips included).
     fn run_recorded(&self, _server: &ServerConfig, _record: &RunRecord) {}
-    /// Jellyfin answered (or did not) during a run: the server is up or not.
-    fn contact(&self, _server: &str, _ok: bool) {}
 }
 
 /// Options of [`Daemon::start_with`].
@@ -101,8 +98,9 @@ impl Ctx {
         Ok(c)
     }
 
-    /// Tell the observers about a record.
+    /// Put a record on the board and tell the observers.
     pub(crate) fn announce(&self, server: &ServerConfig, record: &RunRecord) {
+        self.status.record(server, record);
         for o in self.observers() {
             o.run_recorded(server, record);
         }
@@ -163,9 +161,7 @@ impl DaemonHandle {
 
     /// A reload was asked for but the file was invalid (the daemon runs on).
     pub fn reload_failed(&self) {
-        for o in self.ctx.observers() {
-            o.reload_attempted(false);
-        }
+        self.ctx.status.reload_failed();
     }
 
     /// Stop scheduling and drain runs (up to `shutdown_grace`); [`wait`](Self::wait) for the end.
@@ -252,7 +248,8 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    /// Start loops for every enabled server that has none.
+    /// Start loops for every enabled server that has none. The board learns the config
+    /// first; the servers new to it get the newest records of their history, read once.
     async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
         let markers_left = self.ctx.runner.markers().servers();
         for name in &markers_left {
@@ -260,54 +257,53 @@ impl Supervisor {
                 warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
             }
         }
-        let mut added = 0;
-        for server in config.servers.iter().filter(|s| s.enabled) {
-            if self.loops.contains_key(&server.name) {
-                continue;
-            }
-            let startup = self.startup_work(server, at_daemon_start).await;
-            self.spawn_loop(server.clone(), startup);
-            added += 1;
+        let fresh = self.ctx.status.apply_config(config);
+        let to_arm: Vec<ServerConfig> = config
+            .servers
+            .iter()
+            .filter(|s| s.enabled && !self.loops.contains_key(&s.name))
+            .cloned()
+            .collect();
+        let mut startups = self.read_startup(fresh, &to_arm, at_daemon_start).await;
+        let added = to_arm.len();
+        for server in to_arm {
+            let startup = startups.remove(&server.name).unwrap_or_default();
+            self.spawn_loop(server, startup);
         }
         added
     }
 
-    /// What a server must do before its schedule: resume a marker, catch up a missed slot.
-    async fn startup_work(&self, server: &ServerConfig, at_daemon_start: bool) -> Startup {
+    /// From disk, on the blocking pool: the newest records of each server new to the
+    /// board (onto it), and for each server to arm, what it must do before its schedule:
+    /// resume a marker, catch up a missed due instant.
+    async fn read_startup(
+        &self,
+        fresh: Vec<String>,
+        to_arm: &[ServerConfig],
+        at_daemon_start: bool,
+    ) -> HashMap<String, Startup> {
         let runner = self.ctx.runner.clone();
-        let server = server.clone();
         let status = self.ctx.status.clone();
+        let to_arm = to_arm.to_vec();
         tokio::task::spawn_blocking(move || {
-            let resume: Option<Marker> = match runner.markers().read(&server.name) {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(server = %server.name, error = %e, "in-flight marker ignored");
-                    None
+            let mut tails = HashMap::new();
+            for name in fresh {
+                let tail = runner
+                    .history()
+                    .read(&name)
+                    .map(|r| (r.warnings.clone(), r.into_records()));
+                if let Ok((_, records)) = &tail {
+                    status.remember(&name, records);
                 }
-            };
-            let records = match runner.history().read(&server.name) {
-                Ok(r) => {
-                    for w in &r.warnings {
-                        warn!(server = %server.name, "{w}");
-                    }
-                    r.into_records()
-                }
-                Err(e) => {
-                    error!(server = %server.name, error = %e, "history unreadable; catch-up is off for this start");
-                    status.add(&server.name, None);
-                    return Startup {
-                        resume,
-                        catch_up: None,
-                    };
-                }
-            };
-            status.add(&server.name, records.last().cloned());
-            let catch_up = if at_daemon_start && server.catch_up == CatchUp::Last {
-                missed_due(&server, &records, resume.as_ref())
-            } else {
-                None
-            };
-            Startup { resume, catch_up }
+                tails.insert(name, tail);
+            }
+            to_arm
+                .iter()
+                .map(|s| {
+                    let startup = startup(&runner, s, tails.get(&s.name), at_daemon_start);
+                    (s.name.clone(), startup)
+                })
+                .collect()
         })
         .await
         .unwrap_or_default()
@@ -315,7 +311,7 @@ impl Supervisor {
 
     fn spawn_loop(&mut self, server: ServerConfig, startup: Startup) {
         let name = server.name.clone();
-        self.ctx.status.add(&name, None);
+        self.ctx.status.loop_started(&server);
         let (tx, rx) = watch::channel(server);
         let cancel = self.stop.child_token();
         let span = info_span!("server", server = %name);
@@ -399,14 +395,7 @@ impl Supervisor {
             if let Some(h) = self.loops.remove(&name) {
                 // The loop stops scheduling; a run in progress goes on and is recorded.
                 h.cancel.cancel();
-                if self
-                    .ctx
-                    .status
-                    .get(&name)
-                    .is_some_and(|s| s.running.is_none())
-                {
-                    self.ctx.status.remove(&name);
-                }
+                self.ctx.status.loop_stopped(&name);
                 info!(server = %name, "server removed from the config; no more runs are scheduled for it");
                 summary.removed += 1;
             }
@@ -421,7 +410,6 @@ impl Supervisor {
         }
         summary.added = self.arm(&config, false).await;
         for o in self.ctx.observers() {
-            o.reload_attempted(true);
             o.config_applied(&config);
         }
         summary
@@ -462,6 +450,55 @@ impl Supervisor {
             );
         }
     }
+}
+
+/// A server's newest records (and the warnings of reading them), or why they could not be
+/// read.
+type Tail = Result<(Vec<String>, Vec<RunRecord>), HistoryError>;
+
+/// What a server must do before its schedule: resume the run left in flight, catch up a
+/// due instant missed while the daemon was down (at the daemon's start only, from the
+/// history; a server a reload enables again has none read).
+fn startup(
+    runner: &Runner,
+    server: &ServerConfig,
+    tail: Option<&Tail>,
+    at_daemon_start: bool,
+) -> Startup {
+    let resume: Option<Marker> = match runner.markers().read(&server.name) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(server = %server.name, error = %e, "in-flight marker ignored");
+            None
+        }
+    };
+    let records = match tail {
+        Some(Ok((warnings, records))) => {
+            for w in warnings {
+                warn!(server = %server.name, "{w}");
+            }
+            records
+        }
+        Some(Err(e)) => {
+            error!(server = %server.name, error = %e, "history unreadable; catch-up is off for this start");
+            return Startup {
+                resume,
+                catch_up: None,
+            };
+        }
+        None => {
+            return Startup {
+                resume,
+                catch_up: None,
+            };
+        }
+    };
+    let catch_up = if at_daemon_start && server.catch_up == CatchUp::Last {
+        missed_due(server, records, resume.as_ref())
+    } else {
+        None
+    };
+    Startup { resume, catch_up }
 }
 
 /// The most recent due instant within `catch_up_window` that has no record (and is not

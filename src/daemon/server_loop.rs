@@ -14,7 +14,7 @@ use crate::jellyfin::model::TaskState;
 use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
 use crate::runner::marker::Marker;
 use crate::runner::track::RunEvents;
-use crate::runner::{self, RecordError, RunEnd, RunObserver, Wait};
+use crate::runner::{self, RecordError, RunObserver, Wait};
 use crate::schedule::{Schedule, jitter_offset};
 use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
@@ -129,7 +129,7 @@ pub fn dispatch(
         scheduled_for: due,
         triggered_at: now,
     };
-    if let Err(previous) = ctx.status.begin_run(&cfg.name, &request.run_id, now) {
+    if let Err(previous) = ctx.status.begin_run(&cfg, &request.run_id, now) {
         let reason = format!("previous run {previous} still in progress");
         info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
         let record = runner::skipped(&cfg, &request, reason);
@@ -140,9 +140,8 @@ pub fn dispatch(
     let ctx2 = ctx.clone();
     ctx.runs.spawn(
         async move {
-            let name = cfg.name.clone();
-            let record = run_task(&ctx2, &cfg, Job::Run(request)).await;
-            ctx2.status.end_run(&name, record);
+            run_task(&ctx2, &cfg, Job::Run(request)).await;
+            ctx2.status.end_run(&cfg.name);
         }
         .instrument(span),
     );
@@ -155,18 +154,16 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
         .resume
         .as_ref()
         .map_or_else(|| new_run_id(now), |m| m.request.run_id.clone());
-    if ctx.status.begin_run(&cfg.name, &first_id, now).is_err() {
+    if ctx.status.begin_run(&cfg, &first_id, now).is_err() {
         return;
     }
     let ctx2 = ctx.clone();
     let span = info_span!(parent: server_span, "run", run_id = %first_id);
     ctx.runs.spawn(
         async move {
-            let name = cfg.name.clone();
-            let mut last = None;
             let resumed = startup.resume.is_some();
             if let Some(marker) = startup.resume {
-                last = run_task(&ctx2, &cfg, Job::Resume(marker)).await;
+                run_task(&ctx2, &cfg, Job::Resume(marker)).await;
             }
             if let Some(due) = startup.catch_up {
                 let request = RunRequest {
@@ -177,9 +174,9 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
                     triggered_at: Utc::now(),
                 };
                 info!(run_id = %request.run_id, missed = %due.to_rfc3339(), "catching up a due instant missed while the daemon was down");
-                last = run_task(&ctx2, &cfg, Job::Run(request)).await.or(last);
+                run_task(&ctx2, &cfg, Job::Run(request)).await;
             }
-            ctx2.status.end_run(&name, last);
+            ctx2.status.end_run(&cfg.name);
         }
         .instrument(span),
     );
@@ -201,47 +198,40 @@ impl Job {
     }
 }
 
-/// Wait for a slot, take the server's lock and hand the run to the runner. `None` when no
-/// record was made (shutdown cut the run; its marker covers it).
-async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRecord> {
-    let _slot = take_slot(ctx).await?;
+/// Wait for a slot, take the server's lock and hand the run to the runner, which records
+/// it and tells the board and the observers. A shutdown may cut the run: its marker lets
+/// the next start record it.
+async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
+    let Some(_slot) = take_slot(ctx).await else {
+        return;
+    };
     ctx.status.progress(&cfg.name, "starting", None);
     let _lock = match lock_server(ctx, cfg, job.run_id()) {
         Ok(lock) => lock,
         Err(e) => return not_started(ctx, cfg, job, e).await,
     };
-    let client = jellyfin_client(ctx, cfg)?;
+    let Some(client) = jellyfin_client(ctx, cfg) else {
+        return;
+    };
     let mut observer = DaemonRun { ctx, cfg };
     let work = async {
         match job {
             Job::Resume(marker) => {
                 info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.runner.resume(&client, cfg, &mut observer).await
+                ctx.runner.resume(&client, cfg, &mut observer).await;
             }
             Job::Run(request) => {
-                match ctx
-                    .runner
+                ctx.runner
                     .run(&client, cfg, &request, &mut observer, Wait::Follow)
-                    .await
-                {
-                    RunEnd::Recorded(result) => Some(result),
-                    // Not with `Wait::Follow`.
-                    RunEnd::Started(_) => None,
-                }
+                    .await;
             }
         }
     };
-    let result = tokio::select! {
-        r = work => r?,
+    tokio::select! {
+        _ = work => {}
         _ = ctx.abort_runs.cancelled() => {
             info!("shutting down during the run; its in-flight marker lets the next start record it");
-            return None;
         }
-    };
-    match result {
-        Ok(record) => Some(record),
-        Err(RecordError::History { record, .. }) => Some(*record),
-        Err(RecordError::Join(_)) => None,
     }
 }
 
@@ -274,18 +264,13 @@ fn lock_server(ctx: &Ctx, cfg: &ServerConfig, run_id: &str) -> Result<ServerLock
 
 /// Without the server's lock: a new run is recorded as not started (`skipped` when
 /// another process runs the server); a run left in flight waits for a later run.
-async fn not_started(
-    ctx: &Arc<Ctx>,
-    cfg: &ServerConfig,
-    job: Job,
-    e: LockError,
-) -> Option<RunRecord> {
+async fn not_started(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job, e: LockError) {
     let request = match job {
         Job::Run(r) => r,
         // The marker stays; a later run of this server resumes it.
         Job::Resume(_) => {
             warn!(error = %e, "cannot resume the run left in flight now");
-            return None;
+            return;
         }
     };
     let (outcome, reason) = match &e {
@@ -298,8 +283,8 @@ async fn not_started(
     write_record(ctx, cfg, record).await
 }
 
-/// The server's Jellyfin client on the shared HTTP client, telling the observers whether
-/// the server answers.
+/// The server's Jellyfin client on the shared HTTP client, telling the board whether the
+/// server answers.
 fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
     let client = ctx
         .http_client(cfg.request_timeout)
@@ -312,13 +297,9 @@ fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
         });
     match client {
         Ok(c) => {
-            let observers = ctx.observers();
+            let status = ctx.status.clone();
             let server = cfg.name.clone();
-            Some(c.with_contact_hook(Arc::new(move |ok| {
-                for o in &observers {
-                    o.contact(&server, ok);
-                }
-            })))
+            Some(c.with_contact_hook(Arc::new(move |ok| status.contact(&server, ok))))
         }
         Err(e) => {
             error!(error = %e, "cannot build the HTTP client");
@@ -328,7 +309,7 @@ fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
 }
 
 /// How the daemon hears a run: its progress goes on the status board; how it ends goes
-/// to the log and the observers.
+/// to the log, the board and the observers.
 struct DaemonRun<'a> {
     ctx: &'a Ctx,
     cfg: &'a ServerConfig,
@@ -386,30 +367,20 @@ fn log_finished(r: &RunRecord) {
 
 /// Announce a record made outside a tracked run (a skip) and write it; a record the disk
 /// refuses is kept in memory and written again later.
-async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
+async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) {
     ctx.announce(cfg, &record);
     match ctx.runner.write(record, cfg.history_limit).await {
-        Ok(r) => Some(r),
+        Ok(_) => {}
         Err(RecordError::History { record, source }) => {
             error!(run_id = %record.run_id, error = %source, "record not written; kept in memory and written again later");
-            Some(*record)
         }
-        Err(e) => {
-            error!(error = %e, "record not written");
-            None
-        }
+        Err(e) => error!(error = %e, "record not written"),
     }
 }
 
 /// Record a skip while the server's run goes on, without waiting for the disk.
 fn record_outside_run(ctx: &Arc<Ctx>, cfg: ServerConfig, record: RunRecord, span: &Span) {
     let ctx2 = ctx.clone();
-    ctx.runs.spawn(
-        async move {
-            if let Some(record) = write_record(&ctx2, &cfg, record).await {
-                ctx2.status.recorded(&cfg.name, record);
-            }
-        }
-        .instrument(span.clone()),
-    );
+    ctx.runs
+        .spawn(async move { write_record(&ctx2, &cfg, record).await }.instrument(span.clone()));
 }
