@@ -282,6 +282,70 @@ async fn a_missed_due_instant_is_caught_up_once_but_not_on_a_first_start() {
     );
 }
 
+/// The status board starts from each server's history, read once at start: the last
+/// success, the last time per outcome and the strip survive a restart, disabled servers
+/// included; counters start at zero, as Prometheus expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_starts_from_each_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let history = History::new(&state);
+    let t0 = Utc::now() - chrono::Duration::days(30);
+    let mut records = Vec::new();
+    for (server, outcome) in [("a", Outcome::Completed), ("off", Outcome::Completed)] {
+        let mut r = old_record(server, t0);
+        r.outcome = outcome;
+        records.push(r);
+    }
+    // Then 30 failures of `a`, one per day.
+    for day in 1..=30 {
+        let mut r = old_record("a", t0 + chrono::Duration::days(day));
+        r.outcome = Outcome::Failed;
+        records.push(r);
+    }
+    for r in &records {
+        history.append(r, 1000).unwrap();
+    }
+    let daily = "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"";
+    let cfg = config(
+        dir.path(),
+        "",
+        &[
+            ("a", "http://127.0.0.1:9/".into(), daily),
+            (
+                "off",
+                "http://127.0.0.1:9/".into(),
+                "schedule = \"0 0 3 * * *\"\nenabled = false",
+            ),
+        ],
+    );
+    let handle = start(cfg).await;
+    let a = handle.status.get("a").expect("a is on the board");
+    let off = handle
+        .status
+        .get("off")
+        .expect("a disabled server is on the board");
+    stop(handle).await;
+
+    assert_eq!(a.last_success, Some(t0));
+    assert_eq!(
+        a.last_by_outcome.get(&Outcome::Failed),
+        Some(&(t0 + chrono::Duration::days(30)))
+    );
+    assert_eq!(a.recent.len(), 20, "the strip holds the newest 20");
+    assert_eq!(
+        a.recent.back().map(|r| &r.run_id),
+        records.last().map(|r| &r.run_id)
+    );
+    assert!(
+        a.runs_total.is_empty(),
+        "nothing counted: {:?}",
+        a.runs_total
+    );
+    assert_eq!(off.last_success, Some(t0));
+    assert!(!off.enabled && off.next_due.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_the_difference() {
     let sim = simulator(vec![

@@ -34,6 +34,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+/// How many of each history's newest records the daemon reads when it starts, from the
+/// end of the file: the board's last success and last time per outcome come from them,
+/// and catch-up looks among them for the latest due instant's record. As many as the
+/// default `history_limit` keeps, so with it the whole history counts, as when it was read
+/// whole; a longer history is not read whole at every start.
+const STARTUP_RECORDS: usize = 1000;
+
 /// How often records that could not be written (full disk) are tried again.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 
@@ -290,7 +297,7 @@ impl Supervisor {
             for name in fresh {
                 let tail = runner
                     .history()
-                    .read(&name)
+                    .tail(&name, STARTUP_RECORDS)
                     .map(|r| (r.warnings.clone(), r.into_records()));
                 if let Ok((_, records)) = &tail {
                     status.remember(&name, records);
@@ -458,7 +465,7 @@ type Tail = Result<(Vec<String>, Vec<RunRecord>), HistoryError>;
 
 /// What a server must do before its schedule: resume the run left in flight, catch up a
 /// due instant missed while the daemon was down (at the daemon's start only, from the
-/// history; a server a reload enables again has none read).
+/// history's `tail`; a server a reload enables again has none read).
 fn startup(
     runner: &Runner,
     server: &ServerConfig,
