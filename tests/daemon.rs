@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Timelike, Utc};
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle};
+use jellyfin_export_scheduler::daemon::{self, DaemonHandle};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{
@@ -88,7 +88,7 @@ async fn wait_for_records(state: &Path, server: &str, n: usize, limit: Duration)
 
 async fn start(config: Config) -> DaemonHandle {
     let state = StateDir::open(&config.daemon.state_dir).unwrap();
-    Daemon::start(config, state).await
+    daemon::start(config, state).await
 }
 
 async fn stop(handle: DaemonHandle) {
@@ -661,7 +661,7 @@ async fn a_skip_because_another_process_holds_the_server_is_recorded_and_announc
     )
     .unwrap();
     let announced = std::sync::Arc::new(Announced::default());
-    let handle = Daemon::start_with(
+    let handle = daemon::start_with(
         cfg,
         state,
         jellyfin_export_scheduler::daemon::DaemonOptions {

@@ -3,7 +3,7 @@
 
 use chrono::Timelike;
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{Daemon, DaemonOptions, heartbeat_limit};
+use jellyfin_export_scheduler::daemon::{self, DaemonOptions, heartbeat_limit};
 use jellyfin_export_scheduler::endpoint::{self, Sources};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
@@ -64,7 +64,7 @@ async fn setup() -> Setup {
     let config = Config::parse(&text, Path::new("endpoint-test.toml"), &env).unwrap();
     let state = StateDir::open(dir.path()).unwrap();
     let history = Arc::new(History::new(&state));
-    let handle = Daemon::start_with(config, state, DaemonOptions::default()).await;
+    let handle = daemon::start_with(config, state, DaemonOptions::default()).await;
     let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

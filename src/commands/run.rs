@@ -3,7 +3,7 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
+use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
 use crate::notifications::NotifyObserver;
@@ -79,7 +79,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
     let mut reloader = Reloader::start(config_path, state.clone(), &config, notifier.clone());
-    let handle = Daemon::start_with(
+    let handle = daemon::start_with(
         config,
         state,
         DaemonOptions {
@@ -132,7 +132,7 @@ async fn drain(
     notifications: Arc<NotifyObserver>,
     signals: &mut SignalEvents,
 ) {
-    let ctx = handle.ctx().clone();
+    let abort_runs = handle.abort_runs();
     let mut wait = Box::pin(async {
         handle.wait().await;
         // The runs that ended during the drain are reported before the exit.
@@ -146,7 +146,7 @@ async fn drain(
             }
         } => {
             info!("second signal: exiting now; runs still going are resumed at the next start");
-            ctx.abort_all();
+            abort_runs.cancel();
             // The runs stop at their next await; don't let a stuck one hold the exit.
             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }

@@ -2,7 +2,7 @@
 //! their own, a concurrency limit across servers, catch-up and resumption at start, live
 //! reload, and a graceful drain on shutdown.
 //!
-//! Shape (as in mini-redis): [`Daemon::start`] spawns a supervisor task and returns a
+//! Shape (as in mini-redis): [`start`] spawns a supervisor task and returns a
 //! [`DaemonHandle`]; the caller (the `run` command, or a test) turns signals into
 //! [`DaemonHandle::reload`] and [`DaemonHandle::shutdown`]. Nothing here reads signals,
 //! the config file or the process environment, so tests drive the daemon in-process.
@@ -45,10 +45,10 @@ const STARTUP_RECORDS: usize = 1000;
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 
 /// Shared by the supervisor, the loops and the run tasks.
-pub struct Ctx {
-    pub state: StateDir,
-    pub runner: Runner,
-    pub status: Arc<StatusBoard>,
+struct Ctx {
+    state: StateDir,
+    runner: Runner,
+    status: Arc<StatusBoard>,
     slots: Arc<Semaphore>,
     max_concurrent_runs: usize,
     /// Run tasks (and skip writers), for the drain at shutdown.
@@ -63,13 +63,6 @@ pub struct Ctx {
     http: Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
 }
 
-impl Ctx {
-    /// Stop tracking runs at once (a second signal); their markers stay.
-    pub fn abort_all(&self) {
-        self.abort_runs.cancel();
-    }
-}
-
 /// Something that wants to hear what the daemon does: metrics, notifications. Called from
 /// the daemon's tasks, so implementations must be quick and never block (hand slow work,
 /// like a webhook, to a task of their own).
@@ -82,7 +75,7 @@ pub trait DaemonObserver: Send + Sync {
     fn run_recorded(&self, _server: &ServerConfig, _record: &RunRecord) {}
 }
 
-/// Options of [`Daemon::start_with`].
+/// Options of [`start_with`].
 #[derive(Default)]
 pub struct DaemonOptions {
     pub notifier: Option<Notifier>,
@@ -90,12 +83,12 @@ pub struct DaemonOptions {
 }
 
 impl Ctx {
-    pub(crate) fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
+    fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
         self.observers.read().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// The shared HTTP client for this request timeout.
-    pub(crate) fn http_client(&self, request_timeout: Duration) -> Result<reqwest::Client, String> {
+    fn http_client(&self, request_timeout: Duration) -> Result<reqwest::Client, String> {
         let mut clients = self.http.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&request_timeout) {
             return Ok(c.clone());
@@ -106,7 +99,7 @@ impl Ctx {
     }
 
     /// Put a record on the board and tell the observers.
-    pub(crate) fn announce(&self, server: &ServerConfig, record: &RunRecord) {
+    fn announce(&self, server: &ServerConfig, record: &RunRecord) {
         self.status.record(server, record);
         for o in self.observers() {
             o.run_recorded(server, record);
@@ -181,63 +174,56 @@ impl DaemonHandle {
         let _ = self.done.await;
     }
 
-    /// The shared state (status board, runner), for the HTTP endpoint and tests.
-    pub fn ctx(&self) -> &Arc<Ctx> {
-        &self.ctx
+    /// Cancelling this token stops tracking runs at once (a second signal), without
+    /// waiting for the shutdown grace; their markers stay for the next start.
+    pub fn abort_runs(&self) -> CancellationToken {
+        self.ctx.abort_runs.clone()
     }
 }
 
-pub struct Daemon;
+/// [`start_with`] without a service manager or observers.
+pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
+    start_with(config, state, DaemonOptions::default()).await
+}
 
-impl Daemon {
-    /// [`start_with`](Self::start_with) without a service manager or observers.
-    pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
-        Daemon::start_with(config, state, DaemonOptions::default()).await
+/// Arm every enabled server's loop (resuming runs left in flight and catching up a missed
+/// due instant first) and return once they are armed. `notifier` gets the watchdog pings
+/// (only while every loop keeps waking) and status lines.
+pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions) -> DaemonHandle {
+    let notifier = options.notifier.unwrap_or_else(Notifier::disabled);
+    for o in &options.observers {
+        o.config_applied(&config);
     }
-
-    /// Arm every enabled server's loop (resuming runs left in flight and catching up a
-    /// missed due instant first) and return once they are armed. `notifier` gets the
-    /// watchdog pings (only while every loop keeps waking) and status lines.
-    pub async fn start_with(
-        config: Config,
-        state: StateDir,
-        options: DaemonOptions,
-    ) -> DaemonHandle {
-        let notifier = options.notifier.unwrap_or_else(Notifier::disabled);
-        for o in &options.observers {
-            o.config_applied(&config);
-        }
-        let status = Arc::new(StatusBoard::default());
-        let ctx = Arc::new(Ctx {
-            runner: Runner::new(&state),
-            state,
-            status: status.clone(),
-            slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
-            max_concurrent_runs: config.daemon.max_concurrent_runs,
-            runs: TaskTracker::new(),
-            abort_runs: CancellationToken::new(),
-            observers: std::sync::RwLock::new(options.observers),
-            http: Mutex::new(std::collections::HashMap::new()),
-        });
-        let stop = CancellationToken::new();
-        let (tx, rx) = mpsc::channel(4);
-        let mut supervisor = Supervisor {
-            ctx: ctx.clone(),
-            daemon: config.daemon.clone(),
-            loops: BTreeMap::new(),
-            stop: stop.clone(),
-            notifier,
-        };
-        supervisor.arm(&config, true).await;
-        status.set_armed();
-        let done = tokio::spawn(supervisor.run(rx));
-        DaemonHandle {
-            commands: tx,
-            stop,
-            done,
-            status,
-            ctx,
-        }
+    let status = Arc::new(StatusBoard::default());
+    let ctx = Arc::new(Ctx {
+        runner: Runner::new(&state),
+        state,
+        status: status.clone(),
+        slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
+        max_concurrent_runs: config.daemon.max_concurrent_runs,
+        runs: TaskTracker::new(),
+        abort_runs: CancellationToken::new(),
+        observers: std::sync::RwLock::new(options.observers),
+        http: Mutex::new(std::collections::HashMap::new()),
+    });
+    let stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(4);
+    let mut supervisor = Supervisor {
+        ctx: ctx.clone(),
+        daemon: config.daemon.clone(),
+        loops: BTreeMap::new(),
+        stop: stop.clone(),
+        notifier,
+    };
+    supervisor.arm(&config, true).await;
+    status.set_armed();
+    let done = tokio::spawn(supervisor.run(rx));
+    DaemonHandle {
+        commands: tx,
+        stop,
+        done,
+        status,
+        ctx,
     }
 }
 
