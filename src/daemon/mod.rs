@@ -12,6 +12,7 @@
 //! recorded `skipped`; at most `max_concurrent_runs` runs tracked at once (a run waiting for
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
+mod run_task;
 mod server_loop;
 pub mod status;
 
@@ -85,25 +86,6 @@ pub struct DaemonOptions {
 impl Ctx {
     fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
         self.observers.read().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    /// The shared HTTP client for this request timeout.
-    fn http_client(&self, request_timeout: Duration) -> Result<reqwest::Client, String> {
-        let mut clients = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(&request_timeout) {
-            return Ok(c.clone());
-        }
-        let c = crate::jellyfin::http_client(request_timeout)?;
-        clients.insert(request_timeout, c.clone());
-        Ok(c)
-    }
-
-    /// Put a record on the board and tell the observers.
-    fn announce(&self, server: &ServerConfig, record: &RunRecord) {
-        self.status.record(server, record);
-        for o in self.observers() {
-            o.run_recorded(server, record);
-        }
     }
 }
 

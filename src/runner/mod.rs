@@ -19,8 +19,9 @@ pub mod track;
 use crate::config::ServerConfig;
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
-use crate::record::{Outcome, RunRecord, RunRequest};
+use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
 use crate::state::StateDir;
+use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -119,7 +120,7 @@ impl Runner {
         let started = match track::start(client, settings, observer).await {
             StartResult::Started(started) => started,
             StartResult::NotStarted { ended, attempts } => {
-                let record = track::record(settings, request, ended, attempts);
+                let record = record_of(settings, request, ended, attempts);
                 return RunEnd::Recorded(self.record(record, settings, observer).await);
             }
         };
@@ -133,7 +134,7 @@ impl Runner {
             warn!(server = %settings.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
         }
         let ended = track::track(client, settings, &started, observer).await;
-        let record = track::record(settings, request, ended, started.attempts);
+        let record = record_of(settings, request, ended, started.attempts);
         RunEnd::Recorded(self.record(record, settings, observer).await)
     }
 
@@ -202,7 +203,7 @@ impl Runner {
         }
         info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
         let ended = track::resume(client, settings, &marker.started, events).await;
-        let record = track::record(settings, &marker.request, ended, marker.started.attempts);
+        let record = record_of(settings, &marker.request, ended, marker.started.attempts);
         Some(self.append_and_clear(record, settings.history_limit).await)
     }
 
@@ -342,11 +343,46 @@ impl Runner {
     }
 }
 
-/// The record of a run that was not started because of `reason` (the previous run is
-/// still going, another process holds the server): `skipped`, taking no time.
-pub fn skipped(settings: &ServerConfig, request: &RunRequest, reason: String) -> RunRecord {
-    let ended = Ended::without_result(Outcome::Skipped, reason);
-    let mut record = track::record(settings, request, ended, 0);
+/// The record of a run the daemon did not start because of `reason` (`skipped`: the
+/// previous run is still going, another process holds the server; `trigger_failed`: the
+/// server's lock could not be taken), taking no time.
+pub fn not_started(
+    settings: &ServerConfig,
+    request: &RunRequest,
+    outcome: Outcome,
+    reason: String,
+) -> RunRecord {
+    let ended = Ended::without_result(outcome, reason);
+    let mut record = record_of(settings, request, ended, 0);
     record.duration_ms = Some(0);
     record
+}
+
+/// The history record of a run that ended so.
+fn record_of(
+    server: &ServerConfig,
+    request: &RunRequest,
+    ended: Ended,
+    attempts: u32,
+) -> RunRecord {
+    let finished_at = ended.finished_at.unwrap_or_else(Utc::now);
+    let from = ended.started_at.unwrap_or(request.triggered_at);
+    let duration_ms = u64::try_from((finished_at - from).num_milliseconds()).ok();
+    RunRecord {
+        run_id: request.run_id.clone(),
+        server: server.name.clone(),
+        task_key: server.task_key.clone(),
+        trigger: request.trigger,
+        scheduled_for: request.scheduled_for,
+        triggered_at: request.triggered_at,
+        started_at: ended.started_at,
+        finished_at: Some(finished_at),
+        duration_ms,
+        outcome: ended.outcome,
+        jellyfin_status: ended.jellyfin_status,
+        reason: ended.reason,
+        export_path: ended.export_path,
+        attempts,
+        scheduler_version: SCHEDULER_VERSION.to_owned(),
+    }
 }

@@ -9,14 +9,14 @@
 //!
 //! The phases are separate functions so the runner ([`crate::runner`]) can resume [`track`]
 //! from an in-flight marker after a restart. Nothing here writes files or reads the config
-//! file; the runner records the [`RunRecord`]. Every future here can be dropped at an await point without
+//! file; the runner makes the run's [`Ended`] into its record. Every future here can be dropped at an await point without
 //! leaving anything half-done (the daemon does so on shutdown).
 
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
 use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
 use crate::migrator::{self, Verdict};
-use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
+use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -122,35 +122,6 @@ pub enum StartResult {
         ended: Ended,
         attempts: u32,
     },
-}
-
-/// Build the history record of a run.
-pub fn record(
-    server: &ServerConfig,
-    request: &RunRequest,
-    ended: Ended,
-    attempts: u32,
-) -> RunRecord {
-    let finished_at = ended.finished_at.unwrap_or_else(Utc::now);
-    let from = ended.started_at.unwrap_or(request.triggered_at);
-    let duration_ms = u64::try_from((finished_at - from).num_milliseconds()).ok();
-    RunRecord {
-        run_id: request.run_id.clone(),
-        server: server.name.clone(),
-        task_key: server.task_key.clone(),
-        trigger: request.trigger,
-        scheduled_for: request.scheduled_for,
-        triggered_at: request.triggered_at,
-        started_at: ended.started_at,
-        finished_at: Some(finished_at),
-        duration_ms,
-        outcome: ended.outcome,
-        jellyfin_status: ended.jellyfin_status,
-        reason: ended.reason,
-        export_path: ended.export_path,
-        attempts,
-        scheduler_version: SCHEDULER_VERSION.to_owned(),
-    }
 }
 
 /// Preflight and start, with retries of transient failures.
