@@ -12,6 +12,7 @@
 //! recorded `skipped`; at most `max_concurrent_runs` runs tracked at once (a run waiting for
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
+mod ctx;
 mod run_task;
 mod server_loop;
 pub mod status;
@@ -24,6 +25,8 @@ use crate::runner::Runner;
 use crate::runner::marker::Marker;
 use crate::state::StateDir;
 use chrono::Utc;
+use ctx::Ctx;
+pub use ctx::DaemonObserver;
 use server_loop::Startup;
 pub use server_loop::{MAX_SLEEP, next_fire, sleep_until_due};
 use status::StatusBoard;
@@ -45,48 +48,11 @@ const STARTUP_RECORDS: usize = 1000;
 /// How often records that could not be written (full disk) are tried again.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 
-/// Shared by the supervisor, the loops and the run tasks.
-struct Ctx {
-    state: StateDir,
-    runner: Runner,
-    status: Arc<StatusBoard>,
-    slots: Arc<Semaphore>,
-    max_concurrent_runs: usize,
-    /// Run tasks (and skip writers), for the drain at shutdown.
-    runs: TaskTracker,
-    /// Cancelled when the shutdown grace is over: runs still going stop being tracked
-    /// (their markers stay).
-    abort_runs: CancellationToken,
-    observers: std::sync::RwLock<Vec<Arc<dyn DaemonObserver>>>,
-    /// One HTTP client per `request_timeout` in use (usually one for the whole fleet):
-    /// a client per run would cost a connection pool and a TLS setup each (about 18 KiB;
-    /// 18 MiB for 1000 runs at once).
-    http: Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
-}
-
-/// Something that wants to hear what the daemon does: metrics, notifications. Called from
-/// the daemon's tasks, so implementations must be quick and never block (hand slow work,
-/// like a webhook, to a task of their own).
-pub trait DaemonObserver: Send + Sync {
-    /// The config in force: at start and after every successful reload.
-    fn config_applied(&self, _config: &Config) {}
-    /// A run of `server` begins (slot and lock held, before the preflight).
-    fn run_started(&self, _server: &ServerConfig, _run_id: &str) {}
-    /// A run record was made (whatever the outcome, skips included).
-    fn run_recorded(&self, _server: &ServerConfig, _record: &RunRecord) {}
-}
-
 /// Options of [`start_with`].
 #[derive(Default)]
 pub struct DaemonOptions {
     pub notifier: Option<Notifier>,
     pub observers: Vec<Arc<dyn DaemonObserver>>,
-}
-
-impl Ctx {
-    fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
-        self.observers.read().map(|o| o.clone()).unwrap_or_default()
-    }
 }
 
 /// What a reload did.

@@ -4,7 +4,7 @@
 //! end in the log, on the board and to the observers. Skips (the previous run still going,
 //! the server busy elsewhere) are written here too.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::config::ServerConfig;
 use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;

@@ -8,7 +8,7 @@
 //! fires the awaited slot once (no burst of old slots), a step back never fires a slot twice
 //! (due instants only move forward), and the loop's heartbeat shows it is alive.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use super::run_task::{Job, record_skip, run_task};
 use crate::config::ServerConfig;
 use crate::record::{RunRequest, Trigger, new_run_id};
