@@ -266,20 +266,9 @@ impl Runner {
         record: RunRecord,
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
-        let history = self.history.clone();
-        let markers = self.markers.clone();
+        let (history, markers) = (self.history.clone(), self.markers.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(source) = history.append(&record, history_limit) {
-                // The marker stays: the next process resumes the run and records it.
-                return Err(RecordError::History {
-                    record: Box::new(record),
-                    source,
-                });
-            }
-            if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
-                warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
-            }
-            Ok(record)
+            append_then_clear(&history, &markers, record, history_limit)
         })
         .await
         .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
@@ -341,6 +330,26 @@ impl Runner {
             self.keep(record, limit);
         }
     }
+}
+
+/// [`Runner::append_and_clear`]'s blocking part.
+fn append_then_clear(
+    history: &History,
+    markers: &Markers,
+    record: RunRecord,
+    history_limit: usize,
+) -> Result<RunRecord, RecordError> {
+    if let Err(source) = history.append(&record, history_limit) {
+        // The marker stays: the next process resumes the run and records it.
+        return Err(RecordError::History {
+            record: Box::new(record),
+            source,
+        });
+    }
+    if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
+        warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
+    }
+    Ok(record)
 }
 
 /// The record of a run the daemon did not start because of `reason` (`skipped`: the
