@@ -3,7 +3,7 @@
 //!
 //! This module owns the file format's write guarantees: append + fsync per record, a torn
 //! last line skipped on read and cut off on the next append, retention by atomic rewrite,
-//! 0600 files. It does not decide what a record says (`run` does), where the state
+//! 0600 files. It does not decide what a record says (`runner` does), where the state
 //! directory is or who may run a server (`state` does), or what to do when a write fails
 //! (the daemon keeps the record and retries).
 //!
@@ -227,23 +227,44 @@ impl History {
     /// used (a torn last line, a corrupt line) are skipped with a warning each; only an
     /// unreadable file is an error.
     pub fn read(&self, server: &str) -> Result<HistoryRead, HistoryError> {
+        // Parsed after the file is closed: the lock is held only while reading.
+        Ok(
+            match self.reading(server, |file, len, _| read_range(file, 0, len))? {
+                Some((bytes, path)) => parse(&bytes, &path),
+                None => HistoryRead::default(),
+            },
+        )
+    }
+
+    /// The newest `n` records of a server's history (oldest first, like [`read`](Self::read)),
+    /// read backwards from the end of the file: a block, then twice as much, until the
+    /// bytes read hold `n` records or the whole file. So a start-up that wants the recent
+    /// past of 1000 servers does not read 1000 whole files. Lines are judged as `read`
+    /// judges them (a torn last line is skipped with the same warning, a complete record
+    /// without its newline kept); a corrupt line is skipped with a warning naming its place
+    /// from the end, and lines older than the oldest record returned are not reported.
+    pub fn tail(&self, server: &str, n: usize) -> Result<HistoryRead, HistoryError> {
+        let read = self.reading(server, |file, len, path| tail_of(file, len, n, path))?;
+        Ok(read.map(|(read, _)| read).unwrap_or_default())
+    }
+
+    /// `f` on a server's history file (its length when opened, under a shared lock, and
+    /// its path), with the path; `None` when the file does not exist.
+    fn reading<T>(
+        &self,
+        server: &str,
+        f: impl FnOnce(&mut File, u64, &Path) -> io::Result<T>,
+    ) -> Result<Option<(T, PathBuf)>, HistoryError> {
         let path = self.file_path(server)?;
         let read_err = |source| HistoryError::Read {
             path: path.clone(),
             source,
         };
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HistoryRead::default()),
-            Err(e) => return Err(read_err(e)),
+        let Some((mut file, len)) = open_shared(&path).map_err(read_err)? else {
+            return Ok(None);
         };
-        // A shared lock waits out an append in progress, which would otherwise look like a
-        // torn last line for a moment.
-        file.lock_shared().map_err(read_err)?;
-        let len = file.metadata().map_err(read_err)?.len();
-        let bytes = read_prefix(&mut file, len).map_err(read_err)?;
-        drop(file);
-        Ok(parse(&bytes, &path))
+        let out = f(&mut file, len, &path).map_err(read_err)?;
+        Ok(Some((out, path)))
     }
 
     /// The newest record of a server, if any. Warnings are logged, not returned.
@@ -332,7 +353,7 @@ fn open_locked(path: &Path) -> io::Result<File> {
 /// wrote it), counts its complete lines and cuts off a torn last line, so the append that
 /// follows starts on a line of its own.
 fn scan_and_repair(file: &mut File, path: &Path, meta: &fs::Metadata) -> io::Result<Tail> {
-    let bytes = read_prefix(file, meta.len())?;
+    let bytes = read_range(file, 0, meta.len())?;
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines = count_lines(&bytes[..complete]);
     let partial = &bytes[complete..];
@@ -365,13 +386,65 @@ fn scan_and_repair(file: &mut File, path: &Path, meta: &fs::Metadata) -> io::Res
     })
 }
 
-/// The first `len` bytes of the file (its length when we looked, under our lock). Reading
-/// by length rather than to EOF keeps a history path that points at a device (say someone
-/// symlinked it to /dev/zero) from reading forever.
-fn read_prefix(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+/// [`History::tail`] of a file `len` bytes long.
+fn tail_of(
+    file: &mut (impl Read + Seek),
+    len: u64,
+    n: usize,
+    path: &Path,
+) -> io::Result<HistoryRead> {
+    let mut span = TAIL_BLOCK;
+    loop {
+        let start = len.saturating_sub(span);
+        let bytes = read_range(file, start, len)?;
+        // Unless the read reaches the file's start, its first line is cut: leave it out.
+        let whole = if start == 0 {
+            Some(&bytes[..])
+        } else {
+            bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| &bytes[i + 1..])
+        };
+        if let Some(whole) = whole {
+            let lines = judge_lines(whole, path, Numbering::FromEnd);
+            let records = lines
+                .iter()
+                .filter(|l| matches!(l, Line::Record(_)))
+                .count();
+            if records >= n || start == 0 {
+                return Ok(newest(lines, n));
+            }
+        }
+        span = span.saturating_mul(2);
+    }
+}
+
+/// What [`History::tail`] reads first from the end of a file: a few hundred records.
+const TAIL_BLOCK: u64 = 64 * 1024;
+
+/// Opens a history file for reading under a shared lock, with its length; `None` when it
+/// does not exist. The lock waits out an append in progress, which would otherwise look
+/// like a torn last line for a moment.
+fn open_shared(path: &Path) -> io::Result<Option<(File, u64)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    file.lock_shared()?;
+    let len = file.metadata()?.len();
+    Ok(Some((file, len)))
+}
+
+/// Bytes `start..end` of the file, `end` being its length when we looked, under our lock.
+/// Reading by length rather than to EOF keeps a history path that points at a device (say
+/// someone symlinked it to /dev/zero) from reading forever.
+fn read_range(file: &mut (impl Read + Seek), start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let len = end.saturating_sub(start);
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.seek(SeekFrom::Start(0))?;
-    (&*file).take(len).read_to_end(&mut bytes)?;
+    file.seek(SeekFrom::Start(start))?;
+    file.by_ref().take(len).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -391,7 +464,7 @@ fn is_blank(line: &[u8]) -> bool {
 /// directory, fsync, rename over, fsync the directory. Lines are kept as they are, parsed
 /// or not: a line this version can't read may come from a newer one and is not ours to drop.
 fn rewrite_newest(file: &mut File, path: &Path, limit: usize, len: u64) -> io::Result<Tail> {
-    let bytes = read_prefix(file, len)?;
+    let bytes = read_range(file, 0, len)?;
     let lines: Vec<&[u8]> = bytes
         .split(|&b| b == b'\n')
         .filter(|l| !is_blank(l))
@@ -438,6 +511,59 @@ fn rewrite_newest(file: &mut File, path: &Path, limit: usize, len: u64) -> io::R
 /// warning, not a lost history.
 fn parse(bytes: &[u8], path: &Path) -> HistoryRead {
     let mut out = HistoryRead::default();
+    for line in judge_lines(bytes, path, Numbering::FromStart) {
+        match line {
+            Line::Record(r) => out.records.push(r),
+            Line::Skipped(w) => out.warnings.push(w),
+        }
+    }
+    out
+}
+
+/// The newest `n` records of judged `lines`, with the warnings of the lines after the
+/// oldest of them.
+fn newest(lines: Vec<Line>, n: usize) -> HistoryRead {
+    let mut out = HistoryRead::default();
+    let mut taken = 0;
+    for line in lines.into_iter().rev() {
+        if taken == n {
+            break;
+        }
+        match line {
+            Line::Record(r) => {
+                out.records.push(r);
+                taken += 1;
+            }
+            Line::Skipped(w) => out.warnings.push(w),
+        }
+    }
+    out.records.reverse();
+    out.warnings.reverse();
+    out
+}
+
+/// A non-blank line of a history file, judged.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every line is a record: boxing would cost an allocation per line"
+)]
+enum Line {
+    Record(StoredRecord),
+    /// Why it was skipped.
+    Skipped(String),
+}
+
+/// How warnings name a line: from the file's start (a whole file was read) or from its
+/// end (only its tail was).
+#[derive(Clone, Copy)]
+enum Numbering {
+    FromStart,
+    FromEnd,
+}
+
+/// Judges the lines of `bytes` (whole lines of a history file up to its end), in file
+/// order. Blank lines are left out.
+fn judge_lines(bytes: &[u8], path: &Path, numbering: Numbering) -> Vec<Line> {
     let ends_with_newline = bytes.last().is_none_or(|&b| b == b'\n');
     let mut pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     // After a final newline `split` yields one empty piece; without one, the last piece is
@@ -448,51 +574,58 @@ fn parse(bytes: &[u8], path: &Path) -> HistoryRead {
     } else {
         pieces.pop()
     };
+    let total = pieces.len() + usize::from(unterminated.is_some());
+    let place = |i: usize| match numbering {
+        Numbering::FromStart => format!("line {}", i + 1),
+        Numbering::FromEnd => format!("line {} from the end", total - i),
+    };
     let count = pieces.len();
-    for (i, line) in pieces.into_iter().enumerate() {
-        push_line(&mut out, line, i + 1, path);
-    }
+    let mut out: Vec<Line> = pieces
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, line)| judge_line(line, &place(i), path))
+        .collect();
     if let Some(line) = unterminated {
         // A complete record that only lacks its newline is kept (the next append adds the
         // newline); anything else is the torn end of a write.
         let complete = serde_json::from_slice::<serde_json::Value>(line).is_ok();
         if complete {
-            push_line(&mut out, line, count + 1, path);
+            out.extend(judge_line(line, &place(count), path));
         } else {
-            out.warnings.push(format!(
+            out.push(Line::Skipped(format!(
                 "history file {}: last line is incomplete (crash during a write?); it was \
                  skipped and will be removed on the next write",
                 path.display()
-            ));
+            )));
         }
     }
     out
 }
 
-fn push_line(out: &mut HistoryRead, line: &[u8], number: usize, path: &Path) {
+/// One line; `None` when it is blank. `place` names it in a warning (`line 3`).
+fn judge_line(line: &[u8], place: &str, path: &Path) -> Option<Line> {
     if is_blank(line) {
-        return;
+        return None;
     }
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => {
-            out.warnings.push(format!(
-                "history file {}: line {number} is not valid UTF-8 ({e}); it was skipped",
+            return Some(Line::Skipped(format!(
+                "history file {}: {place} is not valid UTF-8 ({e}); it was skipped",
                 path.display()
-            ));
-            return;
+            )));
         }
     };
-    match serde_json::from_str::<RunRecord>(text) {
-        Ok(record) => out.records.push(StoredRecord {
+    Some(match serde_json::from_str::<RunRecord>(text) {
+        Ok(record) => Line::Record(StoredRecord {
             record,
             raw: text.to_owned(),
         }),
-        Err(e) => out.warnings.push(format!(
-            "history file {}: line {number} is not a valid run record ({e}); it was skipped",
+        Err(e) => Line::Skipped(format!(
+            "history file {}: {place} is not a valid run record ({e}); it was skipped",
             path.display()
         )),
-    }
+    })
 }
 
 /// The `history` command's table: one row per record, in the order given (the caller
@@ -633,6 +766,65 @@ mod tests {
         assert_eq!(rewrite_threshold(1), 1);
         assert_eq!(rewrite_threshold(1000), 1000);
         assert_eq!(rewrite_threshold(usize::MAX), usize::MAX);
+    }
+
+    /// Counts the bytes read through it.
+    struct Counting<R> {
+        inner: R,
+        read: u64,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl<R: Seek> Seek for Counting<R> {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn a_tail_reads_from_the_end_only_what_it_needs() {
+        let record = |n: u32| {
+            format!(
+                r#"{{"run_id":"{n:020x}","server":"a","task_key":"k","trigger":"manual","triggered_at":"2026-11-27T02:30:00Z","outcome":"completed","attempts":1,"scheduler_version":"0.1.0"}}"#
+            )
+        };
+        let mut text = "not a record\n".repeat(100_000);
+        for n in 0..10 {
+            text.push_str(&record(n));
+            text.push('\n');
+        }
+        let len = text.len() as u64;
+        let path = Path::new("/x/a.jsonl");
+        let mut file = Counting {
+            inner: io::Cursor::new(text.into_bytes()),
+            read: 0,
+        };
+        let tail = tail_of(&mut file, len, 3, path).unwrap();
+        let ids: Vec<&str> = tail
+            .records
+            .iter()
+            .map(|r| r.record.run_id.as_str())
+            .collect();
+        assert_eq!(ids, [7, 8, 9].map(|n| format!("{n:020x}")));
+        assert!(tail.warnings.is_empty(), "{:?}", tail.warnings);
+        assert_eq!(file.read, TAIL_BLOCK, "one block of a {len}-byte file");
+
+        // More records than one block holds: blocks of twice the size, up to the start.
+        let mut file = Counting {
+            inner: file.inner,
+            read: 0,
+        };
+        let tail = tail_of(&mut file, len, 11, path).unwrap();
+        assert_eq!(tail.records.len(), 10);
+        assert_eq!(tail.warnings.len(), 100_000);
+        assert!(file.read > len, "read up to the start: {} bytes", file.read);
     }
 
     #[test]

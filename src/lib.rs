@@ -8,23 +8,23 @@
 //! | [`config`] | TOML file → validated [`config::Config`], every problem with file:line:col |
 //! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
 //! | [`secret`] | the masking type for API keys and other secrets |
-//! | [`record`] | the run record: outcomes, triggers, the history line's fields |
+//! | [`record`] | the run record (outcomes, triggers, the history line's fields) and the request that starts a run |
 //! | [`history`] | per-server run records on disk (JSON Lines) |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
-//! | [`run`] | one run: preflight, start, track, verify, outcome |
+//! | [`runner`] | a run's whole life in one place ([`runner::Runner::run`]): finish a left-over run, start, marker, track, record, tell the caller |
+//! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
+//! | [`runner::marker`] | in-flight run markers, so restarts lose no run |
 //! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
-//! | [`daemon`] | the long-running service: per-server loops, runs, catch-up, reload, drain |
+//! | [`daemon`] | the long-running service: per-server loops, run tasks (slot, lock, the runner), catch-up, reload, drain |
+//! | [`daemon::status`] | the status board: one view of each server, for health, metrics, the status API and page |
 //! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`monitor`] | what metrics, the status API and page show about each server |
 //! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
-//! | [`inflight`] | in-flight run markers, so restarts lose no run |
-//! | [`recorder`] | a run with its bookkeeping: marker, record, resumption |
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
@@ -34,17 +34,14 @@ pub mod daemon;
 pub mod endpoint;
 pub mod history;
 pub mod http1;
-pub mod inflight;
 pub mod jellyfin;
 pub mod logging;
 pub mod migrator;
-pub mod monitor;
 pub mod notifications;
 pub mod notify;
 pub mod record;
-pub mod recorder;
 pub mod reload;
-pub mod run;
+pub mod runner;
 pub mod schedule;
 pub mod secret;
 pub mod signals;

@@ -12,7 +12,7 @@
 //!   its canceled `ERROR:` line says it was stopped, any other `ERROR:` line that the
 //!   export is incomplete.
 //!
-//! Pure functions over [`MigratorConfig`]; `run` turns them into outcomes.
+//! Pure functions over [`MigratorConfig`]; `runner::track` turns them into outcomes.
 
 use crate::history::format_duration;
 use crate::jellyfin::model::{MigratorConfig, Operation, TaskInfo, TaskResult};

@@ -1,8 +1,8 @@
 //! The record of one run: what the history file stores, what `history` prints and what
-//! notifications carry.
+//! notifications carry; and the request that starts a run, whose fields it repeats.
 //!
 //! This module only describes the data; writing it to disk is `history`'s job and deciding
-//! the outcome is `run`'s. Field names and outcome spellings are part of the on-disk format
+//! the outcome is `runner`'s. Field names and outcome spellings are part of the on-disk format
 //! (see `docs/history-format.md`): renaming one breaks every history file already written.
 
 use chrono::{DateTime, Utc};
@@ -96,6 +96,18 @@ impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What asked for a run: the first fields of its record, and of its in-flight marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub run_id: String,
+    pub trigger: Trigger,
+    /// The due instant (absent for manual runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// When we decided to run.
+    pub triggered_at: DateTime<Utc>,
 }
 
 /// One line of `<state_dir>/history/<server>.jsonl`.

@@ -5,7 +5,7 @@
 //!   daemon.lock           one daemon per state directory (InstanceLock); holds its pid
 //!   history/              one `<server>.jsonl` per server (written by `history`)
 //!   locks/<server>.lock   one run per server at a time, daemon or `trigger` (ServerLock)
-//!   inflight/             in-flight run markers (not written yet; the directory exists)
+//!   inflight/             one `<server>.json` per run not recorded yet (`runner::marker`)
 //!   reload-status.json    what the daemon made of its config (`crate::reload::status`)
 //! ```
 //!
@@ -161,8 +161,7 @@ impl StateDir {
         self.root.join("locks")
     }
 
-    /// `<state_dir>/inflight`: markers for runs in progress (reserved for the in-flight
-    /// tracking; nothing writes there yet).
+    /// `<state_dir>/inflight`: the markers of runs in progress (see `runner::marker`).
     pub fn inflight_dir(&self) -> PathBuf {
         self.root.join("inflight")
     }

@@ -5,14 +5,14 @@
 
 use chrono::{DateTime, Timelike, Utc};
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle};
+use jellyfin_export_scheduler::daemon::{self, DaemonHandle};
 use jellyfin_export_scheduler::history::History;
-use jellyfin_export_scheduler::inflight::{Marker, Markers};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{
-    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+    Outcome, RunRecord, RunRequest, SCHEDULER_VERSION, Trigger, new_run_id,
 };
-use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest, StartResult};
+use jellyfin_export_scheduler::runner::marker::{Marker, Markers};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents, StartResult};
 use jellyfin_export_scheduler::schedule::jitter_offset;
 use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
@@ -88,7 +88,7 @@ async fn wait_for_records(state: &Path, server: &str, n: usize, limit: Duration)
 
 async fn start(config: Config) -> DaemonHandle {
     let state = StateDir::open(&config.daemon.state_dir).unwrap();
-    Daemon::start(config, state).await
+    daemon::start(config, state).await
 }
 
 async fn stop(handle: DaemonHandle) {
@@ -282,6 +282,70 @@ async fn a_missed_due_instant_is_caught_up_once_but_not_on_a_first_start() {
     );
 }
 
+/// The status board starts from each server's history, read once at start: the last
+/// success, the last time per outcome and the strip survive a restart, disabled servers
+/// included; counters start at zero, as Prometheus expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_starts_from_each_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let history = History::new(&state);
+    let t0 = Utc::now() - chrono::Duration::days(30);
+    let mut records = Vec::new();
+    for (server, outcome) in [("a", Outcome::Completed), ("off", Outcome::Completed)] {
+        let mut r = old_record(server, t0);
+        r.outcome = outcome;
+        records.push(r);
+    }
+    // Then 30 failures of `a`, one per day.
+    for day in 1..=30 {
+        let mut r = old_record("a", t0 + chrono::Duration::days(day));
+        r.outcome = Outcome::Failed;
+        records.push(r);
+    }
+    for r in &records {
+        history.append(r, 1000).unwrap();
+    }
+    let daily = "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"";
+    let cfg = config(
+        dir.path(),
+        "",
+        &[
+            ("a", "http://127.0.0.1:9/".into(), daily),
+            (
+                "off",
+                "http://127.0.0.1:9/".into(),
+                "schedule = \"0 0 3 * * *\"\nenabled = false",
+            ),
+        ],
+    );
+    let handle = start(cfg).await;
+    let a = handle.status.get("a").expect("a is on the board");
+    let off = handle
+        .status
+        .get("off")
+        .expect("a disabled server is on the board");
+    stop(handle).await;
+
+    assert_eq!(a.last_success, Some(t0));
+    assert_eq!(
+        a.last_by_outcome.get(&Outcome::Failed),
+        Some(&(t0 + chrono::Duration::days(30)))
+    );
+    assert_eq!(a.recent.len(), 20, "the strip holds the newest 20");
+    assert_eq!(
+        a.recent.back().map(|r| &r.run_id),
+        records.last().map(|r| &r.run_id)
+    );
+    assert!(
+        a.runs_total.is_empty(),
+        "nothing counted: {:?}",
+        a.runs_total
+    );
+    assert_eq!(off.last_success, Some(t0));
+    assert!(!off.enabled && off.next_due.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_the_difference() {
     let sim = simulator(vec![
@@ -353,7 +417,7 @@ async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     // An "earlier process" started the run and died, leaving its marker.
     let client =
         JellyfinClient::new("m", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
+    let started = match track::start(&client, &server, &mut NoEvents).await {
         StartResult::Started(s) => s,
         other => panic!("expected a start: {other:?}"),
     };
@@ -390,6 +454,79 @@ async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     let handle = start(cfg).await;
     stop(handle).await;
     assert_eq!(records(dir.path(), "m").len(), 1);
+}
+
+/// `tests/fixtures/inflight/v1.json` is an in-flight marker as version 0.1.0 wrote it: the
+/// daemon of today resumes it and records the run it describes, with the request it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_written_by_version_0_1_0_is_resumed() {
+    let name = "living-room";
+    // The task had never run before, as the fixture's `snapshot: null` says.
+    let mut never_ran = sim_server(name, 200);
+    never_ran.history = jellyfin_export_scheduler::sim::History::Never;
+    let sim = simulator(vec![never_ran]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &[(
+            name,
+            sim.url(name),
+            "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"",
+        )],
+    );
+    let server = cfg.servers[0].clone();
+    // The earlier process started the run (the fixture's task id is the Migrator's) and
+    // stopped; the run ended while nobody watched.
+    let client =
+        JellyfinClient::new(name, &server.url, &server.api_key, server.request_timeout).unwrap();
+    let task = client.find_task(&server.task_key).await.unwrap();
+    assert_eq!(task.id, "d6eb93f1d1591e7d5e6c70f1d25e6fdd");
+    client.start_task(&task.id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .task(&task.id)
+        .await
+        .unwrap()
+        .last_execution_result
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the simulated run did not end within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state = StateDir::open(dir.path()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inflight/v1.json");
+    std::fs::copy(&fixture, state.inflight_dir().join("living-room.json")).unwrap();
+
+    let handle = start(cfg).await;
+    let recs = wait_for_records(dir.path(), name, 1, Duration::from_secs(10)).await;
+    stop(handle).await;
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let r = &recs[0];
+    assert_eq!(r.run_id, "019ac3a1d2400a1b2c3d");
+    assert_eq!(r.trigger, Trigger::Schedule);
+    assert_eq!(
+        r.scheduled_for,
+        Some("2026-11-27T02:30:00Z".parse::<DateTime<Utc>>().unwrap())
+    );
+    assert_eq!(
+        r.triggered_at,
+        "2026-11-27T02:30:00.250Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(r.outcome, Outcome::Completed, "{recs:#?}");
+    assert_eq!(r.attempts, 1);
+    assert!(
+        !state.inflight_dir().join("living-room.json").exists(),
+        "marker cleared"
+    );
+    assert_eq!(
+        sim.server(name).start_requests().len(),
+        1,
+        "the resumed run was not started again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +661,7 @@ async fn a_skip_because_another_process_holds_the_server_is_recorded_and_announc
     )
     .unwrap();
     let announced = std::sync::Arc::new(Announced::default());
-    let handle = Daemon::start_with(
+    let handle = daemon::start_with(
         cfg,
         state,
         jellyfin_export_scheduler::daemon::DaemonOptions {

@@ -3,10 +3,9 @@
 
 use chrono::Timelike;
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{Daemon, DaemonOptions, heartbeat_limit};
+use jellyfin_export_scheduler::daemon::{self, DaemonOptions, heartbeat_limit};
 use jellyfin_export_scheduler::endpoint::{self, Sources};
 use jellyfin_export_scheduler::history::History;
-use jellyfin_export_scheduler::monitor::Monitor;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
 use std::path::Path;
@@ -64,17 +63,8 @@ async fn setup() -> Setup {
     };
     let config = Config::parse(&text, Path::new("endpoint-test.toml"), &env).unwrap();
     let state = StateDir::open(dir.path()).unwrap();
-    let monitor = Arc::new(Monitor::new(Some(&state)));
     let history = Arc::new(History::new(&state));
-    let handle = Daemon::start_with(
-        config,
-        state,
-        DaemonOptions {
-            notifier: None,
-            observers: vec![monitor.clone()],
-        },
-    )
-    .await;
+    let handle = daemon::start_with(config, state, DaemonOptions::default()).await;
     let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -84,7 +74,6 @@ async fn setup() -> Setup {
         Sources {
             status: handle.status.clone(),
             heartbeat_limit: heartbeat_limit(),
-            monitor,
             history,
         },
         tokio_util::sync::CancellationToken::new(),
@@ -257,7 +246,6 @@ async fn healthz_fails_when_a_loop_stops_waking() {
         Sources {
             status: s.handle.status.clone(),
             heartbeat_limit: Duration::ZERO,
-            monitor: Arc::new(Monitor::new(None)),
             history: Arc::new(History::new(&state)),
         },
         tokio_util::sync::CancellationToken::new(),

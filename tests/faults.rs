@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::Daemon;
+use jellyfin_export_scheduler::daemon;
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::record::{Outcome, RunRecord};
 use jellyfin_export_scheduler::sim::{
@@ -274,7 +274,7 @@ async fn fifty_servers_with_seeded_faults() {
     let state = StateDir::open(dir.path()).unwrap();
 
     let started_at = Utc::now();
-    let handle = Daemon::start(config, state.clone()).await;
+    let handle = daemon::start(config, state.clone()).await;
     let dues: Vec<DateTime<Utc>> = schedule.upcoming(started_at, SLOTS);
     let mut rss_per_cycle = Vec::new();
     for due in &dues {

@@ -85,6 +85,16 @@ fn append_raw(path: &Path, bytes: &[u8]) {
         .unwrap();
 }
 
+fn append_raw_creating(path: &Path, bytes: &[u8]) {
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
 #[test]
 fn append_then_read_round_trips_with_private_modes() {
     let s = setup();
@@ -229,6 +239,90 @@ fn a_corrupt_middle_line_is_skipped_with_its_line_number() {
         "{:?}",
         read.warnings
     );
+}
+
+#[test]
+fn the_tail_is_the_newest_records_of_a_full_read() {
+    let s = setup();
+    // About 400 KiB: the tail read crosses its first blocks.
+    for n in 0..1000 {
+        s.history.append(&record("a", n), 10_000).unwrap();
+    }
+    let full = s.history.read("a").unwrap();
+    for n in [0, 1, 2, 20, 100, 163, 999, 1000, 5000] {
+        let tail = s.history.tail("a", n).unwrap();
+        assert!(tail.warnings.is_empty(), "{n}: {:?}", tail.warnings);
+        let from = full.records.len().saturating_sub(n);
+        assert_eq!(tail.records, full.records[from..], "the newest {n}");
+    }
+    assert_eq!(s.history.tail("nobody", 5).unwrap(), Default::default());
+    assert!(matches!(
+        s.history.tail("../etc", 5),
+        Err(HistoryError::InvalidServer(_))
+    ));
+}
+
+#[test]
+fn the_tail_judges_a_torn_last_line_like_a_full_read() {
+    let s = setup();
+    let path = s.file("a");
+    for n in 0..3 {
+        s.history.append(&record("a", n), 100).unwrap();
+    }
+    append_raw(
+        &path,
+        br#"{"run_id":"0000000000000000000f","server":"a","tas"#,
+    );
+    let full = s.history.read("a").unwrap();
+    let tail = s.history.tail("a", 2).unwrap();
+    assert_eq!(tail.warnings, full.warnings);
+    assert_eq!(tail.records, full.records[1..]);
+
+    // A complete record without its newline is kept, as by a full read.
+    let s = setup();
+    let path = s.file("a");
+    s.history.append(&record("a", 0), 100).unwrap();
+    append_raw(
+        &path,
+        serde_json::to_string(&record("a", 1)).unwrap().as_bytes(),
+    );
+    let tail = s.history.tail("a", 1).unwrap();
+    assert!(tail.warnings.is_empty(), "{:?}", tail.warnings);
+    assert_eq!(tail.clone().into_records(), [record("a", 1)]);
+}
+
+#[test]
+fn the_tail_skips_corrupt_lines_naming_their_place_from_the_end() {
+    let s = setup();
+    let path = s.file("a");
+    // A megabyte of lines that would each be a warning if they were read.
+    let junk = "not a record\n".repeat(80_000);
+    append_raw_creating(&path, junk.as_bytes());
+    for n in 0..5 {
+        s.history.append(&record("a", n), 1_000_000).unwrap();
+    }
+    append_raw(&path, b"this is not json\n");
+    s.history.append(&record("a", 5), 1_000_000).unwrap();
+
+    let tail = s.history.tail("a", 3).unwrap();
+    assert_eq!(
+        tail.clone().into_records(),
+        [record("a", 3), record("a", 4), record("a", 5)]
+    );
+    assert_eq!(tail.warnings.len(), 1, "{:?}", tail.warnings);
+    assert!(
+        tail.warnings[0].starts_with(&format!(
+            "history file {}: line 2 from the end is not a valid run record (",
+            path.display()
+        )),
+        "{:?}",
+        tail.warnings
+    );
+
+    // Asking for more than there is reads everything, and reports everything.
+    let tail = s.history.tail("a", 100).unwrap();
+    assert_eq!(tail.records.len(), 6);
+    assert_eq!(tail.warnings.len(), 80_001);
 }
 
 #[test]

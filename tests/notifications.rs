@@ -13,7 +13,7 @@
 use chrono::{DateTime, Timelike, Utc};
 use jellyfin_export_scheduler::commands::trigger::summary;
 use jellyfin_export_scheduler::config::{Config, LoadEnv, ServerConfig};
-use jellyfin_export_scheduler::daemon::{Daemon, DaemonHandle, DaemonObserver, DaemonOptions};
+use jellyfin_export_scheduler::daemon::{self, DaemonHandle, DaemonObserver, DaemonOptions};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::notifications::deliver::Backoff;
 use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, ping_rid};
@@ -764,7 +764,7 @@ async fn wait_for_records(state: &Path, server: &str, n: usize) -> Vec<RunRecord
 
 async fn start_daemon(cfg: Config, obs: &Arc<NotifyObserver>) -> DaemonHandle {
     let state = StateDir::open(&cfg.daemon.state_dir).unwrap();
-    Daemon::start_with(
+    daemon::start_with(
         cfg,
         state,
         DaemonOptions {

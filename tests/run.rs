@@ -6,12 +6,14 @@
 
 use jellyfin_export_scheduler::config::{Config, IfRunning, LoadEnv, ServerConfig};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
-use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger, new_run_id};
-use jellyfin_export_scheduler::run::{self, NoEvents, RunRequest};
+use jellyfin_export_scheduler::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use jellyfin_export_scheduler::runner::track::{self, NoEvents};
+use jellyfin_export_scheduler::runner::{RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::sim::{
     CANCELED, CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
     SimServerConfig, SimTask, Simulator, TaskState,
 };
+use jellyfin_export_scheduler::state::StateDir;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -70,6 +72,8 @@ fn request() -> RunRequest {
     }
 }
 
+/// One run through the runner, as the daemon and `trigger` run it, on a fresh state
+/// directory: its record.
 async fn run_once(server: &ServerConfig) -> RunRecord {
     let client = JellyfinClient::new(
         &server.name,
@@ -78,13 +82,19 @@ async fn run_once(server: &ServerConfig) -> RunRecord {
         server.request_timeout,
     )
     .expect("client builds");
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner::new(&StateDir::open(dir.path()).unwrap());
     // A bound on the whole run, so a tracking bug fails the test instead of hanging it.
-    tokio::time::timeout(
+    let end = tokio::time::timeout(
         Duration::from_secs(30),
-        run::execute(&client, server, &request(), &mut NoEvents),
+        runner.run(&client, server, &request(), &mut NoEvents, Wait::Follow),
     )
     .await
-    .expect("the run ended within 30 s")
+    .expect("the run ended within 30 s");
+    match end {
+        RunEnd::Recorded(Ok(record)) => record,
+        other => panic!("the run was not recorded: {other:?}"),
+    }
 }
 
 async fn run_against(sim: &Simulator, tweak: impl FnOnce(&mut ServerConfig)) -> RunRecord {
@@ -829,29 +839,29 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
     let server = server_config(&sim.url("t"), KEY);
     let client =
         JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
-        run::StartResult::Started(s) => s,
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     // A resumed run that ended while nobody watched still gets its real outcome, even when
     // its timeout has passed by now.
     let mut late = server.clone();
     late.timeout = Duration::from_millis(1);
-    let ended = run::resume(&client, &late, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &late, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
     let server = server_config(&sim.url("t"), KEY);
     let client =
         JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match run::start(&client, &server, &mut NoEvents).await {
-        run::StartResult::Started(s) => s,
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = run::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
     assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
     assert!(ended.reason.unwrap().contains("no longer exists"));
 }

@@ -8,7 +8,7 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::daemon::Daemon;
+use crate::daemon;
 use crate::history::{History, format_table};
 use crate::record::RunRecord;
 use crate::signals::{SignalEvent, SignalEvents};
@@ -124,7 +124,7 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
         config_path.display(),
         state_dir.display()
     );
-    let handle = Daemon::start(config.clone(), state.clone()).await;
+    let handle = daemon::start(config.clone(), state.clone()).await;
     tokio::select! {
         _ = tokio::time::sleep(duration) => {}
         _ = async {

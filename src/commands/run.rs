@@ -3,10 +3,9 @@
 
 use super::exit;
 use crate::config::Config;
-use crate::daemon::{Daemon, DaemonOptions, heartbeat_limit};
+use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
-use crate::monitor::Monitor;
 use crate::notifications::NotifyObserver;
 use crate::notify::Notifier;
 use crate::reload::Reloader;
@@ -76,20 +75,16 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
         return exit::FAILED;
     };
     let notifier = Notifier::from_env();
-    let monitor = Arc::new(Monitor::new(Some(&state)));
     let history = Arc::new(History::new(&state));
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
     let mut reloader = Reloader::start(config_path, state.clone(), &config, notifier.clone());
-    let handle = Daemon::start_with(
+    let handle = daemon::start_with(
         config,
         state,
         DaemonOptions {
             notifier: Some(notifier.clone()),
-            observers: vec![
-                monitor.clone(),
-                notifications.clone() as Arc<dyn crate::daemon::DaemonObserver>,
-            ],
+            observers: vec![notifications.clone() as Arc<dyn crate::daemon::DaemonObserver>],
         },
     )
     .await;
@@ -100,7 +95,6 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
             endpoint::Sources {
                 status: handle.status.clone(),
                 heartbeat_limit: heartbeat_limit(),
-                monitor,
                 history,
             },
             endpoint_stop.clone(),
@@ -138,7 +132,7 @@ async fn drain(
     notifications: Arc<NotifyObserver>,
     signals: &mut SignalEvents,
 ) {
-    let ctx = handle.ctx().clone();
+    let abort_runs = handle.abort_runs();
     let mut wait = Box::pin(async {
         handle.wait().await;
         // The runs that ended during the drain are reported before the exit.
@@ -152,7 +146,7 @@ async fn drain(
             }
         } => {
             info!("second signal: exiting now; runs still going are resumed at the next start");
-            ctx.abort_all();
+            abort_runs.cancel();
             // The runs stop at their next await; don't let a stuck one hold the exit.
             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
         }

@@ -8,13 +8,14 @@
 //! `trigger`) records the outcome.
 
 use super::exit;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::history::format_duration;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
-use crate::record::{Outcome, RunRecord, Trigger, new_run_id};
-use crate::recorder::{RecordError, Recorder};
-use crate::run::{self, RunEvents, RunRequest, StartResult, Started};
+use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use crate::runner::marker::Marker;
+use crate::runner::track::{RunEvents, Started};
+use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
 use std::time::Duration;
@@ -90,6 +91,19 @@ impl<W: Write + Send> RunEvents for Progress<W> {
     }
 }
 
+impl<W: Write + Send> RunObserver for Progress<W> {
+    fn left_over(&mut self, _marker: &Marker) {
+        self.line("an earlier run was left in flight; following it to its end first");
+    }
+
+    fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
+        match result {
+            Ok(r) => self.line(&format!("earlier run: {}", summary(r))),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}
+
 /// One line about a finished run, for people.
 pub fn summary(r: &RunRecord) -> String {
     let mut s = format!("{}: {}", r.server, r.outcome);
@@ -123,76 +137,84 @@ pub async fn trigger<W: Write + Send>(
         );
         return exit::USAGE;
     };
-    let state = match StateDir::open(&config.daemon.state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
     let now = chrono::Utc::now();
-    let run_id = new_run_id(now);
-    let _lock = match ServerLock::acquire(
-        &state,
-        &server.name,
-        &format!(
-            "manual trigger run {run_id}, since {}",
-            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    ) {
-        Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
-    let client = match JellyfinClient::new(
-        &server.name,
-        &server.url,
-        &server.api_key,
-        server.request_timeout,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
-    let recorder = Recorder::new(&state);
-    let mut progress = Progress::new(out, live, &server.name);
-
-    if recorder
-        .markers()
-        .read(&server.name)
-        .ok()
-        .flatten()
-        .is_some()
-    {
-        progress.line("an earlier run was left in flight; following it to its end first");
-        if let Some(result) = recorder
-            .resume_left_over(&client, server, &mut progress)
-            .await
-        {
-            match result {
-                Ok(r) => progress.line(&format!("earlier run: {}", summary(&r))),
-                Err(e) => eprintln!("error: {e}"),
-            }
-        }
-    }
-
     let request = RunRequest {
-        run_id,
+        run_id: new_run_id(now),
         trigger: Trigger::Manual,
         scheduled_for: None,
         triggered_at: now,
     };
-    if no_wait {
-        return start_only(&recorder, &client, config, server, &request, progress).await;
-    }
-    let result = recorder.run(&client, server, &request, &mut progress).await;
-    let mut out = progress.finish();
-    match result {
-        Ok(record) => {
+    let Some((state, _lock, client)) = prepare(config, server, &request) else {
+        return exit::FAILED;
+    };
+    let mut progress = Progress::new(out, live, &server.name);
+    let wait = if no_wait {
+        Wait::StartOnly
+    } else {
+        Wait::Follow
+    };
+    let end = Runner::new(&state)
+        .run(&client, server, &request, &mut progress, wait)
+        .await;
+    report(progress.finish(), end, wait, config, server, &request)
+}
+
+/// The state directory, the server's lock and a client for it; or `None`, said on stderr.
+fn prepare(
+    config: &Config,
+    server: &ServerConfig,
+    request: &RunRequest,
+) -> Option<(StateDir, ServerLock, JellyfinClient)> {
+    let state = StateDir::open(&config.daemon.state_dir)
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()?;
+    let holder = format!(
+        "manual trigger run {}, since {}",
+        request.run_id,
+        request
+            .triggered_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let lock = ServerLock::acquire(&state, &server.name, &holder)
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()?;
+    let client = JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )
+    .map_err(|e| eprintln!("error: {e}"))
+    .ok()?;
+    Some((state, lock, client))
+}
+
+/// The last words on `out` (or stderr) and the exit status.
+fn report(
+    mut out: impl Write,
+    end: RunEnd,
+    wait: Wait,
+    config: &Config,
+    server: &ServerConfig,
+    request: &RunRequest,
+) -> u8 {
+    match end {
+        RunEnd::Started(Ok(())) => {
+            let _ = writeln!(
+                out,
+                "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
+                server.name, request.run_id, server.name, server.name
+            );
+            exit::OK
+        }
+        RunEnd::Started(Err(e)) => {
+            eprintln!(
+                "error: the run started but {e}; its outcome will not be recorded (state directory {})",
+                config.daemon.state_dir.display()
+            );
+            exit::FAILED
+        }
+        RunEnd::Recorded(Ok(record)) => {
             let _ = writeln!(out, "{}", summary(&record));
             if record.outcome == Outcome::Completed {
                 exit::OK
@@ -200,61 +222,11 @@ pub async fn trigger<W: Write + Send>(
                 exit::FAILED
             }
         }
-        Err(e) => {
-            if let RecordError::History { record, .. } = &e {
+        RunEnd::Recorded(Err(e)) => {
+            if let (Wait::Follow, RecordError::History { record, .. }) = (wait, &e) {
                 let _ = writeln!(out, "{}", summary(record));
             }
             eprintln!("error: the run's record was not written: {e}");
-            exit::FAILED
-        }
-    }
-}
-
-/// `--no-wait`: preflight and start, leave the marker, return.
-async fn start_only<W: Write + Send>(
-    recorder: &Recorder,
-    client: &JellyfinClient,
-    config: &Config,
-    server: &crate::config::ServerConfig,
-    request: &RunRequest,
-    mut progress: Progress<W>,
-) -> u8 {
-    match run::start(client, server, &mut progress).await {
-        StartResult::Started(started) => {
-            let marker =
-                crate::inflight::Marker::new(&server.name, &server.task_key, request, &started);
-            let written = recorder.markers().write(&marker);
-            let mut out = progress.finish();
-            match written {
-                Ok(()) => {
-                    let _ = writeln!(
-                        out,
-                        "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
-                        server.name, request.run_id, server.name, server.name
-                    );
-                    exit::OK
-                }
-                Err(e) => {
-                    eprintln!(
-                        "error: the run started but {e}; its outcome will not be recorded (state directory {})",
-                        config.daemon.state_dir.display()
-                    );
-                    exit::FAILED
-                }
-            }
-        }
-        StartResult::NotStarted { ended, attempts } => {
-            let record = run::record(server, request, ended, attempts);
-            let result = recorder
-                .append_and_clear(record, server.history_limit)
-                .await;
-            let mut out = progress.finish();
-            match result {
-                Ok(r) => {
-                    let _ = writeln!(out, "{}", summary(&r));
-                }
-                Err(e) => eprintln!("error: the run's record was not written: {e}"),
-            }
             exit::FAILED
         }
     }

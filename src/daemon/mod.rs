@@ -2,7 +2,7 @@
 //! their own, a concurrency limit across servers, catch-up and resumption at start, live
 //! reload, and a graceful drain on shutdown.
 //!
-//! Shape (as in mini-redis): [`Daemon::start`] spawns a supervisor task and returns a
+//! Shape (as in mini-redis): [`start`] spawns a supervisor task and returns a
 //! [`DaemonHandle`]; the caller (the `run` command, or a test) turns signals into
 //! [`DaemonHandle::reload`] and [`DaemonHandle::shutdown`]. Nothing here reads signals,
 //! the config file or the process environment, so tests drive the daemon in-process.
@@ -12,20 +12,25 @@
 //! recorded `skipped`; at most `max_concurrent_runs` runs tracked at once (a run waiting for
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
+mod ctx;
+mod run_task;
 mod server_loop;
 pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
-use crate::inflight::Marker;
+use crate::history::HistoryError;
 use crate::notify::Notifier;
 use crate::record::RunRecord;
-use crate::recorder::Recorder;
+use crate::runner::Runner;
+use crate::runner::marker::Marker;
 use crate::state::StateDir;
 use chrono::Utc;
+use ctx::Ctx;
+pub use ctx::DaemonObserver;
 use server_loop::Startup;
 pub use server_loop::{MAX_SLEEP, next_fire, sleep_until_due};
 use status::StatusBoard;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -33,98 +38,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+/// How many of each history's newest records the daemon reads when it starts, from the
+/// end of the file: the board's last success and last time per outcome come from them,
+/// and catch-up looks among them for the latest due instant's record. As many as the
+/// default `history_limit` keeps, so with it the whole history counts, as when it was read
+/// whole; a longer history is not read whole at every start.
+const STARTUP_RECORDS: usize = 1000;
+
 /// How often records that could not be written (full disk) are tried again.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 
-/// Shared by the supervisor, the loops and the run tasks.
-pub struct Ctx {
-    pub state: StateDir,
-    pub recorder: Recorder,
-    pub status: Arc<StatusBoard>,
-    slots: Arc<Semaphore>,
-    max_concurrent_runs: usize,
-    /// Run tasks (and skip writers), for the drain at shutdown.
-    runs: TaskTracker,
-    /// Cancelled when the shutdown grace is over: runs still going stop being tracked
-    /// (their markers stay).
-    abort_runs: CancellationToken,
-    /// Records whose history write failed, written again later: nothing is lost.
-    unwritten: Mutex<Vec<(RunRecord, usize)>>,
-    observers: std::sync::RwLock<Vec<Arc<dyn DaemonObserver>>>,
-    /// One HTTP client per `request_timeout` in use (usually one for the whole fleet):
-    /// a client per run would cost a connection pool and a TLS setup each (about 18 KiB;
-    /// 18 MiB for 1000 runs at once).
-    http: Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
-}
-
-impl Ctx {
-    /// Stop tracking runs at once (a second signal); their markers stay.
-    pub fn abort_all(&self) {
-        self.abort_runs.cancel();
-    }
-}
-
-/// Something that wants to hear what the daemon does: metrics, notifications. Called from
-/// the daemon's tasks, so implementations must be quick and never block (hand slow work,
-/// like a webhook, to a task of their own).
-pub trait DaemonObserver: Send + Sync {
-    /// The config in force: at start and after every successful reload.
-    fn config_applied(&self, _config: &Config) {}
-    /// A reload was attempted: `ok` false when the new file was invalid.
-    fn reload_attempted(&self, _ok: bool) {}
-    /// A run of `server` begins (slot and lock held, before the preflight).
-    fn run_started(&self, _server: &ServerConfig, _run_id: &str) {}
-    /// A run record was made (whatever the outcome, skips included).
-    fn run_recorded(&self, _server: &ServerConfig, _record: &RunRecord) {}
-    /// Jellyfin answered (or did not) during a run: the server is up or not.
-    fn contact(&self, _server: &str, _ok: bool) {}
-}
-
-/// Options of [`Daemon::start_with`].
+/// Options of [`start_with`].
 #[derive(Default)]
 pub struct DaemonOptions {
     pub notifier: Option<Notifier>,
     pub observers: Vec<Arc<dyn DaemonObserver>>,
-}
-
-impl Ctx {
-    pub(crate) fn observers(&self) -> Vec<Arc<dyn DaemonObserver>> {
-        self.observers.read().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    /// The shared HTTP client for this request timeout.
-    pub(crate) fn http_client(&self, request_timeout: Duration) -> Result<reqwest::Client, String> {
-        let mut clients = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(&request_timeout) {
-            return Ok(c.clone());
-        }
-        let c = crate::jellyfin::http_client(request_timeout)?;
-        clients.insert(request_timeout, c.clone());
-        Ok(c)
-    }
-
-    /// Whether a run's record is waiting for the disk.
-    pub(crate) fn is_unwritten(&self, run_id: &str) -> bool {
-        self.unwritten
-            .lock()
-            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
-            .unwrap_or(false)
-    }
-
-    /// Keep a record the disk refused, to write it again later (once per run).
-    pub(crate) fn keep_unwritten(&self, record: RunRecord, history_limit: usize) {
-        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
-        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
-            u.push((record, history_limit));
-        }
-    }
-
-    /// Tell the observers about a record.
-    pub(crate) fn announce(&self, server: &ServerConfig, record: &RunRecord) {
-        for o in self.observers() {
-            o.run_recorded(server, record);
-        }
-    }
 }
 
 /// What a reload did.
@@ -181,9 +109,7 @@ impl DaemonHandle {
 
     /// A reload was asked for but the file was invalid (the daemon runs on).
     pub fn reload_failed(&self) {
-        for o in self.ctx.observers() {
-            o.reload_attempted(false);
-        }
+        self.ctx.status.reload_failed();
     }
 
     /// Stop scheduling and drain runs (up to `shutdown_grace`); [`wait`](Self::wait) for the end.
@@ -196,64 +122,56 @@ impl DaemonHandle {
         let _ = self.done.await;
     }
 
-    /// The shared state (status board, recorder), for the HTTP endpoint and tests.
-    pub fn ctx(&self) -> &Arc<Ctx> {
-        &self.ctx
+    /// Cancelling this token stops tracking runs at once (a second signal), without
+    /// waiting for the shutdown grace; their markers stay for the next start.
+    pub fn abort_runs(&self) -> CancellationToken {
+        self.ctx.abort_runs.clone()
     }
 }
 
-pub struct Daemon;
+/// [`start_with`] without a service manager or observers.
+pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
+    start_with(config, state, DaemonOptions::default()).await
+}
 
-impl Daemon {
-    /// [`start_with`](Self::start_with) without a service manager or observers.
-    pub async fn start(config: Config, state: StateDir) -> DaemonHandle {
-        Daemon::start_with(config, state, DaemonOptions::default()).await
+/// Arm every enabled server's loop (resuming runs left in flight and catching up a missed
+/// due instant first) and return once they are armed. `notifier` gets the watchdog pings
+/// (only while every loop keeps waking) and status lines.
+pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions) -> DaemonHandle {
+    let notifier = options.notifier.unwrap_or_else(Notifier::disabled);
+    for o in &options.observers {
+        o.config_applied(&config);
     }
-
-    /// Arm every enabled server's loop (resuming runs left in flight and catching up a
-    /// missed due instant first) and return once they are armed. `notifier` gets the
-    /// watchdog pings (only while every loop keeps waking) and status lines.
-    pub async fn start_with(
-        config: Config,
-        state: StateDir,
-        options: DaemonOptions,
-    ) -> DaemonHandle {
-        let notifier = options.notifier.unwrap_or_else(Notifier::disabled);
-        for o in &options.observers {
-            o.config_applied(&config);
-        }
-        let status = Arc::new(StatusBoard::default());
-        let ctx = Arc::new(Ctx {
-            recorder: Recorder::new(&state),
-            state,
-            status: status.clone(),
-            slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
-            max_concurrent_runs: config.daemon.max_concurrent_runs,
-            runs: TaskTracker::new(),
-            abort_runs: CancellationToken::new(),
-            unwritten: Mutex::new(Vec::new()),
-            observers: std::sync::RwLock::new(options.observers),
-            http: Mutex::new(std::collections::HashMap::new()),
-        });
-        let stop = CancellationToken::new();
-        let (tx, rx) = mpsc::channel(4);
-        let mut supervisor = Supervisor {
-            ctx: ctx.clone(),
-            daemon: config.daemon.clone(),
-            loops: BTreeMap::new(),
-            stop: stop.clone(),
-            notifier,
-        };
-        supervisor.arm(&config, true).await;
-        status.set_armed();
-        let done = tokio::spawn(supervisor.run(rx));
-        DaemonHandle {
-            commands: tx,
-            stop,
-            done,
-            status,
-            ctx,
-        }
+    let status = Arc::new(StatusBoard::default());
+    let ctx = Arc::new(Ctx {
+        runner: Runner::new(&state),
+        state,
+        status: status.clone(),
+        slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
+        max_concurrent_runs: config.daemon.max_concurrent_runs,
+        runs: TaskTracker::new(),
+        abort_runs: CancellationToken::new(),
+        observers: std::sync::RwLock::new(options.observers),
+        http: Mutex::new(std::collections::HashMap::new()),
+    });
+    let stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(4);
+    let mut supervisor = Supervisor {
+        ctx: ctx.clone(),
+        daemon: config.daemon.clone(),
+        loops: BTreeMap::new(),
+        stop: stop.clone(),
+        notifier,
+    };
+    supervisor.arm(&config, true).await;
+    status.set_armed();
+    let done = tokio::spawn(supervisor.run(rx));
+    DaemonHandle {
+        commands: tx,
+        stop,
+        done,
+        status,
+        ctx,
     }
 }
 
@@ -271,62 +189,62 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    /// Start loops for every enabled server that has none.
+    /// Start loops for every enabled server that has none. The board learns the config
+    /// first; the servers new to it get the newest records of their history, read once.
     async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
-        let markers_left = self.ctx.recorder.markers().servers();
+        let markers_left = self.ctx.runner.markers().servers();
         for name in &markers_left {
             if !config.servers.iter().any(|s| &s.name == name && s.enabled) {
                 warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
             }
         }
-        let mut added = 0;
-        for server in config.servers.iter().filter(|s| s.enabled) {
-            if self.loops.contains_key(&server.name) {
-                continue;
-            }
-            let startup = self.startup_work(server, at_daemon_start).await;
-            self.spawn_loop(server.clone(), startup);
-            added += 1;
+        let fresh = self.ctx.status.apply_config(config);
+        let to_arm: Vec<ServerConfig> = config
+            .servers
+            .iter()
+            .filter(|s| s.enabled && !self.loops.contains_key(&s.name))
+            .cloned()
+            .collect();
+        let mut startups = self.read_startup(fresh, &to_arm, at_daemon_start).await;
+        let added = to_arm.len();
+        for server in to_arm {
+            let startup = startups.remove(&server.name).unwrap_or_default();
+            self.spawn_loop(server, startup);
         }
         added
     }
 
-    /// What a server must do before its schedule: resume a marker, catch up a missed slot.
-    async fn startup_work(&self, server: &ServerConfig, at_daemon_start: bool) -> Startup {
-        let recorder = self.ctx.recorder.clone();
-        let server = server.clone();
+    /// From disk, on the blocking pool: the newest records of each server new to the
+    /// board (onto it), and for each server to arm, what it must do before its schedule:
+    /// resume a marker, catch up a missed due instant.
+    async fn read_startup(
+        &self,
+        fresh: Vec<String>,
+        to_arm: &[ServerConfig],
+        at_daemon_start: bool,
+    ) -> HashMap<String, Startup> {
+        let runner = self.ctx.runner.clone();
         let status = self.ctx.status.clone();
+        let to_arm = to_arm.to_vec();
         tokio::task::spawn_blocking(move || {
-            let resume: Option<Marker> = match recorder.markers().read(&server.name) {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(server = %server.name, error = %e, "in-flight marker ignored");
-                    None
+            let mut tails = HashMap::new();
+            for name in fresh {
+                let tail = runner
+                    .history()
+                    .tail(&name, STARTUP_RECORDS)
+                    .map(|r| (r.warnings.clone(), r.into_records()));
+                if let Ok((_, records)) = &tail {
+                    status.remember(&name, records);
                 }
-            };
-            let records = match recorder.history().read(&server.name) {
-                Ok(r) => {
-                    for w in &r.warnings {
-                        warn!(server = %server.name, "{w}");
-                    }
-                    r.into_records()
-                }
-                Err(e) => {
-                    error!(server = %server.name, error = %e, "history unreadable; catch-up is off for this start");
-                    status.add(&server.name, None);
-                    return Startup {
-                        resume,
-                        catch_up: None,
-                    };
-                }
-            };
-            status.add(&server.name, records.last().cloned());
-            let catch_up = if at_daemon_start && server.catch_up == CatchUp::Last {
-                missed_due(&server, &records, resume.as_ref())
-            } else {
-                None
-            };
-            Startup { resume, catch_up }
+                tails.insert(name, tail);
+            }
+            to_arm
+                .iter()
+                .map(|s| {
+                    let startup = startup(&runner, s, tails.get(&s.name), at_daemon_start);
+                    (s.name.clone(), startup)
+                })
+                .collect()
         })
         .await
         .unwrap_or_default()
@@ -334,7 +252,7 @@ impl Supervisor {
 
     fn spawn_loop(&mut self, server: ServerConfig, startup: Startup) {
         let name = server.name.clone();
-        self.ctx.status.add(&name, None);
+        self.ctx.status.loop_started(&server);
         let (tx, rx) = watch::channel(server);
         let cancel = self.stop.child_token();
         let span = info_span!("server", server = %name);
@@ -362,7 +280,7 @@ impl Supervisor {
                         let _ = reply.send(summary);
                     }
                 },
-                _ = retry.tick() => self.write_unwritten().await,
+                _ = retry.tick() => self.ctx.runner.write_unwritten().await,
             }
         }
         self.drain().await;
@@ -418,14 +336,7 @@ impl Supervisor {
             if let Some(h) = self.loops.remove(&name) {
                 // The loop stops scheduling; a run in progress goes on and is recorded.
                 h.cancel.cancel();
-                if self
-                    .ctx
-                    .status
-                    .get(&name)
-                    .is_some_and(|s| s.running.is_none())
-                {
-                    self.ctx.status.remove(&name);
-                }
+                self.ctx.status.loop_stopped(&name);
                 info!(server = %name, "server removed from the config; no more runs are scheduled for it");
                 summary.removed += 1;
             }
@@ -440,42 +351,9 @@ impl Supervisor {
         }
         summary.added = self.arm(&config, false).await;
         for o in self.ctx.observers() {
-            o.reload_attempted(true);
             o.config_applied(&config);
         }
         summary
-    }
-
-    async fn write_unwritten(&self) {
-        let pending: Vec<(RunRecord, usize)> =
-            std::mem::take(&mut *self.ctx.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
-        }
-        let recorder = self.ctx.recorder.clone();
-        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
-            let mut still = Vec::new();
-            for (record, limit) in pending {
-                match recorder.history().append(&record, limit) {
-                    Ok(()) => {
-                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
-                        let _ = recorder
-                            .markers()
-                            .remove_if_run(&record.server, &record.run_id);
-                    }
-                    Err(e) => {
-                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
-                        still.push((record, limit));
-                    }
-                }
-            }
-            still
-        })
-        .await
-        .unwrap_or_default();
-        for (record, limit) in still {
-            self.ctx.keep_unwritten(record, limit);
-        }
     }
 
     /// Stop scheduling, give runs `shutdown_grace` to end, then stop tracking the rest
@@ -504,8 +382,8 @@ impl Supervisor {
             self.ctx.abort_runs.cancel();
             self.ctx.runs.wait().await;
         }
-        self.write_unwritten().await;
-        let lost = self.ctx.unwritten.lock().map(|u| u.len()).unwrap_or(0);
+        self.ctx.runner.write_unwritten().await;
+        let lost = self.ctx.runner.unwritten();
         if lost > 0 {
             error!(
                 records = lost,
@@ -513,6 +391,55 @@ impl Supervisor {
             );
         }
     }
+}
+
+/// A server's newest records (and the warnings of reading them), or why they could not be
+/// read.
+type Tail = Result<(Vec<String>, Vec<RunRecord>), HistoryError>;
+
+/// What a server must do before its schedule: resume the run left in flight, catch up a
+/// due instant missed while the daemon was down (at the daemon's start only, from the
+/// history's `tail`; a server a reload enables again has none read).
+fn startup(
+    runner: &Runner,
+    server: &ServerConfig,
+    tail: Option<&Tail>,
+    at_daemon_start: bool,
+) -> Startup {
+    let resume: Option<Marker> = match runner.markers().read(&server.name) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(server = %server.name, error = %e, "in-flight marker ignored");
+            None
+        }
+    };
+    let records = match tail {
+        Some(Ok((warnings, records))) => {
+            for w in warnings {
+                warn!(server = %server.name, "{w}");
+            }
+            records
+        }
+        Some(Err(e)) => {
+            error!(server = %server.name, error = %e, "history unreadable; catch-up is off for this start");
+            return Startup {
+                resume,
+                catch_up: None,
+            };
+        }
+        None => {
+            return Startup {
+                resume,
+                catch_up: None,
+            };
+        }
+    };
+    let catch_up = if at_daemon_start && server.catch_up == CatchUp::Last {
+        missed_due(server, records, resume.as_ref())
+    } else {
+        None
+    };
+    Startup { resume, catch_up }
 }
 
 /// The most recent due instant within `catch_up_window` that has no record (and is not
@@ -532,7 +459,7 @@ fn missed_due(
         .schedule
         .latest_at_or_before(now, server.catch_up_window)?;
     let covered = records.iter().any(|r| r.scheduled_for == Some(latest))
-        || marker.is_some_and(|m| m.scheduled_for == Some(latest));
+        || marker.is_some_and(|m| m.request.scheduled_for == Some(latest));
     (!covered).then_some(latest)
 }
 

@@ -1,4 +1,5 @@
-//! One server's scheduling loop and the run tasks it spawns.
+//! One server's scheduling loop: it hands each due instant to a run task
+//! ([`super::run_task`]).
 //!
 //! The loop sleeps until the next due instant (plus the server's jitter), then hands the
 //! run to a task of its own and goes straight back to sleep, so that a due instant that
@@ -7,22 +8,18 @@
 //! fires the awaited slot once (no burst of old slots), a step back never fires a slot twice
 //! (due instants only move forward), and the loop's heartbeat shows it is alive.
 
-use super::Ctx;
+use super::ctx::Ctx;
+use super::run_task::{Job, record_skip, run_task};
 use crate::config::ServerConfig;
-use crate::inflight::Marker;
-use crate::jellyfin::JellyfinClient;
-use crate::jellyfin::model::TaskState;
-use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id};
-use crate::recorder::RecordError;
-use crate::run::{RunEvents, RunRequest};
+use crate::record::{RunRequest, Trigger, new_run_id};
+use crate::runner::marker::Marker;
 use crate::schedule::{Schedule, jitter_offset};
-use crate::state::{LockError, ServerLock};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span, error, info, info_span, warn};
+use tracing::{Instrument, Span, info, info_span, warn};
 
 /// The longest a loop sleeps before looking at the clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -129,20 +126,18 @@ pub fn dispatch(
         scheduled_for: due,
         triggered_at: now,
     };
-    if let Err(previous) = ctx.status.begin_run(&cfg.name, &request.run_id, now) {
+    if let Err(previous) = ctx.status.begin_run(&cfg, &request.run_id, now) {
         let reason = format!("previous run {previous} still in progress");
         info!(run_id = %request.run_id, previous_run_id = %previous, "skipped: previous run still in progress");
-        let record = skip_record(&cfg, &request, reason);
-        record_outside_run(ctx, cfg, record, server_span);
+        record_skip(ctx, cfg, &request, reason, server_span);
         return;
     }
     let span = info_span!(parent: server_span, "run", run_id = %request.run_id);
     let ctx2 = ctx.clone();
     ctx.runs.spawn(
         async move {
-            let name = cfg.name.clone();
-            let record = run_task(&ctx2, &cfg, Job::Run(request)).await;
-            ctx2.status.end_run(&name, record);
+            run_task(&ctx2, &cfg, Job::Run(request)).await;
+            ctx2.status.end_run(&cfg.name);
         }
         .instrument(span),
     );
@@ -154,19 +149,17 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
     let first_id = startup
         .resume
         .as_ref()
-        .map_or_else(|| new_run_id(now), |m| m.run_id.clone());
-    if ctx.status.begin_run(&cfg.name, &first_id, now).is_err() {
+        .map_or_else(|| new_run_id(now), |m| m.request.run_id.clone());
+    if ctx.status.begin_run(&cfg, &first_id, now).is_err() {
         return;
     }
     let ctx2 = ctx.clone();
     let span = info_span!(parent: server_span, "run", run_id = %first_id);
     ctx.runs.spawn(
         async move {
-            let name = cfg.name.clone();
-            let mut last = None;
             let resumed = startup.resume.is_some();
             if let Some(marker) = startup.resume {
-                last = run_task(&ctx2, &cfg, Job::Resume(marker)).await;
+                run_task(&ctx2, &cfg, Job::Resume(marker)).await;
             }
             if let Some(due) = startup.catch_up {
                 let request = RunRequest {
@@ -177,251 +170,10 @@ fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span
                     triggered_at: Utc::now(),
                 };
                 info!(run_id = %request.run_id, missed = %due.to_rfc3339(), "catching up a due instant missed while the daemon was down");
-                last = run_task(&ctx2, &cfg, Job::Run(request)).await.or(last);
+                run_task(&ctx2, &cfg, Job::Run(request)).await;
             }
-            ctx2.status.end_run(&name, last);
+            ctx2.status.end_run(&cfg.name);
         }
         .instrument(span),
-    );
-}
-
-enum Job {
-    Run(RunRequest),
-    Resume(Marker),
-}
-
-impl Job {
-    fn run_id(&self) -> &str {
-        match self {
-            Job::Run(r) => &r.run_id,
-            Job::Resume(m) => &m.run_id,
-        }
-    }
-}
-
-/// Updates the status board as the run goes.
-struct BoardEvents<'a> {
-    ctx: &'a Ctx,
-    server: &'a str,
-}
-
-impl RunEvents for BoardEvents<'_> {
-    fn progress(&mut self, state: &TaskState, percent: Option<f64>) {
-        self.ctx
-            .status
-            .progress(self.server, &state.to_string(), percent);
-    }
-}
-
-/// Wait for a slot, take the server's lock, run (or resume) and record. `None` when no
-/// record was made (shutdown cut the run; its marker covers it).
-async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) -> Option<RunRecord> {
-    let run_id = job.run_id().to_owned();
-    let permit = match ctx.slots.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            info!(
-                max_concurrent_runs = ctx.max_concurrent_runs,
-                "waiting for a run slot (max_concurrent_runs reached)"
-            );
-            tokio::select! {
-                p = ctx.slots.clone().acquire_owned() => p.ok()?,
-                _ = ctx.abort_runs.cancelled() => return None,
-            }
-        }
-    };
-    ctx.status.progress(&cfg.name, "starting", None);
-    let holder = format!(
-        "daemon run {run_id}, since {}",
-        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
-    // A non-blocking flock on a small local file: a few microseconds, so it runs here
-    // rather than on the blocking pool (1000 runs due at once would spawn a thread each).
-    let lock = ServerLock::acquire(&ctx.state, &cfg.name, &holder);
-    let _lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            let request = match job {
-                Job::Run(r) => r,
-                // The marker stays; a later run of this server resumes it.
-                Job::Resume(_) => {
-                    warn!(error = %e, "cannot resume the run left in flight now");
-                    return None;
-                }
-            };
-            let (outcome, reason) = match &e {
-                LockError::Busy { .. } => (Outcome::Skipped, e.to_string()),
-                _ => (Outcome::TriggerFailed, e.to_string()),
-            };
-            info!(outcome = %outcome, reason = %reason, "run not started");
-            let mut record = skip_record(cfg, &request, reason);
-            record.outcome = outcome;
-            return write_record(ctx, cfg, record).await;
-        }
-    };
-    let client = match ctx
-        .http_client(cfg.request_timeout)
-        .map_err(|cause| crate::jellyfin::JellyfinError::Setup {
-            server: cfg.name.clone(),
-            cause,
-        })
-        .and_then(|http| {
-            JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
-        }) {
-        Ok(c) => {
-            let observers = ctx.observers();
-            let server = cfg.name.clone();
-            c.with_contact_hook(Arc::new(move |ok| {
-                for o in &observers {
-                    o.contact(&server, ok);
-                }
-            }))
-        }
-        Err(e) => {
-            error!(error = %e, "cannot build the HTTP client");
-            return None;
-        }
-    };
-    let mut events = BoardEvents {
-        ctx,
-        server: &cfg.name,
-    };
-    let work = async {
-        match job {
-            Job::Resume(marker) => {
-                info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.recorder
-                    .resume_left_over(&client, cfg, &mut events)
-                    .await
-            }
-            Job::Run(request) => {
-                // A run left in flight (a `trigger --no-wait`, or a marker that could not be
-                // resumed at start) is finished and recorded first; but not a run of ours
-                // whose record only waits for the disk (it would be recorded twice).
-                if ctx
-                    .recorder
-                    .markers()
-                    .read(&cfg.name)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| !ctx.is_unwritten(&m.run_id))
-                    && let Some(r) = ctx
-                        .recorder
-                        .resume_left_over(&client, cfg, &mut events)
-                        .await
-                {
-                    log_result(&r);
-                }
-                info!(trigger = %request.trigger, "run started");
-                for o in ctx.observers() {
-                    o.run_started(cfg, &request.run_id);
-                }
-                Some(ctx.recorder.run(&client, cfg, &request, &mut events).await)
-            }
-        }
-    };
-    let result = tokio::select! {
-        r = work => r,
-        _ = ctx.abort_runs.cancelled() => {
-            info!("shutting down during the run; its in-flight marker lets the next start record it");
-            return None;
-        }
-    };
-    drop(permit);
-    let result = result?;
-    log_result(&result);
-    announce_result(ctx, cfg, &result);
-    match result {
-        Ok(record) => Some(record),
-        Err(RecordError::History { record, .. }) => {
-            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
-            Some(*record)
-        }
-        Err(RecordError::Join(_)) => None,
-    }
-}
-
-fn announce_result(ctx: &Ctx, cfg: &ServerConfig, result: &Result<RunRecord, RecordError>) {
-    match result {
-        Ok(r) => ctx.announce(cfg, r),
-        Err(RecordError::History { record, .. }) => ctx.announce(cfg, record),
-        Err(_) => {}
-    }
-}
-
-fn log_result(result: &Result<RunRecord, RecordError>) {
-    match result {
-        Ok(r) => log_finished(r),
-        Err(RecordError::History { record, source }) => {
-            log_finished(record);
-            error!(run_id = %record.run_id, error = %source, "the run's record was not written; it is kept in memory and written again when the disk accepts it (its in-flight marker also stays)");
-        }
-        Err(e) => error!(error = %e, "the run's record was not written"),
-    }
-}
-
-fn log_finished(r: &RunRecord) {
-    let reason = r.reason.as_deref().unwrap_or("");
-    if r.outcome == Outcome::Completed {
-        info!(run_id = %r.run_id, outcome = %r.outcome, duration_ms = r.duration_ms.unwrap_or(0), export_path = r.export_path.as_deref().unwrap_or(""), "run finished");
-    } else {
-        warn!(run_id = %r.run_id, outcome = %r.outcome, duration_ms = r.duration_ms.unwrap_or(0), reason = %reason, "run finished");
-    }
-}
-
-fn skip_record(cfg: &ServerConfig, request: &RunRequest, reason: String) -> RunRecord {
-    let now = Utc::now();
-    RunRecord {
-        run_id: request.run_id.clone(),
-        server: cfg.name.clone(),
-        task_key: cfg.task_key.clone(),
-        trigger: request.trigger,
-        scheduled_for: request.scheduled_for,
-        triggered_at: request.triggered_at,
-        started_at: None,
-        finished_at: Some(now),
-        duration_ms: Some(0),
-        outcome: Outcome::Skipped,
-        jellyfin_status: None,
-        reason: Some(reason),
-        export_path: None,
-        attempts: 0,
-        scheduler_version: SCHEDULER_VERSION.to_owned(),
-    }
-}
-
-/// Announce a record made outside a tracked run (a skip) and write it; a record the disk
-/// refuses is kept in memory. `append_and_clear` only clears a marker of this same run, so
-/// a run in progress keeps its marker.
-async fn write_record(ctx: &Arc<Ctx>, cfg: &ServerConfig, record: RunRecord) -> Option<RunRecord> {
-    ctx.announce(cfg, &record);
-    let result = ctx
-        .recorder
-        .append_and_clear(record, cfg.history_limit)
-        .await;
-    match result {
-        Ok(r) => Some(r),
-        Err(RecordError::History { record, source }) => {
-            error!(run_id = %record.run_id, error = %source, "record not written; kept in memory and written again later");
-            ctx.keep_unwritten(*record.clone(), cfg.history_limit);
-            Some(*record)
-        }
-        Err(e) => {
-            error!(error = %e, "record not written");
-            None
-        }
-    }
-}
-
-/// Record a skip while the server's run goes on, without waiting for the disk.
-fn record_outside_run(ctx: &Arc<Ctx>, cfg: ServerConfig, record: RunRecord, span: &Span) {
-    let ctx2 = ctx.clone();
-    ctx.runs.spawn(
-        async move {
-            if let Some(record) = write_record(&ctx2, &cfg, record).await {
-                ctx2.status.recorded(&cfg.name, record);
-            }
-        }
-        .instrument(span.clone()),
     );
 }

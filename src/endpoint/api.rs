@@ -2,7 +2,6 @@
 
 use crate::daemon::status::StatusBoard;
 use crate::history::History;
-use crate::monitor::Monitor;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -35,30 +34,26 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// `GET /api/v1/servers`.
-pub fn servers(monitor: &Monitor, status: &StatusBoard) -> String {
-    let views = monitor.servers();
-    let board = status.snapshot();
+pub fn servers(status: &StatusBoard) -> String {
+    let views = status.servers();
     let doc = Servers {
         servers: views
             .iter()
             .filter(|v| v.configured)
-            .map(|v| {
-                let b = board.get(&v.name);
-                Server {
-                    name: &v.name,
-                    url: &v.url,
-                    schedule: &v.schedule,
-                    timezone: &v.timezone,
-                    enabled: v.enabled,
-                    next_due: b.and_then(|b| b.next_due).map(rfc3339),
-                    running: b.and_then(|b| b.running.as_ref()).map(|r| Running {
-                        run_id: r.run_id.clone(),
-                        since: rfc3339(r.since),
-                        state: r.state.clone(),
-                        progress: r.percent,
-                    }),
-                    last: v.recent.back(),
-                }
+            .map(|v| Server {
+                name: &v.name,
+                url: &v.url,
+                schedule: &v.schedule,
+                timezone: &v.timezone,
+                enabled: v.enabled,
+                next_due: v.next_due.map(rfc3339),
+                running: v.running.as_ref().map(|r| Running {
+                    run_id: r.run_id.clone(),
+                    since: rfc3339(r.since),
+                    state: r.state.clone(),
+                    progress: r.percent,
+                }),
+                last: v.recent.back(),
             })
             .collect(),
     };
@@ -69,11 +64,11 @@ pub fn servers(monitor: &Monitor, status: &StatusBoard) -> String {
 /// stored, newest first. `None` when the server is unknown.
 pub fn history(
     history: &History,
-    monitor: &Monitor,
+    status: &StatusBoard,
     name: &str,
     limit: usize,
 ) -> Option<Result<String, String>> {
-    monitor.server(name)?;
+    status.get(name)?;
     Some(match history.read(name) {
         Ok(read) => {
             let raw: Vec<&str> = read

@@ -4,8 +4,7 @@
 //! config restricts to `[a-z0-9_-]`) and outcome words, so a metrics crate would add more
 //! than it saves. Label values are escaped anyway.
 
-use crate::daemon::status::StatusBoard;
-use crate::monitor::{DURATION_BUCKETS, Monitor};
+use crate::daemon::status::{DURATION_BUCKETS, StatusBoard};
 use crate::record::Outcome;
 use std::fmt::Write;
 
@@ -25,9 +24,8 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The whole exposition.
-pub fn render(monitor: &Monitor, status: &StatusBoard) -> String {
-    let servers = monitor.servers();
-    let board = status.snapshot();
+pub fn render(status: &StatusBoard) -> String {
+    let servers = status.servers();
     let mut out = String::new();
 
     family(
@@ -131,12 +129,12 @@ pub fn render(monitor: &Monitor, status: &StatusBoard) -> String {
         "gauge",
         "When the next export is due, jitter included (Unix time).",
     );
-    for (name, st) in &board {
-        if let Some(due) = st.next_due {
+    for s in &servers {
+        if let Some(due) = s.next_due {
             let _ = writeln!(
                 out,
                 "jellyfin_export_next_run_timestamp_seconds{{server=\"{}\"}} {}",
-                escape(name),
+                escape(&s.name),
                 ts(due)
             );
         }
@@ -149,7 +147,7 @@ pub fn render(monitor: &Monitor, status: &StatusBoard) -> String {
         "1 while a run of the server is being tracked (or waits for a slot).",
     );
     for s in servers.iter().filter(|s| s.configured && s.enabled) {
-        let running = board.get(&s.name).is_some_and(|b| b.running.is_some());
+        let running = s.running.is_some();
         let _ = writeln!(
             out,
             "jellyfin_export_running{{server=\"{}\"}} {}",
@@ -175,7 +173,7 @@ pub fn render(monitor: &Monitor, status: &StatusBoard) -> String {
         }
     }
 
-    let (ok, at) = monitor.reload();
+    let (ok, at) = status.reload();
     family(
         &mut out,
         "jellyfin_export_config_reload_success",

@@ -13,7 +13,6 @@ mod page;
 use crate::daemon::status::StatusBoard;
 use crate::history::History;
 use crate::http1::{Conn, HTML, JSON, ReadError, Request, Response, TEXT};
-use crate::monitor::Monitor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +29,10 @@ const MAX_CONNECTIONS: usize = 64;
 /// What the endpoint serves from.
 #[derive(Clone)]
 pub struct Sources {
+    /// The daemon's view of every server.
     pub status: Arc<StatusBoard>,
     /// How long a scheduling loop may go without waking before health fails.
     pub heartbeat_limit: Duration,
-    pub monitor: Arc<Monitor>,
     pub history: Arc<History>,
 }
 
@@ -117,22 +116,10 @@ async fn route(request: &Request, sources: &Sources) -> Response {
     match path {
         "/healthz" => healthz(sources),
         "/readyz" => readyz(sources),
-        "/metrics" => Response::new(
-            200,
-            Some(PROMETHEUS_TEXT),
-            metrics::render(&sources.monitor, &sources.status),
-        ),
-        "/api/v1/servers" => Response::new(
-            200,
-            Some(JSON),
-            api::servers(&sources.monitor, &sources.status),
-        ),
-        "/" => Response::new(
-            200,
-            Some(HTML),
-            page::render(&sources.monitor, &sources.status),
-        )
-        .with_header("Cache-Control", "no-store"),
+        "/metrics" => Response::new(200, Some(PROMETHEUS_TEXT), metrics::render(&sources.status)),
+        "/api/v1/servers" => Response::new(200, Some(JSON), api::servers(&sources.status)),
+        "/" => Response::new(200, Some(HTML), page::render(&sources.status))
+            .with_header("Cache-Control", "no-store"),
         _ => match path
             .strip_prefix("/api/v1/servers/")
             .and_then(|rest| rest.strip_suffix("/history"))
@@ -161,14 +148,14 @@ async fn history(request: &Request, sources: &Sources, name: &str) -> Response {
             }
         },
     };
-    let (history, monitor, name) = (
+    let (history, status, name) = (
         sources.history.clone(),
-        sources.monitor.clone(),
+        sources.status.clone(),
         name.to_owned(),
     );
     // Reading a history file is blocking I/O.
     let answer =
-        tokio::task::spawn_blocking(move || api::history(&history, &monitor, &name, limit)).await;
+        tokio::task::spawn_blocking(move || api::history(&history, &status, &name, limit)).await;
     match answer {
         Ok(Some(Ok(body))) => Response::new(200, Some(JSON), body),
         Ok(Some(Err(e))) => Response::new(500, Some(TEXT), format!("{e}\n")),

@@ -1,9 +1,8 @@
 //! `/`: a status page for people. Server-rendered HTML with inline CSS, no scripts and no
 //! external assets (it must work on a LAN without internet); it refreshes itself.
 
-use crate::daemon::status::StatusBoard;
+use crate::daemon::status::{ServerView, StatusBoard};
 use crate::history::format_duration;
-use crate::monitor::{Monitor, ServerView};
 use crate::record::{Outcome, RunRecord};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
@@ -84,13 +83,8 @@ fn strip(recent: &std::collections::VecDeque<RunRecord>) -> String {
     s
 }
 
-fn row(
-    out: &mut String,
-    v: &ServerView,
-    board: Option<&crate::daemon::status::ServerStatus>,
-    now: DateTime<Utc>,
-) {
-    let next = match board.and_then(|b| b.next_due) {
+fn row(out: &mut String, v: &ServerView, now: DateTime<Utc>) {
+    let next = match v.next_due {
         Some(t) if v.enabled => format!(
             "{}<br><small>{}</small>",
             esc(&local(t, &v.timezone)),
@@ -99,7 +93,7 @@ fn row(
         _ if !v.enabled => "<small>disabled</small>".to_owned(),
         _ => "—".to_owned(),
     };
-    let running = board.and_then(|b| b.running.as_ref()).map(|r| {
+    let running = v.running.as_ref().map(|r| {
         format!(
             "<div class=\"running\">running {}{} since {}</div>",
             esc(&r.state),
@@ -138,10 +132,9 @@ fn row(
 }
 
 /// The whole page.
-pub fn render(monitor: &Monitor, status: &StatusBoard) -> String {
+pub fn render(status: &StatusBoard) -> String {
     let now = Utc::now();
-    let board = status.snapshot();
-    let views: Vec<ServerView> = monitor
+    let views: Vec<ServerView> = status
         .servers()
         .into_iter()
         .filter(|v| v.configured)
@@ -182,10 +175,10 @@ th{{background:#eef0f3;font-weight:600}} small{{color:#5b6470}} td.name{{font-we
         s = if views.len() == 1 { "" } else { "s" },
         version = crate::record::SCHEDULER_VERSION,
         now = now.format("%Y-%m-%d %H:%M:%S UTC"),
-        recent = crate::monitor::RECENT,
+        recent = crate::daemon::status::RECENT,
     );
     for v in &views {
-        row(&mut out, v, board.get(&v.name), now);
+        row(&mut out, v, now);
     }
     out.push_str("</tbody></table>\n</body></html>\n");
     out

@@ -3,7 +3,7 @@
 //!
 //! It owns the wire: authentication, timeouts, size caps, redirects, decoding, and errors
 //! that tell the user what to do. It owns no policy: retries, polling and deciding an
-//! outcome are `run`'s.
+//! outcome are `runner::track`'s.
 //!
 //! The API key travels only in the `Authorization` header (marked sensitive so no debug
 //! output of a request shows it), never in a URL. Redirects are not followed: Jellyfin's API

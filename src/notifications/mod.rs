@@ -21,7 +21,8 @@
 //! yet, its history is read (on a blocking thread, by the dispatcher, never by the daemon)
 //! up to that record. Lazily, because `config_applied` has no state directory and reading
 //! 10 000 histories at start would delay nothing useful; from history rather than the
-//! status board because the board holds only the last record, which may be a skip. Runs
+//! status board because the board holds only the newest records, and a streak may be
+//! longer. Runs
 //! of a manual `trigger` are seen only through that seeding: a `trigger` that succeeds
 //! while the daemon runs does not end a streak the daemon knows about.
 //!

@@ -7,31 +7,20 @@
 //! is ours), tolerating the moment when the task is Idle but its result not yet written, and
 //! calling the run `lost` only when that lasts longer than `start_grace`.
 //!
-//! The phases are separate functions so the daemon can resume [`track`] from an in-flight
-//! marker after a restart. Nothing here writes files or reads the config file; the caller
-//! records the [`RunRecord`]. Every future here can be dropped at an await point without
+//! The phases are separate functions so the runner ([`crate::runner`]) can resume [`track`]
+//! from an in-flight marker after a restart. Nothing here writes files or reads the config
+//! file; the runner makes the run's [`Ended`] into its record. Every future here can be dropped at an await point without
 //! leaving anything half-done (the daemon does so on shutdown).
 
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
 use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
 use crate::migrator::{self, Verdict};
-use crate::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
+use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{debug, info, warn};
-
-/// What asked for this run.
-#[derive(Clone, Debug)]
-pub struct RunRequest {
-    pub run_id: String,
-    pub trigger: Trigger,
-    /// The due instant (absent for manual runs).
-    pub scheduled_for: Option<DateTime<Utc>>,
-    /// When we decided to run.
-    pub triggered_at: DateTime<Utc>,
-}
 
 /// A run that Jellyfin accepted (or one already going that we follow): everything needed
 /// to track it, also after a restart (the daemon stores it in the in-flight marker).
@@ -111,7 +100,8 @@ pub struct Ended {
 }
 
 impl Ended {
-    fn without_result(outcome: Outcome, reason: String) -> Self {
+    /// An end without a result from Jellyfin: the run never started, or was lost.
+    pub fn without_result(outcome: Outcome, reason: String) -> Self {
         Ended {
             outcome,
             reason: Some(reason),
@@ -132,51 +122,6 @@ pub enum StartResult {
         ended: Ended,
         attempts: u32,
     },
-}
-
-/// Run one export from preflight to record.
-pub async fn execute(
-    client: &JellyfinClient,
-    server: &ServerConfig,
-    request: &RunRequest,
-    events: &mut dyn RunEvents,
-) -> RunRecord {
-    match start(client, server, events).await {
-        StartResult::NotStarted { ended, attempts } => record(server, request, ended, attempts),
-        StartResult::Started(started) => {
-            let ended = track(client, server, &started, events).await;
-            record(server, request, ended, started.attempts)
-        }
-    }
-}
-
-/// Build the history record of a run.
-pub fn record(
-    server: &ServerConfig,
-    request: &RunRequest,
-    ended: Ended,
-    attempts: u32,
-) -> RunRecord {
-    let finished_at = ended.finished_at.unwrap_or_else(Utc::now);
-    let from = ended.started_at.unwrap_or(request.triggered_at);
-    let duration_ms = u64::try_from((finished_at - from).num_milliseconds()).ok();
-    RunRecord {
-        run_id: request.run_id.clone(),
-        server: server.name.clone(),
-        task_key: server.task_key.clone(),
-        trigger: request.trigger,
-        scheduled_for: request.scheduled_for,
-        triggered_at: request.triggered_at,
-        started_at: ended.started_at,
-        finished_at: Some(finished_at),
-        duration_ms,
-        outcome: ended.outcome,
-        jellyfin_status: ended.jellyfin_status,
-        reason: ended.reason,
-        export_path: ended.export_path,
-        attempts,
-        scheduler_version: SCHEDULER_VERSION.to_owned(),
-    }
 }
 
 /// Preflight and start, with retries of transient failures.

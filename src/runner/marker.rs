@@ -10,23 +10,21 @@
 //! "Once" holds across a crash between appending the record and removing the marker: a
 //! marker whose run id is already in the history is simply removed.
 
-use crate::record::Trigger;
-use crate::run::{RunRequest, Started};
+use crate::record::RunRequest;
+use crate::runner::track::Started;
 use crate::state::{StateDir, write_private_file};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The marker file's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
-    pub run_id: String,
+    /// What asked for the run. Its fields sit at the top of the file, as they always have
+    /// (`tests/fixtures/inflight/v1.json`).
+    #[serde(flatten)]
+    pub request: RunRequest,
     pub server: String,
     pub task_key: String,
-    pub trigger: Trigger,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduled_for: Option<DateTime<Utc>>,
-    pub triggered_at: DateTime<Utc>,
     pub started: Started,
     /// The process that wrote it (for people reading the file).
     pub pid: u32,
@@ -36,25 +34,12 @@ pub struct Marker {
 impl Marker {
     pub fn new(server: &str, task_key: &str, request: &RunRequest, started: &Started) -> Marker {
         Marker {
-            run_id: request.run_id.clone(),
+            request: request.clone(),
             server: server.to_owned(),
             task_key: task_key.to_owned(),
-            trigger: request.trigger,
-            scheduled_for: request.scheduled_for,
-            triggered_at: request.triggered_at,
             started: started.clone(),
             pid: std::process::id(),
             scheduler_version: crate::record::SCHEDULER_VERSION.to_owned(),
-        }
-    }
-
-    /// The request this marker's run answered.
-    pub fn request(&self) -> RunRequest {
-        RunRequest {
-            run_id: self.run_id.clone(),
-            trigger: self.trigger,
-            scheduled_for: self.scheduled_for,
-            triggered_at: self.triggered_at,
         }
     }
 }
@@ -154,7 +139,7 @@ impl Markers {
     /// is not ours to clear: that run is not recorded yet).
     pub fn remove_if_run(&self, server: &str, run_id: &str) -> Result<(), MarkerError> {
         match self.read(server) {
-            Ok(Some(m)) if m.run_id == run_id => self.remove(server),
+            Ok(Some(m)) if m.request.run_id == run_id => self.remove(server),
             Ok(_) | Err(MarkerError::Corrupt { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -178,7 +163,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::SnapshotResult;
+    use crate::record::Trigger;
+    use crate::runner::track::SnapshotResult;
+    use chrono::Utc;
 
     fn marker(server: &str) -> Marker {
         let now = Utc::now();

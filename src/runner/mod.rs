@@ -1,0 +1,397 @@
+//! A run's whole life, composed in one place: finish a run an earlier process left in
+//! flight, start, write the in-flight marker, track, record, clear the marker, and tell
+//! the one who asked as it goes ([`RunObserver`]).
+//!
+//! The daemon and `trigger` both go through [`Runner::run`], so the guarantees hold for
+//! both: a run that Jellyfin accepted has a marker until its record is written; a record
+//! is written once per run; a run left in flight is recorded before the next one starts.
+//! The caller holds the server's lock ([`crate::state::ServerLock`]) so no two processes
+//! do this for one server at once.
+//!
+//! Its parts: [`track`] talks to Jellyfin (preflight, start, poll, verify, the outcome as
+//! data) and [`marker`] keeps the markers on disk; the record itself is
+//! [`crate::record`]'s and its file [`crate::history`]'s. History and marker writes are
+//! blocking (fsync), so they run on tokio's blocking pool.
+
+pub mod marker;
+pub mod track;
+
+use crate::config::ServerConfig;
+use crate::history::{History, HistoryError};
+use crate::jellyfin::JellyfinClient;
+use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
+use crate::state::StateDir;
+use chrono::Utc;
+use marker::{Marker, MarkerError, Markers};
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+use track::{Ended, NoEvents, RunEvents, StartResult};
+
+/// Why a finished run's record could not be made durable. The record itself is kept here
+/// so that nothing is lost: the caller can show it and write it again later.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{source}")]
+    History {
+        record: Box<RunRecord>,
+        source: HistoryError,
+    },
+    #[error("history write did not finish: {0}")]
+    Join(String),
+}
+
+/// How far [`Runner::run`] goes with the run it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Track the run to its end and record it.
+    Follow,
+    /// Return once Jellyfin has accepted the start, leaving the marker: the daemon (or the
+    /// next `trigger`) records the outcome. A run that does not start is recorded at once.
+    StartOnly,
+}
+
+/// How [`Runner::run`] ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// The run ended (or never started) and its record was written; or, on an error, it is
+    /// in the error and kept to be written again.
+    Recorded(Result<RunRecord, RecordError>),
+    /// [`Wait::StartOnly`]: Jellyfin accepted the start. Whether the marker was written:
+    /// without it, nobody will record the run.
+    Started(Result<(), MarkerError>),
+}
+
+/// What the one who asked for a run hears as it goes, beyond Jellyfin's side of it
+/// ([`RunEvents`]): the daemon logs it, shows it on its board and tells its observers;
+/// `trigger` prints it. Every method has an empty default.
+pub trait RunObserver: RunEvents {
+    /// A run an earlier process left in flight is finished before the new one starts.
+    fn left_over(&mut self, _marker: &Marker) {}
+    /// That left-over run was recorded (or its record could not be written).
+    fn left_over_recorded(&mut self, _result: &Result<RunRecord, RecordError>) {}
+    /// The new run begins: the preflight comes next.
+    fn starting(&mut self, _request: &RunRequest) {}
+    /// The run asked for was recorded (or its record could not be written).
+    fn recorded(&mut self, _result: &Result<RunRecord, RecordError>) {}
+}
+
+impl RunObserver for NoEvents {}
+
+/// Runs and records on one state directory. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    history: Arc<History>,
+    markers: Markers,
+    /// Records the disk refused, with their server's `history_limit`: written again by
+    /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
+    unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
+}
+
+impl Runner {
+    pub fn new(state: &StateDir) -> Runner {
+        Runner {
+            history: Arc::new(History::new(state)),
+            markers: Markers::new(state),
+            unwritten: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn markers(&self) -> &Markers {
+        &self.markers
+    }
+
+    /// A run's life: finish a run left in flight first, then start the one `request` asks
+    /// for, write its marker, and (with [`Wait::Follow`]) track it, record it and clear
+    /// the marker. `observer` hears each step.
+    pub async fn run(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        request: &RunRequest,
+        observer: &mut dyn RunObserver,
+        wait: Wait,
+    ) -> RunEnd {
+        self.finish_left_over(client, settings, observer).await;
+        observer.starting(request);
+        let started = match track::start(client, settings, observer).await {
+            StartResult::Started(started) => started,
+            StartResult::NotStarted { ended, attempts } => {
+                let record = record_of(settings, request, ended, attempts);
+                return RunEnd::Recorded(self.record(record, settings, observer).await);
+            }
+        };
+        let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
+        let written = self.write_marker(marker).await;
+        if wait == Wait::StartOnly {
+            return RunEnd::Started(written);
+        }
+        if let Err(e) = written {
+            // The run goes on; only a crash before its end would lose it.
+            warn!(server = %settings.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
+        }
+        let ended = track::track(client, settings, &started, observer).await;
+        let record = record_of(settings, request, ended, started.attempts);
+        RunEnd::Recorded(self.record(record, settings, observer).await)
+    }
+
+    /// Only the run an earlier process left in flight (the daemon's start): track it to
+    /// its end and record it, as the run asked for. `None` when there is none, or when its
+    /// record is written already (then its marker is just cleared).
+    pub async fn resume(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        observer: &mut dyn RunObserver,
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let marker = match self.markers.read(&settings.name) {
+            Ok(m) => m?,
+            Err(e) => {
+                warn!(server = %settings.name, error = %e, "in-flight marker skipped");
+                return None;
+            }
+        };
+        let result = self.finish(client, settings, marker, observer).await?;
+        self.keep_if_unwritten(&result, settings.history_limit);
+        observer.recorded(&result);
+        Some(result)
+    }
+
+    /// Before a new run: finish the one left in flight (a `trigger --no-wait`, or a marker
+    /// that could not be resumed at start). Not a run of ours whose record only waits for
+    /// the disk: it would be recorded twice.
+    async fn finish_left_over(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        observer: &mut dyn RunObserver,
+    ) {
+        let Some(marker) = self
+            .markers
+            .read(&settings.name)
+            .ok()
+            .flatten()
+            .filter(|m| !self.is_unwritten(&m.request.run_id))
+        else {
+            return;
+        };
+        observer.left_over(&marker);
+        if let Some(result) = self.finish(client, settings, marker, observer).await {
+            observer.left_over_recorded(&result);
+        }
+    }
+
+    /// Track a run left in flight to its end and record it, or just clear its marker if
+    /// its record is written already (a crash between the two).
+    async fn finish(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        marker: Marker,
+        events: &mut dyn RunEvents,
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let run_id = &marker.request.run_id;
+        if self.already_recorded(&settings.name, run_id).await {
+            info!(server = %settings.name, run_id = %run_id, "run left in flight was already recorded; clearing its marker");
+            if let Err(e) = self.markers.remove(&settings.name) {
+                warn!(server = %settings.name, run_id = %run_id, error = %e, "marker not removed");
+            }
+            return None;
+        }
+        info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
+        let ended = track::resume(client, settings, &marker.started, events).await;
+        let record = record_of(settings, &marker.request, ended, marker.started.attempts);
+        Some(self.append_and_clear(record, settings.history_limit).await)
+    }
+
+    /// Write the record of the run asked for, keep it if the disk refuses it, and tell the
+    /// observer.
+    async fn record(
+        &self,
+        record: RunRecord,
+        settings: &ServerConfig,
+        observer: &mut dyn RunObserver,
+    ) -> Result<RunRecord, RecordError> {
+        let result = self.append_and_clear(record, settings.history_limit).await;
+        self.keep_if_unwritten(&result, settings.history_limit);
+        observer.recorded(&result);
+        result
+    }
+
+    /// Write a record made outside a run (a skip); one the disk refuses is kept and
+    /// written again later. Only a marker of this same run is cleared, so a run in
+    /// progress keeps its marker.
+    pub async fn write(
+        &self,
+        record: RunRecord,
+        history_limit: usize,
+    ) -> Result<RunRecord, RecordError> {
+        let result = self.append_and_clear(record, history_limit).await;
+        self.keep_if_unwritten(&result, history_limit);
+        result
+    }
+
+    async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
+        let history = self.history.clone();
+        let (server, run_id) = (server.to_owned(), run_id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            history
+                .read(&server)
+                .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn write_marker(&self, marker: Marker) -> Result<(), MarkerError> {
+        let markers = self.markers.clone();
+        tokio::task::spawn_blocking(move || markers.write(&marker))
+            .await
+            .unwrap_or_else(|e| {
+                Err(MarkerError::Write {
+                    path: std::path::PathBuf::from("inflight"),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+
+    /// Append the record, then remove the marker (in that order: a crash between the two
+    /// leaves a marker whose run id is in the history, which the next start just clears).
+    async fn append_and_clear(
+        &self,
+        record: RunRecord,
+        history_limit: usize,
+    ) -> Result<RunRecord, RecordError> {
+        let (history, markers) = (self.history.clone(), self.markers.clone());
+        tokio::task::spawn_blocking(move || {
+            append_then_clear(&history, &markers, record, history_limit)
+        })
+        .await
+        .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+    }
+
+    fn is_unwritten(&self, run_id: &str) -> bool {
+        self.unwritten
+            .lock()
+            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
+            .unwrap_or(false)
+    }
+
+    /// Keep a record the disk refused, to write it again later (once per run).
+    fn keep_if_unwritten(&self, result: &Result<RunRecord, RecordError>, history_limit: usize) {
+        if let Err(RecordError::History { record, .. }) = result {
+            self.keep(RunRecord::clone(record), history_limit);
+        }
+    }
+
+    fn keep(&self, record: RunRecord, history_limit: usize) {
+        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
+        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
+            u.push((record, history_limit));
+        }
+    }
+
+    /// Records the disk refused that are still waiting.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.lock().map(|u| u.len()).unwrap_or(0)
+    }
+
+    /// Try again to write the records the disk refused; those it still refuses stay.
+    pub async fn write_unwritten(&self) {
+        let pending: Vec<(RunRecord, usize)> =
+            std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let (history, markers) = (self.history.clone(), self.markers.clone());
+        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
+            let mut still = Vec::new();
+            for (record, limit) in pending {
+                match history.append(&record, limit) {
+                    Ok(()) => {
+                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
+                        let _ = markers.remove_if_run(&record.server, &record.run_id);
+                    }
+                    Err(e) => {
+                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
+                        still.push((record, limit));
+                    }
+                }
+            }
+            still
+        })
+        .await
+        .unwrap_or_default();
+        for (record, limit) in still {
+            self.keep(record, limit);
+        }
+    }
+}
+
+/// [`Runner::append_and_clear`]'s blocking part.
+fn append_then_clear(
+    history: &History,
+    markers: &Markers,
+    record: RunRecord,
+    history_limit: usize,
+) -> Result<RunRecord, RecordError> {
+    if let Err(source) = history.append(&record, history_limit) {
+        // The marker stays: the next process resumes the run and records it.
+        return Err(RecordError::History {
+            record: Box::new(record),
+            source,
+        });
+    }
+    if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
+        warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
+    }
+    Ok(record)
+}
+
+/// The record of a run the daemon did not start because of `reason` (`skipped`: the
+/// previous run is still going, another process holds the server; `trigger_failed`: the
+/// server's lock could not be taken), taking no time.
+pub fn not_started(
+    settings: &ServerConfig,
+    request: &RunRequest,
+    outcome: Outcome,
+    reason: String,
+) -> RunRecord {
+    let ended = Ended::without_result(outcome, reason);
+    let mut record = record_of(settings, request, ended, 0);
+    record.duration_ms = Some(0);
+    record
+}
+
+/// The history record of a run that ended so.
+fn record_of(
+    server: &ServerConfig,
+    request: &RunRequest,
+    ended: Ended,
+    attempts: u32,
+) -> RunRecord {
+    let finished_at = ended.finished_at.unwrap_or_else(Utc::now);
+    let from = ended.started_at.unwrap_or(request.triggered_at);
+    let duration_ms = u64::try_from((finished_at - from).num_milliseconds()).ok();
+    RunRecord {
+        run_id: request.run_id.clone(),
+        server: server.name.clone(),
+        task_key: server.task_key.clone(),
+        trigger: request.trigger,
+        scheduled_for: request.scheduled_for,
+        triggered_at: request.triggered_at,
+        started_at: ended.started_at,
+        finished_at: Some(finished_at),
+        duration_ms,
+        outcome: ended.outcome,
+        jellyfin_status: ended.jellyfin_status,
+        reason: ended.reason,
+        export_path: ended.export_path,
+        attempts,
+        scheduler_version: SCHEDULER_VERSION.to_owned(),
+    }
+}
