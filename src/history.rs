@@ -12,7 +12,7 @@
 //! file across processes, so the daemon and a manual `trigger` never interleave or cut off
 //! each other's half-written line.
 
-use crate::record::RunRecord;
+use crate::record::{RunRecord, format_duration};
 use crate::state::{FILE_MODE, InvalidServerName, StateDir, check_server_name, io_hint};
 use chrono_tz::Tz;
 use std::borrow::Borrow;
@@ -715,24 +715,6 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// `0.4s`, `12.3s` under a minute (tenths, rounded down), `4m 05s` under an hour, then
-/// `2h 03m 04s`.
-pub fn format_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    if secs < 60 {
-        format!("{secs}.{}s", (ms % 1000) / 100)
-    } else if secs < 3600 {
-        format!("{}m {:02}s", secs / 60, secs % 60)
-    } else {
-        format!(
-            "{}h {:02}m {:02}s",
-            secs / 3600,
-            (secs % 3600) / 60,
-            secs % 60
-        )
-    }
-}
-
 /// The records exactly as stored, one per line, in the order given.
 pub fn format_json_lines(records: &[StoredRecord]) -> String {
     let mut out = String::with_capacity(records.iter().map(|r| r.raw.len() + 1).sum());
@@ -746,19 +728,6 @@ pub fn format_json_lines(records: &[StoredRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(format_duration(0), "0.0s");
-        assert_eq!(format_duration(450), "0.4s");
-        assert_eq!(format_duration(12_345), "12.3s");
-        assert_eq!(format_duration(59_999), "59.9s");
-        assert_eq!(format_duration(60_000), "1m 00s");
-        assert_eq!(format_duration(245_000), "4m 05s");
-        assert_eq!(format_duration(3_599_999), "59m 59s");
-        assert_eq!(format_duration(3_600_000), "1h 00m 00s");
-        assert_eq!(format_duration(7_384_000), "2h 03m 04s");
-    }
 
     #[test]
     fn rewrite_threshold_is_the_limit() {

@@ -11,14 +11,13 @@
 //! ends with a record every target wants knows that nothing else is still on the way.
 
 use chrono::{DateTime, Timelike, Utc};
-use jellyfin_export_scheduler::commands::trigger::summary;
 use jellyfin_export_scheduler::config::{Config, LoadEnv, ServerConfig};
 use jellyfin_export_scheduler::daemon::{self, DaemonHandle, DaemonObserver, DaemonOptions};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::notifications::deliver::Backoff;
 use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, ping_rid};
 use jellyfin_export_scheduler::record::{
-    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id, summary,
 };
 use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;

@@ -9,10 +9,9 @@
 
 use super::exit;
 use crate::config::{Config, ServerConfig};
-use crate::history::format_duration;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
-use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id, summary};
 use crate::runner::marker::Marker;
 use crate::runner::track::{RunEvents, Started};
 use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
@@ -102,22 +101,6 @@ impl<W: Write + Send> RunObserver for Progress<W> {
             Err(e) => eprintln!("error: {e}"),
         }
     }
-}
-
-/// One line about a finished run, for people.
-pub fn summary(r: &RunRecord) -> String {
-    let mut s = format!("{}: {}", r.server, r.outcome);
-    if let Some(ms) = r.duration_ms {
-        s.push_str(&format!(" after {}", format_duration(ms)));
-    }
-    if let Some(reason) = &r.reason {
-        s.push_str(&format!(": {reason}"));
-    }
-    if let Some(path) = &r.export_path {
-        s.push_str(&format!(" (export in {path})"));
-    }
-    s.push_str(&format!(" [run {}]", r.run_id));
-    s
 }
 
 /// The command. `out` gets progress and the summary; errors go to stderr.
