@@ -1,5 +1,6 @@
 //! Per-server run history on disk: `<state_dir>/history/<server>.jsonl`, one [`RunRecord`]
-//! per line (see `docs/history-format.md`), and its rendering for the `history` command.
+//! per line (see `docs/history-format.md`). Storage only: the `history` command renders
+//! what it reads ([`crate::commands::history`]).
 //!
 //! This module owns the file format's write guarantees: append + fsync per record, a torn
 //! last line skipped on read and cut off on the next append, retention by atomic rewrite,
@@ -12,9 +13,8 @@
 //! file across processes, so the daemon and a manual `trigger` never interleave or cut off
 //! each other's half-written line.
 
-use crate::record::{RunRecord, format_duration};
+use crate::record::RunRecord;
 use crate::state::{FILE_MODE, InvalidServerName, StateDir, check_server_name, io_hint};
-use chrono_tz::Tz;
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -626,103 +626,6 @@ fn judge_line(line: &[u8], place: &str, path: &Path) -> Option<Line> {
             path.display()
         )),
     })
-}
-
-/// The `history` command's table: one row per record, in the order given (the caller
-/// chooses, typically newest first). Columns WHEN, SERVER (only when the records span more
-/// than one server), TRIGGER, OUTCOME, DURATION, REASON (last, unpadded). No records gives
-/// an empty string, so the caller can say so in its own words.
-///
-/// WHEN is `triggered_at` in the zone `zone_of` gives for the record's server (the zone its
-/// schedule is read in, so a `0 30 3 * * *` run shows 03:30), with its UTC offset: a time
-/// without its zone is ambiguous across servers, hosts and the repeated hour of a DST
-/// change. The header names the zone when every row has the same one.
-pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) -> Tz) -> String {
-    if records.is_empty() {
-        return String::new();
-    }
-    let first_server = &records[0].borrow().server;
-    let show_server = records.iter().any(|r| &r.borrow().server != first_server);
-    let zones: Vec<Tz> = records
-        .iter()
-        .map(|r| zone_of(&r.borrow().server))
-        .collect();
-    let one_zone = zones.iter().all(|z| *z == zones[0]);
-
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(records.len() + 1);
-    let mut header = vec![if one_zone {
-        format!("WHEN ({})", zones[0].name())
-    } else {
-        "WHEN (each server's zone)".to_owned()
-    }];
-    if show_server {
-        header.push("SERVER".to_owned());
-    }
-    header.extend(["TRIGGER", "OUTCOME", "DURATION", "REASON"].map(String::from));
-    rows.push(header);
-    for (r, zone) in records.iter().zip(&zones) {
-        let r = r.borrow();
-        let mut row = vec![
-            r.triggered_at
-                .with_timezone(zone)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        ];
-        if show_server {
-            row.push(one_line(&r.server));
-        }
-        row.push(r.trigger.as_str().to_owned());
-        row.push(r.outcome.as_str().to_owned());
-        row.push(
-            r.duration_ms
-                .map_or_else(|| "-".to_owned(), format_duration),
-        );
-        // A reason may quote a server's error text; keep it on one line.
-        row.push(r.reason.as_deref().map(one_line).unwrap_or_default());
-        rows.push(row);
-    }
-
-    let columns = rows[0].len();
-    let mut widths = vec![0; columns];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            line.push_str(cell);
-            if i + 1 < columns {
-                let pad = widths[i] - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Control characters (newlines, tabs, escapes) become spaces.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// The records exactly as stored, one per line, in the order given.
-pub fn format_json_lines(records: &[StoredRecord]) -> String {
-    let mut out = String::with_capacity(records.iter().map(|r| r.raw.len() + 1).sum());
-    for r in records {
-        out.push_str(&r.raw);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //! history. The folder stays, so `history --config <folder>/config.toml` works afterwards.
 
 use super::exit;
+use super::history::format_table;
 use crate::config::Config;
 use crate::daemon;
-use crate::history::{History, format_table};
+use crate::history::History;
 use crate::record::RunRecord;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
