@@ -153,9 +153,9 @@ impl History {
     }
 
     /// Appends `record` to its server's file (`record.server`) and fsyncs it. When the file
-    /// then holds more than `history_limit + history_limit / 10` records, rewrites it to the
-    /// newest `history_limit`; the slack keeps a full history from being rewritten on every
-    /// append. A limit of 0 is treated as 1 so the record just written is kept.
+    /// then holds more than `history_limit` records, rewrites it to the newest
+    /// `history_limit` (no slack; `rewrite_threshold` says why). A limit of 0 is treated as 1
+    /// so the record just written is kept.
     ///
     /// On error nothing of the record stays in the file (a partial write is cut back), so
     /// the caller can simply append it again later. A failed retention rewrite is not an
