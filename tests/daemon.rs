@@ -398,6 +398,64 @@ async fn reload_applies_the_difference() {
     assert!(records(dir.path(), "same").is_empty());
 }
 
+/// Regression: a server removed by a reload while its run was going kept its loop's
+/// heartbeat on the board. Nothing woke it any more, so it went stale, `/healthz` answered
+/// 503 and the watchdog pings stopped (systemd would restart a healthy daemon). A removed
+/// server's loop stops counting at once; its run still ends and is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_removed_during_its_run_stops_counting_as_a_loop() {
+    let sim = simulator(vec![sim_server("gone", 1000), sim_server("stays", 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let soon = format!(
+        "{}\ncatch_up = \"none\"",
+        at(Utc::now() + chrono::Duration::seconds(2))
+    );
+    let daily = "schedule = \"0 0 3 * * *\"\ncatch_up = \"none\"";
+    let handle = start(config(
+        dir.path(),
+        "",
+        &[
+            ("gone", sim.url("gone"), &soon),
+            ("stays", sim.url("stays"), daily),
+        ],
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.server("gone").start_requests().is_empty() {
+        assert!(Instant::now() < deadline, "the run of gone never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let summary = handle
+        .reload(config(
+            dir.path(),
+            "",
+            &[("stays", sim.url("stays"), daily)],
+        ))
+        .await
+        .expect("reload answered");
+    assert_eq!(summary.removed, 1, "{summary}");
+    // With a zero limit every loop that still counts is stale: `stays` is, `gone` is not.
+    let stale = handle.status.stale_loops(Duration::ZERO);
+    assert_eq!(stale, ["stays"], "during the run");
+    let recs = wait_for_records(dir.path(), "gone", 1, Duration::from_secs(10)).await;
+    assert_eq!(recs[0].outcome, Outcome::Completed, "{recs:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle
+        .status
+        .get("gone")
+        .is_some_and(|v| v.running.is_some())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run of gone never ended on the board"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stale = handle.status.stale_loops(Duration::ZERO);
+    assert_eq!(stale, ["stays"], "after the run");
+    stop(handle).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_left_in_flight_is_resumed_and_recorded_once() {
     let sim = simulator(vec![sim_server("m", 800)]).await;
