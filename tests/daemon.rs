@@ -13,6 +13,7 @@ use jellyfin_export_scheduler::record::{
 };
 use jellyfin_export_scheduler::runner::marker::{Marker, Markers};
 use jellyfin_export_scheduler::runner::track::{self, NoEvents, StartResult};
+use jellyfin_export_scheduler::runner::{RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::schedule::jitter_offset;
 use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
@@ -739,4 +740,98 @@ async fn a_skip_because_another_process_holds_the_server_is_recorded_and_announc
     assert_eq!(seen.len(), 1, "observers hear of the skip once: {seen:#?}");
     assert_eq!(seen[0].run_id, recs[0].run_id);
     assert!(sim.server("busy").start_requests().is_empty());
+}
+
+/// Regression: a run left in flight (here by a `trigger --no-wait`) that the daemon
+/// finished before its next run was only logged. Its record now reaches the board and the
+/// observers like any other, and a disk that refuses it keeps it for a later write (here
+/// the drain at shutdown), as for a run resumed at start-up; before, the next run's marker
+/// replaced the left-over run's and the run was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_left_over_run_finished_before_a_new_run_is_announced_and_kept_when_the_disk_is_full() {
+    let full = Path::new("/dev/full");
+    assert!(
+        full.exists(),
+        "this test fills the disk with /dev/full, which is missing here"
+    );
+    let sim = simulator(vec![sim_server("lo", 300)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let soon = at(Utc::now() + chrono::Duration::seconds(3));
+    let cfg = config(
+        dir.path(),
+        "",
+        &[("lo", sim.url("lo"), &format!("{soon}\ncatch_up = \"none\""))],
+    );
+    let server = cfg.servers[0].clone();
+    let state = StateDir::open(dir.path()).unwrap();
+    let announced = std::sync::Arc::new(Announced::default());
+    let handle = daemon::start_with(
+        cfg,
+        state.clone(),
+        jellyfin_export_scheduler::daemon::DaemonOptions {
+            notifier: None,
+            observers: vec![announced.clone()],
+        },
+    )
+    .await;
+    // `trigger lo --no-wait`, as another process: the run starts and its marker stays.
+    let left_over = {
+        let _lock =
+            jellyfin_export_scheduler::state::ServerLock::acquire(&state, "lo", "manual trigger")
+                .unwrap();
+        let client =
+            JellyfinClient::new("lo", &server.url, &server.api_key, server.request_timeout)
+                .unwrap();
+        let now = Utc::now();
+        let request = RunRequest {
+            run_id: new_run_id(now),
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            triggered_at: now,
+        };
+        let end = Runner::new(&state)
+            .run(&client, &server, &request, &mut NoEvents, Wait::StartOnly)
+            .await;
+        assert!(matches!(end, RunEnd::Started(Ok(()))), "{end:?}");
+        request.run_id
+    };
+    // The disk is full when the daemon records the runs.
+    std::os::unix::fs::symlink(full, state.history_dir().join("lo.jsonl")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let heard = loop {
+        let heard: Vec<String> = announced
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.run_id.clone())
+            .collect();
+        if heard.len() >= 2 {
+            break heard;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the observers heard of {heard:?}, not of the left-over run {left_over} and the new run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(heard.contains(&left_over), "{heard:?}");
+    let board = handle.status.get("lo").unwrap();
+    assert_eq!(
+        board.runs_total.get(&Outcome::Completed),
+        Some(&2),
+        "both runs on the board: {:?}",
+        board.runs_total
+    );
+    // The disk recovers; the drain writes the records that were kept.
+    std::fs::remove_file(state.history_dir().join("lo.jsonl")).unwrap();
+    stop(handle).await;
+    let recs = records(dir.path(), "lo");
+    let ids: Vec<&str> = recs.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{recs:#?}");
+    assert!(ids.contains(&left_over.as_str()), "{recs:#?}");
+    assert!(
+        Markers::new(&state).read("lo").unwrap().is_none(),
+        "no marker left"
+    );
 }

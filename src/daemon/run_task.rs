@@ -1,7 +1,8 @@
 //! A run task: what the daemon does around one run. It waits for a slot
 //! (`max_concurrent_runs`), takes the server's lock and hands the run to the runner
 //! ([`crate::runner`]), hearing it as a [`RunObserver`]: progress on the status board, the
-//! end in the log, on the board and to the observers. Skips (the previous run still going,
+//! end (of the run asked for, and of a run left in flight that the runner finished first)
+//! in the log, on the board and to the observers. Skips (the previous run still going,
 //! the server busy elsewhere) are written here too.
 
 use super::ctx::Ctx;
@@ -158,8 +159,10 @@ impl RunEvents for DaemonRun<'_> {
 }
 
 impl RunObserver for DaemonRun<'_> {
+    /// A run left in flight is recorded like any other: logged, on the board, to the
+    /// observers.
     fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
-        log_result(result);
+        self.recorded(result);
     }
 
     fn starting(&mut self, request: &RunRequest) {
