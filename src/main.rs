@@ -8,6 +8,7 @@ use jellyfin_export_scheduler::commands::{
 };
 use jellyfin_export_scheduler::config::LogFormat;
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
+use jellyfin_export_scheduler::logging::FORMAT_ENV;
 use std::io::IsTerminal;
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,7 +48,12 @@ enum Command {
     },
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
-    Run,
+    Run {
+        /// Log lines as text or JSON, whatever `[daemon] log_format` says (for container
+        /// log collectors).
+        #[arg(long, env = FORMAT_ENV, value_name = "text|json", value_parser = parse_log_format)]
+        log_format: Option<LogFormat>,
+    },
     /// Make the running daemon reload its config and wait until it applied the file or
     /// refused it (exit 0 applied, 2 invalid or refused, 1 no answer). For ExecReload=.
     Reload {
@@ -58,6 +64,9 @@ enum Command {
         /// How long to wait for the daemon's answer.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Write this command's lines as text or JSON instead of in the daemon's log format.
+        #[arg(long, env = FORMAT_ENV, value_name = "text|json", value_parser = parse_log_format)]
+        log_format: Option<LogFormat>,
     },
     /// See it work without a Jellyfin: a simulated fleet, the real daemon for a minute,
     /// then the history.
@@ -102,6 +111,17 @@ enum Command {
     },
 }
 
+/// `--log-format`, or the variable that sets it for container log collectors.
+fn parse_log_format(v: &str) -> Result<LogFormat, String> {
+    match v {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!(
+            "write \"text\" or \"json\" (in --log-format or {FORMAT_ENV})"
+        )),
+    }
+}
+
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -119,14 +139,22 @@ fn main() -> ExitCode {
             after,
             format,
         } => cmd_check(&cli.config, no_secrets, next, after, format),
-        Command::Reload { pid, timeout } => reload::reload(
+        Command::Reload {
+            pid,
+            timeout,
+            log_format,
+        } => reload::reload(
             &cli.config,
-            &reload::Options { pid, timeout },
+            &reload::Options {
+                pid,
+                timeout,
+                log_format,
+            },
             std::io::stdout().lock(),
             std::io::stderr().lock(),
         ),
         Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
-        Command::Run => cmd_run(&cli.config),
+        Command::Run { log_format } => cmd_run(&cli.config, log_format),
         Command::Healthcheck => cmd_healthcheck(&cli.config),
         Command::Demo { dir, duration } => cmd_demo(dir, duration),
         Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
@@ -168,26 +196,18 @@ fn cmd_simulate(listen: std::net::SocketAddr, scenario: Option<&std::path::Path>
     }
 }
 
-fn cmd_run(path: &std::path::Path) -> u8 {
+fn cmd_run(path: &std::path::Path, log_format: Option<LogFormat>) -> u8 {
     let config = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // For container log collectors: JSON logs one environment variable away.
-    let format =
-        match jellyfin_export_scheduler::logging::effective_format(config.daemon.log_format) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
-            }
-        };
+    let format = log_format.unwrap_or(config.daemon.log_format);
     jellyfin_export_scheduler::logging::init(format, &config.daemon.log_level);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(run::run(path, config))
+    rt.block_on(run::run(path, config, format))
 }
 
 fn cmd_healthcheck(path: &std::path::Path) -> u8 {

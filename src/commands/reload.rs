@@ -29,6 +29,8 @@ pub struct Options {
     pub pid: Option<u32>,
     /// How long to wait for the daemon's answer.
     pub timeout: Duration,
+    /// The format of this command's lines; `None`: the daemon's log format.
+    pub log_format: Option<LogFormat>,
 }
 
 /// Where the command's lines go: plain lines (results on `out`, problems on `err`), or,
@@ -77,16 +79,11 @@ pub fn reload<O: Write, E: Write>(config_path: &Path, opts: &Options, out: O, er
         Err(_) => state_dir_of_invalid(config_path),
     };
     let found = status::read(&state_dir);
-    let format = match crate::logging::effective_format(
-        found.as_ref().map_or(LogFormat::Text, |s| s.log_format()),
-    ) {
-        Ok(f) => f,
-        Err(e) => {
-            let mut err = err;
-            let _ = writeln!(err, "error: {e}");
-            return exit::USAGE;
-        }
-    };
+    let format = opts.log_format.unwrap_or_else(|| {
+        found
+            .as_ref()
+            .map_or(LogFormat::Text, ReloadStatus::log_format)
+    });
     let mut say = Say { format, out, err };
     let config = match checked {
         Ok(c) => c,

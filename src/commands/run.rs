@@ -2,7 +2,7 @@
 //! [`crate::reload`]).
 
 use super::exit;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
@@ -52,8 +52,8 @@ async fn prepare(config: &Config) -> Option<Prepared> {
     })
 }
 
-/// Run until SIGTERM/SIGINT. Logging must already be set up.
-pub async fn run(config_path: &Path, config: Config) -> u8 {
+/// Run until SIGTERM/SIGINT. Logging must already be set up, in `log_format`.
+pub async fn run(config_path: &Path, config: Config, log_format: LogFormat) -> u8 {
     info!(
         version = crate::record::SCHEDULER_VERSION,
         config = %config_path.display(),
@@ -78,7 +78,13 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     let history = Arc::new(History::new(&state));
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
-    let mut reloader = Reloader::start(config_path, state.clone(), &config, notifier.clone());
+    let mut reloader = Reloader::start(
+        config_path,
+        state.clone(),
+        &config,
+        log_format,
+        notifier.clone(),
+    );
     let handle = daemon::start_with(
         config,
         state,
