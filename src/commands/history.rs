@@ -3,7 +3,7 @@
 //! The table is this command's ([`format_table`]); `demo` prints its history with it too.
 //! Reading the files is [`crate::history`]'s job.
 
-use super::exit;
+use super::{CommandError, Verdict};
 use crate::config::Config;
 use crate::history::{History, StoredRecord};
 use crate::record::{RunRecord, format_duration};
@@ -18,65 +18,49 @@ pub enum Format {
     Json,
 }
 
-/// The command. `limit` 0 means every record.
-pub fn history<W: Write>(
+/// The command: the records on `out`, notes and warnings (lines that could not be read)
+/// on `err`. `limit` 0 means every record.
+pub fn history(
     config: &Config,
     server: Option<&str>,
     limit: usize,
     format: Format,
-    mut out: W,
-) -> u8 {
+    mut out: impl Write,
+    mut err: impl Write,
+) -> Result<Verdict, CommandError> {
     if let Some(name) = server {
         // A server removed from the config may still have history worth reading.
         if config.server(name).is_none() && check_server_name(name).is_err() {
-            eprintln!(
-                "error: no server named {name:?} in {}",
-                config.path.display()
-            );
-            return exit::USAGE;
+            return Err(CommandError::UnknownServer {
+                name: name.to_owned(),
+                config: config.path.clone(),
+                known: None,
+            });
         }
     }
     let dir = &config.daemon.state_dir;
     if !dir.exists() {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "no runs recorded yet: the state directory {} does not exist",
             dir.display()
         );
-        return exit::OK;
+        return Ok(Verdict::Fine);
     }
     // Read only: nothing is created, whoever runs this (root, on the service's directory).
-    let state = match StateDir::open_existing(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
+    let state = StateDir::open_existing(dir)?;
     let history = History::new(&state);
     let servers = match server {
         Some(s) => vec![s.to_owned()],
-        None => match history.servers() {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
-        },
+        None => history.servers()?,
     };
     let mut records: Vec<StoredRecord> = Vec::new();
     for name in &servers {
-        match history.read(name) {
-            Ok(read) => {
-                for w in &read.warnings {
-                    eprintln!("warning: {w}");
-                }
-                records.extend(read.records);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
+        let read = history.read(name)?;
+        for w in &read.warnings {
+            let _ = writeln!(err, "warning: {w}");
         }
+        records.extend(read.records);
     }
     // Newest first; a stable sort keeps file order among equal times.
     records.sort_by_key(|r| std::cmp::Reverse(r.record.triggered_at));
@@ -84,11 +68,12 @@ pub fn history<W: Write>(
         records.truncate(limit);
     }
     if records.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "no runs recorded yet{}",
             server.map(|s| format!(" for {s}")).unwrap_or_default()
         );
-        return exit::OK;
+        return Ok(Verdict::Fine);
     }
     let text = match format {
         Format::Text => {
@@ -100,10 +85,10 @@ pub fn history<W: Write>(
         }
         Format::Json => format_json_lines(&records),
     };
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(_) => exit::FAILED,
-    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)?;
+    Ok(Verdict::Fine)
 }
 
 /// The `history` command's table: one row per record, in the order given (the caller
