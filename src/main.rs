@@ -4,11 +4,10 @@
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use jellyfin_export_scheduler::commands::{
-    CommandError, Verdict, check, demo, healthcheck, history, reload, run, trigger,
+    CommandError, Verdict, check, demo, healthcheck, history, reload, run, simulate, trigger,
 };
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
-use jellyfin_export_scheduler::sim;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,10 +198,11 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             history::history(&config, server.as_deref(), limit, format, out, err)
         }
-        Command::Simulate { listen, scenario } => block_on(async {
-            sim::run_standalone(listen, scenario.as_deref()).await?;
-            Ok(Verdict::Fine)
-        }),
+        Command::Simulate { listen, scenario } => block_on(simulate::simulate(
+            listen,
+            scenario.as_deref(),
+            std::io::stdout(),
+        )),
     }
 }
 

@@ -1996,12 +1996,16 @@ async fn a_fleet_of_a_thousand_is_cheap_to_start_and_trigger() {
 }
 
 #[tokio::test]
-async fn run_standalone_serves_the_demo_at_the_root_and_under_its_name() {
-    // A free port: bind, read it, release it (run_standalone binds it again).
+async fn the_simulate_command_serves_the_demo_at_the_root_and_under_its_name() {
+    // A free port: bind, read it, release it (the command binds it again).
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
-    let serving = tokio::spawn(jellyfin_export_scheduler::sim::run_standalone(addr, None));
+    let serving = tokio::spawn(jellyfin_export_scheduler::commands::simulate::simulate(
+        addr,
+        None,
+        std::io::sink(),
+    ));
     wait_until(WAIT, "the demo answers at /s/demo", || async {
         TcpStream::connect(addr).await.is_ok()
     })

@@ -13,6 +13,7 @@ pub mod healthcheck;
 pub mod history;
 pub mod reload;
 pub mod run;
+pub mod simulate;
 pub mod trigger;
 
 /// Exit statuses shared by every command.
