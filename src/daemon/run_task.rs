@@ -7,8 +7,8 @@
 
 use super::ctx::Ctx;
 use crate::config::ServerConfig;
-use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
+use crate::jellyfin::{JellyfinClient, JellyfinError};
 use crate::record::{Outcome, RunRecord, RunRequest};
 use crate::runner::marker::Marker;
 use crate::runner::track::RunEvents;
@@ -122,14 +122,9 @@ async fn not_started(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job, e: LockError)
 /// The server's Jellyfin client on the shared HTTP client, telling the board whether the
 /// server answers.
 fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
-    let client = http_client(ctx, cfg.request_timeout)
-        .map_err(|cause| crate::jellyfin::JellyfinError::Setup {
-            server: cfg.name.clone(),
-            cause,
-        })
-        .and_then(|http| {
-            JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
-        });
+    let client = http_client(ctx, cfg).and_then(|http| {
+        JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
+    });
     match client {
         Ok(c) => {
             let status = ctx.status.clone();
@@ -230,14 +225,14 @@ pub(super) fn record_skip(
         .spawn(async move { write_record(&ctx2, &cfg, record).await }.instrument(span.clone()));
 }
 
-/// The shared HTTP client for this request timeout.
-fn http_client(ctx: &Ctx, request_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+/// The shared HTTP client for the server's request timeout.
+fn http_client(ctx: &Ctx, cfg: &ServerConfig) -> Result<reqwest::Client, JellyfinError> {
     let mut clients = ctx.http.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = clients.get(&request_timeout) {
+    if let Some(c) = clients.get(&cfg.request_timeout) {
         return Ok(c.clone());
     }
-    let c = crate::jellyfin::http_client(request_timeout)?;
-    clients.insert(request_timeout, c.clone());
+    let c = crate::jellyfin::http_client(&cfg.name, cfg.request_timeout)?;
+    clients.insert(cfg.request_timeout, c.clone());
     Ok(c)
 }
 
