@@ -18,8 +18,9 @@ mod placeholder;
 mod reader;
 
 use crate::record::Outcome;
-use crate::schedule::{self, Schedule};
+use crate::schedule::Schedule;
 use crate::secret::{Secret, redacted};
+use crate::timezone;
 use chrono_tz::Tz;
 use reader::{LineIndex, Located, TableReader};
 pub use reader::{MAX_STRING_BYTES, Problem};
@@ -331,7 +332,7 @@ impl LoadEnv<'static> {
     pub fn process() -> LoadEnv<'static> {
         LoadEnv {
             var: &|name| std::env::var(name).ok(),
-            system_timezone: &schedule::system_timezone,
+            system_timezone: &timezone::system_timezone,
         }
     }
 }
@@ -748,7 +749,7 @@ fn read_settings(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Settings {
         })
     };
     let timezone = t.string("timezone", problems).map(|s| {
-        schedule::parse_timezone(&s.value)
+        timezone::parse_timezone(&s.value)
             .map(|tz| s.with(tz))
             .map_err(|e| {
                 problems.push(s.problem(e));
