@@ -63,7 +63,7 @@ fn timezone_suggestions(name: &str) -> Vec<&'static str> {
     // computing; without this a 7 MB name took minutes (quadratic in its length).
     let mut scored: Vec<(usize, &'static str)> = names()
         .filter(|n| n.chars().count().abs_diff(wanted_len) <= limit)
-        .map(|n| (levenshtein(&wanted, &n.to_lowercase()), n))
+        .map(|n| (strsim::levenshtein(&wanted, &n.to_lowercase()), n))
         .filter(|(d, _)| *d <= limit)
         .collect();
     scored.sort();
@@ -74,22 +74,6 @@ fn timezone_suggestions(name: &str) -> Vec<&'static str> {
         .take(MAX)
         .map(|(_, n)| n)
         .collect()
-}
-
-/// Edit distance (insertions, deletions, substitutions) between two strings, by chars.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 /// The system's zone: `$TZ`, else `/etc/localtime`'s symlink target, else `/etc/timezone`,
@@ -149,7 +133,9 @@ fn zone_from_name_or_path(value: &str) -> Option<Tz> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    // The suggestions' thresholds were tuned on plain Levenshtein distance counted in
+    // characters: this pins that the crate counts the same way.
+    use strsim::levenshtein;
 
     #[test]
     fn levenshtein_counts_edits() {
