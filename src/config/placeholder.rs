@@ -7,8 +7,8 @@
 //! A secret (API key, webhook URL, ping URL) is never quoted in a warning, not even the
 //! part that looks like a placeholder: the warning names where it came from and stops.
 
+use super::model::{Config, KeySource};
 use super::reader::{LineIndex, TableReader};
-use super::{Config, KeySource};
 use std::path::Path;
 use toml::de::DeTable;
 use url::Url;

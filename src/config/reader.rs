@@ -5,7 +5,6 @@
 //! `DeTable`, which keeps a byte span for every key and value: each accessor here either
 //! returns the value or records a [`Problem`] and returns nothing, and the walk goes on.
 
-use super::type_name;
 use std::path::Path;
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
@@ -527,6 +526,19 @@ pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
         .map(|(_, k)| k)
+}
+
+/// A `DeValue`'s type in words, for "expected a string, found an integer".
+pub(super) fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
 }
 
 #[cfg(test)]
