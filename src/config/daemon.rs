@@ -2,7 +2,7 @@
 
 use super::env::{LoadEnv, expand_path};
 use super::model::{DaemonConfig, LogFormat};
-use super::reader::{Problem, TableReader};
+use super::reader::{Problems, Reported, TableReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,60 +34,52 @@ pub(super) fn read_daemon(
     t: &TableReader<'_>,
     config_path: &Path,
     env: &LoadEnv<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<DaemonConfig> {
+    problems: &mut Problems,
+) -> Result<DaemonConfig, Reported> {
     t.check_keys(DAEMON_KEYS, &[], problems);
     let state_dir = match t.string("state_dir", problems) {
-        Some(s) if s.value.trim().is_empty() => {
-            problems.push(s.problem("must not be empty".into()));
-            None
+        Ok(Some(s)) if s.value.trim().is_empty() => {
+            Err(problems.report(s.problem("must not be empty".into())))
         }
-        Some(s) => Some(expand_path(&s, config_path.parent(), env, problems)?),
-        None => Some(default_state_dir(env)),
+        // An unexpandable path ends the read of [daemon] here: the keys below go unchecked.
+        Ok(Some(s)) => Ok(problems.check(expand_path(&s, config_path.parent(), env))?),
+        Ok(None) => Ok(default_state_dir(env)),
+        Err(reported) => Err(reported),
     };
     let log_format = t.choice(
         "log_format",
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
         problems,
     );
-    let log_level = match t.string("log_level", problems) {
+    let log_level = t.string("log_level", problems).and_then(|s| match s {
         Some(s) => match tracing_subscriber::EnvFilter::try_new(&s.value) {
-            Ok(_) => Some(s.value),
-            Err(e) => {
-                problems.push(s.problem(format!(
-                    "{e}; use one of trace, debug, info, warn, error, off, or a directive like \"jellyfin_export_scheduler=debug\""
-                )));
-                None
-            }
+            Ok(_) => Ok(s.value),
+            Err(e) => Err(problems.report(s.problem(format!(
+                "{e}; use one of trace, debug, info, warn, error, off, or a directive like \"jellyfin_export_scheduler=debug\""
+            )))),
         },
-        None => Some("info".to_owned()),
-    };
-    let listen = match t.string("listen", problems) {
-        None => Some(DEFAULT_LISTEN.parse().ok()),
-        Some(l) if l.value.trim().is_empty() => Some(None),
+        None => Ok("info".to_owned()),
+    });
+    let listen = t.string("listen", problems).and_then(|l| match l {
+        None => Ok(DEFAULT_LISTEN.parse().ok()),
+        Some(l) if l.value.trim().is_empty() => Ok(None),
         Some(l) => match l.value.trim().parse::<std::net::SocketAddr>() {
-            Ok(addr) => Some(Some(addr)),
-            Err(_) => {
-                problems.push(l.problem(format!(
-                    "{:?} is not an address with a port, like \"127.0.0.1:9810\" or \"[::1]:9810\" (\"\" turns the endpoint off)",
-                    l.value
-                )));
-                None
-            }
+            Ok(addr) => Ok(Some(addr)),
+            Err(_) => Err(problems.report(l.problem(format!(
+                "{:?} is not an address with a port, like \"127.0.0.1:9810\" or \"[::1]:9810\" (\"\" turns the endpoint off)",
+                l.value
+            )))),
         },
-    };
+    });
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
-    Some(DaemonConfig {
+    Ok(DaemonConfig {
         state_dir: state_dir?,
-        log_format: log_format.unwrap_or(Ok(LogFormat::Text)).ok()?,
+        log_format: log_format?.unwrap_or(LogFormat::Text),
         log_level: log_level?,
-        max_concurrent_runs: max_concurrent_runs
-            .unwrap_or(Ok(16))
-            .ok()?
-            .try_into()
-            .ok()?,
-        shutdown_grace: shutdown_grace.unwrap_or(Ok(Duration::from_secs(30))).ok()?,
+        // At most 100 000, so it fits.
+        max_concurrent_runs: max_concurrent_runs?.map_or(16, |n| n as usize),
+        shutdown_grace: shutdown_grace?.unwrap_or(Duration::from_secs(30)),
         listen: listen?,
     })
 }

@@ -39,8 +39,7 @@ pub(super) fn expand_path(
     s: &Located<String>,
     base: Option<&Path>,
     env: &LoadEnv<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<PathBuf> {
+) -> Result<PathBuf, Problem> {
     let mut out = String::new();
     let mut rest = s.value.as_str();
     while let Some(i) = rest.find('$') {
@@ -50,8 +49,7 @@ pub(super) fn expand_path(
             match body.find('}') {
                 Some(end) => (&body[..end], end + 2),
                 None => {
-                    problems.push(s.problem(format!("unclosed \"${{\" in path {:?}", s.value)));
-                    return None;
+                    return Err(s.problem(format!("unclosed \"${{\" in path {:?}", s.value)));
                 }
             }
         } else {
@@ -73,18 +71,17 @@ pub(super) fn expand_path(
                 } else {
                     ""
                 };
-                problems.push(s.problem(format!(
+                return Err(s.problem(format!(
                     "path {:?} uses ${name}, which is not set{hint}",
                     s.value
                 )));
-                return None;
             }
         }
         rest = &after[consumed..];
     }
     out.push_str(rest);
     let path = PathBuf::from(out);
-    Some(match base {
+    Ok(match base {
         Some(base) if path.is_relative() => base.join(path),
         _ => path,
     })

@@ -47,8 +47,8 @@ pub use server::{MIGRATOR_TASK_KEY, valid_server_name};
 use daemon::read_daemon;
 use env::Load;
 use notify::{NOTIFY_KEYS, read_notify};
-use reader::{LineIndex, TableReader};
-use server::{IDENTITY_KEYS, SETTING_KEYS, ScheduleCache, Settings, read_server, read_settings};
+use reader::{LineIndex, Problems, Reported, TableReader};
+use server::{IDENTITY_KEYS, SETTING_KEYS, ScheduleCache, read_server, read_settings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
@@ -181,16 +181,15 @@ impl Config {
         env: &LoadEnv<'_>,
         secrets: Secrets,
     ) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let load = Load { path, env, secrets };
-        let config = build(text, &load, &mut problems);
-        problems.sort_by_key(|p| p.offset);
-        problems.dedup();
-        match config {
-            Some(config) if problems.is_empty() => Ok(config),
+        match build(text, &load, &mut problems) {
+            // A server or target that could not be read is left out of the Config, so a
+            // Config is only good when nothing at all was reported.
+            Ok(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),
-                problems,
+                problems: problems.into_sorted(),
             }),
         }
     }
@@ -276,27 +275,24 @@ fn inline_key_readable_warning(path: &Path, config: &Config) -> Option<String> {
 
 const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers", "notify"];
 
-fn build(text: &str, load: &Load<'_>, problems: &mut Vec<Problem>) -> Option<Config> {
+fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config, Reported> {
     let (path, env) = (load.path, load.env);
     let idx = LineIndex::new(text);
-    let doc = match DeTable::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let message = e.message().lines().next().unwrap_or("invalid TOML").trim();
-            problems.push(idx.problem(offset, "", format!("invalid TOML: {message}")));
-            return None;
-        }
-    };
+    let doc = DeTable::parse(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let message = e.message().lines().next().unwrap_or("invalid TOML").trim();
+        problems.report(idx.problem(offset, "", format!("invalid TOML: {message}")))
+    })?;
     let root = TableReader::root(&idx, doc.get_ref());
     root.check_keys(TOP_KEYS, &[], problems);
 
+    // A [daemon] or [defaults] of the wrong type is reported and read as absent.
     let daemon = match root.table("daemon", problems) {
-        Some(t) => read_daemon(&t, path, env, problems),
-        None => read_daemon(&TableReader::empty(&idx, "daemon"), path, env, problems),
+        Ok(Some(t)) => read_daemon(&t, path, env, problems),
+        _ => read_daemon(&TableReader::empty(&idx, "daemon"), path, env, problems),
     };
     let defaults = match root.table("defaults", problems) {
-        Some(t) => {
+        Ok(Some(t)) => {
             t.check_keys(
                 SETTING_KEYS,
                 &[(IDENTITY_KEYS, "identifies one server and cannot be a default; set it in each [[servers]] entry")],
@@ -304,7 +300,7 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Vec<Problem>) -> Option<Con
             );
             read_settings(&t, problems)
         }
-        None => Settings::default(),
+        _ => read_settings(&TableReader::empty(&idx, "defaults"), problems),
     };
     let mut servers = Vec::new();
     // Every name the file gives, valid or not, so that `[[notify]] servers` is checked
@@ -314,27 +310,16 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Vec<Problem>) -> Option<Con
     // Fleets share a few expressions; compiling each once keeps a 10 000-server config fast.
     let mut schedules = ScheduleCache::new();
     match root.array_of_tables("servers", problems) {
-        None => problems.push(idx.problem(
-            text.len(),
-            "servers",
-            "no [[servers]] entries; add at least one server (see config/example.toml)".into(),
-        )),
-        Some(list) if list.is_empty() => problems.push(idx.problem(
-            text.len(),
-            "servers",
-            "no [[servers]] entries; add at least one server (see config/example.toml)".into(),
-        )),
-        Some(list) => {
+        Ok(Some(list)) if !list.is_empty() => {
             for (i, table) in list.iter().enumerate() {
                 if let Some(n) = table.get("name").and_then(|v| v.get_ref().as_str()) {
                     names_given.push(n.to_owned());
                 }
                 table.check_keys(&[SETTING_KEYS, IDENTITY_KEYS].concat(), &[], problems);
-                if let Some(server) = read_server(table, &defaults, load, &mut schedules, problems)
-                {
+                if let Ok(server) = read_server(table, &defaults, load, &mut schedules, problems) {
                     if let Some(first) = seen.get(&server.name) {
                         let loc = table.key_location("name");
-                        problems.push(loc.problem(format!(
+                        problems.report(loc.problem(format!(
                             "duplicate server name {:?} (also servers[{first}]); names must be unique",
                             server.name
                         )));
@@ -345,17 +330,25 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Vec<Problem>) -> Option<Con
                 }
             }
         }
+        // Absent, empty, or not an array of tables (that is reported too).
+        _ => {
+            problems.report(idx.problem(
+                text.len(),
+                "servers",
+                "no [[servers]] entries; add at least one server (see config/example.toml)".into(),
+            ));
+        }
     }
     let mut notify = Vec::new();
-    if let Some(list) = root.array_of_tables("notify", problems) {
+    if let Ok(Some(list)) = root.array_of_tables("notify", problems) {
         for table in &list {
             table.check_keys(NOTIFY_KEYS, &[], problems);
-            if let Some(target) = read_notify(table, &names_given, load, problems) {
+            if let Ok(target) = read_notify(table, &names_given, load, problems) {
                 notify.push(target);
             }
         }
     }
-    Some(Config {
+    Ok(Config {
         path: path.to_owned(),
         secrets: load.secrets,
         digest: sha256_hex(text.as_bytes()),

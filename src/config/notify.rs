@@ -2,7 +2,7 @@
 
 use super::env::Load;
 use super::model::{KeySource, NotifyFormat, NotifyOn, NotifyTarget};
-use super::reader::{self, Problem, TableReader};
+use super::reader::{self, Problems, Reported, TableReader};
 use super::secret_source::{SecretRead, WEBHOOK_URL_KEYS, parse_secret_url, read_secret_source};
 use crate::record::Outcome;
 use crate::secret::{Secret, redacted};
@@ -16,42 +16,41 @@ pub(super) fn read_notify(
     t: &TableReader<'_>,
     server_names: &[String],
     load: &Load<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<NotifyTarget> {
+    problems: &mut Problems,
+) -> Result<NotifyTarget, Reported> {
     let url = read_webhook_url(t, load, problems);
     let on = read_notify_on(t, problems);
     let servers = read_notify_servers(t, server_names, problems);
-    let format = t
-        .choice(
-            "format",
-            &[
-                ("json", NotifyFormat::Json),
-                ("ntfy", NotifyFormat::Ntfy),
-                ("slack", NotifyFormat::Slack),
-            ],
-            problems,
-        )
-        .unwrap_or(Ok(NotifyFormat::Json));
-    let timeout = match t.located_duration("timeout", problems) {
-        None => Ok(Duration::from_secs(10)),
-        Some(Err(())) => Err(()),
-        Some(Ok(d)) if d.value.is_zero() => {
-            problems.push(d.problem("must be greater than zero".into()));
-            Err(())
-        }
-        Some(Ok(d)) => Ok(d.value),
-    };
-    let retries = t.bounded_int("retries", 0, 100, problems).unwrap_or(Ok(3));
+    let format = t.choice(
+        "format",
+        &[
+            ("json", NotifyFormat::Json),
+            ("ntfy", NotifyFormat::Ntfy),
+            ("slack", NotifyFormat::Slack),
+        ],
+        problems,
+    );
+    let timeout = t
+        .located_duration("timeout", problems)
+        .and_then(|d| match d {
+            None => Ok(Duration::from_secs(10)),
+            Some(d) if d.value.is_zero() => {
+                Err(problems.report(d.problem("must be greater than zero".into())))
+            }
+            Some(d) => Ok(d.value),
+        });
+    let retries = t.bounded_int("retries", 0, 100, problems);
 
     let (url, shown) = url?;
-    Some(NotifyTarget {
+    Ok(NotifyTarget {
         url,
         shown,
-        on: on.ok()?,
-        servers: servers.ok()?,
-        format: format.ok()?,
-        timeout: timeout.ok()?,
-        retries: u32::try_from(retries.ok()?).ok()?,
+        on: on?,
+        servers: servers?,
+        format: format?.unwrap_or(NotifyFormat::Json),
+        timeout: timeout?,
+        // At most 100, so it fits.
+        retries: retries?.map_or(3, |n| n as u32),
     })
 }
 
@@ -59,12 +58,12 @@ pub(super) fn read_notify(
 fn read_webhook_url(
     t: &TableReader<'_>,
     load: &Load<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<(Secret, String)> {
+    problems: &mut Problems,
+) -> Result<(Secret, String), Reported> {
     let (raw, source, loc) = match read_secret_source(t, &WEBHOOK_URL_KEYS, load, problems)? {
         SecretRead::Value(raw, source, loc) => (raw, source, loc),
         SecretRead::NotRead(source) => {
-            return Some((
+            return Ok((
                 Secret::unresolved(),
                 format!("the webhook URL from {} (not read)", url_origin(&source)),
             ));
@@ -74,16 +73,14 @@ fn read_webhook_url(
     let value = raw.trim();
     let from = url_origin(&source);
     if value.is_empty() {
-        problems.push(loc.problem(format!("the webhook URL from {from} is empty")));
-        return None;
+        return Err(problems.report(loc.problem(format!("the webhook URL from {from} is empty"))));
     }
-    let parsed = parse_secret_url(
+    let parsed = problems.check(parse_secret_url(
         value,
         &loc,
         &format!("the webhook URL from {from}"),
-        problems,
-    )?;
-    Some((Secret::new(value), redacted(&parsed)))
+    ))?;
+    Ok((Secret::new(value), redacted(&parsed)))
 }
 
 /// Where a webhook URL comes from, in words.
@@ -94,17 +91,14 @@ fn url_origin(source: &KeySource) -> String {
     }
 }
 
-fn read_notify_on(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Result<Vec<NotifyOn>, ()> {
-    let list = match t.string_array("on", problems) {
-        None => return Ok(NotifyOn::DEFAULT.to_vec()),
-        Some(Err(())) => return Err(()),
-        Some(Ok(list)) => list,
+fn read_notify_on(t: &TableReader<'_>, problems: &mut Problems) -> Result<Vec<NotifyOn>, Reported> {
+    let Some(list) = t.string_array("on", problems)? else {
+        return Ok(NotifyOn::DEFAULT.to_vec());
     };
     if list.value.is_empty() {
-        problems.push(list.problem(
+        return Err(problems.report(list.problem(
             "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table".into(),
-        ));
-        return Err(());
+        )));
     }
     let names: Vec<&str> = Outcome::ALL
         .iter()
@@ -112,7 +106,7 @@ fn read_notify_on(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Result<Ve
         .chain(["recovered"])
         .collect();
     let mut out: Vec<NotifyOn> = Vec::new();
-    let mut ok = true;
+    let mut failed = None;
     for item in &list.value {
         match NotifyOn::parse(item.value.trim()) {
             Some(on) => {
@@ -121,39 +115,36 @@ fn read_notify_on(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Result<Ve
                 }
             }
             None => {
-                ok = false;
                 let hint = match reader::closest(&item.value, &names) {
                     Some(s) => format!("did you mean {s:?}?"),
                     None => format!("expected one of: {}", names.join(", ")),
                 };
-                problems.push(item.problem(format!(
+                failed = Some(problems.report(item.problem(format!(
                     "{:?} is not an outcome or \"recovered\"; {hint}",
                     item.value
-                )));
+                ))));
             }
         }
     }
-    if ok { Ok(out) } else { Err(()) }
+    failed.map_or(Ok(out), Err)
 }
 
 fn read_notify_servers(
     t: &TableReader<'_>,
     server_names: &[String],
-    problems: &mut Vec<Problem>,
-) -> Result<Option<Vec<String>>, ()> {
-    let list = match t.string_array("servers", problems) {
-        None => return Ok(None),
-        Some(Err(())) => return Err(()),
-        Some(Ok(list)) => list,
+    problems: &mut Problems,
+) -> Result<Option<Vec<String>>, Reported> {
+    let Some(list) = t.string_array("servers", problems)? else {
+        return Ok(None);
     };
     if list.value.is_empty() {
-        problems
-            .push(list.problem("empty: leave servers out to be told about every server".into()));
-        return Err(());
+        return Err(problems.report(
+            list.problem("empty: leave servers out to be told about every server".into()),
+        ));
     }
     let known: Vec<&str> = server_names.iter().map(String::as_str).collect();
     let mut out: Vec<String> = Vec::new();
-    let mut ok = true;
+    let mut failed = None;
     for item in &list.value {
         if known.contains(&item.value.as_str()) {
             if !out.contains(&item.value) {
@@ -161,15 +152,14 @@ fn read_notify_servers(
             }
             continue;
         }
-        ok = false;
         let hint = match reader::closest(&item.value, &known) {
             Some(s) => format!("did you mean {s:?}?"),
             None => format!("servers in this file: {}", known.join(", ")),
         };
-        problems.push(item.problem(format!(
+        failed = Some(problems.report(item.problem(format!(
             "no server named {:?} in this file; {hint}",
             item.value
-        )));
+        ))));
     }
-    if ok { Ok(Some(out)) } else { Err(()) }
+    failed.map_or(Ok(Some(out)), Err)
 }

@@ -8,7 +8,7 @@
 //! part that looks like a placeholder: the warning names where it came from and stops.
 
 use super::model::{Config, KeySource};
-use super::reader::{LineIndex, TableReader};
+use super::reader::{LineIndex, Problems, TableReader};
 use std::path::Path;
 use toml::de::DeTable;
 use url::Url;
@@ -96,10 +96,11 @@ pub fn warnings(text: &str, path: &Path, config: &Config) -> Vec<String> {
     // The text just loaded, so it parses; were it not to, the warnings go without a place.
     let doc = DeTable::parse(text).ok();
     let root = doc.as_ref().map(|d| TableReader::root(&idx, d.get_ref()));
-    let mut ignored = Vec::new();
+    // The file was read once already: what it says of itself was reported then.
+    let mut ignored = Problems::default();
     let mut tables = |array| {
         root.as_ref()
-            .and_then(|r| r.array_of_tables(array, &mut ignored))
+            .and_then(|r| r.array_of_tables(array, &mut ignored).ok().flatten())
             .unwrap_or_default()
     };
     let (servers, notify) = (tables("servers"), tables("notify"));

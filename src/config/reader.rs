@@ -93,6 +93,45 @@ impl Problem {
     }
 }
 
+/// Proof that a problem was recorded, as rustc's `ErrorGuaranteed` is proof that an error
+/// was emitted: only [`Problems::report`] makes one. A read that returns `Err(Reported)`
+/// has therefore said what is wrong, and its caller only has to stop using the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported(());
+
+/// What a read of one key gives: `Ok(None)` when the table does not have the key,
+/// `Ok(Some(value))`, or `Err` when the value is unusable (and reported).
+pub type Read<T> = Result<Option<T>, Reported>;
+
+/// Every problem found so far. A walk over the file records into one of these and goes on,
+/// so that the user sees every problem at once.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Records `problem`; the proof is what the failed read returns.
+    pub fn report(&mut self, problem: Problem) -> Reported {
+        self.0.push(problem);
+        Reported(())
+    }
+
+    /// `result`, with its problem (if any) recorded.
+    pub fn check<T>(&mut self, result: Result<T, Problem>) -> Result<T, Reported> {
+        result.map_err(|p| self.report(p))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems in file order, each once.
+    pub fn into_sorted(mut self) -> Vec<Problem> {
+        self.0.sort_by_key(|p| p.offset);
+        self.0.dedup();
+        self.0
+    }
+}
+
 /// A value with where it came from, so that a later check (one that needs several values
 /// together) can still point at the right place.
 #[derive(Clone, Debug)]
@@ -236,7 +275,7 @@ impl<'a> TableReader<'a> {
         &self,
         known: &[&str],
         forbidden: &[(&[&str], &str)],
-        problems: &mut Vec<Problem>,
+        problems: &mut Problems,
     ) {
         for (key, offset, _) in self.entries() {
             if known.contains(&key) {
@@ -251,46 +290,47 @@ impl<'a> TableReader<'a> {
                     None => format!("unknown key; expected one of: {}", known.join(", ")),
                 }
             };
-            problems.push(self.loc_at(offset, path).problem(message));
+            problems.report(self.loc_at(offset, path).problem(message));
         }
     }
 
-    pub fn table(&self, key: &str, problems: &mut Vec<Problem>) -> Option<TableReader<'a>> {
-        let v = self.get(key)?;
+    pub fn table(&self, key: &str, problems: &mut Problems) -> Read<TableReader<'a>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         match v.get_ref() {
-            DeValue::Table(t) => Some(TableReader {
+            DeValue::Table(t) => Ok(Some(TableReader {
                 idx: self.idx,
                 path: self.child_path(key),
                 table: Some(t),
                 offset: v.span().start,
-            }),
-            other => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("expected a table ([{key}]), found {}", type_name(other)),
-                ));
-                None
-            }
+            })),
+            other => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected a table ([{key}]), found {}", type_name(other)),
+            ))),
         }
     }
 
+    /// The tables of `[[key]]`. An element that is not a table is reported and left out.
     pub fn array_of_tables(
         &self,
         key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Vec<TableReader<'a>>> {
-        let v = self.get(key)?;
+        problems: &mut Problems,
+    ) -> Read<Vec<TableReader<'a>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let DeValue::Array(items) = v.get_ref() else {
-            problems.push(self.value_problem(
+            return Err(problems.report(self.value_problem(
                 key,
                 v,
                 format!(
                     "expected an array of tables ([[{key}]]), found {}",
                     type_name(v.get_ref())
                 ),
-            ));
-            return Some(Vec::new());
+            )));
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -302,27 +342,34 @@ impl<'a> TableReader<'a> {
                     table: Some(t),
                     offset: item.span().start,
                 }),
-                other => problems.push(
-                    self.loc_at(item.span().start, path)
-                        .problem(format!("expected a table, found {}", type_name(other))),
-                ),
+                other => {
+                    problems.report(
+                        self.loc_at(item.span().start, path)
+                            .problem(format!("expected a table, found {}", type_name(other))),
+                    );
+                }
             }
         }
-        Some(out)
+        Ok(Some(out))
     }
 
+    /// The value at `key` converted by `f`, which says `None` for a value of another type
+    /// (reported as "expected `expected`"). A string longer than [`MAX_STRING_BYTES`] is
+    /// refused before `f` sees it.
     fn typed<T>(
         &self,
         key: &str,
-        problems: &mut Vec<Problem>,
+        problems: &mut Problems,
         expected: &str,
         f: impl FnOnce(&DeValue<'_>) -> Option<T>,
-    ) -> Option<Result<(T, &'a Value<'a>), ()>> {
-        let v = self.get(key)?;
+    ) -> Read<(T, &'a Value<'a>)> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         if let Some(s) = v.get_ref().as_str()
             && s.len() > MAX_STRING_BYTES
         {
-            problems.push(self.value_problem(
+            return Err(problems.report(self.value_problem(
                 key,
                 v,
                 format!(
@@ -330,20 +377,16 @@ impl<'a> TableReader<'a> {
                     s.len(),
                     shorten(s, 16)
                 ),
-            ));
-            return Some(Err(()));
+            )));
         }
-        Some(match f(v.get_ref()) {
-            Some(t) => Ok((t, v)),
-            None => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("expected {expected}, found {}", type_name(v.get_ref())),
-                ));
-                Err(())
-            }
-        })
+        match f(v.get_ref()) {
+            Some(t) => Ok(Some((t, v))),
+            None => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected {expected}, found {}", type_name(v.get_ref())),
+            ))),
+        }
     }
 
     fn locate<T>(&self, key: &str, v: &Value<'_>, value: T) -> Located<T> {
@@ -353,112 +396,87 @@ impl<'a> TableReader<'a> {
         }
     }
 
-    /// A string value; `None` when absent or of another type (the latter reported).
-    pub fn string(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Located<String>> {
-        let (s, v) = self
-            .typed(key, problems, "a string", |v| v.as_str().map(str::to_owned))?
-            .ok()?;
-        Some(self.locate(key, v, s))
+    pub fn string(&self, key: &str, problems: &mut Problems) -> Read<Located<String>> {
+        let read = self.typed(key, problems, "a string", |v| v.as_str().map(str::to_owned))?;
+        Ok(read.map(|(s, v)| self.locate(key, v, s)))
     }
 
-    pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<bool, ()>> {
-        Some(
-            self.typed(key, problems, "true or false", |v| v.as_bool())?
-                .map(|(b, _)| b),
-        )
+    pub fn bool(&self, key: &str, problems: &mut Problems) -> Read<bool> {
+        let read = self.typed(key, problems, "true or false", |v| v.as_bool())?;
+        Ok(read.map(|(b, _)| b))
     }
 
     /// An integer in `[min, max]`.
-    pub fn bounded_int(
-        &self,
-        key: &str,
-        min: u64,
-        max: u64,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<u64, ()>> {
-        let (raw, v) = match self.typed(key, problems, "an integer", |v| {
+    pub fn bounded_int(&self, key: &str, min: u64, max: u64, problems: &mut Problems) -> Read<u64> {
+        let Some((raw, v)) = self.typed(key, problems, "an integer", |v| {
             v.as_integer()
                 .map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
-        })? {
-            Ok(x) => x,
-            Err(()) => return Some(Err(())),
+        })?
+        else {
+            return Ok(None);
         };
-        Some(match raw.and_then(|n| u64::try_from(n).ok()) {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("must be between {min} and {max}"),
-                ));
-                Err(())
-            }
-        })
+        match raw.and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("must be between {min} and {max}"),
+            ))),
+        }
     }
 
-    pub fn positive_int(
-        &self,
-        key: &str,
-        max: u64,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<u64, ()>> {
+    pub fn positive_int(&self, key: &str, max: u64, problems: &mut Problems) -> Read<u64> {
         self.bounded_int(key, 1, max, problems)
     }
 
-    pub fn located_duration(
-        &self,
-        key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<Located<Duration>, ()>> {
-        let (s, v) = match self.typed(
+    pub fn located_duration(&self, key: &str, problems: &mut Problems) -> Read<Located<Duration>> {
+        let Some((s, v)) = self.typed(
             key,
             problems,
             "a duration string like \"90s\" or \"1h 30m\"",
             |v| v.as_str().map(str::to_owned),
-        )? {
-            Ok(x) => x,
-            Err(()) => return Some(Err(())),
+        )?
+        else {
+            return Ok(None);
         };
-        Some(match humantime::parse_duration(s.trim()) {
-            Ok(d) => Ok(self.locate(key, v, d)),
-            Err(e) => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!(
-                        "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
-                    ),
-                ));
-                Err(())
-            }
-        })
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Ok(Some(self.locate(key, v, d))),
+            Err(e) => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!(
+                    "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
+                ),
+            ))),
+        }
     }
 
-    pub fn duration(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<Duration, ()>> {
-        Some(self.located_duration(key, problems)?.map(|d| d.value))
+    pub fn duration(&self, key: &str, problems: &mut Problems) -> Read<Duration> {
+        Ok(self.located_duration(key, problems)?.map(|d| d.value))
     }
 
     /// An array of strings, each with its own place (`key[i]`), so a bad element is
-    /// pointed at itself. `Err` when the value or an element has another type (reported).
+    /// pointed at itself. Every element of another type is reported.
     pub fn string_array(
         &self,
         key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<Located<Vec<Located<String>>>, ()>> {
-        let v = self.get(key)?;
+        problems: &mut Problems,
+    ) -> Read<Located<Vec<Located<String>>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let DeValue::Array(items) = v.get_ref() else {
-            problems.push(self.value_problem(
+            return Err(problems.report(self.value_problem(
                 key,
                 v,
                 format!(
                     "expected an array of strings, found {}",
                     type_name(v.get_ref())
                 ),
-            ));
-            return Some(Err(()));
+            )));
         };
         let mut out = Vec::new();
-        let mut ok = true;
+        let mut failed = None;
         for (i, item) in items.iter().enumerate() {
             let loc = self.loc_at(item.span().start, format!("{}[{i}]", self.child_path(key)));
             match item.get_ref().as_str() {
@@ -467,18 +485,17 @@ impl<'a> TableReader<'a> {
                     loc,
                 }),
                 None => {
-                    problems.push(loc.problem(format!(
+                    failed = Some(problems.report(loc.problem(format!(
                         "expected a string, found {}",
                         type_name(item.get_ref())
-                    )));
-                    ok = false;
+                    ))));
                 }
             }
         }
-        if !ok {
-            return Some(Err(()));
+        match failed {
+            Some(reported) => Err(reported),
+            None => Ok(Some(self.locate(key, v, out))),
         }
-        Some(Ok(self.locate(key, v, out)))
     }
 
     /// One of a fixed set of strings.
@@ -486,22 +503,21 @@ impl<'a> TableReader<'a> {
         &self,
         key: &str,
         options: &[(&str, T)],
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<T, ()>> {
+        problems: &mut Problems,
+    ) -> Read<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let expected = format!("one of {}", quoted_list(&names));
-        let (s, v) =
-            match self.typed(key, problems, &expected, |v| v.as_str().map(str::to_owned))? {
-                Ok(x) => x,
-                Err(()) => return Some(Err(())),
-            };
-        Some(match options.iter().find(|(n, _)| *n == s) {
-            Some((_, t)) => Ok(*t),
+        let Some((s, v)) =
+            self.typed(key, problems, &expected, |v| v.as_str().map(str::to_owned))?
+        else {
+            return Ok(None);
+        };
+        match options.iter().find(|(n, _)| *n == s) {
+            Some((_, t)) => Ok(Some(*t)),
             None => {
-                problems.push(self.value_problem(key, v, format!("{s:?} is not {expected}")));
-                Err(())
+                Err(problems.report(self.value_problem(key, v, format!("{s:?} is not {expected}"))))
             }
-        })
+        }
     }
 }
 

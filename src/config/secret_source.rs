@@ -3,7 +3,7 @@
 
 use super::env::{Load, expand_path};
 use super::model::{KeySource, Secrets};
-use super::reader::{Located, Problem, TableReader};
+use super::reader::{Located, Problem, Problems, Reported, TableReader};
 use std::path::{Path, PathBuf};
 use url::Url;
 
@@ -13,29 +13,22 @@ pub(super) fn parse_secret_url<T>(
     value: &str,
     loc: &Located<T>,
     what: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<Url> {
-    let url = match Url::parse(value.trim()) {
-        Ok(url) => url,
-        Err(e) => {
-            problems.push(loc.problem(format!(
-                "{what} is not a URL ({e}); write it like \"https://host/path\" (the value is not shown: it is a secret)"
-            )));
-            return None;
-        }
-    };
+) -> Result<Url, Problem> {
+    let url = Url::parse(value.trim()).map_err(|e| {
+        loc.problem(format!(
+            "{what} is not a URL ({e}); write it like \"https://host/path\" (the value is not shown: it is a secret)"
+        ))
+    })?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        problems.push(loc.problem(format!(
+        return Err(loc.problem(format!(
             "{what} uses scheme {:?}; only http and https are supported",
             url.scheme()
         )));
-        return None;
     }
     if url.host_str().is_none_or(str::is_empty) {
-        problems.push(loc.problem(format!("{what} has no host")));
-        return None;
+        return Err(loc.problem(format!("{what} has no host")));
     }
-    Some(url)
+    Ok(url)
 }
 
 /// The three keys a secret may come from, and how messages name it.
@@ -69,6 +62,25 @@ pub(super) const WEBHOOK_URL_KEYS: SecretKeys = SecretKeys {
     env_hint: "the webhook URL",
 };
 
+impl SecretKeys {
+    /// The keys, in the order a "more than one source" message names them.
+    fn sources(&self) -> [(&'static str, Source); 3] {
+        [
+            (self.inline, Source::Inline),
+            (self.file, Source::File),
+            (self.env, Source::Env),
+        ]
+    }
+}
+
+/// Which of a secret's three keys gave it.
+#[derive(Clone, Copy)]
+enum Source {
+    Inline,
+    File,
+    Env,
+}
+
 /// What [`read_secret_source`] found.
 pub(super) enum SecretRead {
     /// The raw text (not yet trimmed), where it came from, and where to point a problem.
@@ -85,65 +97,63 @@ pub(super) fn read_secret_source(
     t: &TableReader<'_>,
     keys: &SecretKeys,
     load: &Load<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<SecretRead> {
-    let inline = t.string(keys.inline, problems);
-    let file = t.string(keys.file, problems);
-    let var = t.string(keys.env, problems);
-    let any_given = inline.is_some() || file.is_some() || var.is_some();
-    let present_keys: Vec<&str> = [keys.inline, keys.file, keys.env]
-        .into_iter()
-        .filter(|k| t.get(k).is_some())
-        .collect();
+    problems: &mut Problems,
+) -> Result<SecretRead, Reported> {
+    // Each key is read (so one of the wrong type is reported) before they are counted.
+    let mut given = Vec::new();
+    for (key, source) in keys.sources() {
+        if let Some(value) = t.string(key, problems).transpose() {
+            given.push((key, source, value));
+        }
+    }
     let one_of = format!("{}, {}, {}", keys.file, keys.env, keys.inline);
-    if present_keys.len() > 1 {
-        let loc = t.key_location(present_keys[1]);
-        problems.push(loc.problem(format!(
+    if let [_, (second, ..), ..] = given.as_slice() {
+        let names: Vec<&str> = given.iter().map(|(key, ..)| *key).collect();
+        return Err(problems.report(t.key_location(second).problem(format!(
             "more than one {} source ({}); give exactly one of {one_of}",
             keys.noun,
-            present_keys.join(", ")
-        )));
-        return None;
+            names.join(", ")
+        ))));
     }
-    if present_keys.is_empty() {
-        problems.push(t.header_problem(
+    let Some((_, source, value)) = given.pop() else {
+        return Err(problems.report(t.header_problem(
             keys.file,
             format!(
                 "no {}: give exactly one of {one_of}{}",
                 keys.noun, keys.missing_hint
             ),
-        ));
-        return None;
-    }
-    if !any_given {
-        return None; // present but of the wrong type: already reported
-    }
+        )));
+    };
+    let value = value?;
     if load.secrets == Secrets::Skip {
-        return Some(SecretRead::NotRead(match (inline, file, var) {
-            (Some(_), _, _) => KeySource::Inline,
-            (_, Some(f), _) => KeySource::File(PathBuf::from(f.value)),
-            (_, _, v) => KeySource::Env(v?.value),
+        return Ok(SecretRead::NotRead(match source {
+            Source::Inline => KeySource::Inline,
+            Source::File => KeySource::File(PathBuf::from(value.value)),
+            Source::Env => KeySource::Env(value.value),
         }));
     }
-    if let Some(v) = inline {
-        return Some(SecretRead::Value(v.value.clone(), KeySource::Inline, v));
-    }
-    if let Some(f) = file {
-        return read_secret_file(f, keys, load, problems);
-    }
-    let v = var?;
-    match (load.env.var)(&v.value) {
-        Some(s) => Some(SecretRead::Value(s, KeySource::Env(v.value.clone()), v)),
-        None => {
-            problems.push(
-                v.problem(format!(
-                    "environment variable {} is not set; set it to {}",
-                    v.value, keys.env_hint
-                ))
-                .secret_unavailable(),
-            );
-            None
-        }
+    match source {
+        Source::Inline => Ok(SecretRead::Value(
+            value.value.clone(),
+            KeySource::Inline,
+            value,
+        )),
+        Source::File => read_secret_file(value, keys, load, problems),
+        Source::Env => match (load.env.var)(&value.value) {
+            Some(s) => Ok(SecretRead::Value(
+                s,
+                KeySource::Env(value.value.clone()),
+                value,
+            )),
+            None => Err(problems.report(
+                value
+                    .problem(format!(
+                        "environment variable {} is not set; set it to {}",
+                        value.value, keys.env_hint
+                    ))
+                    .secret_unavailable(),
+            )),
+        },
     }
 }
 
@@ -153,36 +163,25 @@ fn read_secret_file(
     f: Located<String>,
     keys: &SecretKeys,
     load: &Load<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<SecretRead> {
-    let before = problems.len();
-    let Some(path) = expand_path(&f, load.path.parent(), load.env, problems) else {
-        for p in &mut problems[before..] {
-            p.unavailable_secret = true;
-        }
-        return None;
-    };
+    problems: &mut Problems,
+) -> Result<SecretRead, Reported> {
+    let expanded = expand_path(&f, load.path.parent(), load.env);
+    let path = problems.check(expanded.map_err(Problem::secret_unavailable))?;
     match read_key_file(&path) {
-        Ok(Some(s)) => Some(SecretRead::Value(s, KeySource::File(path), f)),
-        Ok(None) => {
-            problems.push(f.problem(format!(
-                "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
+        Ok(Some(s)) => Ok(SecretRead::Value(s, KeySource::File(path), f)),
+        Ok(None) => Err(problems.report(f.problem(format!(
+            "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
+            keys.noun,
+            path.display()
+        )))),
+        Err(e) => Err(problems.report(
+            f.problem(format!(
+                "cannot read {} file {}: {e}; check that it exists and that this user may read it",
                 keys.noun,
                 path.display()
-            )));
-            None
-        }
-        Err(e) => {
-            problems.push(
-                f.problem(format!(
-                    "cannot read {} file {}: {e}; check that it exists and that this user may read it",
-                    keys.noun,
-                    path.display()
-                ))
-                .secret_unavailable(),
-            );
-            None
-        }
+            ))
+            .secret_unavailable(),
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::env::{Load, LoadEnv};
 use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
-use super::reader::{Located, Problem, TableReader};
+use super::reader::{Located, Problem, Problems, Read, Reported, TableReader};
 use super::secret_source::{API_KEY_KEYS, SecretRead, parse_secret_url, read_secret_source};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
@@ -46,58 +46,53 @@ pub(super) const IDENTITY_KEYS: &[&str] = &[
     "ping_url",
 ];
 
-/// The per-server settings as read from one table; `None` where the table is silent,
-/// `Some(Err(()))` where it said something invalid (already reported).
-#[derive(Clone, Default)]
+/// The per-server settings as read from one table: `Ok(None)` where the table is silent,
+/// `Err` where it said something invalid (reported). A string setting (`schedule`,
+/// `timezone`, `task_key`) whose value is not a string, or a blank `task_key`, counts as
+/// unset (and is reported).
+#[derive(Clone)]
 pub(super) struct Settings {
     schedule: Option<Located<String>>,
-    enabled: Option<Result<bool, ()>>,
-    timezone: Option<Result<Located<Tz>, ()>>,
+    enabled: Read<bool>,
+    timezone: Read<Located<Tz>>,
     task_key: Option<Located<String>>,
-    poll_interval: Option<Result<Located<Duration>, ()>>,
-    timeout: Option<Result<Located<Duration>, ()>>,
-    request_timeout: Option<Result<Located<Duration>, ()>>,
-    retries: Option<Result<u64, ()>>,
-    retry_backoff: Option<Result<Located<Duration>, ()>>,
-    jitter: Option<Result<Located<Duration>, ()>>,
-    catch_up: Option<Result<CatchUp, ()>>,
-    catch_up_window: Option<Result<Located<Duration>, ()>>,
-    if_running: Option<Result<IfRunning, ()>>,
-    history_limit: Option<Result<u64, ()>>,
-    start_grace: Option<Result<Located<Duration>, ()>>,
-    verify_export: Option<Result<bool, ()>>,
+    poll_interval: Read<Located<Duration>>,
+    timeout: Read<Located<Duration>>,
+    request_timeout: Read<Located<Duration>>,
+    retries: Read<u64>,
+    retry_backoff: Read<Located<Duration>>,
+    jitter: Read<Located<Duration>>,
+    catch_up: Read<CatchUp>,
+    catch_up_window: Read<Located<Duration>>,
+    if_running: Read<IfRunning>,
+    history_limit: Read<u64>,
+    start_grace: Read<Located<Duration>>,
+    verify_export: Read<bool>,
 }
 
-pub(super) fn read_settings(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Settings {
-    let nonzero = |d: Option<Result<Located<Duration>, ()>>, problems: &mut Vec<Problem>| {
-        d.map(|r| {
-            r.and_then(|d| {
-                if d.value.is_zero() {
-                    problems.push(d.problem("must be greater than zero".into()));
-                    Err(())
-                } else {
-                    Ok(d)
-                }
-            })
-        })
-    };
-    let timezone = t.string("timezone", problems).map(|s| {
-        timezone::parse_timezone(&s.value)
-            .map(|tz| s.with(tz))
-            .map_err(|e| {
-                problems.push(s.problem(e));
-            })
-    });
-    let task_key = t.string("task_key", problems).and_then(|s| {
-        if s.value.trim().is_empty() {
-            problems.push(s.problem("must not be empty".into()));
-            None
-        } else {
-            Some(s)
+pub(super) fn read_settings(t: &TableReader<'_>, problems: &mut Problems) -> Settings {
+    let nonzero = |d: Read<Located<Duration>>, problems: &mut Problems| match d? {
+        Some(d) if d.value.is_zero() => {
+            Err(problems.report(d.problem("must be greater than zero".into())))
         }
-    });
+        d => Ok(d),
+    };
+    let timezone = match t.string("timezone", problems) {
+        Ok(Some(s)) => match timezone::parse_timezone(&s.value) {
+            Ok(tz) => Ok(Some(s.with(tz))),
+            Err(e) => Err(problems.report(s.problem(e))),
+        },
+        _ => Ok(None),
+    };
+    let task_key = match t.string("task_key", problems) {
+        Ok(Some(s)) if s.value.trim().is_empty() => {
+            problems.report(s.problem("must not be empty".into()));
+            None
+        }
+        read => read.ok().flatten(),
+    };
     Settings {
-        schedule: t.string("schedule", problems),
+        schedule: t.string("schedule", problems).ok().flatten(),
         enabled: t.bool("enabled", problems),
         timezone,
         task_key,
@@ -125,18 +120,17 @@ pub(super) fn read_settings(t: &TableReader<'_>, problems: &mut Vec<Problem>) ->
 }
 
 /// The server's own value, else the `[defaults]` one, else `fallback`; `Err` when the
-/// chosen table said something invalid (already reported).
-fn plain<T: Clone>(
-    own: &Option<Result<T, ()>>,
-    default: &Option<Result<T, ()>>,
-    fallback: T,
-) -> Result<T, ()> {
-    pick(own, default).unwrap_or(Ok(fallback))
+/// chosen table said something invalid (reported).
+fn plain<T: Clone>(own: &Read<T>, default: &Read<T>, fallback: T) -> Result<T, Reported> {
+    Ok(pick(own, default)?.unwrap_or(fallback))
 }
 
 /// The server's own value if it set one, else the `[defaults]` one.
-fn pick<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
-    own.clone().or_else(|| default.clone())
+fn pick<T: Clone>(own: &Read<T>, default: &Read<T>) -> Read<T> {
+    match own {
+        Ok(None) => default.clone(),
+        set => set.clone(),
+    }
 }
 
 pub(super) type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
@@ -146,87 +140,79 @@ pub(super) fn read_server(
     defaults: &Settings,
     load: &Load<'_>,
     schedules: &mut ScheduleCache,
-    problems: &mut Vec<Problem>,
-) -> Option<ServerConfig> {
+    problems: &mut Problems,
+) -> Result<ServerConfig, Reported> {
     let own = read_settings(t, problems);
     let name = read_server_name(t, problems);
     let url = match t.string("url", problems) {
-        Some(u) => parse_server_url(&u, problems),
-        None => {
-            if t.get("url").is_none() {
-                problems.push(t.missing("url"));
-            }
-            None
-        }
+        Ok(Some(u)) => problems.check(parse_server_url(&u)),
+        Ok(None) => Err(problems.report(t.missing("url"))),
+        Err(reported) => Err(reported),
     };
     let api_key = read_api_key(t, load, problems);
     let ping_url = read_ping_url(t, load.secrets, problems);
     let (timezone, schedule) = read_schedule(t, &own, defaults, load.env, schedules, problems);
     let timings = read_timings(t, &own, defaults, problems);
-    let task_key = pick(&own.task_key, &defaults.task_key)
+    let task_key = own
+        .task_key
+        .or_else(|| defaults.task_key.clone())
         .map(|k| k.value)
         .unwrap_or_else(|| MIGRATOR_TASK_KEY.to_owned());
 
     let timings = timings?;
     let (api_key, api_key_source) = api_key?;
-    Some(ServerConfig {
+    Ok(ServerConfig {
         name: name?,
         url: url?,
         api_key,
         api_key_source,
         schedule: schedule?,
         timezone: timezone?,
-        enabled: plain(&own.enabled, &defaults.enabled, true).ok()?,
+        enabled: plain(&own.enabled, &defaults.enabled, true)?,
         task_key,
         poll_interval: timings.poll_interval,
         timeout: timings.timeout,
         request_timeout: timings.request_timeout,
-        retries: u32::try_from(plain(&own.retries, &defaults.retries, 3).ok()?).ok()?,
+        // At most 100, so it fits.
+        retries: plain(&own.retries, &defaults.retries, 3)? as u32,
         retry_backoff: timings.retry_backoff,
         jitter: timings.jitter,
-        catch_up: plain(&own.catch_up, &defaults.catch_up, CatchUp::Last).ok()?,
+        catch_up: plain(&own.catch_up, &defaults.catch_up, CatchUp::Last)?,
         catch_up_window: timings.catch_up_window,
-        if_running: plain(&own.if_running, &defaults.if_running, IfRunning::Skip).ok()?,
-        history_limit: usize::try_from(
-            plain(&own.history_limit, &defaults.history_limit, 1000).ok()?,
-        )
-        .ok()?,
+        if_running: plain(&own.if_running, &defaults.if_running, IfRunning::Skip)?,
+        // At most 10 000 000, so it fits.
+        history_limit: plain(&own.history_limit, &defaults.history_limit, 1000)? as usize,
         start_grace: timings.start_grace,
-        verify_export: plain(&own.verify_export, &defaults.verify_export, true).ok()?,
-        ping_url: ping_url.ok()?,
+        verify_export: plain(&own.verify_export, &defaults.verify_export, true)?,
+        ping_url: ping_url?,
     })
 }
 
-fn read_server_name(t: &TableReader<'_>, problems: &mut Vec<Problem>) -> Option<String> {
-    let name = t.string("name", problems).and_then(|n| {
-        if valid_server_name(&n.value) {
-            Some(n.value)
-        } else {
-            problems.push(n.problem(format!(
-                "{:?} is not a valid server name: use lowercase letters, digits, '-' and '_', starting with a letter or digit (it is used in file names and metric labels)",
-                n.value
-            )));
-            None
-        }
-    });
-    if t.get("name").is_none() {
-        problems.push(t.missing("name"));
+fn read_server_name(t: &TableReader<'_>, problems: &mut Problems) -> Result<String, Reported> {
+    match t.string("name", problems)? {
+        Some(n) if valid_server_name(&n.value) => Ok(n.value),
+        Some(n) => Err(problems.report(n.problem(format!(
+            "{:?} is not a valid server name: use lowercase letters, digits, '-' and '_', starting with a letter or digit (it is used in file names and metric labels)",
+            n.value
+        )))),
+        None => Err(problems.report(t.missing("name"))),
     }
-    name
 }
 
 /// `ping_url`: an http(s) URL, a secret; with [`Secrets::Skip`] only its type is checked.
+/// One of the wrong type counts as unset (and is reported).
 fn read_ping_url(
     t: &TableReader<'_>,
     secrets: Secrets,
-    problems: &mut Vec<Problem>,
-) -> Result<Option<Secret>, ()> {
+    problems: &mut Problems,
+) -> Result<Option<Secret>, Reported> {
     match t.string("ping_url", problems) {
-        None => Ok(None),
-        Some(_) if secrets == Secrets::Skip => Ok(Some(Secret::unresolved())),
-        Some(u) => parse_secret_url(&u.value, &u, "the ping URL", problems)
-            .map(|_| Some(Secret::new(u.value.trim())))
-            .ok_or(()),
+        Ok(None) | Err(_) => Ok(None),
+        Ok(Some(_)) if secrets == Secrets::Skip => Ok(Some(Secret::unresolved())),
+        Ok(Some(u)) => {
+            problems.check(parse_secret_url(&u.value, &u, "the ping URL"))?;
+            Ok(Some(Secret::new(u.value.trim())))
+        }
     }
 }
 
@@ -237,33 +223,28 @@ fn read_schedule(
     defaults: &Settings,
     env: &LoadEnv<'_>,
     schedules: &mut ScheduleCache,
-    problems: &mut Vec<Problem>,
-) -> (Option<Tz>, Option<Schedule>) {
+    problems: &mut Problems,
+) -> (Result<Tz, Reported>, Result<Schedule, Reported>) {
     let timezone = match pick(&own.timezone, &defaults.timezone) {
-        Some(Ok(tz)) => Some(tz.value),
-        Some(Err(())) => None,
-        None => Some((env.system_timezone)()),
+        Ok(Some(tz)) => Ok(tz.value),
+        Err(reported) => Err(reported),
+        Ok(None) => Ok((env.system_timezone)()),
     };
-    let schedule_src = pick(&own.schedule, &defaults.schedule);
-    if schedule_src.is_none() {
-        problems.push(t.missing("schedule"));
-    }
+    let Some(expr) = own.schedule.clone().or_else(|| defaults.schedule.clone()) else {
+        return (timezone, Err(problems.report(t.missing("schedule"))));
+    };
     // Parse the expression even when the zone is invalid (with UTC), so that both
     // problems are reported in one go.
-    let schedule = schedule_src.and_then(|expr| {
-        let tz = timezone.unwrap_or(chrono_tz::UTC);
-        let compiled = schedules
-            .entry((expr.value.clone(), tz))
-            .or_insert_with(|| Schedule::parse(&expr.value, tz).map_err(|e| e.to_string()));
+    let tz = timezone.unwrap_or(chrono_tz::UTC);
+    let compiled = schedules
+        .entry((expr.value.clone(), tz))
+        .or_insert_with(|| Schedule::parse(&expr.value, tz).map_err(|e| e.to_string()));
+    let schedule =
         match compiled {
             Ok(s) => timezone.map(|_| s.clone()),
-            Err(e) => {
-                problems
-                    .push(expr.problem(format!("invalid cron expression {:?}: {e}", expr.value)));
-                None
-            }
-        }
-    });
+            Err(e) => Err(problems
+                .report(expr.problem(format!("invalid cron expression {:?}: {e}", expr.value)))),
+        };
     (timezone, schedule)
 }
 
@@ -282,12 +263,11 @@ fn read_timings(
     t: &TableReader<'_>,
     own: &Settings,
     defaults: &Settings,
-    problems: &mut Vec<Problem>,
-) -> Option<Timings> {
-    type Setting = Option<Result<Located<Duration>, ()>>;
-    let dur = |own: &Setting, def: &Setting, fallback: Duration| match pick(own, def) {
-        Some(Ok(d)) => Ok((d.value, Some(d))),
-        Some(Err(())) => Err(()),
+    problems: &mut Problems,
+) -> Result<Timings, Reported> {
+    type Setting = Read<Located<Duration>>;
+    let dur = |own: &Setting, def: &Setting, fallback: Duration| match pick(own, def)? {
+        Some(d) => Ok((d.value, Some(d))),
         None => Ok((fallback, None)),
     };
     let poll_interval = dur(
@@ -309,9 +289,9 @@ fn read_timings(
             humantime::format_duration(*poll)
         );
         match loc {
-            Some(loc) => problems.push(loc.problem(msg)),
-            None => problems.push(t.key_location("poll_interval").problem(msg)),
-        }
+            Some(loc) => problems.report(loc.problem(msg)),
+            None => problems.report(t.key_location("poll_interval").problem(msg)),
+        };
     }
     let request_timeout = dur(
         &own.request_timeout,
@@ -334,14 +314,14 @@ fn read_timings(
         &defaults.start_grace,
         Duration::from_secs(60),
     );
-    Some(Timings {
-        poll_interval: poll_interval.ok()?.0,
-        timeout: timeout.ok()?.0,
-        request_timeout: request_timeout.ok()?.0,
-        retry_backoff: retry_backoff.ok()?.0,
-        jitter: jitter.ok()?.0,
-        catch_up_window: catch_up_window.ok()?.0,
-        start_grace: start_grace.ok()?.0,
+    Ok(Timings {
+        poll_interval: poll_interval?.0,
+        timeout: timeout?.0,
+        request_timeout: request_timeout?.0,
+        retry_backoff: retry_backoff?.0,
+        jitter: jitter?.0,
+        catch_up_window: catch_up_window?.0,
+        start_grace: start_grace?.0,
     })
 }
 
@@ -353,81 +333,70 @@ pub fn valid_server_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-fn parse_server_url(u: &Located<String>, problems: &mut Vec<Problem>) -> Option<Url> {
+fn parse_server_url(u: &Located<String>) -> Result<Url, Problem> {
     if !u.value.contains("://") {
-        problems.push(u.problem(format!(
+        return Err(u.problem(format!(
             "{:?} must start with http:// or https://, e.g. \"http://{}\"",
             u.value,
             u.value.trim()
         )));
-        return None;
     }
-    let mut url = match Url::parse(u.value.trim()) {
-        Ok(url) => url,
-        Err(e) => {
-            problems.push(u.problem(format!(
-                "{:?} is not a URL ({e}); write it like \"http://jellyfin.lan:8096\" or \"https://host/jellyfin\"",
-                u.value
-            )));
-            return None;
-        }
-    };
+    let mut url = Url::parse(u.value.trim()).map_err(|e| {
+        u.problem(format!(
+            "{:?} is not a URL ({e}); write it like \"http://jellyfin.lan:8096\" or \"https://host/jellyfin\"",
+            u.value
+        ))
+    })?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        problems.push(u.problem(format!(
+        return Err(u.problem(format!(
             "{:?} uses scheme {:?}; only http and https are supported",
             u.value,
             url.scheme()
         )));
-        return None;
     }
     if url.host_str().is_none_or(str::is_empty) {
-        problems.push(u.problem(format!("{:?} has no host", u.value)));
-        return None;
+        return Err(u.problem(format!("{:?} has no host", u.value)));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        problems.push(u.problem(
+        return Err(u.problem(
             "must not carry a user name or password; the API key is given with api_key_file, api_key_env or api_key".into(),
         ));
-        return None;
     }
     if url.query().is_some() || url.fragment().is_some() {
-        problems.push(u.problem(format!(
+        return Err(u.problem(format!(
             "{:?} must not have a query or fragment (a key in a URL leaks into logs); give only the server's base URL",
             u.value
         )));
-        return None;
     }
     // A trailing slash makes Url::join keep the base path (`/jellyfin/` + `System/Ping`).
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);
     }
-    Some(url)
+    Ok(url)
 }
 
 fn read_api_key(
     t: &TableReader<'_>,
     load: &Load<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<(Secret, KeySource)> {
+    problems: &mut Problems,
+) -> Result<(Secret, KeySource), Reported> {
     let (raw, source, loc) = match read_secret_source(t, &API_KEY_KEYS, load, problems)? {
         SecretRead::Value(raw, source, loc) => (raw, source, loc),
-        SecretRead::NotRead(source) => return Some((Secret::unresolved(), source)),
+        SecretRead::NotRead(source) => return Ok((Secret::unresolved(), source)),
     };
     // Key files usually end with a newline; a key never contains white space.
     let key = raw.trim();
     if key.is_empty() {
-        problems.push(loc.problem(format!("the API key from {source} is empty")));
-        return None;
+        return Err(problems.report(loc.problem(format!("the API key from {source} is empty"))));
     }
     if key
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '"')
     {
-        problems.push(loc.problem(format!(
+        return Err(problems.report(loc.problem(format!(
             "the API key from {source} contains spaces, quotes or control characters; a Jellyfin API key is 32 hex digits"
-        )));
-        return None;
+        ))));
     }
-    Some((Secret::new(key), source))
+    Ok((Secret::new(key), source))
 }
