@@ -34,6 +34,7 @@ mod placeholder;
 mod reader;
 mod secret_source;
 mod server;
+mod settings;
 
 pub use daemon::{DEFAULT_LISTEN, DEFAULT_STATE_DIR, default_state_dir};
 pub use env::LoadEnv;
@@ -48,7 +49,8 @@ use daemon::read_daemon;
 use env::Load;
 use notify::{NOTIFY_KEYS, read_notify};
 use reader::{LineIndex, Problems, Reported, TableReader};
-use server::{IDENTITY_KEYS, SETTING_KEYS, ScheduleCache, read_server, read_settings};
+use server::{IDENTITY_KEYS, ScheduleCache, read_server};
+use settings::{Settings, setting_keys};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
@@ -291,17 +293,19 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
         Ok(Some(t)) => read_daemon(&t, path, env, problems),
         _ => read_daemon(&TableReader::empty(&idx, "daemon"), path, env, problems),
     };
+    let setting_keys = setting_keys();
     let defaults = match root.table("defaults", problems) {
         Ok(Some(t)) => {
             t.check_keys(
-                SETTING_KEYS,
+                &setting_keys,
                 &[(IDENTITY_KEYS, "identifies one server and cannot be a default; set it in each [[servers]] entry")],
                 problems,
             );
-            read_settings(&t, problems)
+            Settings::read(&t, problems)
         }
-        _ => read_settings(&TableReader::empty(&idx, "defaults"), problems),
+        _ => Settings::read(&TableReader::empty(&idx, "defaults"), problems),
     };
+    let server_keys = [&setting_keys[..], IDENTITY_KEYS].concat();
     let mut servers = Vec::new();
     // Every name the file gives, valid or not, so that `[[notify]] servers` is checked
     // against what the user wrote (an invalid server is reported once, at the server).
@@ -315,7 +319,7 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
                 if let Some(n) = table.get("name").and_then(|v| v.get_ref().as_str()) {
                     names_given.push(n.to_owned());
                 }
-                table.check_keys(&[SETTING_KEYS, IDENTITY_KEYS].concat(), &[], problems);
+                table.check_keys(&server_keys, &[], problems);
                 if let Ok(server) = read_server(table, &defaults, load, &mut schedules, problems) {
                     if let Some(first) = seen.get(&server.name) {
                         let loc = table.key_location("name");

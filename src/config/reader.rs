@@ -144,13 +144,6 @@ impl<T> Located<T> {
     pub fn problem(&self, message: String) -> Problem {
         self.loc.problem(message)
     }
-
-    pub fn with<U>(&self, value: U) -> Located<U> {
-        Located {
-            value,
-            loc: self.loc.clone(),
-        }
-    }
 }
 
 /// A resolved place: key path, line, column.

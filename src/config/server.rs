@@ -2,11 +2,11 @@
 
 use super::env::{Load, LoadEnv};
 use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
-use super::reader::{Located, Problem, Problems, Read, Reported, TableReader};
+use super::reader::{Located, Problem, Problems, Reported, TableReader};
 use super::secret_source::{API_KEY_KEYS, SecretRead, parse_secret_url, read_secret_source};
+use super::settings::{Inherited, Settings};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
-use crate::timezone;
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,26 +14,6 @@ use url::Url;
 
 /// The Migrator plugin's export task.
 pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
-
-/// Keys a server may set itself or inherit from `[defaults]`.
-pub(super) const SETTING_KEYS: &[&str] = &[
-    "schedule",
-    "enabled",
-    "timezone",
-    "task_key",
-    "poll_interval",
-    "timeout",
-    "request_timeout",
-    "retries",
-    "retry_backoff",
-    "jitter",
-    "catch_up",
-    "catch_up_window",
-    "if_running",
-    "history_limit",
-    "start_grace",
-    "verify_export",
-];
 
 /// Keys only a server may set: they identify one server (`ping_url` identifies one check
 /// on the monitor, so sharing it would mix servers' pings).
@@ -46,95 +26,10 @@ pub(super) const IDENTITY_KEYS: &[&str] = &[
     "ping_url",
 ];
 
-/// The per-server settings as read from one table: `Ok(None)` where the table is silent,
-/// `Err` where it said something invalid (reported). A string setting (`schedule`,
-/// `timezone`, `task_key`) whose value is not a string, or a blank `task_key`, counts as
-/// unset (and is reported).
-#[derive(Clone)]
-pub(super) struct Settings {
-    schedule: Option<Located<String>>,
-    enabled: Read<bool>,
-    timezone: Read<Located<Tz>>,
-    task_key: Option<Located<String>>,
-    poll_interval: Read<Located<Duration>>,
-    timeout: Read<Located<Duration>>,
-    request_timeout: Read<Located<Duration>>,
-    retries: Read<u64>,
-    retry_backoff: Read<Located<Duration>>,
-    jitter: Read<Located<Duration>>,
-    catch_up: Read<CatchUp>,
-    catch_up_window: Read<Located<Duration>>,
-    if_running: Read<IfRunning>,
-    history_limit: Read<u64>,
-    start_grace: Read<Located<Duration>>,
-    verify_export: Read<bool>,
-}
-
-pub(super) fn read_settings(t: &TableReader<'_>, problems: &mut Problems) -> Settings {
-    let nonzero = |d: Read<Located<Duration>>, problems: &mut Problems| match d? {
-        Some(d) if d.value.is_zero() => {
-            Err(problems.report(d.problem("must be greater than zero".into())))
-        }
-        d => Ok(d),
-    };
-    let timezone = match t.string("timezone", problems) {
-        Ok(Some(s)) => match timezone::parse_timezone(&s.value) {
-            Ok(tz) => Ok(Some(s.with(tz))),
-            Err(e) => Err(problems.report(s.problem(e))),
-        },
-        _ => Ok(None),
-    };
-    let task_key = match t.string("task_key", problems) {
-        Ok(Some(s)) if s.value.trim().is_empty() => {
-            problems.report(s.problem("must not be empty".into()));
-            None
-        }
-        read => read.ok().flatten(),
-    };
-    Settings {
-        schedule: t.string("schedule", problems).ok().flatten(),
-        enabled: t.bool("enabled", problems),
-        timezone,
-        task_key,
-        poll_interval: nonzero(t.located_duration("poll_interval", problems), problems),
-        timeout: nonzero(t.located_duration("timeout", problems), problems),
-        request_timeout: nonzero(t.located_duration("request_timeout", problems), problems),
-        retries: t.bounded_int("retries", 0, 100, problems),
-        retry_backoff: t.located_duration("retry_backoff", problems),
-        jitter: t.located_duration("jitter", problems),
-        catch_up: t.choice(
-            "catch_up",
-            &[("none", CatchUp::None), ("last", CatchUp::Last)],
-            problems,
-        ),
-        catch_up_window: nonzero(t.located_duration("catch_up_window", problems), problems),
-        if_running: t.choice(
-            "if_running",
-            &[("skip", IfRunning::Skip), ("follow", IfRunning::Follow)],
-            problems,
-        ),
-        history_limit: t.bounded_int("history_limit", 1, 10_000_000, problems),
-        start_grace: nonzero(t.located_duration("start_grace", problems), problems),
-        verify_export: t.bool("verify_export", problems),
-    }
-}
-
-/// The server's own value, else the `[defaults]` one, else `fallback`; `Err` when the
-/// chosen table said something invalid (reported).
-fn plain<T: Clone>(own: &Read<T>, default: &Read<T>, fallback: T) -> Result<T, Reported> {
-    Ok(pick(own, default)?.unwrap_or(fallback))
-}
-
-/// The server's own value if it set one, else the `[defaults]` one.
-fn pick<T: Clone>(own: &Read<T>, default: &Read<T>) -> Read<T> {
-    match own {
-        Ok(None) => default.clone(),
-        set => set.clone(),
-    }
-}
-
 pub(super) type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
 
+/// One `[[servers]]` table over what `[defaults]` says. Each value that is neither set nor
+/// inherited takes its built-in default here, where it is read.
 pub(super) fn read_server(
     t: &TableReader<'_>,
     defaults: &Settings,
@@ -142,7 +37,7 @@ pub(super) fn read_server(
     schedules: &mut ScheduleCache,
     problems: &mut Problems,
 ) -> Result<ServerConfig, Reported> {
-    let own = read_settings(t, problems);
+    let s = Settings::read(t, problems).over(defaults);
     let name = read_server_name(t, problems);
     let url = match t.string("url", problems) {
         Ok(Some(u)) => problems.check(parse_server_url(&u)),
@@ -151,15 +46,10 @@ pub(super) fn read_server(
     };
     let api_key = read_api_key(t, load, problems);
     let ping_url = read_ping_url(t, load.secrets, problems);
-    let (timezone, schedule) = read_schedule(t, &own, defaults, load.env, schedules, problems);
-    let timings = read_timings(t, &own, defaults, problems);
-    let task_key = own
-        .task_key
-        .or_else(|| defaults.task_key.clone())
-        .map(|k| k.value)
-        .unwrap_or_else(|| MIGRATOR_TASK_KEY.to_owned());
+    let (timezone, schedule) = read_schedule(t, &s, load.env, schedules, problems);
+    let (poll_interval, timeout) = read_poll_and_timeout(t, &s, problems);
 
-    let timings = timings?;
+    // Every problem is reported by now: what follows only assembles.
     let (api_key, api_key_source) = api_key?;
     Ok(ServerConfig {
         name: name?,
@@ -168,22 +58,22 @@ pub(super) fn read_server(
         api_key_source,
         schedule: schedule?,
         timezone: timezone?,
-        enabled: plain(&own.enabled, &defaults.enabled, true)?,
-        task_key,
-        poll_interval: timings.poll_interval,
-        timeout: timings.timeout,
-        request_timeout: timings.request_timeout,
+        enabled: s.or("enabled", true)?,
+        task_key: s.or("task_key", MIGRATOR_TASK_KEY.to_owned())?,
+        poll_interval: poll_interval?,
+        timeout: timeout?,
+        request_timeout: s.or("request_timeout", Duration::from_secs(30))?,
         // At most 100, so it fits.
-        retries: plain(&own.retries, &defaults.retries, 3)? as u32,
-        retry_backoff: timings.retry_backoff,
-        jitter: timings.jitter,
-        catch_up: plain(&own.catch_up, &defaults.catch_up, CatchUp::Last)?,
-        catch_up_window: timings.catch_up_window,
-        if_running: plain(&own.if_running, &defaults.if_running, IfRunning::Skip)?,
+        retries: s.or::<u64>("retries", 3)? as u32,
+        retry_backoff: s.or("retry_backoff", Duration::from_secs(30))?,
+        jitter: s.or("jitter", Duration::ZERO)?,
+        catch_up: s.or("catch_up", CatchUp::Last)?,
+        catch_up_window: s.or("catch_up_window", Duration::from_secs(24 * 3600))?,
+        if_running: s.or("if_running", IfRunning::Skip)?,
         // At most 10 000 000, so it fits.
-        history_limit: plain(&own.history_limit, &defaults.history_limit, 1000)? as usize,
-        start_grace: timings.start_grace,
-        verify_export: plain(&own.verify_export, &defaults.verify_export, true)?,
+        history_limit: s.or::<u64>("history_limit", 1000)? as usize,
+        start_grace: s.or("start_grace", Duration::from_secs(60))?,
+        verify_export: s.or("verify_export", true)?,
         ping_url: ping_url?,
     })
 }
@@ -216,22 +106,20 @@ fn read_ping_url(
     }
 }
 
-/// The timezone and the compiled schedule.
+/// The timezone (the system's when none is set) and the compiled schedule.
 fn read_schedule(
     t: &TableReader<'_>,
-    own: &Settings,
-    defaults: &Settings,
+    s: &Inherited<'_>,
     env: &LoadEnv<'_>,
     schedules: &mut ScheduleCache,
     problems: &mut Problems,
 ) -> (Result<Tz, Reported>, Result<Schedule, Reported>) {
-    let timezone = match pick(&own.timezone, &defaults.timezone) {
-        Ok(Some(tz)) => Ok(tz.value),
-        Err(reported) => Err(reported),
-        Ok(None) => Ok((env.system_timezone)()),
-    };
-    let Some(expr) = own.schedule.clone().or_else(|| defaults.schedule.clone()) else {
-        return (timezone, Err(problems.report(t.missing("schedule"))));
+    let timezone = s
+        .get("timezone")
+        .map(|tz| tz.unwrap_or_else(|| (env.system_timezone)()));
+    let expr: Located<String> = match s.get("schedule") {
+        Ok(Some(expr)) => expr,
+        _ => return (timezone, Err(problems.report(t.missing("schedule")))),
     };
     // Parse the expression even when the zone is invalid (with UTC), so that both
     // problems are reported in one go.
@@ -241,88 +129,40 @@ fn read_schedule(
         .or_insert_with(|| Schedule::parse(&expr.value, tz).map_err(|e| e.to_string()));
     let schedule =
         match compiled {
-            Ok(s) => timezone.map(|_| s.clone()),
+            Ok(schedule) => timezone.map(|_| schedule.clone()),
             Err(e) => Err(problems
                 .report(expr.problem(format!("invalid cron expression {:?}: {e}", expr.value)))),
         };
     (timezone, schedule)
 }
 
-/// A server's durations, defaults applied.
-struct Timings {
-    poll_interval: Duration,
-    timeout: Duration,
-    request_timeout: Duration,
-    retry_backoff: Duration,
-    jitter: Duration,
-    catch_up_window: Duration,
-    start_grace: Duration,
-}
-
-fn read_timings(
+/// `poll_interval` and `timeout`, which must fit together: a run that may last no longer
+/// than one poll interval could never be seen to finish.
+fn read_poll_and_timeout(
     t: &TableReader<'_>,
-    own: &Settings,
-    defaults: &Settings,
+    s: &Inherited<'_>,
     problems: &mut Problems,
-) -> Result<Timings, Reported> {
-    type Setting = Read<Located<Duration>>;
-    let dur = |own: &Setting, def: &Setting, fallback: Duration| match pick(own, def)? {
-        Some(d) => Ok((d.value, Some(d))),
-        None => Ok((fallback, None)),
-    };
-    let poll_interval = dur(
-        &own.poll_interval,
-        &defaults.poll_interval,
-        Duration::from_secs(5),
-    );
-    let timeout = dur(
-        &own.timeout,
-        &defaults.timeout,
-        Duration::from_secs(6 * 3600),
-    );
-    if let (Ok((poll, _)), Ok((limit, loc))) = (&poll_interval, &timeout)
+) -> (Result<Duration, Reported>, Result<Duration, Reported>) {
+    let poll_interval = s.or("poll_interval", Duration::from_secs(5));
+    let timeout = s.get::<Located<Duration>>("timeout");
+    let limit = timeout
+        .clone()
+        .map(|d| d.map_or(Duration::from_secs(6 * 3600), |d| d.value));
+    if let (Ok(poll), Ok(limit)) = (poll_interval, limit)
         && limit < poll
     {
-        let msg = format!(
-            "timeout ({}) is shorter than poll_interval ({}); a run could never be seen to finish",
-            humantime::format_duration(*limit),
-            humantime::format_duration(*poll)
-        );
-        match loc {
-            Some(loc) => problems.report(loc.problem(msg)),
-            None => problems.report(t.key_location("poll_interval").problem(msg)),
+        // At the timeout when one is set, else where poll_interval is (or would be).
+        let place = match timeout {
+            Ok(Some(d)) => d.loc,
+            _ => t.key_location("poll_interval"),
         };
+        problems.report(place.problem(format!(
+            "timeout ({}) is shorter than poll_interval ({}); a run could never be seen to finish",
+            humantime::format_duration(limit),
+            humantime::format_duration(poll)
+        )));
     }
-    let request_timeout = dur(
-        &own.request_timeout,
-        &defaults.request_timeout,
-        Duration::from_secs(30),
-    );
-    let retry_backoff = dur(
-        &own.retry_backoff,
-        &defaults.retry_backoff,
-        Duration::from_secs(30),
-    );
-    let jitter = dur(&own.jitter, &defaults.jitter, Duration::ZERO);
-    let catch_up_window = dur(
-        &own.catch_up_window,
-        &defaults.catch_up_window,
-        Duration::from_secs(24 * 3600),
-    );
-    let start_grace = dur(
-        &own.start_grace,
-        &defaults.start_grace,
-        Duration::from_secs(60),
-    );
-    Ok(Timings {
-        poll_interval: poll_interval?.0,
-        timeout: timeout?.0,
-        request_timeout: request_timeout?.0,
-        retry_backoff: retry_backoff?.0,
-        jitter: jitter?.0,
-        catch_up_window: catch_up_window?.0,
-        start_grace: start_grace?.0,
-    })
+    (poll_interval, limit)
 }
 
 /// `[a-z0-9][a-z0-9_-]*`, at most 64 characters: safe in file names and metric labels.
