@@ -121,16 +121,6 @@ impl NotifyOn {
             NotifyOn::Recovered => "recovered",
         }
     }
-
-    pub(super) fn parse(s: &str) -> Option<NotifyOn> {
-        if s == "recovered" {
-            return Some(NotifyOn::Recovered);
-        }
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .map(NotifyOn::Outcome)
-    }
 }
 
 impl fmt::Display for NotifyOn {

@@ -2,7 +2,7 @@
 
 use super::env::Load;
 use super::model::{KeySource, NotifyFormat, NotifyOn, NotifyTarget};
-use super::reader::{self, Problems, Reported, TableReader};
+use super::reader::{self, Problems, Read, Reported, TableReader};
 use super::secret_source::{SecretRead, WEBHOOK_URL_KEYS, parse_secret_url, read_secret_source};
 use crate::record::Outcome;
 use crate::secret::{Secret, redacted};
@@ -92,74 +92,94 @@ fn url_origin(source: &KeySource) -> String {
 }
 
 fn read_notify_on(t: &TableReader<'_>, problems: &mut Problems) -> Result<Vec<NotifyOn>, Reported> {
-    let Some(list) = t.string_array("on", problems)? else {
-        return Ok(NotifyOn::DEFAULT.to_vec());
-    };
-    if list.value.is_empty() {
-        return Err(problems.report(list.problem(
-            "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table".into(),
-        )));
-    }
-    let names: Vec<&str> = Outcome::ALL
-        .iter()
-        .map(|o| o.as_str())
-        .chain(["recovered"])
+    let known: Vec<(&str, NotifyOn)> = Outcome::ALL
+        .into_iter()
+        .map(NotifyOn::Outcome)
+        .chain([NotifyOn::Recovered])
+        .map(|on| (on.as_str(), on))
         .collect();
-    let mut out: Vec<NotifyOn> = Vec::new();
-    let mut failed = None;
-    for item in &list.value {
-        match NotifyOn::parse(item.value.trim()) {
-            Some(on) => {
-                if !out.contains(&on) {
-                    out.push(on);
-                }
-            }
-            None => {
-                let hint = match reader::closest(&item.value, &names) {
-                    Some(s) => format!("did you mean {s:?}?"),
-                    None => format!("expected one of: {}", names.join(", ")),
-                };
-                failed = Some(problems.report(item.problem(format!(
-                    "{:?} is not an outcome or \"recovered\"; {hint}",
-                    item.value
-                ))));
-            }
-        }
+    let on = NameList {
+        key: "on",
+        known: &known,
+        trim: true,
+        if_empty: "empty: this target would never be sent anything; list outcomes (or leave on out for the default), or remove the [[notify]] table",
+        unknown: |name| format!("{name:?} is not an outcome or \"recovered\""),
+        listed_as: "expected one of",
     }
-    failed.map_or(Ok(out), Err)
+    .read(t, problems)?;
+    Ok(on.unwrap_or_else(|| NotifyOn::DEFAULT.to_vec()))
 }
 
 fn read_notify_servers(
     t: &TableReader<'_>,
     server_names: &[String],
     problems: &mut Problems,
-) -> Result<Option<Vec<String>>, Reported> {
-    let Some(list) = t.string_array("servers", problems)? else {
-        return Ok(None);
-    };
-    if list.value.is_empty() {
-        return Err(problems.report(
-            list.problem("empty: leave servers out to be told about every server".into()),
-        ));
+) -> Read<Vec<String>> {
+    let known: Vec<(&str, String)> = server_names
+        .iter()
+        .map(|name| (name.as_str(), name.clone()))
+        .collect();
+    NameList {
+        key: "servers",
+        known: &known,
+        trim: false,
+        if_empty: "empty: leave servers out to be told about every server",
+        unknown: |name| format!("no server named {name:?} in this file"),
+        listed_as: "servers in this file",
     }
-    let known: Vec<&str> = server_names.iter().map(String::as_str).collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut failed = None;
-    for item in &list.value {
-        if known.contains(&item.value.as_str()) {
-            if !out.contains(&item.value) {
-                out.push(item.value.clone());
-            }
-            continue;
-        }
-        let hint = match reader::closest(&item.value, &known) {
-            Some(s) => format!("did you mean {s:?}?"),
-            None => format!("servers in this file: {}", known.join(", ")),
+    .read(t, problems)
+}
+
+/// A list of names from a known set (`on`'s outcomes, `servers`' server names), read into
+/// what each name stands for: in the list's order, each once.
+struct NameList<'k, T> {
+    key: &'static str,
+    known: &'k [(&'k str, T)],
+    /// Whether white space around a name is ignored.
+    trim: bool,
+    /// Why an empty list is refused.
+    if_empty: &'static str,
+    /// What is wrong with a name that is not known (a hint follows).
+    unknown: fn(&str) -> String,
+    /// How the hint introduces the known names when none is close to a wrong one.
+    listed_as: &'static str,
+}
+
+impl<T: Clone> NameList<'_, T> {
+    /// Every name is checked, so that each unknown one is reported.
+    fn read(&self, t: &TableReader<'_>, problems: &mut Problems) -> Read<Vec<T>> {
+        let Some(list) = t.string_array(self.key, problems)? else {
+            return Ok(None);
         };
-        failed = Some(problems.report(item.problem(format!(
-            "no server named {:?} in this file; {hint}",
-            item.value
-        ))));
+        if list.value.is_empty() {
+            return Err(problems.report(list.problem(self.if_empty.into())));
+        }
+        let names: Vec<&str> = self.known.iter().map(|(name, _)| *name).collect();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        let mut failed = None;
+        for item in &list.value {
+            let wanted = if self.trim {
+                item.value.trim()
+            } else {
+                &item.value
+            };
+            match self.known.iter().find(|(name, _)| *name == wanted) {
+                Some((name, _)) if seen.contains(name) => {}
+                Some((name, value)) => {
+                    seen.push(name);
+                    out.push(value.clone());
+                }
+                None => {
+                    let hint = match reader::closest(&item.value, &names) {
+                        Some(near) => format!("did you mean {near:?}?"),
+                        None => format!("{}: {}", self.listed_as, names.join(", ")),
+                    };
+                    let what = (self.unknown)(&item.value);
+                    failed = Some(problems.report(item.problem(format!("{what}; {hint}"))));
+                }
+            }
+        }
+        failed.map_or(Ok(Some(out)), Err)
     }
-    failed.map_or(Ok(Some(out)), Err)
 }
