@@ -30,15 +30,7 @@ pub(super) fn read_notify(
         ],
         problems,
     );
-    let timeout = t
-        .located_duration("timeout", problems)
-        .and_then(|d| match d {
-            None => Ok(Duration::from_secs(10)),
-            Some(d) if d.value.is_zero() => {
-                Err(problems.report(d.problem("must be greater than zero".into())))
-            }
-            Some(d) => Ok(d.value),
-        });
+    let timeout = t.nonzero_duration("timeout", problems);
     let retries = t.bounded_int("retries", 0, 100, problems);
 
     let (url, shown) = url?;
@@ -48,7 +40,7 @@ pub(super) fn read_notify(
         on: on?,
         servers: servers?,
         format: format?.unwrap_or(NotifyFormat::Json),
-        timeout: timeout?,
+        timeout: timeout?.map_or(Duration::from_secs(10), |d| d.value),
         // At most 100, so it fits.
         retries: retries?.map_or(3, |n| n as u32),
     })

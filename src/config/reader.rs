@@ -444,6 +444,16 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// A duration that must be above zero (`"0s"` is reported).
+    pub fn nonzero_duration(&self, key: &str, problems: &mut Problems) -> Read<Located<Duration>> {
+        match self.located_duration(key, problems)? {
+            Some(d) if d.value.is_zero() => {
+                Err(problems.report(d.problem("must be greater than zero".into())))
+            }
+            d => Ok(d),
+        }
+    }
+
     pub fn duration(&self, key: &str, problems: &mut Problems) -> Read<Duration> {
         Ok(self.located_duration(key, problems)?.map(|d| d.value))
     }

@@ -19,23 +19,17 @@ const SETTINGS: [(&str, Kind); 16] = [
     ("enabled", Kind::Bool),
     ("timezone", Kind::Timezone),
     ("task_key", Kind::NonBlank),
-    ("poll_interval", Kind::Duration { zero: false }),
-    ("timeout", Kind::Duration { zero: false }),
-    ("request_timeout", Kind::Duration { zero: false }),
-    ("retries", Kind::Int { min: 0, max: 100 }),
-    ("retry_backoff", Kind::Duration { zero: true }),
-    ("jitter", Kind::Duration { zero: true }),
+    ("poll_interval", Kind::NonZeroDuration),
+    ("timeout", Kind::NonZeroDuration),
+    ("request_timeout", Kind::NonZeroDuration),
+    ("retries", Kind::Int(0, 100)),
+    ("retry_backoff", Kind::Duration),
+    ("jitter", Kind::Duration),
     ("catch_up", Kind::CatchUp),
-    ("catch_up_window", Kind::Duration { zero: false }),
+    ("catch_up_window", Kind::NonZeroDuration),
     ("if_running", Kind::IfRunning),
-    (
-        "history_limit",
-        Kind::Int {
-            min: 1,
-            max: 10_000_000,
-        },
-    ),
-    ("start_grace", Kind::Duration { zero: false }),
+    ("history_limit", Kind::Int(1, 10_000_000)),
+    ("start_grace", Kind::NonZeroDuration),
     ("verify_export", Kind::Bool),
 ];
 
@@ -59,15 +53,12 @@ enum Kind {
     /// An IANA zone name. A value of another type counts as unset (and is reported).
     Timezone,
     Bool,
-    /// An integer in `[min, max]`.
-    Int {
-        min: u64,
-        max: u64,
-    },
-    /// A duration string; `zero` says whether `"0s"` is allowed.
-    Duration {
-        zero: bool,
-    },
+    /// An integer from `.0` to `.1`.
+    Int(u64, u64),
+    /// A duration string.
+    Duration,
+    /// A duration string other than zero.
+    NonZeroDuration,
     CatchUp,
     IfRunning,
 }
@@ -110,14 +101,15 @@ impl Kind {
                 Some(b) => Value::Bool(b),
                 None => return Ok(None),
             },
-            Kind::Int { min, max } => match t.bounded_int(key, min, max, problems)? {
+            Kind::Int(min, max) => match t.bounded_int(key, min, max, problems)? {
                 Some(n) => Value::Int(n),
                 None => return Ok(None),
             },
-            Kind::Duration { zero } => match t.located_duration(key, problems)? {
-                Some(d) if !zero && d.value.is_zero() => {
-                    return Err(problems.report(d.problem("must be greater than zero".into())));
-                }
+            Kind::Duration => match t.located_duration(key, problems)? {
+                Some(d) => Value::Duration(d),
+                None => return Ok(None),
+            },
+            Kind::NonZeroDuration => match t.nonzero_duration(key, problems)? {
                 Some(d) => Value::Duration(d),
                 None => return Ok(None),
             },
