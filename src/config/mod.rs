@@ -47,11 +47,9 @@ pub use server::{MIGRATOR_TASK_KEY, valid_server_name};
 
 use daemon::read_daemon;
 use env::Load;
-use notify::{NOTIFY_KEYS, read_notify};
+use notify::read_notify;
 use reader::{LineIndex, Problems, Reported, TableReader};
-use server::{IDENTITY_KEYS, ScheduleCache, read_server};
-use settings::{Settings, setting_keys};
-use std::collections::HashMap;
+use server::{read_defaults, read_servers};
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
@@ -289,51 +287,14 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
     root.check_keys(TOP_KEYS, &[], problems);
 
     // A [daemon] or [defaults] of the wrong type is reported and read as absent.
-    let daemon = match root.table("daemon", problems) {
-        Ok(Some(t)) => read_daemon(&t, path, env, problems),
-        _ => read_daemon(&TableReader::empty(&idx, "daemon"), path, env, problems),
+    let table = |key, problems: &mut Problems| match root.table(key, problems) {
+        Ok(Some(t)) => t,
+        _ => TableReader::empty(&idx, key),
     };
-    let setting_keys = setting_keys();
-    let defaults = match root.table("defaults", problems) {
-        Ok(Some(t)) => {
-            t.check_keys(
-                &setting_keys,
-                &[(IDENTITY_KEYS, "identifies one server and cannot be a default; set it in each [[servers]] entry")],
-                problems,
-            );
-            Settings::read(&t, problems)
-        }
-        _ => Settings::read(&TableReader::empty(&idx, "defaults"), problems),
-    };
-    let server_keys = [&setting_keys[..], IDENTITY_KEYS].concat();
-    let mut servers = Vec::new();
-    // Every name the file gives, valid or not, so that `[[notify]] servers` is checked
-    // against what the user wrote (an invalid server is reported once, at the server).
-    let mut names_given: Vec<String> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    // Fleets share a few expressions; compiling each once keeps a 10 000-server config fast.
-    let mut schedules = ScheduleCache::new();
-    match root.array_of_tables("servers", problems) {
-        Ok(Some(list)) if !list.is_empty() => {
-            for (i, table) in list.iter().enumerate() {
-                if let Some(n) = table.get("name").and_then(|v| v.get_ref().as_str()) {
-                    names_given.push(n.to_owned());
-                }
-                table.check_keys(&server_keys, &[], problems);
-                if let Ok(server) = read_server(table, &defaults, load, &mut schedules, problems) {
-                    if let Some(first) = seen.get(&server.name) {
-                        let loc = table.key_location("name");
-                        problems.report(loc.problem(format!(
-                            "duplicate server name {:?} (also servers[{first}]); names must be unique",
-                            server.name
-                        )));
-                    } else {
-                        seen.insert(server.name.clone(), i);
-                    }
-                    servers.push(server);
-                }
-            }
-        }
+    let daemon = read_daemon(&table("daemon", problems), path, env, problems);
+    let defaults = read_defaults(&table("defaults", problems), problems);
+    let (servers, names_given) = match root.array_of_tables("servers", problems) {
+        Ok(Some(list)) if !list.is_empty() => read_servers(&list, &defaults, load, problems),
         // Absent, empty, or not an array of tables (that is reported too).
         _ => {
             problems.report(idx.problem(
@@ -341,12 +302,12 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
                 "servers",
                 "no [[servers]] entries; add at least one server (see config/example.toml)".into(),
             ));
+            (Vec::new(), Vec::new())
         }
-    }
+    };
     let mut notify = Vec::new();
     if let Ok(Some(list)) = root.array_of_tables("notify", problems) {
         for table in &list {
-            table.check_keys(NOTIFY_KEYS, &[], problems);
             if let Ok(target) = read_notify(table, &names_given, load, problems) {
                 notify.push(target);
             }

@@ -8,7 +8,7 @@ use crate::record::Outcome;
 use crate::secret::{Secret, redacted};
 use std::time::Duration;
 
-pub(super) const NOTIFY_KEYS: &[&str] = &[
+const NOTIFY_KEYS: &[&str] = &[
     "url", "url_file", "url_env", "on", "servers", "format", "timeout", "retries",
 ];
 
@@ -18,6 +18,7 @@ pub(super) fn read_notify(
     load: &Load<'_>,
     problems: &mut Problems,
 ) -> Result<NotifyTarget, Reported> {
+    t.check_keys(NOTIFY_KEYS, &[], problems);
     let url = read_webhook_url(t, load, problems);
     let on = read_notify_on(t, problems);
     let servers = read_notify_servers(t, server_names, problems);

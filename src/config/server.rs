@@ -4,7 +4,7 @@ use super::env::{Load, LoadEnv};
 use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
 use super::reader::{Located, Problem, Problems, Reported, TableReader};
 use super::secret_source::{API_KEY_KEYS, SecretRead, parse_secret_url, read_secret_source};
-use super::settings::{Inherited, Settings};
+use super::settings::{Inherited, Settings, setting_keys};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use chrono_tz::Tz;
@@ -17,7 +17,7 @@ pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 
 /// Keys only a server may set: they identify one server (`ping_url` identifies one check
 /// on the monitor, so sharing it would mix servers' pings).
-pub(super) const IDENTITY_KEYS: &[&str] = &[
+const IDENTITY_KEYS: &[&str] = &[
     "name",
     "url",
     "api_key",
@@ -26,11 +26,61 @@ pub(super) const IDENTITY_KEYS: &[&str] = &[
     "ping_url",
 ];
 
-pub(super) type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
+type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
+
+/// `[defaults]`: settings only. A key that identifies one server is refused, saying why.
+pub(super) fn read_defaults(t: &TableReader<'_>, problems: &mut Problems) -> Settings {
+    t.check_keys(
+        &setting_keys(),
+        &[(
+            IDENTITY_KEYS,
+            "identifies one server and cannot be a default; set it in each [[servers]] entry",
+        )],
+        problems,
+    );
+    Settings::read(t, problems)
+}
+
+/// The `[[servers]]` tables over `defaults`, each name once; a server that cannot be read
+/// is left out. Also every name the file gives, valid or not, so that `[[notify]]
+/// servers` is checked against what the user wrote (an invalid server is reported once,
+/// at the server).
+pub(super) fn read_servers(
+    list: &[TableReader<'_>],
+    defaults: &Settings,
+    load: &Load<'_>,
+    problems: &mut Problems,
+) -> (Vec<ServerConfig>, Vec<String>) {
+    let known_keys = [&setting_keys()[..], IDENTITY_KEYS].concat();
+    let mut servers = Vec::new();
+    let mut names_given = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Fleets share a few expressions; compiling each once keeps a 10 000-server config fast.
+    let mut schedules = ScheduleCache::new();
+    for (i, table) in list.iter().enumerate() {
+        if let Some(n) = table.get("name").and_then(|v| v.get_ref().as_str()) {
+            names_given.push(n.to_owned());
+        }
+        table.check_keys(&known_keys, &[], problems);
+        let Ok(server) = read_server(table, defaults, load, &mut schedules, problems) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&server.name) {
+            problems.report(table.key_location("name").problem(format!(
+                "duplicate server name {:?} (also servers[{first}]); names must be unique",
+                server.name
+            )));
+        } else {
+            seen.insert(server.name.clone(), i);
+        }
+        servers.push(server);
+    }
+    (servers, names_given)
+}
 
 /// One `[[servers]]` table over what `[defaults]` says. Each value that is neither set nor
 /// inherited takes its built-in default here, where it is read.
-pub(super) fn read_server(
+fn read_server(
     t: &TableReader<'_>,
     defaults: &Settings,
     load: &Load<'_>,
