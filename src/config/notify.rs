@@ -9,7 +9,14 @@ use crate::secret::{Secret, redacted};
 use std::time::Duration;
 
 const NOTIFY_KEYS: &[&str] = &[
-    "url", "url_file", "url_env", "on", "servers", "format", "timeout", "retries",
+    WEBHOOK_URL_KEYS.inline,
+    WEBHOOK_URL_KEYS.file,
+    WEBHOOK_URL_KEYS.env,
+    "on",
+    "servers",
+    "format",
+    "timeout",
+    "retries",
 ];
 
 pub(super) fn read_notify(
@@ -79,7 +86,7 @@ fn read_webhook_url(
 /// Where a webhook URL comes from, in words.
 fn url_origin(source: &KeySource) -> String {
     match source {
-        KeySource::Inline => "url".to_owned(),
+        KeySource::Inline => WEBHOOK_URL_KEYS.inline.to_owned(),
         other => other.to_string(),
     }
 }

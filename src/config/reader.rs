@@ -394,6 +394,18 @@ impl<'a> TableReader<'a> {
         Ok(read.map(|(s, v)| self.locate(key, v, s)))
     }
 
+    /// A string the table must have: absent is a problem too.
+    pub fn required_string(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Result<Located<String>, Reported> {
+        match self.string(key, problems)? {
+            Some(s) => Ok(s),
+            None => Err(problems.report(self.missing(key))),
+        }
+    }
+
     pub fn bool(&self, key: &str, problems: &mut Problems) -> Read<bool> {
         let read = self.typed(key, problems, "true or false", |v| v.as_bool())?;
         Ok(read.map(|(b, _)| b))

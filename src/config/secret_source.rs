@@ -33,9 +33,9 @@ pub(super) fn parse_secret_url<T>(
 
 /// The three keys a secret may come from, and how messages name it.
 pub(super) struct SecretKeys {
-    inline: &'static str,
-    file: &'static str,
-    env: &'static str,
+    pub inline: &'static str,
+    pub file: &'static str,
+    pub env: &'static str,
     /// "API key", "webhook URL".
     noun: &'static str,
     /// Appended to the "none given" message.
@@ -70,6 +70,20 @@ impl SecretKeys {
             (self.file, Source::File),
             (self.env, Source::Env),
         ]
+    }
+
+    /// The three keys, in that order.
+    pub(super) fn keys(&self) -> [&'static str; 3] {
+        [self.inline, self.file, self.env]
+    }
+
+    /// The key a secret that came from `source` was given with.
+    pub(super) fn key_of(&self, source: &KeySource) -> &'static str {
+        match source {
+            KeySource::Inline => self.inline,
+            KeySource::File(_) => self.file,
+            KeySource::Env(_) => self.env,
+        }
     }
 }
 

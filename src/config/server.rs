@@ -20,9 +20,9 @@ pub const MIGRATOR_TASK_KEY: &str = "JellyfinMigratorExport";
 const IDENTITY_KEYS: &[&str] = &[
     "name",
     "url",
-    "api_key",
-    "api_key_file",
-    "api_key_env",
+    API_KEY_KEYS.inline,
+    API_KEY_KEYS.file,
+    API_KEY_KEYS.env,
     "ping_url",
 ];
 
@@ -89,11 +89,9 @@ fn read_server(
 ) -> Result<ServerConfig, Reported> {
     let s = Settings::read(t, problems).over(defaults);
     let name = read_server_name(t, problems);
-    let url = match t.string("url", problems) {
-        Ok(Some(u)) => problems.check(parse_server_url(&u)),
-        Ok(None) => Err(problems.report(t.missing("url"))),
-        Err(reported) => Err(reported),
-    };
+    let url = t
+        .required_string("url", problems)
+        .and_then(|u| problems.check(parse_server_url(&u)));
     let api_key = read_api_key(t, load, problems);
     let ping_url = read_ping_url(t, load.secrets, problems);
     let (timezone, schedule) = read_schedule(t, &s, load.env, schedules, problems);
@@ -129,14 +127,14 @@ fn read_server(
 }
 
 fn read_server_name(t: &TableReader<'_>, problems: &mut Problems) -> Result<String, Reported> {
-    match t.string("name", problems)? {
-        Some(n) if valid_server_name(&n.value) => Ok(n.value),
-        Some(n) => Err(problems.report(n.problem(format!(
-            "{:?} is not a valid server name: use lowercase letters, digits, '-' and '_', starting with a letter or digit (it is used in file names and metric labels)",
-            n.value
-        )))),
-        None => Err(problems.report(t.missing("name"))),
+    let n = t.required_string("name", problems)?;
+    if valid_server_name(&n.value) {
+        return Ok(n.value);
     }
+    Err(problems.report(n.problem(format!(
+        "{:?} is not a valid server name: use lowercase letters, digits, '-' and '_', starting with a letter or digit (it is used in file names and metric labels)",
+        n.value
+    ))))
 }
 
 /// `ping_url`: an http(s) URL, a secret; with [`Secrets::Skip`] only its type is checked.
