@@ -183,3 +183,50 @@ impl<T: Clone> NameList<'_, T> {
         failed.map_or(Ok(Some(out)), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::LineIndex;
+    use toml::de::DeTable;
+
+    fn read<T: Clone>(text: &str, list: &NameList<'_, T>) -> (Read<Vec<T>>, Vec<String>) {
+        let idx = LineIndex::new(text);
+        let doc = DeTable::parse(text).expect("test TOML");
+        let mut problems = Problems::default();
+        let read = list.read(&TableReader::root(&idx, doc.get_ref()), &mut problems);
+        let messages = problems.into_sorted().into_iter().map(|p| p.message);
+        (read, messages.collect())
+    }
+
+    #[test]
+    fn a_name_list_keeps_order_drops_repeats_and_reports_each_unknown_name() {
+        let known = [("living-room", 1), ("cabin", 2)];
+        let mut list = NameList {
+            key: "servers",
+            known: &known,
+            trim: false,
+            if_empty: "empty",
+            unknown: |name| format!("no {name:?}"),
+            listed_as: "known",
+        };
+        let text = r#"servers = ["cabin", "living-room", "cabin"]"#;
+        assert_eq!(read(text, &list), (Ok(Some(vec![2, 1])), vec![]));
+        assert_eq!(read("", &list), (Ok(None), vec![]));
+        assert_eq!(read("servers = []", &list).1, ["empty"]);
+
+        let text = r#"servers = [" cabin", "livingroom", "zzz"]"#;
+        let (read_list, messages) = read(text, &list);
+        assert!(read_list.is_err());
+        assert_eq!(
+            messages,
+            [
+                "no \" cabin\"; did you mean \"cabin\"?",
+                "no \"livingroom\"; did you mean \"living-room\"?",
+                "no \"zzz\"; known: living-room, cabin",
+            ]
+        );
+        list.trim = true;
+        assert_eq!(read(r#"servers = [" cabin "]"#, &list).0, Ok(Some(vec![2])));
+    }
+}

@@ -228,3 +228,99 @@ impl FromValue for Duration {
         Located::<Duration>::from_value(value).map(|d| d.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::LineIndex;
+    use toml::de::DeTable;
+
+    /// Every setting, none at its built-in default.
+    const EVERY_SETTING: &str = r#"
+schedule = "@daily"
+enabled = false
+timezone = "Europe/Berlin"
+task_key = "OtherTask"
+poll_interval = "2s"
+timeout = "1h"
+request_timeout = "3s"
+retries = 4
+retry_backoff = "5s"
+jitter = "6s"
+catch_up = "none"
+catch_up_window = "7h"
+if_running = "follow"
+history_limit = 8
+start_grace = "9s"
+verify_export = false
+"#;
+
+    fn read(text: &str) -> (Settings, Problems) {
+        let idx = LineIndex::new(text);
+        let doc = DeTable::parse(text).expect("test TOML");
+        let mut problems = Problems::default();
+        let settings = Settings::read(&TableReader::root(&idx, doc.get_ref()), &mut problems);
+        (settings, problems)
+    }
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    /// `get` reads each key as the type `read_server` asks for; a key missing from
+    /// SETTINGS or read as another kind would panic here.
+    #[test]
+    fn a_server_reads_every_setting_from_defaults_unless_it_sets_it() {
+        let (defaults, problems) = read(EVERY_SETTING);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(setting_keys().len(), EVERY_SETTING.trim().lines().count());
+        let (own, problems) = read("timeout = \"2h\"\nretries = 0\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let s = own.over(&defaults);
+        assert_eq!(s.get("schedule"), Ok(Some("@daily".to_owned())));
+        assert_eq!(s.get("enabled"), Ok(Some(false)));
+        assert_eq!(s.get("timezone"), Ok(Some(chrono_tz::Europe::Berlin)));
+        assert_eq!(s.get("task_key"), Ok(Some("OtherTask".to_owned())));
+        assert_eq!(s.get("poll_interval"), Ok(secs(2)));
+        assert_eq!(s.get("timeout"), Ok(secs(3600 * 2)));
+        assert_eq!(s.get("request_timeout"), Ok(secs(3)));
+        assert_eq!(s.get("retries"), Ok(Some(0u64)));
+        assert_eq!(s.get("retry_backoff"), Ok(secs(5)));
+        assert_eq!(s.get("jitter"), Ok(secs(6)));
+        assert_eq!(s.get("catch_up"), Ok(Some(CatchUp::None)));
+        assert_eq!(s.get("catch_up_window"), Ok(secs(7 * 3600)));
+        assert_eq!(s.get("if_running"), Ok(Some(IfRunning::Follow)));
+        assert_eq!(s.get("history_limit"), Ok(Some(8u64)));
+        assert_eq!(s.get("start_grace"), Ok(secs(9)));
+        assert_eq!(s.get("verify_export"), Ok(Some(false)));
+        // Each value keeps the place it came from, for the messages about it.
+        let line =
+            |value: Read<Located<Duration>>| value.unwrap().unwrap().problem(String::new()).line;
+        assert_eq!(line(s.get("poll_interval")), 6, "the line in [defaults]");
+        assert_eq!(line(s.get("timeout")), 1, "the line in the server's table");
+    }
+
+    #[test]
+    fn an_invalid_value_is_not_replaced_by_the_default() {
+        let (defaults, _) = read(EVERY_SETTING);
+        let (own, problems) = read("retries = 500\npoll_interval = \"0s\"\n");
+        assert_eq!(problems.into_sorted().len(), 2);
+        let s = own.over(&defaults);
+        assert!(s.get::<u64>("retries").is_err());
+        assert!(s.or("poll_interval", Duration::ZERO).is_err());
+        assert_eq!(s.or("jitter", Duration::ZERO), Ok(Duration::from_secs(6)));
+    }
+
+    /// As it always was: a text setting of another type, or a blank `task_key`, is
+    /// reported and then counts as unset, so the server falls back to `[defaults]`.
+    #[test]
+    fn a_text_setting_of_another_type_is_reported_and_counts_as_unset() {
+        let (defaults, _) = read(EVERY_SETTING);
+        let (own, problems) = read("schedule = 5\ntimezone = 6\ntask_key = \" \"\n");
+        assert_eq!(problems.into_sorted().len(), 3);
+        let s = own.over(&defaults);
+        assert_eq!(s.get("schedule"), Ok(Some("@daily".to_owned())));
+        assert_eq!(s.get("timezone"), Ok(Some(chrono_tz::Europe::Berlin)));
+        assert_eq!(s.get("task_key"), Ok(Some("OtherTask".to_owned())));
+    }
+}
