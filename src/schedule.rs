@@ -65,7 +65,7 @@ pub struct Schedule {
 }
 
 /// Why a cron expression was refused. The message names the field and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error(
         "the schedule is empty; expected a cron expression such as \"30 2 * * *\" or an alias such as @daily"

@@ -5,7 +5,7 @@ use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
 use super::reader::{Located, Problem, Problems, Reported, TableReader};
 use super::secret_source::{API_KEY_KEYS, SecretRead, parse_secret_url, read_secret_source};
 use super::settings::{Inherited, Settings, setting_keys};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, ScheduleError};
 use crate::secret::Secret;
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -26,7 +26,8 @@ const IDENTITY_KEYS: &[&str] = &[
     "ping_url",
 ];
 
-type ScheduleCache = HashMap<(String, Tz), Result<Schedule, String>>;
+/// Each expression compiled once per zone, with the error when it does not compile.
+type ScheduleCache = HashMap<(String, Tz), Result<Schedule, ScheduleError>>;
 
 /// `[defaults]`: settings only. A key that identifies one server is refused, saying why.
 pub(super) fn read_defaults(t: &TableReader<'_>, problems: &mut Problems) -> Settings {
@@ -174,7 +175,7 @@ fn read_schedule(
     let tz = timezone.unwrap_or(chrono_tz::UTC);
     let compiled = schedules
         .entry((expr.value.clone(), tz))
-        .or_insert_with(|| Schedule::parse(&expr.value, tz).map_err(|e| e.to_string()));
+        .or_insert_with(|| Schedule::parse(&expr.value, tz));
     let schedule =
         match compiled {
             Ok(schedule) => timezone.map(|_| schedule.clone()),
