@@ -1,10 +1,14 @@
 //! The configuration file: TOML text → a validated [`Config`].
 //!
-//! Loading happens in two steps, as in ripgrep's argument handling: [`reader`] walks the
-//! spanned TOML document and collects *every* problem (unknown keys, wrong types, bad
-//! values) with the file, line, column and key path of each; this module then turns the raw
-//! values into a [`Config`] whose schedules are compiled, URLs parsed, names unique and API
-//! keys read. A `Config` that exists is valid: later code never re-checks it.
+//! Loading happens in two steps, as in ripgrep's argument handling. First each section's
+//! reader walks its part of the spanned TOML document and records *every* problem
+//! (unknown keys, wrong types, bad values) with the file, line, column and key path of
+//! each, and goes on: a read that fails returns `Err(Reported)`, which only recording a
+//! problem makes, so nothing fails without saying why. Then the values that were read
+//! become a [`Config`] whose schedules are compiled, URLs parsed, names unique and API
+//! keys read; if anything was reported, the load is a [`ConfigError`] holding the
+//! problems as data, and the caller prints them. A `Config` that exists is valid: later
+//! code never re-checks it.
 //!
 //! Secrets (API keys, webhook URLs, ping URLs) are read only when asked for
 //! ([`Secrets::Resolve`]): commands that contact no server load with [`Secrets::Skip`], so
@@ -20,10 +24,11 @@
 //! |---|---|
 //! | this one | loading: read the file, walk the document, [`ConfigError`] |
 //! | `model` | the validated values: [`Config`], [`ServerConfig`], [`NotifyTarget`]… |
-//! | `daemon`, `server`, `notify` | reading `[daemon]`, `[[servers]]` (with `[defaults]`), `[[notify]]` |
+//! | `daemon`, `server`, `notify` | reading `[daemon]`, `[[servers]]` and `[defaults]`, `[[notify]]`; each section's table of keys |
+//! | `settings` | the keys a server may inherit from `[defaults]`: one table, with each key's kind |
 //! | `secret_source` | a secret's one source (inline, file or variable), read only when asked |
 //! | `env` | what a load reads besides the text: variables, the system's zone, `${VAR}` paths |
-//! | `reader` | typed values out of the spanned TOML, every [`Problem`] with its place |
+//! | `reader` | typed values out of the spanned TOML; [`Problem`]s, collected with their place |
 //! | `placeholder` | warnings for values a copied example still holds |
 
 mod daemon;

@@ -2,8 +2,9 @@
 //!
 //! serde stops at the first error; a user fixing a config wants all of them at once, each
 //! with its line, column and key path. So the config is walked by hand over toml's
-//! `DeTable`, which keeps a byte span for every key and value: each accessor here either
-//! returns the value or records a [`Problem`] and returns nothing, and the walk goes on.
+//! `DeTable`, which keeps a byte span for every key and value. Each accessor here gives a
+//! [`Read`]: the value, `None` when the key is absent, or `Err(`[`Reported`]`)` after
+//! recording the [`Problem`] in [`Problems`]; the walk goes on either way.
 
 use std::path::Path;
 use std::time::Duration;
