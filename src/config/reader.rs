@@ -307,24 +307,36 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// The value at `key` and its elements, when it is an array (reported as "expected
+    /// `expected`" when it is not).
+    fn array(
+        &self,
+        key: &str,
+        expected: &str,
+        problems: &mut Problems,
+    ) -> Read<(&'a Value<'a>, &'a toml::de::DeArray<'a>)> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.get_ref() {
+            DeValue::Array(items) => Ok(Some((v, items))),
+            other => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected {expected}, found {}", type_name(other)),
+            ))),
+        }
+    }
+
     /// The tables of `[[key]]`. An element that is not a table is reported and left out.
     pub fn array_of_tables(
         &self,
         key: &str,
         problems: &mut Problems,
     ) -> Read<Vec<TableReader<'a>>> {
-        let Some(v) = self.get(key) else {
+        let expected = format!("an array of tables ([[{key}]])");
+        let Some((_, items)) = self.array(key, &expected, problems)? else {
             return Ok(None);
-        };
-        let DeValue::Array(items) = v.get_ref() else {
-            return Err(problems.report(self.value_problem(
-                key,
-                v,
-                format!(
-                    "expected an array of tables ([[{key}]]), found {}",
-                    type_name(v.get_ref())
-                ),
-            )));
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -478,18 +490,8 @@ impl<'a> TableReader<'a> {
         key: &str,
         problems: &mut Problems,
     ) -> Read<Located<Vec<Located<String>>>> {
-        let Some(v) = self.get(key) else {
+        let Some((v, items)) = self.array(key, "an array of strings", problems)? else {
             return Ok(None);
-        };
-        let DeValue::Array(items) = v.get_ref() else {
-            return Err(problems.report(self.value_problem(
-                key,
-                v,
-                format!(
-                    "expected an array of strings, found {}",
-                    type_name(v.get_ref())
-                ),
-            )));
         };
         let mut out = Vec::new();
         let mut failed = None;
