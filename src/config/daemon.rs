@@ -2,7 +2,8 @@
 
 use super::env::{LoadEnv, expand_path};
 use super::model::{DaemonConfig, LogFormat};
-use super::reader::{Problems, Reported, TableReader};
+use super::problem::{Problems, Reported};
+use super::reader::TableReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! and the paths a config writes with `${VAR}` in them.
 
 use super::model::Secrets;
-use super::reader::{Located, Problem};
+use super::problem::{Located, Problem};
 use crate::timezone;
 use chrono_tz::Tz;
 use std::path::{Path, PathBuf};

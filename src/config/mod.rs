@@ -28,7 +28,8 @@
 //! | `settings` | the keys a server may inherit from `[defaults]`: one table, with each key's kind |
 //! | `secret_source` | a secret's one source (inline, file or variable), read only when asked |
 //! | `env` | what a load reads besides the text: variables, the system's zone, `${VAR}` paths |
-//! | `reader` | typed values out of the spanned TOML; [`Problem`]s, collected with their place |
+//! | `reader` | typed values out of the spanned TOML: absent, a value, or reported |
+//! | `problem` | what is wrong and where: [`Problem`]s, collected with their place |
 //! | `placeholder` | warnings for values a copied example still holds |
 
 mod daemon;
@@ -36,6 +37,7 @@ mod env;
 mod model;
 mod notify;
 mod placeholder;
+mod problem;
 mod reader;
 mod secret_source;
 mod server;
@@ -47,13 +49,15 @@ pub use model::{
     CatchUp, Config, DaemonConfig, IfRunning, KeySource, LogFormat, NotifyFormat, NotifyOn,
     NotifyTarget, Secrets, ServerConfig,
 };
-pub use reader::{MAX_STRING_BYTES, Problem};
+pub use problem::Problem;
+pub use reader::MAX_STRING_BYTES;
 pub use server::{MIGRATOR_TASK_KEY, valid_server_name};
 
 use daemon::read_daemon;
 use env::Load;
 use notify::read_notify;
-use reader::{LineIndex, Problems, Reported, TableReader};
+use problem::{LineIndex, Problems, Reported};
+use reader::TableReader;
 use server::{read_defaults, read_servers};
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;

@@ -2,7 +2,8 @@
 
 use super::env::Load;
 use super::model::{KeySource, NotifyFormat, NotifyOn, NotifyTarget};
-use super::reader::{self, Problems, Read, Reported, TableReader};
+use super::problem::{Problems, Reported};
+use super::reader::{self, Read, TableReader};
 use super::secret_source::{SecretRead, WEBHOOK_URL_KEYS, parse_secret_url, read_secret_source};
 use crate::record::Outcome;
 use crate::secret::{Secret, redacted};
@@ -187,7 +188,7 @@ impl<T: Clone> NameList<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::LineIndex;
+    use crate::config::problem::LineIndex;
     use toml::de::DeTable;
 
     fn read<T: Clone>(text: &str, list: &NameList<'_, T>) -> (Read<Vec<T>>, Vec<String>) {

@@ -8,7 +8,8 @@
 //! part that looks like a placeholder: the warning names where it came from and stops.
 
 use super::model::{Config, KeySource};
-use super::reader::{LineIndex, Problems, TableReader};
+use super::problem::{LineIndex, Problems};
+use super::reader::TableReader;
 use super::secret_source::{API_KEY_KEYS, WEBHOOK_URL_KEYS};
 use std::path::Path;
 use toml::de::DeTable;

@@ -6,168 +6,13 @@
 //! [`Read`]: the value, `None` when the key is absent, or `Err(`[`Reported`]`)` after
 //! recording the [`Problem`] in [`Problems`]; the walk goes on either way.
 
-use std::path::Path;
+use super::problem::{LineIndex, Loc, Located, Problem, Problems, Reported};
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
-
-/// Byte offset → line and column, by binary search over line starts (a config with
-/// 10 000 servers has ~100 000 values; scanning from the start for each would be quadratic).
-pub struct LineIndex<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> LineIndex<'a> {
-    pub fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, line_starts }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        let start = self.line_starts[line];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
-        (line + 1, col + 1)
-    }
-
-    pub fn problem(&self, offset: usize, path: &str, message: String) -> Problem {
-        let (line, col) = self.line_col(offset);
-        Problem {
-            offset,
-            line,
-            col,
-            path: path.to_owned(),
-            message,
-            unavailable_secret: false,
-        }
-    }
-}
-
-/// One thing wrong with the config, at a place in the file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub offset: usize,
-    pub line: usize,
-    pub col: usize,
-    /// The key's path, e.g. `servers[1].schedule`; empty for a whole-file problem.
-    pub path: String,
-    pub message: String,
-    /// A secret (API key, webhook URL) that cannot be read in this environment: a file
-    /// that is missing or unreadable, an unset variable. The service may well see it (under
-    /// systemd, `${CREDENTIALS_DIRECTORY}` exists only inside the unit), so `check` says so.
-    pub unavailable_secret: bool,
-}
-
-impl Problem {
-    /// The same problem, marked as a secret that this environment cannot read.
-    pub fn secret_unavailable(mut self) -> Problem {
-        self.unavailable_secret = true;
-        self
-    }
-
-    /// `FILE:LINE:COL: key.path: message`.
-    pub fn render(&self, file: &Path) -> String {
-        if self.path.is_empty() {
-            format!(
-                "{}:{}:{}: {}",
-                file.display(),
-                self.line,
-                self.col,
-                self.message
-            )
-        } else {
-            format!(
-                "{}:{}:{}: {}: {}",
-                file.display(),
-                self.line,
-                self.col,
-                self.path,
-                self.message
-            )
-        }
-    }
-}
-
-/// Proof that a problem was recorded, as rustc's `ErrorGuaranteed` is proof that an error
-/// was emitted: only [`Problems::report`] makes one. A read that returns `Err(Reported)`
-/// has therefore said what is wrong, and its caller only has to stop using the value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reported(());
 
 /// What a read of one key gives: `Ok(None)` when the table does not have the key,
 /// `Ok(Some(value))`, or `Err` when the value is unusable (and reported).
 pub type Read<T> = Result<Option<T>, Reported>;
-
-/// Every problem found so far. A walk over the file records into one of these and goes on,
-/// so that the user sees every problem at once.
-#[derive(Debug, Default)]
-pub struct Problems(Vec<Problem>);
-
-impl Problems {
-    /// Records `problem`; the proof is what the failed read returns.
-    pub fn report(&mut self, problem: Problem) -> Reported {
-        self.0.push(problem);
-        Reported(())
-    }
-
-    /// `result`, with its problem (if any) recorded.
-    pub fn check<T>(&mut self, result: Result<T, Problem>) -> Result<T, Reported> {
-        result.map_err(|p| self.report(p))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The problems in file order, each once.
-    pub fn into_sorted(mut self) -> Vec<Problem> {
-        self.0.sort_by_key(|p| p.offset);
-        self.0.dedup();
-        self.0
-    }
-}
-
-/// A value with where it came from, so that a later check (one that needs several values
-/// together) can still point at the right place.
-#[derive(Clone, Debug)]
-pub struct Located<T> {
-    pub value: T,
-    pub loc: Loc,
-}
-
-impl<T> Located<T> {
-    pub fn problem(&self, message: String) -> Problem {
-        self.loc.problem(message)
-    }
-}
-
-/// A resolved place: key path, line, column.
-#[derive(Clone, Debug)]
-pub struct Loc {
-    offset: usize,
-    line: usize,
-    col: usize,
-    path: String,
-}
-
-impl Loc {
-    pub fn problem(&self, message: String) -> Problem {
-        Problem {
-            offset: self.offset,
-            line: self.line,
-            col: self.col,
-            path: self.path.clone(),
-            message,
-            unavailable_secret: false,
-        }
-    }
-}
 
 /// The longest string value read from a config. Real values (paths, URLs, filters) are far
 /// shorter; a bound keeps a megabytes-long value from reaching validators and messages that
@@ -190,7 +35,8 @@ pub struct TableReader<'a> {
     offset: usize,
 }
 
-type Value<'a> = toml::Spanned<DeValue<'a>>;
+/// A TOML value with its byte span.
+type TomlValue<'a> = toml::Spanned<DeValue<'a>>;
 
 impl<'a> TableReader<'a> {
     pub fn root(idx: &'a LineIndex<'a>, table: &'a DeTable<'a>) -> Self {
@@ -208,18 +54,18 @@ impl<'a> TableReader<'a> {
             idx,
             path: path.to_owned(),
             table: None,
-            offset: idx.text.len(),
+            offset: idx.len(),
         }
     }
 
-    fn entries(&self) -> impl Iterator<Item = (&'a str, usize, &'a Value<'a>)> + 'a {
+    fn entries(&self) -> impl Iterator<Item = (&'a str, usize, &'a TomlValue<'a>)> + 'a {
         self.table
             .into_iter()
             .flat_map(|t| t.iter())
             .map(|(k, v)| (k.get_ref().as_ref(), k.span().start, v))
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+    pub fn get(&self, key: &str) -> Option<&'a TomlValue<'a>> {
         self.entries()
             .find(|(k, _, _)| *k == key)
             .map(|(_, _, v)| v)
@@ -234,13 +80,7 @@ impl<'a> TableReader<'a> {
     }
 
     fn loc_at(&self, offset: usize, path: String) -> Loc {
-        let (line, col) = self.idx.line_col(offset);
-        Loc {
-            offset,
-            line,
-            col,
-            path,
-        }
+        self.idx.loc(offset, path)
     }
 
     /// Where a key's value is, or the table itself when the key is absent.
@@ -258,7 +98,7 @@ impl<'a> TableReader<'a> {
         self.header_problem(key, "missing; this key is required".into())
     }
 
-    fn value_problem(&self, key: &str, v: &Value<'_>, message: String) -> Problem {
+    fn value_problem(&self, key: &str, v: &TomlValue<'_>, message: String) -> Problem {
         self.loc_at(v.span().start, self.child_path(key))
             .problem(message)
     }
@@ -314,7 +154,7 @@ impl<'a> TableReader<'a> {
         key: &str,
         expected: &str,
         problems: &mut Problems,
-    ) -> Read<(&'a Value<'a>, &'a toml::de::DeArray<'a>)> {
+    ) -> Read<(&'a TomlValue<'a>, &'a toml::de::DeArray<'a>)> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
@@ -368,7 +208,7 @@ impl<'a> TableReader<'a> {
         problems: &mut Problems,
         expected: &str,
         f: impl FnOnce(&DeValue<'_>) -> Option<T>,
-    ) -> Read<(T, &'a Value<'a>)> {
+    ) -> Read<(T, &'a TomlValue<'a>)> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
@@ -395,7 +235,7 @@ impl<'a> TableReader<'a> {
         }
     }
 
-    fn locate<T>(&self, key: &str, v: &Value<'_>, value: T) -> Located<T> {
+    fn locate<T>(&self, key: &str, v: &TomlValue<'_>, value: T) -> Located<T> {
         Located {
             value,
             loc: self.loc_at(v.span().start, self.child_path(key)),
@@ -578,15 +418,6 @@ pub(super) fn type_name(v: &DeValue<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_col_counts_characters_from_one() {
-        let idx = LineIndex::new("a = 1\nbé = 2\n");
-        assert_eq!(idx.line_col(0), (1, 1));
-        assert_eq!(idx.line_col(6), (2, 1));
-        // 'é' is two bytes but one column.
-        assert_eq!(idx.line_col(9), (2, 3));
-    }
 
     #[test]
     fn closest_suggests_typos_and_camel_case() {

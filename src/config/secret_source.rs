@@ -3,7 +3,8 @@
 
 use super::env::{Load, expand_path};
 use super::model::{KeySource, Secrets};
-use super::reader::{Located, Problem, Problems, Reported, TableReader};
+use super::problem::{Located, Problem, Problems, Reported};
+use super::reader::TableReader;
 use std::path::{Path, PathBuf};
 use url::Url;
 

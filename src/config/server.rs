@@ -2,7 +2,8 @@
 
 use super::env::{Load, LoadEnv};
 use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
-use super::reader::{Located, Problem, Problems, Reported, TableReader};
+use super::problem::{Located, Problem, Problems, Reported};
+use super::reader::TableReader;
 use super::secret_source::{API_KEY_KEYS, SecretRead, parse_secret_url, read_secret_source};
 use super::settings::{Inherited, Settings, setting_keys};
 use crate::schedule::{Schedule, ScheduleError};

@@ -7,7 +7,8 @@
 //! `server` gives where it uses the value.
 
 use super::model::{CatchUp, IfRunning};
-use super::reader::{Located, Problems, Read, Reported, TableReader};
+use super::problem::{Located, Problems, Reported};
+use super::reader::{Read, TableReader};
 use crate::timezone;
 use chrono_tz::Tz;
 use std::time::Duration;
@@ -232,7 +233,7 @@ impl FromValue for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::LineIndex;
+    use crate::config::problem::LineIndex;
     use toml::de::DeTable;
 
     /// Every setting, none at its built-in default.
