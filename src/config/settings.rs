@@ -78,51 +78,30 @@ pub(super) enum Value {
 
 impl Kind {
     fn read(self, t: &TableReader<'_>, key: &str, problems: &mut Problems) -> Read<Value> {
-        Ok(Some(match self {
-            Kind::Text => match t.string(key, problems) {
-                Ok(Some(s)) => Value::Text(s),
-                _ => return Ok(None),
-            },
+        Ok(match self {
+            // A value of another type is reported, and then counts as unset.
+            Kind::Text => t.string(key, problems).ok().flatten().map(Value::Text),
             Kind::NonBlank => match t.string(key, problems) {
                 Ok(Some(s)) if s.value.trim().is_empty() => {
                     problems.report(s.problem("must not be empty".into()));
-                    return Ok(None);
+                    None
                 }
-                Ok(Some(s)) => Value::Text(s),
-                _ => return Ok(None),
+                read => read.ok().flatten().map(Value::Text),
             },
             Kind::Timezone => match t.string(key, problems) {
                 Ok(Some(s)) => match timezone::parse_timezone(&s.value) {
-                    Ok(tz) => Value::Timezone(tz),
+                    Ok(tz) => Some(Value::Timezone(tz)),
                     Err(e) => return Err(problems.report(s.problem(e))),
                 },
-                _ => return Ok(None),
+                _ => None,
             },
-            Kind::Bool => match t.bool(key, problems)? {
-                Some(b) => Value::Bool(b),
-                None => return Ok(None),
-            },
-            Kind::Int(min, max) => match t.bounded_int(key, min, max, problems)? {
-                Some(n) => Value::Int(n),
-                None => return Ok(None),
-            },
-            Kind::Duration => match t.located_duration(key, problems)? {
-                Some(d) => Value::Duration(d),
-                None => return Ok(None),
-            },
-            Kind::NonZeroDuration => match t.nonzero_duration(key, problems)? {
-                Some(d) => Value::Duration(d),
-                None => return Ok(None),
-            },
-            Kind::CatchUp => match t.choice(key, &CATCH_UP, problems)? {
-                Some(c) => Value::CatchUp(c),
-                None => return Ok(None),
-            },
-            Kind::IfRunning => match t.choice(key, &IF_RUNNING, problems)? {
-                Some(i) => Value::IfRunning(i),
-                None => return Ok(None),
-            },
-        }))
+            Kind::Bool => t.bool(key, problems)?.map(Value::Bool),
+            Kind::Int(min, max) => t.bounded_int(key, min, max, problems)?.map(Value::Int),
+            Kind::Duration => t.located_duration(key, problems)?.map(Value::Duration),
+            Kind::NonZeroDuration => t.nonzero_duration(key, problems)?.map(Value::Duration),
+            Kind::CatchUp => t.choice(key, &CATCH_UP, problems)?.map(Value::CatchUp),
+            Kind::IfRunning => t.choice(key, &IF_RUNNING, problems)?.map(Value::IfRunning),
+        })
     }
 }
 
