@@ -4,7 +4,7 @@
 use chrono::Timelike;
 use jellyfin_export_scheduler::config::{Config, LoadEnv};
 use jellyfin_export_scheduler::daemon::{self, DaemonOptions, heartbeat_limit};
-use jellyfin_export_scheduler::endpoint::{self, Sources};
+use jellyfin_export_scheduler::endpoint::{self, Policy, Sources};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
@@ -76,6 +76,7 @@ async fn setup() -> Setup {
             heartbeat_limit: heartbeat_limit(),
             history,
         },
+        Policy::for_process(None),
         tokio_util::sync::CancellationToken::new(),
     ));
     Setup {
@@ -248,6 +249,7 @@ async fn healthz_fails_when_a_loop_stops_waking() {
             heartbeat_limit: Duration::ZERO,
             history: Arc::new(History::new(&state)),
         },
+        Policy::for_process(None),
         tokio_util::sync::CancellationToken::new(),
     ));
     let (status, _, body) = get(&format!("{strict}/healthz")).await;
