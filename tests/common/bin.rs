@@ -26,6 +26,12 @@ const CLEARED: [&str; 8] = [
 pub fn command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args);
+    clean(&mut cmd);
+    cmd
+}
+
+/// `cmd` without the [`CLEARED`] variables (for a program that runs the binary).
+pub fn clean(cmd: &mut Command) -> &mut Command {
     for var in CLEARED {
         cmd.env_remove(var);
     }
@@ -89,6 +95,35 @@ pub async fn run_async(mut cmd: Command) -> Ran {
         .unwrap()
 }
 
+/// A run of the binary going on in the background, its output captured.
+pub struct Running {
+    how: String,
+    pub child: Child,
+}
+
+impl Running {
+    /// Starts `cmd` with its stdout and stderr captured.
+    pub fn start(cmd: &mut Command) -> Running {
+        let how = how(cmd);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("the binary does not start ({e}):\n{how}"));
+        Running { how, child }
+    }
+
+    /// Waits for its end, off the async runtime.
+    pub async fn finish(self) -> Ran {
+        let Running { how, child } = self;
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("cannot wait for the binary ({e}):\n{how}"));
+        Ran { how, output }
+    }
+}
+
 /// The binary with `args`, to its end.
 pub fn bin(args: &[&str]) -> Ran {
     run(&mut command(args))
@@ -124,10 +159,12 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid} failed");
 }
 
-/// A long-running child (the daemon) whose stderr goes to a log file; killed on drop, so
-/// that a failing test leaves nothing behind.
-pub struct Daemon {
-    pub child: Child,
+/// A long-running child (the daemon), `.0`, whose stderr goes to a log file; killed on
+/// drop, so that a failing test leaves nothing behind.
+pub struct Daemon(pub Child, Started);
+
+/// How a [`Daemon`] was started, for failure messages, and where it logs.
+pub struct Started {
     how: String,
     log: PathBuf,
 }
@@ -142,11 +179,13 @@ impl Daemon {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("the binary does not start ({e}):\n{how}"));
-        Daemon {
+        Daemon(
             child,
-            how,
-            log: log.to_owned(),
-        }
+            Started {
+                how,
+                log: log.to_owned(),
+            },
+        )
     }
 
     /// `run --config CONFIG`, logging to `log`.
@@ -155,12 +194,12 @@ impl Daemon {
     }
 
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.0.id()
     }
 
     /// What it logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(&self.1.log).unwrap_or_default()
     }
 
     pub fn signal(&self, sig: &str) {
@@ -172,14 +211,14 @@ impl Daemon {
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.0.try_wait().unwrap() {
                 return status.code();
             }
             if start.elapsed() > limit {
-                let _ = self.child.kill();
+                let _ = self.0.kill();
                 panic!(
                     "the daemon did not exit within {limit:?}:\n{}\n--- its log\n{}",
-                    self.how,
+                    self.1.how,
                     self.log()
                 );
             }
@@ -190,9 +229,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
