@@ -1,9 +1,10 @@
 //! The simulated Jellyfin, observed over HTTP the way the real client sees it: status
 //! codes, bodies, wire format, run life cycle, cancels, restarts, auth, base paths, faults.
 //!
-//! Requests go through a tiny hand-written HTTP client (below) so broken answers can be
-//! seen as they are. Waits are bounded polls that fail with a sentence; durations are kept
-//! in the tens to hundreds of milliseconds.
+//! Requests go through a real HTTP client (reqwest), a new connection each; only the tests
+//! of the HTTP server itself (pipelining, malformed requests, broken answers) write and
+//! read raw bytes, so that a broken answer is seen as it is. Waits are bounded polls that
+//! fail with a sentence; durations are kept in the tens to hundreds of milliseconds.
 
 use jellyfin_export_scheduler::sim::bulk::decode_base64;
 use jellyfin_export_scheduler::sim::{
@@ -12,11 +13,15 @@ use jellyfin_export_scheduler::sim::{
     RunOutcome, Scenario, SimServerConfig, SimTask, Simulator, TaskState,
 };
 use serde_json::Value;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
+
+use common::sim::simulator as sim;
+use common::wait::wait_until_async as wait_until;
 
 const KEY: &str = "admin-key-0123456789abcdef0123456";
 const USER_KEY: &str = "user-key-0123456789abcdef01234567";
@@ -43,12 +48,6 @@ fn fast(name: &str) -> SimServerConfig {
     }
 }
 
-async fn sim(servers: Vec<SimServerConfig>) -> Simulator {
-    Simulator::start("127.0.0.1:0".parse().unwrap(), servers)
-        .await
-        .expect("simulator starts")
-}
-
 #[derive(Debug)]
 struct Resp {
     status: u16,
@@ -64,19 +63,15 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        common::json_body(&self.body)
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// Everything the server sent before it closed, and how the read ended.
+/// Everything the server sent before it closed, and how the read ended (for the tests of
+/// the HTTP server itself).
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Option<std::io::Error>) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(bytes).await.expect("write request");
@@ -85,7 +80,7 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Option<std::io::Error>
     (out, err)
 }
 
-/// Parse one answer; `Err` says why it is not a complete HTTP answer.
+/// Parse one raw answer; `Err` says why it is not a complete HTTP answer.
 fn parse(bytes: &[u8]) -> Result<(Resp, usize), String> {
     let end = bytes
         .windows(4)
@@ -131,17 +126,56 @@ fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> 
     r.into_bytes()
 }
 
+/// One request with reqwest on a connection of its own (`Host: sim`, as every test's
+/// answers expect); `Err` says why there is no whole answer.
 async fn try_send(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Resp, String> {
-    let (bytes, err) = raw(addr, &request_bytes(method, path, headers)).await;
-    if bytes.is_empty() {
-        return Err(format!("no answer (read error: {err:?})"));
+    // One client for the file (building one loads the TLS roots); no idle connections.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .expect("an HTTP client")
+    });
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = client
+        .request(method, format!("http://{addr}{path}"))
+        .header("Host", "sim")
+        .header("Connection", "close");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    parse(&bytes).map(|(r, _)| r)
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = answer.status().as_u16();
+    let headers = answer
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| format!("body cut off: {e}"))?
+        .to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -176,25 +210,6 @@ async fn plugin_config(sim: &Simulator, name: &str) -> Value {
     let r = call(sim, name, "GET", CONFIG).await;
     assert_eq!(r.status, 200, "GET plugin config on {name}");
     r.json()
-}
-
-/// Poll `cond` every few ms until it holds; panic naming `what` after `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 const WAIT: Duration = Duration::from_secs(5);
