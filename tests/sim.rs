@@ -1377,7 +1377,11 @@ async fn missing_or_inactive_plugin_hides_the_task() {
         assert_eq!(m.map(|m| m["Status"].as_str().unwrap()), status, "{name}");
         let tasks = call(&sim, name, "GET", "/ScheduledTasks").await.json();
         assert!(
-            !items(&tasks).iter().any(|t| t["Key"] == MIGRATOR_TASK_KEY),
+            !tasks
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["Key"] == MIGRATOR_TASK_KEY),
             "{name}"
         );
         assert_eq!(call(&sim, name, "GET", TASK).await.status, 404, "{name}");
