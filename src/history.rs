@@ -1,5 +1,6 @@
 //! Per-server run history on disk: `<state_dir>/history/<server>.jsonl`, one [`RunRecord`]
-//! per line (see `docs/history-format.md`), and its rendering for the `history` command.
+//! per line (see `docs/history-format.md`). Storage only: the `history` command renders
+//! what it reads ([`crate::commands::history`]).
 //!
 //! This module owns the file format's write guarantees: append + fsync per record, a torn
 //! last line skipped on read and cut off on the next append, retention by atomic rewrite,
@@ -14,7 +15,6 @@
 
 use crate::record::RunRecord;
 use crate::state::{FILE_MODE, InvalidServerName, StateDir, check_server_name, io_hint};
-use chrono_tz::Tz;
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -153,9 +153,9 @@ impl History {
     }
 
     /// Appends `record` to its server's file (`record.server`) and fsyncs it. When the file
-    /// then holds more than `history_limit + history_limit / 10` records, rewrites it to the
-    /// newest `history_limit`; the slack keeps a full history from being rewritten on every
-    /// append. A limit of 0 is treated as 1 so the record just written is kept.
+    /// then holds more than `history_limit` records, rewrites it to the newest
+    /// `history_limit` (no slack; `rewrite_threshold` says why). A limit of 0 is treated as 1
+    /// so the record just written is kept.
     ///
     /// On error nothing of the record stays in the file (a partial write is cut back), so
     /// the caller can simply append it again later. A failed retention rewrite is not an
@@ -628,137 +628,9 @@ fn judge_line(line: &[u8], place: &str, path: &Path) -> Option<Line> {
     })
 }
 
-/// The `history` command's table: one row per record, in the order given (the caller
-/// chooses, typically newest first). Columns WHEN, SERVER (only when the records span more
-/// than one server), TRIGGER, OUTCOME, DURATION, REASON (last, unpadded). No records gives
-/// an empty string, so the caller can say so in its own words.
-///
-/// WHEN is `triggered_at` in the zone `zone_of` gives for the record's server (the zone its
-/// schedule is read in, so a `0 30 3 * * *` run shows 03:30), with its UTC offset: a time
-/// without its zone is ambiguous across servers, hosts and the repeated hour of a DST
-/// change. The header names the zone when every row has the same one.
-pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) -> Tz) -> String {
-    if records.is_empty() {
-        return String::new();
-    }
-    let first_server = &records[0].borrow().server;
-    let show_server = records.iter().any(|r| &r.borrow().server != first_server);
-    let zones: Vec<Tz> = records
-        .iter()
-        .map(|r| zone_of(&r.borrow().server))
-        .collect();
-    let one_zone = zones.iter().all(|z| *z == zones[0]);
-
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(records.len() + 1);
-    let mut header = vec![if one_zone {
-        format!("WHEN ({})", zones[0].name())
-    } else {
-        "WHEN (each server's zone)".to_owned()
-    }];
-    if show_server {
-        header.push("SERVER".to_owned());
-    }
-    header.extend(["TRIGGER", "OUTCOME", "DURATION", "REASON"].map(String::from));
-    rows.push(header);
-    for (r, zone) in records.iter().zip(&zones) {
-        let r = r.borrow();
-        let mut row = vec![
-            r.triggered_at
-                .with_timezone(zone)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        ];
-        if show_server {
-            row.push(one_line(&r.server));
-        }
-        row.push(r.trigger.as_str().to_owned());
-        row.push(r.outcome.as_str().to_owned());
-        row.push(
-            r.duration_ms
-                .map_or_else(|| "-".to_owned(), format_duration),
-        );
-        // A reason may quote a server's error text; keep it on one line.
-        row.push(r.reason.as_deref().map(one_line).unwrap_or_default());
-        rows.push(row);
-    }
-
-    let columns = rows[0].len();
-    let mut widths = vec![0; columns];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            line.push_str(cell);
-            if i + 1 < columns {
-                let pad = widths[i] - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Control characters (newlines, tabs, escapes) become spaces.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// `0.4s`, `12.3s` under a minute (tenths, rounded down), `4m 05s` under an hour, then
-/// `2h 03m 04s`.
-pub fn format_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    if secs < 60 {
-        format!("{secs}.{}s", (ms % 1000) / 100)
-    } else if secs < 3600 {
-        format!("{}m {:02}s", secs / 60, secs % 60)
-    } else {
-        format!(
-            "{}h {:02}m {:02}s",
-            secs / 3600,
-            (secs % 3600) / 60,
-            secs % 60
-        )
-    }
-}
-
-/// The records exactly as stored, one per line, in the order given.
-pub fn format_json_lines(records: &[StoredRecord]) -> String {
-    let mut out = String::with_capacity(records.iter().map(|r| r.raw.len() + 1).sum());
-    for r in records {
-        out.push_str(&r.raw);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(format_duration(0), "0.0s");
-        assert_eq!(format_duration(450), "0.4s");
-        assert_eq!(format_duration(12_345), "12.3s");
-        assert_eq!(format_duration(59_999), "59.9s");
-        assert_eq!(format_duration(60_000), "1m 00s");
-        assert_eq!(format_duration(245_000), "4m 05s");
-        assert_eq!(format_duration(3_599_999), "59m 59s");
-        assert_eq!(format_duration(3_600_000), "1h 00m 00s");
-        assert_eq!(format_duration(7_384_000), "2h 03m 04s");
-    }
 
     #[test]
     fn rewrite_threshold_is_the_limit() {

@@ -37,21 +37,9 @@ pub fn init(format: LogFormat, level: &str) {
     };
 }
 
-/// The variable that overrides `[daemon] log_format`, for container log collectors.
+/// The variable that overrides `[daemon] log_format`, for container log collectors. `main`
+/// reads it through clap (the `--log-format` option of `run` and `reload`).
 pub const FORMAT_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT";
-
-/// The log format in effect: [`FORMAT_ENV`] when set, else the config's. An unknown value
-/// of the variable is an error naming it.
-pub fn effective_format(configured: LogFormat) -> Result<LogFormat, String> {
-    match std::env::var(FORMAT_ENV).as_deref() {
-        Ok("json") => Ok(LogFormat::Json),
-        Ok("text") => Ok(LogFormat::Text),
-        Ok(other) => Err(format!(
-            "{FORMAT_ENV}={other:?} is not \"text\" or \"json\""
-        )),
-        Err(_) => Ok(configured),
-    }
-}
 
 /// One flat JSON object per event.
 pub struct FlatJson;

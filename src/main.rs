@@ -1,15 +1,14 @@
-//! The binary: parses arguments, sets up logging, calls into the library and turns the
-//! result into an exit status. Nothing else lives here.
+//! The binary: parses arguments, sets up logging, calls into the library, prints an error
+//! once and turns the result into an exit status. Nothing else lives here.
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use jellyfin_export_scheduler::commands::{
-    check, demo, exit, healthcheck, history, reload, run, trigger,
+    CommandError, Verdict, check, demo, healthcheck, history, reload, run, simulate, trigger,
 };
-use jellyfin_export_scheduler::config::LogFormat;
-use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH};
+use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
+use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
 use std::io::IsTerminal;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +46,12 @@ enum Command {
     },
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
-    Run,
+    Run {
+        /// Log lines as text or JSON, whatever `[daemon] log_format` says (for container
+        /// log collectors).
+        #[arg(long, env = FORMAT_ENV, value_name = "text|json", value_parser = parse_log_format)]
+        log_format: Option<LogFormat>,
+    },
     /// Make the running daemon reload its config and wait until it applied the file or
     /// refused it (exit 0 applied, 2 invalid or refused, 1 no answer). For ExecReload=.
     Reload {
@@ -58,6 +62,9 @@ enum Command {
         /// How long to wait for the daemon's answer.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Write this command's lines as text or JSON instead of in the daemon's log format.
+        #[arg(long, env = FORMAT_ENV, value_name = "text|json", value_parser = parse_log_format)]
+        log_format: Option<LogFormat>,
     },
     /// See it work without a Jellyfin: a simulated fleet, the real daemon for a minute,
     /// then the history.
@@ -102,6 +109,17 @@ enum Command {
     },
 }
 
+/// `--log-format`, or the variable that sets it for container log collectors.
+fn parse_log_format(v: &str) -> Result<LogFormat, String> {
+    match v {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!(
+            "write \"text\" or \"json\" (in --log-format or {FORMAT_ENV})"
+        )),
+    }
+}
+
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -112,186 +130,105 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(match cli.command {
+    match dispatch(cli) {
+        Ok(verdict) => ExitCode::from(verdict.exit_status()),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+/// Each command with what it needs: its config (warnings shown first), logging, a runtime.
+fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
+    let path = &cli.config;
+    match cli.command {
         Command::Check {
             no_secrets,
             next,
             after,
             format,
-        } => cmd_check(&cli.config, no_secrets, next, after, format),
-        Command::Reload { pid, timeout } => reload::reload(
-            &cli.config,
-            &reload::Options { pid, timeout },
-            std::io::stdout().lock(),
-            std::io::stderr().lock(),
-        ),
-        Command::Simulate { listen, scenario } => cmd_simulate(listen, scenario.as_deref()),
-        Command::Run => cmd_run(&cli.config),
-        Command::Healthcheck => cmd_healthcheck(&cli.config),
-        Command::Demo { dir, duration } => cmd_demo(dir, duration),
-        Command::Trigger { server, no_wait } => cmd_trigger(&cli.config, &server, no_wait),
+        } => {
+            let config = warned(check::load(path, &LoadEnv::process(), no_secrets)?);
+            let after = after.unwrap_or_else(Utc::now);
+            check::check(&config, after, next, format, std::io::stdout().lock())
+        }
+        Command::Run { log_format } => {
+            let config = warned(Config::load(path)?);
+            let format = log_format.unwrap_or(config.daemon.log_format);
+            logging::init(format, &config.daemon.log_level);
+            block_on(run::run(path, config, format))
+        }
+        Command::Reload {
+            pid,
+            timeout,
+            log_format,
+        } => {
+            let options = reload::Options {
+                pid,
+                timeout,
+                log_format,
+            };
+            reload::reload(path, &options, std::io::stdout(), std::io::stderr())
+        }
+        Command::Demo { dir, duration } => {
+            logging::init(LogFormat::Text, "info");
+            block_on(demo::demo(dir, duration))
+        }
+        Command::Healthcheck => {
+            // It asks our own endpoint, no Jellyfin: no secrets needed.
+            let config = warned(Config::load_without_secrets(path)?);
+            block_on(healthcheck::healthcheck(&config, std::io::stdout()))
+        }
+        Command::Trigger { server, no_wait } => {
+            let config = warned(Config::load(path)?);
+            // Progress is the output here; logs (stderr) only say what goes wrong unless asked.
+            logging::init(LogFormat::Text, "warn");
+            let stdout = std::io::stdout();
+            let live = stdout.is_terminal();
+            block_on(trigger::trigger(&config, &server, no_wait, stdout, live))
+        }
         Command::History {
             server,
             limit,
             format,
-        } => cmd_history(&cli.config, server.as_deref(), limit, format),
-    })
+        } => {
+            // Local state only: the secrets may well be unreadable here (outside the service).
+            let config = warned(Config::load_without_secrets(path)?);
+            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            history::history(&config, server.as_deref(), limit, format, out, err)
+        }
+        Command::Simulate { listen, scenario } => block_on(simulate::simulate(
+            listen,
+            scenario.as_deref(),
+            std::io::stdout(),
+        )),
+    }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+/// A loaded config, its warnings on stderr first.
+fn warned(config: Config) -> Config {
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    config
+}
+
+/// `work` on a multi-threaded runtime.
+fn block_on<T>(work: impl Future<Output = Result<T, CommandError>>) -> Result<T, CommandError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            exit::FAILED
-        })
+        .map_err(CommandError::Runtime)?
+        .block_on(work)
 }
 
-fn cmd_simulate(listen: std::net::SocketAddr, scenario: Option<&std::path::Path>) -> u8 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    match rt.block_on(jellyfin_export_scheduler::sim::run_standalone(
-        listen, scenario,
-    )) {
-        Ok(()) => exit::OK,
-        Err(e @ jellyfin_export_scheduler::sim::SimError::Listen { .. }) => {
-            eprintln!("error: {e}");
-            exit::FAILED
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
-    }
-}
-
-fn cmd_run(path: &std::path::Path) -> u8 {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    // For container log collectors: JSON logs one environment variable away.
-    let format =
-        match jellyfin_export_scheduler::logging::effective_format(config.daemon.log_format) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
-            }
-        };
-    jellyfin_export_scheduler::logging::init(format, &config.daemon.log_level);
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(run::run(path, config))
-}
-
-fn cmd_healthcheck(path: &std::path::Path) -> u8 {
-    // It asks our own endpoint, no Jellyfin: no secrets needed.
-    let config = match load_config_without_secrets(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match runtime() {
-        Ok(rt) => rt.block_on(healthcheck::healthcheck(&config)),
-        Err(code) => code,
-    }
-}
-
-fn cmd_demo(dir: Option<PathBuf>, duration: std::time::Duration) -> u8 {
-    jellyfin_export_scheduler::logging::init(LogFormat::Text, "info");
-    match runtime() {
-        Ok(rt) => rt.block_on(demo::demo(dir, duration)),
-        Err(code) => code,
-    }
-}
-
-fn cmd_trigger(path: &std::path::Path, server: &str, no_wait: bool) -> u8 {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    // Progress is the output here; logs (stderr) only say what goes wrong unless asked.
-    jellyfin_export_scheduler::logging::init(LogFormat::Text, "warn");
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let stdout = std::io::stdout();
-    let live = stdout.is_terminal();
-    rt.block_on(trigger::trigger(&config, server, no_wait, stdout, live))
-}
-
-fn cmd_history(
-    path: &std::path::Path,
-    server: Option<&str>,
-    limit: usize,
-    format: history::Format,
-) -> u8 {
-    // Local state only: the secrets may well be unreadable here (outside the service).
-    match load_config_without_secrets(path) {
-        Ok(config) => history::history(&config, server, limit, format, std::io::stdout().lock()),
-        Err(code) => code,
-    }
-}
-
-fn load_config(path: &std::path::Path) -> Result<Config, u8> {
-    report_load(Config::load(path))
-}
-
-fn load_config_without_secrets(path: &std::path::Path) -> Result<Config, u8> {
-    report_load(Config::load_without_secrets(path))
-}
-
-fn report_load(
-    loaded: Result<Config, jellyfin_export_scheduler::config::ConfigError>,
-) -> Result<Config, u8> {
-    match loaded {
-        Ok(config) => {
-            for w in &config.warnings {
-                eprintln!("warning: {w}");
-            }
-            Ok(config)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Err(exit::USAGE)
-        }
-    }
-}
-
-fn cmd_check(
-    path: &std::path::Path,
-    no_secrets: bool,
-    next: usize,
-    after: Option<DateTime<Utc>>,
-    format: check::Format,
-) -> u8 {
-    let env = jellyfin_export_scheduler::config::LoadEnv::process();
-    let config = match check::load(path, &env, no_secrets) {
-        Ok(c) => {
-            for w in &c.warnings {
-                eprintln!("warning: {w}");
-            }
-            c
-        }
-        Err(text) => {
-            eprintln!("{text}");
-            return exit::USAGE;
-        }
-    };
-    let out = check::report(&config, after.unwrap_or_else(Utc::now), next, format);
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => exit::OK,
-        // A closed pipe (`check | head`) is not worth a panic.
-        Err(_) => exit::FAILED,
+/// The one place errors are printed: the daemon's start failures in its log (set up by
+/// then), the rest on stderr. A closed output pipe is not worth a word.
+fn report(e: &CommandError) {
+    match e {
+        CommandError::Output(_) => {}
+        CommandError::Daemon(e) => tracing::error!(target: run::LOG_TARGET, "{e}"),
+        e => eprintln!("{e}"),
     }
 }

@@ -14,8 +14,8 @@
 //!
 //! Pure functions over [`MigratorConfig`]; `runner::track` turns them into outcomes.
 
-use crate::history::format_duration;
 use crate::jellyfin::model::{MigratorConfig, Operation, TaskInfo, TaskResult};
+use crate::record::format_duration;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

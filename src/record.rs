@@ -1,5 +1,7 @@
 //! The record of one run: what the history file stores, what `history` prints and what
-//! notifications carry; and the request that starts a run, whose fields it repeats.
+//! notifications carry; the request that starts a run, whose fields it repeats; and how a
+//! record reads for people ([`summary`], [`format_duration`]), which `trigger`, the
+//! notifications, the status page and the Migrator's reasons share.
 //!
 //! This module only describes the data; writing it to disk is `history`'s job and deciding
 //! the outcome is `runner`'s. Field names and outcome spellings are part of the on-disk format
@@ -164,6 +166,41 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
     format!("{:012x}{:08x}", ms & 0xffff_ffff_ffff, h.finish() as u32)
 }
 
+/// One line about a finished run, for people: `living-room: failed after 12.3s: <reason>
+/// (export in <path>) [run 01a2...]`.
+pub fn summary(r: &RunRecord) -> String {
+    let mut s = format!("{}: {}", r.server, r.outcome);
+    if let Some(ms) = r.duration_ms {
+        s.push_str(&format!(" after {}", format_duration(ms)));
+    }
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!(": {reason}"));
+    }
+    if let Some(path) = &r.export_path {
+        s.push_str(&format!(" (export in {path})"));
+    }
+    s.push_str(&format!(" [run {}]", r.run_id));
+    s
+}
+
+/// `0.4s`, `12.3s` under a minute (tenths, rounded down), `4m 05s` under an hour, then
+/// `2h 03m 04s`.
+pub fn format_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs < 60 {
+        format!("{secs}.{}s", (ms % 1000) / 100)
+    } else if secs < 3600 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!(
+            "{}h {:02}m {:02}s",
+            secs / 3600,
+            (secs % 3600) / 60,
+            secs % 60
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +223,18 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         let later = new_run_id(t + chrono::Duration::seconds(1));
         assert!(later > a && later > b);
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(format_duration(0), "0.0s");
+        assert_eq!(format_duration(450), "0.4s");
+        assert_eq!(format_duration(12_345), "12.3s");
+        assert_eq!(format_duration(59_999), "59.9s");
+        assert_eq!(format_duration(60_000), "1m 00s");
+        assert_eq!(format_duration(245_000), "4m 05s");
+        assert_eq!(format_duration(3_599_999), "59m 59s");
+        assert_eq!(format_duration(3_600_000), "1h 00m 00s");
+        assert_eq!(format_duration(7_384_000), "2h 03m 04s");
     }
 }

@@ -3,9 +3,8 @@
 //! the `history` command's rendering.
 
 use chrono::{DateTime, TimeZone, Utc};
-use jellyfin_export_scheduler::history::{
-    History, HistoryError, StoredRecord, format_json_lines, format_table,
-};
+use jellyfin_export_scheduler::commands::history::{format_json_lines, format_table};
+use jellyfin_export_scheduler::history::{History, HistoryError, StoredRecord};
 use jellyfin_export_scheduler::record::{Outcome, RunRecord, Trigger};
 use jellyfin_export_scheduler::state::StateDir;
 use std::fs;

@@ -6,12 +6,14 @@
 //! environment cannot see (systemd's `${CREDENTIALS_DIRECTORY}` exists only inside the unit)
 //! is named as such, and `--no-secrets` validates everything else.
 
+use super::{CommandError, Verdict};
 use crate::config::{Config, ConfigError, LoadEnv, Secrets, ServerConfig};
 use crate::schedule::jitter_offset;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use std::fmt::Write as _;
-use std::path::Path;
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How far ahead `check` looks for DST changes worth a note.
@@ -38,45 +40,89 @@ struct JsonServer<'a> {
     next: Vec<String>,
 }
 
-/// Load `path` for `check`: with its secrets, or without (`no_secrets`). On failure, the
-/// text for stderr: every problem, then which secrets this environment cannot read.
-pub fn load(path: &Path, env: &LoadEnv<'_>, no_secrets: bool) -> Result<Config, String> {
+/// Why `check` refuses a config: the loader's problems, then, when some of them are
+/// secrets this environment cannot read, which ones and how to check the rest.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}{}", unreadable.as_ref().map(|u| format!("\n{u}")).unwrap_or_default())]
+pub struct CheckError {
+    pub error: ConfigError,
+    pub unreadable: Option<UnreadableSecrets>,
+}
+
+/// Secrets of a config that this environment cannot read (systemd's credentials exist
+/// only inside the unit).
+#[derive(Debug)]
+pub struct UnreadableSecrets {
+    /// The config file.
+    pub path: PathBuf,
+    /// Where each one is configured (`servers[0].api_key_file`).
+    pub keys: Vec<String>,
+    /// Everything else in the file is valid.
+    pub rest_valid: bool,
+}
+
+impl fmt::Display for UnreadableSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} secret{} cannot be read here ({}). The service reads them in its own environment (under systemd, LoadCredential= provides ${{CREDENTIALS_DIRECTORY}}, which exists only inside the unit); {}",
+            self.path.display(),
+            self.keys.len(),
+            if self.keys.len() == 1 { "" } else { "s" },
+            self.keys.join(", "),
+            if self.rest_valid {
+                "everything else in the file is valid (`check --no-secrets` checks it without them)"
+            } else {
+                "`check --no-secrets` checks everything else without them"
+            }
+        )
+    }
+}
+
+/// Load `path` for `check`: with its secrets, or without (`no_secrets`).
+pub fn load(path: &Path, env: &LoadEnv<'_>, no_secrets: bool) -> Result<Config, CheckError> {
     let secrets = if no_secrets {
         Secrets::Skip
     } else {
         Secrets::Resolve
     };
-    let err = match Config::load_opts(path, env, secrets) {
+    let error = match Config::load_opts(path, env, secrets) {
         Ok(config) => return Ok(config),
         Err(e) => e,
     };
-    let mut text = err.to_string();
-    let ConfigError::Invalid { problems, .. } = &err else {
-        return Err(text);
+    let keys: Vec<String> = match &error {
+        ConfigError::Invalid { problems, .. } => problems
+            .iter()
+            .filter(|p| p.unavailable_secret)
+            .map(|p| p.path.clone())
+            .collect(),
+        _ => Vec::new(),
     };
-    let unavailable: Vec<&str> = problems
-        .iter()
-        .filter(|p| p.unavailable_secret)
-        .map(|p| p.path.as_str())
-        .collect();
-    if unavailable.is_empty() {
-        return Err(text);
-    }
-    let rest_valid =
-        unavailable.len() == problems.len() && Config::load_opts(path, env, Secrets::Skip).is_ok();
-    text.push_str(&format!(
-        "\n{}: {} secret{} cannot be read here ({}). The service reads them in its own environment (under systemd, LoadCredential= provides ${{CREDENTIALS_DIRECTORY}}, which exists only inside the unit); {}",
-        path.display(),
-        unavailable.len(),
-        if unavailable.len() == 1 { "" } else { "s" },
-        unavailable.join(", "),
-        if rest_valid {
-            "everything else in the file is valid (`check --no-secrets` checks it without them)"
-        } else {
-            "`check --no-secrets` checks everything else without them"
+    let unreadable = (!keys.is_empty()).then(|| {
+        let all =
+            matches!(&error, ConfigError::Invalid { problems, .. } if problems.len() == keys.len());
+        UnreadableSecrets {
+            path: path.to_owned(),
+            rest_valid: all && Config::load_opts(path, env, Secrets::Skip).is_ok(),
+            keys,
         }
-    ));
-    Err(text)
+    });
+    Err(CheckError { error, unreadable })
+}
+
+/// The command, for a config [`load`]ed (its warnings shown): the report on `out`.
+pub fn check(
+    config: &Config,
+    after: DateTime<Utc>,
+    next: usize,
+    format: Format,
+    mut out: impl Write,
+) -> Result<Verdict, CommandError> {
+    let text = report(config, after, next, format);
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)?;
+    Ok(Verdict::Fine)
 }
 
 /// The report for a valid config: text for people or the JSON document.

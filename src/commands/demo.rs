@@ -6,14 +6,16 @@
 //! daemon on schedules every 15 seconds for a minute (or until Ctrl-C), then prints the
 //! history. The folder stays, so `history --config <folder>/config.toml` works afterwards.
 
-use super::exit;
-use crate::config::Config;
+use super::history::format_table;
+use super::{CommandError, Verdict};
+use crate::config::{Config, ConfigError};
 use crate::daemon;
-use crate::history::{History, format_table};
+use crate::history::History;
 use crate::record::RunRecord;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
-use crate::state::{StateDir, write_private_file};
+use crate::state::{StateDir, StateError, write_private_file};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::info;
@@ -70,8 +72,23 @@ fn config_text(sim: &Simulator, state: &Path) -> String {
     t
 }
 
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot create the demo folder {}: {source}", dir.display())]
+    Folder { dir: PathBuf, source: io::Error },
+    #[error("cannot start the simulated Jellyfin: {0}")]
+    Simulator(io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    WriteConfig { path: PathBuf, source: io::Error },
+    #[error("the demo config is invalid (a bug):\n{0}")]
+    Config(ConfigError),
+    #[error("{0}")]
+    State(StateError),
+}
+
 /// Run the demo; logging must already be set up.
-pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
+pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, CommandError> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "jellyfin-export-scheduler-demo-{}",
@@ -80,38 +97,21 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
     });
     let state_dir = dir.join("state");
     let config_path = dir.join("config.toml");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!(
-            "error: cannot create the demo folder {}: {e}",
-            dir.display()
-        );
-        return exit::FAILED;
-    }
-    let sim = match Simulator::start(([127, 0, 0, 1], 0).into(), fleet()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot start the simulated Jellyfin: {e}");
-            return exit::FAILED;
-        }
-    };
-    if let Err(e) = write_private_file(&config_path, config_text(&sim, &state_dir).as_bytes()) {
-        eprintln!("error: cannot write {}: {e}", config_path.display());
-        return exit::FAILED;
-    }
-    let config = match Config::load(&config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: the demo config is invalid (a bug):\n{e}");
-            return exit::FAILED;
-        }
-    };
-    let state = match StateDir::open(&state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Folder {
+        dir: dir.clone(),
+        source,
+    })?;
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), fleet())
+        .await
+        .map_err(DemoError::Simulator)?;
+    write_private_file(&config_path, config_text(&sim, &state_dir).as_bytes()).map_err(
+        |source| DemoError::WriteConfig {
+            path: config_path.clone(),
+            source,
+        },
+    )?;
+    let config = Config::load(&config_path).map_err(DemoError::Config)?;
+    let state = StateDir::open(&state_dir).map_err(DemoError::State)?;
     let mut signals = SignalEvents::register().ok();
     println!(
         "Demo: a simulated Jellyfin fleet on {} and the real daemon, exports every 15 s, for {}.\n\
@@ -156,5 +156,5 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> u8 {
         "\nThe same, any time later:\n  jellyfin-export-scheduler history --config {}",
         config_path.display()
     );
-    exit::OK
+    Ok(Verdict::Fine)
 }

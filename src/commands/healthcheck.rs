@@ -1,9 +1,11 @@
 //! `healthcheck`: ask the running daemon's `/healthz` (for Docker's `HEALTHCHECK`, which
 //! has no shell or curl in a distroless image). Exit 0 when healthy, 1 otherwise.
 
-use super::exit;
+use super::{CommandError, Verdict};
 use crate::config::Config;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The address to ask: a wildcard listen address is reached over loopback.
@@ -15,41 +17,51 @@ fn probe_addr(listen: SocketAddr) -> SocketAddr {
     }
 }
 
-pub async fn healthcheck(config: &Config) -> u8 {
+/// Why the daemon is not known to be healthy (each message follows `unhealthy: `).
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error(
+        "[daemon] listen is off in {}, so there is no /healthz to ask",
+        config.display()
+    )]
+    NoEndpoint { config: PathBuf },
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// `/healthz` answered, and not 2xx: its body says why.
+    #[error("{url} answered {status}: {body}")]
+    Answered {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("cannot reach {url}: {source} (is the daemon running?)")]
+    Unreachable { url: String, source: reqwest::Error },
+}
+
+/// The command: `healthy: …` on `out`, or why not.
+pub async fn healthcheck(config: &Config, mut out: impl Write) -> Result<Verdict, CommandError> {
     let Some(listen) = config.daemon.listen else {
-        eprintln!(
-            "unhealthy: [daemon] listen is off in {}, so there is no /healthz to ask",
-            config.path.display()
-        );
-        return exit::FAILED;
+        return Err(HealthError::NoEndpoint {
+            config: config.path.clone(),
+        }
+        .into());
     };
     let url = format!("http://{}/healthz", probe_addr(listen));
-    let client = match reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("unhealthy: cannot build an HTTP client: {e}");
-            return exit::FAILED;
-        }
+        .map_err(HealthError::Client)?;
+    let answer = match client.get(&url).send().await {
+        Ok(answer) => answer,
+        Err(source) => return Err(HealthError::Unreachable { url, source }.into()),
     };
-    match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => {
-            println!("healthy: {url} answered {}", r.status());
-            exit::OK
-        }
-        Ok(r) => {
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            eprintln!("unhealthy: {url} answered {status}: {}", body.trim());
-            exit::FAILED
-        }
-        Err(e) => {
-            eprintln!("unhealthy: cannot reach {url}: {e} (is the daemon running?)");
-            exit::FAILED
-        }
+    let status = answer.status();
+    if !status.is_success() {
+        let body = answer.text().await.unwrap_or_default().trim().to_owned();
+        return Err(HealthError::Answered { url, status, body }.into());
     }
+    let _ = writeln!(out, "healthy: {url} answered {status}");
+    Ok(Verdict::Fine)
 }

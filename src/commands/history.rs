@@ -1,9 +1,15 @@
 //! `history [SERVER]`: recorded runs, newest first, as a table or as the stored JSON lines.
+//!
+//! The table is this command's ([`format_table`]); `demo` prints its history with it too.
+//! Reading the files is [`crate::history`]'s job.
 
-use super::exit;
+use super::{CommandError, Verdict};
 use crate::config::Config;
-use crate::history::{History, StoredRecord, format_json_lines, format_table};
+use crate::history::{History, StoredRecord};
+use crate::record::{RunRecord, format_duration};
 use crate::state::{StateDir, check_server_name};
+use chrono_tz::Tz;
+use std::borrow::Borrow;
 use std::io::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -12,65 +18,49 @@ pub enum Format {
     Json,
 }
 
-/// The command. `limit` 0 means every record.
-pub fn history<W: Write>(
+/// The command: the records on `out`, notes and warnings (lines that could not be read)
+/// on `err`. `limit` 0 means every record.
+pub fn history(
     config: &Config,
     server: Option<&str>,
     limit: usize,
     format: Format,
-    mut out: W,
-) -> u8 {
+    mut out: impl Write,
+    mut err: impl Write,
+) -> Result<Verdict, CommandError> {
     if let Some(name) = server {
         // A server removed from the config may still have history worth reading.
         if config.server(name).is_none() && check_server_name(name).is_err() {
-            eprintln!(
-                "error: no server named {name:?} in {}",
-                config.path.display()
-            );
-            return exit::USAGE;
+            return Err(CommandError::UnknownServer {
+                name: name.to_owned(),
+                config: config.path.clone(),
+                known: None,
+            });
         }
     }
     let dir = &config.daemon.state_dir;
     if !dir.exists() {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "no runs recorded yet: the state directory {} does not exist",
             dir.display()
         );
-        return exit::OK;
+        return Ok(Verdict::Fine);
     }
     // Read only: nothing is created, whoever runs this (root, on the service's directory).
-    let state = match StateDir::open_existing(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
+    let state = StateDir::open_existing(dir)?;
     let history = History::new(&state);
     let servers = match server {
         Some(s) => vec![s.to_owned()],
-        None => match history.servers() {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
-        },
+        None => history.servers()?,
     };
     let mut records: Vec<StoredRecord> = Vec::new();
     for name in &servers {
-        match history.read(name) {
-            Ok(read) => {
-                for w in &read.warnings {
-                    eprintln!("warning: {w}");
-                }
-                records.extend(read.records);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
+        let read = history.read(name)?;
+        for w in &read.warnings {
+            let _ = writeln!(err, "warning: {w}");
         }
+        records.extend(read.records);
     }
     // Newest first; a stable sort keeps file order among equal times.
     records.sort_by_key(|r| std::cmp::Reverse(r.record.triggered_at));
@@ -78,11 +68,12 @@ pub fn history<W: Write>(
         records.truncate(limit);
     }
     if records.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            err,
             "no runs recorded yet{}",
             server.map(|s| format!(" for {s}")).unwrap_or_default()
         );
-        return exit::OK;
+        return Ok(Verdict::Fine);
     }
     let text = match format {
         Format::Text => {
@@ -94,8 +85,105 @@ pub fn history<W: Write>(
         }
         Format::Json => format_json_lines(&records),
     };
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(_) => exit::FAILED,
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)?;
+    Ok(Verdict::Fine)
+}
+
+/// The `history` command's table: one row per record, in the order given (the caller
+/// chooses, typically newest first). Columns WHEN, SERVER (only when the records span more
+/// than one server), TRIGGER, OUTCOME, DURATION, REASON (last, unpadded). No records gives
+/// an empty string, so the caller can say so in its own words.
+///
+/// WHEN is `triggered_at` in the zone `zone_of` gives for the record's server (the zone its
+/// schedule is read in, so a `0 30 3 * * *` run shows 03:30), with its UTC offset: a time
+/// without its zone is ambiguous across servers, hosts and the repeated hour of a DST
+/// change. The header names the zone when every row has the same one.
+pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) -> Tz) -> String {
+    if records.is_empty() {
+        return String::new();
     }
+    let first_server = &records[0].borrow().server;
+    let show_server = records.iter().any(|r| &r.borrow().server != first_server);
+    let zones: Vec<Tz> = records
+        .iter()
+        .map(|r| zone_of(&r.borrow().server))
+        .collect();
+    let one_zone = zones.iter().all(|z| *z == zones[0]);
+
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(records.len() + 1);
+    let mut header = vec![if one_zone {
+        format!("WHEN ({})", zones[0].name())
+    } else {
+        "WHEN (each server's zone)".to_owned()
+    }];
+    if show_server {
+        header.push("SERVER".to_owned());
+    }
+    header.extend(["TRIGGER", "OUTCOME", "DURATION", "REASON"].map(String::from));
+    rows.push(header);
+    for (r, zone) in records.iter().zip(&zones) {
+        let r = r.borrow();
+        let mut row = vec![
+            r.triggered_at
+                .with_timezone(zone)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string(),
+        ];
+        if show_server {
+            row.push(one_line(&r.server));
+        }
+        row.push(r.trigger.as_str().to_owned());
+        row.push(r.outcome.as_str().to_owned());
+        row.push(
+            r.duration_ms
+                .map_or_else(|| "-".to_owned(), format_duration),
+        );
+        // A reason may quote a server's error text; keep it on one line.
+        row.push(r.reason.as_deref().map(one_line).unwrap_or_default());
+        rows.push(row);
+    }
+
+    let columns = rows[0].len();
+    let mut widths = vec![0; columns];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < columns {
+                let pad = widths[i] - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Control characters (newlines, tabs, escapes) become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The records exactly as stored, one per line, in the order given.
+pub fn format_json_lines(records: &[StoredRecord]) -> String {
+    let mut out = String::with_capacity(records.iter().map(|r| r.raw.len() + 1).sum());
+    for r in records {
+        out.push_str(&r.raw);
+        out.push('\n');
+    }
+    out
 }

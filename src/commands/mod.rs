@@ -1,6 +1,11 @@
 //! The subcommands' work, one file each, callable without a process: each takes parsed
-//! arguments and writers and returns an exit status, so tests drive them directly and
-//! `main.rs` only wires arguments to them.
+//! arguments and writers and returns what it found ([`Verdict`]) or why it could not
+//! ([`CommandError`]), so tests drive them directly and `main.rs` only wires arguments to
+//! them, prints the error once and turns the result into an exit status.
+
+mod error;
+
+pub use error::{CommandError, Verdict};
 
 pub mod check;
 pub mod demo;
@@ -8,6 +13,7 @@ pub mod healthcheck;
 pub mod history;
 pub mod reload;
 pub mod run;
+pub mod simulate;
 pub mod trigger;
 
 /// Exit statuses shared by every command.

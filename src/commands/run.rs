@@ -1,8 +1,8 @@
 //! `run`: the daemon as a process: the instance lock, signals, reload from the file (see
 //! [`crate::reload`]).
 
-use super::exit;
-use crate::config::Config;
+use super::{CommandError, Verdict};
+use crate::config::{Config, LogFormat};
 use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
@@ -10,15 +10,33 @@ use crate::notifications::NotifyObserver;
 use crate::notify::Notifier;
 use crate::reload::Reloader;
 use crate::signals::{SignalEvent, SignalEvents};
-use crate::state::{InstanceLock, StateDir};
+use crate::state::{InstanceLock, LockError, StateDir, StateError};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::{info, warn};
+
+/// The target of this command's log lines, `jellyfin_export_scheduler::commands::run`.
+pub const LOG_TARGET: &str = module_path!();
 
 /// After the daemon stops, how long notifications still queued get to go out: enough for
 /// the last runs' webhooks and pings, short next to a service manager's stop timeout.
 const NOTIFY_GRACE: Duration = Duration::from_secs(5);
-use tracing::{error, info, warn};
+
+/// Why the daemon could not start. `main` logs it (the log is set up by then) under
+/// [`LOG_TARGET`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Another daemon runs on the same state directory.
+    #[error(transparent)]
+    Instance(#[from] LockError),
+    #[error(transparent)]
+    Listen(#[from] endpoint::BindError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
 
 /// What the daemon holds before it starts: the state directory and its instance lock, the
 /// endpoint's socket and the signal handlers.
@@ -29,22 +47,16 @@ struct Prepared {
     signals: SignalEvents,
 }
 
-/// Take the state directory, the lock, the listener and the signals, or say why not.
-async fn prepare(config: &Config) -> Option<Prepared> {
-    let state = StateDir::open(&config.daemon.state_dir)
-        .map_err(|e| error!("{e}"))
-        .ok()?;
-    let instance = InstanceLock::acquire(&state)
-        .map_err(|e| error!("{e}"))
-        .ok()?;
+/// Take the state directory, the lock, the listener and the signals.
+async fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    let state = StateDir::open(&config.daemon.state_dir)?;
+    let instance = InstanceLock::acquire(&state)?;
     let listener = match config.daemon.listen {
-        Some(addr) => Some(endpoint::bind(addr).await.map_err(|e| error!("{e}")).ok()?),
+        Some(addr) => Some(endpoint::bind(addr).await?),
         None => None,
     };
-    let signals = SignalEvents::register()
-        .map_err(|e| error!("cannot install signal handlers: {e}"))
-        .ok()?;
-    Some(Prepared {
+    let signals = SignalEvents::register().map_err(StartError::Signals)?;
+    Ok(Prepared {
         state,
         _instance: instance,
         listener,
@@ -52,8 +64,12 @@ async fn prepare(config: &Config) -> Option<Prepared> {
     })
 }
 
-/// Run until SIGTERM/SIGINT. Logging must already be set up.
-pub async fn run(config_path: &Path, config: Config) -> u8 {
+/// Run until SIGTERM/SIGINT. Logging must already be set up, in `log_format`.
+pub async fn run(
+    config_path: &Path,
+    config: Config,
+    log_format: LogFormat,
+) -> Result<Verdict, CommandError> {
     info!(
         version = crate::record::SCHEDULER_VERSION,
         config = %config_path.display(),
@@ -65,20 +81,23 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     for w in &config.warnings {
         warn!("{w}");
     }
-    let Some(Prepared {
+    let Prepared {
         state,
         _instance,
         listener,
         mut signals,
-    }) = prepare(&config).await
-    else {
-        return exit::FAILED;
-    };
+    } = prepare(&config).await?;
     let notifier = Notifier::from_env();
     let history = Arc::new(History::new(&state));
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
-    let mut reloader = Reloader::start(config_path, state.clone(), &config, notifier.clone());
+    let mut reloader = Reloader::start(
+        config_path,
+        state.clone(),
+        &config,
+        log_format,
+        notifier.clone(),
+    );
     let handle = daemon::start_with(
         config,
         state,
@@ -122,7 +141,7 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     drain(handle, notifications, &mut signals).await;
     endpoint_stop.cancel();
     info!("stopped");
-    exit::OK
+    Ok(Verdict::Fine)
 }
 
 /// Wait for the daemon's drain and the last notifications, unless a second signal asks to

@@ -7,12 +7,11 @@
 //! accepted the start and leaves the in-flight marker, so the daemon (or the next
 //! `trigger`) records the outcome.
 
-use super::exit;
+use super::{CommandError, Verdict};
 use crate::config::{Config, ServerConfig};
-use crate::history::format_duration;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
-use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id, summary};
 use crate::runner::marker::Marker;
 use crate::runner::track::{RunEvents, Started};
 use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
@@ -104,38 +103,20 @@ impl<W: Write + Send> RunObserver for Progress<W> {
     }
 }
 
-/// One line about a finished run, for people.
-pub fn summary(r: &RunRecord) -> String {
-    let mut s = format!("{}: {}", r.server, r.outcome);
-    if let Some(ms) = r.duration_ms {
-        s.push_str(&format!(" after {}", format_duration(ms)));
-    }
-    if let Some(reason) = &r.reason {
-        s.push_str(&format!(": {reason}"));
-    }
-    if let Some(path) = &r.export_path {
-        s.push_str(&format!(" (export in {path})"));
-    }
-    s.push_str(&format!(" [run {}]", r.run_id));
-    s
-}
-
-/// The command. `out` gets progress and the summary; errors go to stderr.
+/// The command. `out` gets progress and the summary.
 pub async fn trigger<W: Write + Send>(
     config: &Config,
     server_name: &str,
     no_wait: bool,
     out: W,
     live: bool,
-) -> u8 {
+) -> Result<Verdict, CommandError> {
     let Some(server) = config.server(server_name) else {
-        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-        eprintln!(
-            "error: no server named {server_name:?} in {}; servers: {}",
-            config.path.display(),
-            names.join(", ")
-        );
-        return exit::USAGE;
+        return Err(CommandError::UnknownServer {
+            name: server_name.to_owned(),
+            config: config.path.clone(),
+            known: Some(config.servers.iter().map(|s| s.name.clone()).collect()),
+        });
     };
     let now = chrono::Utc::now();
     let request = RunRequest {
@@ -144,9 +125,7 @@ pub async fn trigger<W: Write + Send>(
         scheduled_for: None,
         triggered_at: now,
     };
-    let Some((state, _lock, client)) = prepare(config, server, &request) else {
-        return exit::FAILED;
-    };
+    let (state, _lock, client) = prepare(config, server, &request)?;
     let mut progress = Progress::new(out, live, &server.name);
     let wait = if no_wait {
         Wait::StartOnly
@@ -159,15 +138,13 @@ pub async fn trigger<W: Write + Send>(
     report(progress.finish(), end, wait, config, server, &request)
 }
 
-/// The state directory, the server's lock and a client for it; or `None`, said on stderr.
+/// The state directory, the server's lock and a client for it.
 fn prepare(
     config: &Config,
     server: &ServerConfig,
     request: &RunRequest,
-) -> Option<(StateDir, ServerLock, JellyfinClient)> {
-    let state = StateDir::open(&config.daemon.state_dir)
-        .map_err(|e| eprintln!("error: {e}"))
-        .ok()?;
+) -> Result<(StateDir, ServerLock, JellyfinClient), CommandError> {
+    let state = StateDir::open(&config.daemon.state_dir)?;
     let holder = format!(
         "manual trigger run {}, since {}",
         request.run_id,
@@ -175,21 +152,17 @@ fn prepare(
             .triggered_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let lock = ServerLock::acquire(&state, &server.name, &holder)
-        .map_err(|e| eprintln!("error: {e}"))
-        .ok()?;
+    let lock = ServerLock::acquire(&state, &server.name, &holder)?;
     let client = JellyfinClient::new(
         &server.name,
         &server.url,
         &server.api_key,
         server.request_timeout,
-    )
-    .map_err(|e| eprintln!("error: {e}"))
-    .ok()?;
-    Some((state, lock, client))
+    )?;
+    Ok((state, lock, client))
 }
 
-/// The last words on `out` (or stderr) and the exit status.
+/// The last words on `out`, and what the run came to.
 fn report(
     mut out: impl Write,
     end: RunEnd,
@@ -197,7 +170,7 @@ fn report(
     config: &Config,
     server: &ServerConfig,
     request: &RunRequest,
-) -> u8 {
+) -> Result<Verdict, CommandError> {
     match end {
         RunEnd::Started(Ok(())) => {
             let _ = writeln!(
@@ -205,29 +178,27 @@ fn report(
                 "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
                 server.name, request.run_id, server.name, server.name
             );
-            exit::OK
+            Ok(Verdict::Fine)
         }
-        RunEnd::Started(Err(e)) => {
-            eprintln!(
-                "error: the run started but {e}; its outcome will not be recorded (state directory {})",
-                config.daemon.state_dir.display()
-            );
-            exit::FAILED
-        }
+        RunEnd::Started(Err(source)) => Err(CommandError::MarkerNotWritten {
+            source,
+            state_dir: config.daemon.state_dir.clone(),
+        }),
         RunEnd::Recorded(Ok(record)) => {
             let _ = writeln!(out, "{}", summary(&record));
-            if record.outcome == Outcome::Completed {
-                exit::OK
+            Ok(if record.outcome == Outcome::Completed {
+                Verdict::Fine
             } else {
-                exit::FAILED
-            }
+                Verdict::Failed
+            })
         }
         RunEnd::Recorded(Err(e)) => {
+            // The run ended: what it came to is worth showing though its record is not
+            // written.
             if let (Wait::Follow, RecordError::History { record, .. }) = (wait, &e) {
                 let _ = writeln!(out, "{}", summary(record));
             }
-            eprintln!("error: the run's record was not written: {e}");
-            exit::FAILED
+            Err(CommandError::RecordNotWritten(e))
         }
     }
 }

@@ -1,13 +1,14 @@
 //! A run task: what the daemon does around one run. It waits for a slot
 //! (`max_concurrent_runs`), takes the server's lock and hands the run to the runner
 //! ([`crate::runner`]), hearing it as a [`RunObserver`]: progress on the status board, the
-//! end in the log, on the board and to the observers. Skips (the previous run still going,
+//! end (of the run asked for, and of a run left in flight that the runner finished first)
+//! in the log, on the board and to the observers. Skips (the previous run still going,
 //! the server busy elsewhere) are written here too.
 
 use super::ctx::Ctx;
 use crate::config::ServerConfig;
-use crate::jellyfin::JellyfinClient;
 use crate::jellyfin::model::TaskState;
+use crate::jellyfin::{JellyfinClient, JellyfinError};
 use crate::record::{Outcome, RunRecord, RunRequest};
 use crate::runner::marker::Marker;
 use crate::runner::track::RunEvents;
@@ -121,14 +122,9 @@ async fn not_started(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job, e: LockError)
 /// The server's Jellyfin client on the shared HTTP client, telling the board whether the
 /// server answers.
 fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
-    let client = http_client(ctx, cfg.request_timeout)
-        .map_err(|cause| crate::jellyfin::JellyfinError::Setup {
-            server: cfg.name.clone(),
-            cause,
-        })
-        .and_then(|http| {
-            JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
-        });
+    let client = http_client(ctx, cfg).and_then(|http| {
+        JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
+    });
     match client {
         Ok(c) => {
             let status = ctx.status.clone();
@@ -158,8 +154,10 @@ impl RunEvents for DaemonRun<'_> {
 }
 
 impl RunObserver for DaemonRun<'_> {
+    /// A run left in flight is recorded like any other: logged, on the board, to the
+    /// observers.
     fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
-        log_result(result);
+        self.recorded(result);
     }
 
     fn starting(&mut self, request: &RunRequest) {
@@ -227,14 +225,14 @@ pub(super) fn record_skip(
         .spawn(async move { write_record(&ctx2, &cfg, record).await }.instrument(span.clone()));
 }
 
-/// The shared HTTP client for this request timeout.
-fn http_client(ctx: &Ctx, request_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+/// The shared HTTP client for the server's request timeout.
+fn http_client(ctx: &Ctx, cfg: &ServerConfig) -> Result<reqwest::Client, JellyfinError> {
     let mut clients = ctx.http.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = clients.get(&request_timeout) {
+    if let Some(c) = clients.get(&cfg.request_timeout) {
         return Ok(c.clone());
     }
-    let c = crate::jellyfin::http_client(request_timeout)?;
-    clients.insert(request_timeout, c.clone());
+    let c = crate::jellyfin::http_client(&cfg.name, cfg.request_timeout)?;
+    clients.insert(cfg.request_timeout, c.clone());
     Ok(c)
 }
 

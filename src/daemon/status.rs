@@ -162,14 +162,11 @@ impl StatusBoard {
         f(&mut guard)
     }
 
-    /// `server`'s view with a scheduling loop, made if need be (heartbeat from now).
-    fn scheduled<'a>(i: &'a mut Inner, server: &ServerConfig) -> &'a mut ServerView {
-        let v = i
-            .servers
+    /// `server`'s view, made if need be.
+    fn view<'a>(i: &'a mut Inner, server: &ServerConfig) -> &'a mut ServerView {
+        i.servers
             .entry(server.name.clone())
-            .or_insert_with(|| ServerView::new(server));
-        v.heartbeat.get_or_insert_with(Instant::now);
-        v
+            .or_insert_with(|| ServerView::new(server))
     }
 
     /// On the scheduling loop of `name`, if it has one.
@@ -225,10 +222,7 @@ impl StatusBoard {
     /// A record was made (whatever the outcome, skips included): counted and shown.
     pub fn record(&self, server: &ServerConfig, record: &RunRecord) {
         self.with(|i| {
-            let v = i
-                .servers
-                .entry(server.name.clone())
-                .or_insert_with(|| ServerView::new(server));
+            let v = StatusBoard::view(i, server);
             v.count(record);
             v.remember(record);
         });
@@ -246,17 +240,17 @@ impl StatusBoard {
     /// The server's scheduling loop starts (its heartbeat counts from now).
     pub fn loop_started(&self, server: &ServerConfig) {
         self.with(|i| {
-            StatusBoard::scheduled(i, server);
+            let v = StatusBoard::view(i, server);
+            v.heartbeat.get_or_insert_with(Instant::now);
         });
     }
 
-    /// The server's loop stopped (removed from the config). A run in progress keeps its
-    /// place until it ends.
+    /// The server's loop stopped (removed or disabled by a reload): nothing wakes it any
+    /// more, so it stops counting for health at once. A run in progress stays on the board
+    /// until it ends.
     pub fn loop_stopped(&self, server: &str) {
         self.with(|i| {
-            if let Some(v) = i.servers.get_mut(server)
-                && v.running.is_none()
-            {
+            if let Some(v) = i.servers.get_mut(server) {
                 v.heartbeat = None;
                 v.next_due = None;
             }
@@ -282,7 +276,7 @@ impl StatusBoard {
         since: DateTime<Utc>,
     ) -> Result<(), String> {
         self.with(|i| {
-            let v = StatusBoard::scheduled(i, server);
+            let v = StatusBoard::view(i, server);
             if let Some(r) = &v.running {
                 return Err(r.run_id.clone());
             }
@@ -355,10 +349,11 @@ impl StatusBoard {
     /// One line for systemd's `STATUS=`: "3 servers, 1 running, next export living-room at 03:30 UTC".
     pub fn summary(&self) -> String {
         self.with(|i| {
+            // A server whose loop stopped still counts while its last run goes on.
             let scheduled: Vec<(&String, &ServerView)> = i
                 .servers
                 .iter()
-                .filter(|(_, v)| v.heartbeat.is_some())
+                .filter(|(_, v)| v.heartbeat.is_some() || v.running.is_some())
                 .collect();
             let n = scheduled.len();
             let running = scheduled

@@ -1,7 +1,7 @@
 //! `/api/v1/...`: the status API, JSON, read-only, never a key.
 
 use crate::daemon::status::StatusBoard;
-use crate::history::History;
+use crate::history::{History, HistoryError};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -67,19 +67,16 @@ pub fn history(
     status: &StatusBoard,
     name: &str,
     limit: usize,
-) -> Option<Result<String, String>> {
+) -> Option<Result<String, HistoryError>> {
     status.get(name)?;
-    Some(match history.read(name) {
-        Ok(read) => {
-            let raw: Vec<&str> = read
-                .records
-                .iter()
-                .rev()
-                .take(limit)
-                .map(|r| r.raw.as_str())
-                .collect();
-            Ok(format!("[{}]", raw.join(",")))
-        }
-        Err(e) => Err(e.to_string()),
-    })
+    Some(history.read(name).map(|read| {
+        let raw: Vec<&str> = read
+            .records
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|r| r.raw.as_str())
+            .collect();
+        format!("[{}]", raw.join(","))
+    }))
 }

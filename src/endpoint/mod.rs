@@ -36,11 +36,21 @@ pub struct Sources {
     pub history: Arc<History>,
 }
 
+/// The endpoint's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot listen on {addr} ([daemon] listen): {source}; choose another address, or listen = \"\" to turn the endpoint off"
+)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// Bind `addr`; the error names the address and what to do.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen on {addr} ([daemon] listen): {e}; choose another address, or listen = \"\" to turn the endpoint off")
-    })
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
 }
 
 /// Serve until `stop` is cancelled.

@@ -2,7 +2,7 @@
 //! external assets (it must work on a LAN without internet); it refreshes itself.
 
 use crate::daemon::status::{ServerView, StatusBoard};
-use crate::history::format_duration;
+use crate::record::format_duration;
 use crate::record::{Outcome, RunRecord};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;

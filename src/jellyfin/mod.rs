@@ -191,10 +191,7 @@ impl JellyfinClient {
         key: &Secret,
         request_timeout: Duration,
     ) -> Result<Self, JellyfinError> {
-        let http = http_client(request_timeout).map_err(|cause| JellyfinError::Setup {
-            server: server.to_owned(),
-            cause,
-        })?;
+        let http = http_client(server, request_timeout)?;
         JellyfinClient::with_http(http, server, base, key, request_timeout)
     }
 
@@ -639,8 +636,12 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The HTTP client every Jellyfin call goes through: our User-Agent, JSON accepted, no
-/// redirects followed, no proxy from the environment, connect and read timeouts.
-pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String> {
+/// redirects followed, no proxy from the environment, connect and read timeouts. `server`
+/// names the server it is for in the error.
+pub fn http_client(
+    server: &str,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, JellyfinError> {
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     reqwest::Client::builder()
@@ -653,7 +654,10 @@ pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String>
         // usually on the LAN. Users who need one can put it in front explicitly.
         .no_proxy()
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| JellyfinError::Setup {
+            server: server.to_owned(),
+            cause: e.to_string(),
+        })
 }
 
 /// `Retry-After`: seconds, or an HTTP date.

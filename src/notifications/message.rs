@@ -4,7 +4,7 @@
 //! Pure functions of a record and a target; no I/O, so every format is tested here.
 
 use crate::config::{NotifyFormat, NotifyOn};
-use crate::record::{Outcome, RunRecord};
+use crate::record::{Outcome, RunRecord, summary};
 use url::Url;
 
 /// One notification for one target: why it is sent, and the run it is about.
@@ -19,7 +19,7 @@ pub struct Notice {
 impl Notice {
     /// `recovered_after`: the failed runs before this `completed` one, when it is a recovery.
     pub fn new(on: NotifyOn, record: RunRecord, recovered_after: Option<u32>) -> Notice {
-        let mut summary = crate::commands::trigger::summary(&record);
+        let mut summary = summary(&record);
         if let Some(n) = recovered_after {
             let s = if n == 1 { "" } else { "s" };
             summary.push_str(&format!(" (recovered after {n} failed run{s})"));

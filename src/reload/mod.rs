@@ -10,7 +10,7 @@
 
 pub mod status;
 
-use crate::config::{Config, ConfigError, LoadEnv, Secrets, sha256_hex};
+use crate::config::{Config, ConfigError, LoadEnv, LogFormat, Secrets, sha256_hex};
 use crate::daemon::DaemonHandle;
 use crate::notify::Notifier;
 use crate::state::StateDir;
@@ -28,23 +28,28 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Records the config the daemon started with (generation 0, `applied`).
-    pub fn start(path: &Path, state: StateDir, config: &Config, notifier: Notifier) -> Reloader {
+    /// Records the config the daemon started with (generation 0, `applied`) and the log
+    /// format in effect (the config's, or the one `run` was told).
+    pub fn start(
+        path: &Path,
+        state: StateDir,
+        config: &Config,
+        log_format: LogFormat,
+        notifier: Notifier,
+    ) -> Reloader {
         let pid = std::process::id();
         let pid_start = status::process_start(pid).unwrap_or_else(|e| {
             warn!(error = %e, "cannot read this process's start time; `reload` without --pid will not find this daemon");
             0
         });
-        let log_format = crate::logging::effective_format(config.daemon.log_format)
-            .unwrap_or(config.daemon.log_format);
         let last = ReloadStatus {
             version: status::VERSION,
             pid,
             pid_start,
             config: path.to_owned(),
             log_format: match log_format {
-                crate::config::LogFormat::Json => "json".into(),
-                crate::config::LogFormat::Text => "text".into(),
+                LogFormat::Json => "json".into(),
+                LogFormat::Text => "text".into(),
             },
             generation: 0,
             started_usec: crate::notify::monotonic_usec(),

@@ -162,7 +162,8 @@ impl Runner {
 
     /// Before a new run: finish the one left in flight (a `trigger --no-wait`, or a marker
     /// that could not be resumed at start). Not a run of ours whose record only waits for
-    /// the disk: it would be recorded twice.
+    /// the disk: it would be recorded twice. Its record is kept if the disk refuses it,
+    /// as for the run asked for: the new run's marker replaces the left-over's.
     async fn finish_left_over(
         &self,
         client: &JellyfinClient,
@@ -180,6 +181,7 @@ impl Runner {
         };
         observer.left_over(&marker);
         if let Some(result) = self.finish(client, settings, marker, observer).await {
+            self.keep_if_unwritten(&result, settings.history_limit);
             observer.left_over_recorded(&result);
         }
     }

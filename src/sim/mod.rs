@@ -13,7 +13,7 @@
 //!
 //! | layer | module | owns |
 //! |---|---|---|
-//! | listener | this one | [`Simulator`]: the port, its connections, which server a path is for; [`run_standalone`] |
+//! | listener | this one | [`Simulator`]: the port, its connections, which server a path is for |
 //! | | `handle` | [`SimHandle`]: live control and inspection of one server |
 //! | routes | `api` | the answers of one server: gates, auth check, routes, the faults that bend answers |
 //! | | `cell` | one server's state and request journal under one lock |
@@ -84,7 +84,6 @@ use model::ServerState;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use time::Clock;
@@ -202,26 +201,6 @@ impl Simulator {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
     }
-}
-
-/// Serve `scenario` (or the demo server) on `listen`, print where each server is, and
-/// serve until the future is dropped (the CLI drops it on ctrl-c).
-pub async fn run_standalone(listen: SocketAddr, scenario: Option<&Path>) -> Result<(), SimError> {
-    let scenario = match scenario {
-        Some(path) => Scenario::load(path)?,
-        None => Scenario::demo(),
-    };
-    let sim = Simulator::start(listen, scenario.servers)
-        .await
-        .map_err(|source| SimError::Listen {
-            addr: listen,
-            source,
-        })?;
-    print!("{}", sim.banner());
-    // Runs until dropped; dropping `sim` with it stops the listener.
-    std::future::pending::<()>().await;
-    drop(sim);
-    Ok(())
 }
 
 async fn accept_loop(

@@ -1,0 +1,125 @@
+//! How a command ends: what it found ([`Verdict`]) when it did its work, or why it could
+//! not ([`CommandError`]). Errors are data: the commands return them, and `main` prints each
+//! one once and exits with [`CommandError::exit_status`] (as ripgrep does).
+//!
+//! A message names what failed and, where there is one, what to do; it is printed as it
+//! is, so the `error: ` or `unhealthy: ` in front is part of each variant's text.
+
+use super::exit;
+use super::{check, demo, healthcheck, reload, run};
+use crate::config::ConfigError;
+use crate::history::HistoryError;
+use crate::jellyfin::JellyfinError;
+use crate::runner::RecordError;
+use crate::runner::marker::MarkerError;
+use crate::sim::SimError;
+use crate::state::{LockError, StateError};
+use std::path::PathBuf;
+
+/// What a command that did its work found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Done, and its subject is fine: exit 0.
+    Fine,
+    /// Done, and its subject failed (a run that did not complete): exit 1. What happened is
+    /// in the command's output already.
+    Failed,
+}
+
+impl Verdict {
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Verdict::Fine => exit::OK,
+            Verdict::Failed => exit::FAILED,
+        }
+    }
+}
+
+/// Why a command could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The config file does not load: every problem, as the loader words them.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `check`'s view of a config that does not load: the problems and which secrets this
+    /// environment cannot read.
+    #[error(transparent)]
+    Check(#[from] check::CheckError),
+    /// `SERVER` is not in the config; `known` lists the servers it has, where that helps.
+    #[error(
+        "error: no server named {name:?} in {}{}",
+        config.display(),
+        known.as_ref().map(|k| format!("; servers: {}", k.join(", "))).unwrap_or_default()
+    )]
+    UnknownServer {
+        name: String,
+        config: PathBuf,
+        known: Option<Vec<String>>,
+    },
+    #[error("error: cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("error: {0}")]
+    State(#[from] StateError),
+    /// The server's lock is held (a run elsewhere) or could not be taken.
+    #[error("error: {0}")]
+    Lock(#[from] LockError),
+    #[error("error: {0}")]
+    History(#[from] HistoryError),
+    #[error("error: {0}")]
+    Jellyfin(#[from] JellyfinError),
+    /// `trigger --no-wait`: Jellyfin accepted the start, but without its marker nobody
+    /// will record the run.
+    #[error(
+        "error: the run started but {source}; its outcome will not be recorded (state directory {})",
+        state_dir.display()
+    )]
+    MarkerNotWritten {
+        source: MarkerError,
+        state_dir: PathBuf,
+    },
+    /// The run ended but its record is not in the history (its summary was shown).
+    #[error("error: the run's record was not written: {0}")]
+    RecordNotWritten(RecordError),
+    #[error("unhealthy: {0}")]
+    Unhealthy(#[from] healthcheck::HealthError),
+    #[error("error: {0}")]
+    Demo(#[from] demo::DemoError),
+    #[error("error: {0}")]
+    Simulate(#[from] SimError),
+    /// The daemon could not start; `main` logs it, since the log is set up by then.
+    #[error(transparent)]
+    Daemon(#[from] run::StartError),
+    /// `reload`'s failures, in the daemon's log format.
+    #[error(transparent)]
+    Reload(#[from] reload::ReloadFailed),
+    /// The command's output could not be written (a closed pipe: `check | head`). Not
+    /// worth a message: whoever closed the pipe is not reading.
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+impl CommandError {
+    /// The exit status this error maps to: 2 for bad usage or config, 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CommandError::Config(_)
+            | CommandError::Check(_)
+            | CommandError::UnknownServer { .. } => exit::USAGE,
+            // A scenario file that does not load is bad usage; a port taken is not.
+            CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
+            CommandError::Simulate(_) => exit::USAGE,
+            CommandError::Reload(e) => e.exit_status(),
+            CommandError::Runtime(_)
+            | CommandError::State(_)
+            | CommandError::Lock(_)
+            | CommandError::History(_)
+            | CommandError::Jellyfin(_)
+            | CommandError::MarkerNotWritten { .. }
+            | CommandError::RecordNotWritten(_)
+            | CommandError::Unhealthy(_)
+            | CommandError::Demo(_)
+            | CommandError::Daemon(_)
+            | CommandError::Output(_) => exit::FAILED,
+        }
+    }
+}
