@@ -144,7 +144,7 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
     }
     let status = Arc::new(StatusBoard::default());
     let ctx = Arc::new(Ctx {
-        runner: Runner::new(&state),
+        runner: Runner::writing_later(&state),
         state,
         status: status.clone(),
         slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
