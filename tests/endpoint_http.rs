@@ -2,9 +2,11 @@
 //! target), methods and bodies (405/413, never a hang), HTTP/1.0 and keep-alive, HEAD on
 //! every route, the headers every answer carries, and `[daemon] api_token_file`.
 
+mod common;
 mod endpoint_daemon;
 
 use base64::Engine;
+use common::bin::{command, describe, run_async};
 use endpoint_daemon::{Daemon, Start, Wire, exchange, get};
 use jellyfin_export_scheduler::endpoint::{
     CONTENT_SECURITY_POLICY, MAX_HEAD_BYTES, MAX_HEADERS, MAX_TARGET_BYTES,
@@ -295,27 +297,17 @@ async fn the_api_token_guards_everything_but_the_probes() {
         assert_eq!(a.status, want, "{path} with the token as a Basic password");
     }
     // The healthcheck asks the open /healthz and reads no secret: it works without them.
-    let out = std::process::Command::new(endpoint_daemon::BIN)
-        .args(["healthcheck", "--config"])
-        .arg(&daemon.config)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = command(["healthcheck", "--config"]);
+    cmd.arg(&daemon.config);
+    let out = run_async(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     // A new token in the file takes a restart; a reload says so and keeps the old one.
     const NEW: &str = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7";
     std::fs::write(creds.path().join("endpoint-token"), NEW).unwrap();
-    let out = std::process::Command::new(endpoint_daemon::BIN)
-        .args(["reload", "--config"])
-        .arg(&daemon.config)
-        .env("CREDENTIALS_DIRECTORY", creds.path())
-        .output()
-        .unwrap();
+    let mut cmd = command(["reload", "--config"]);
+    cmd.arg(&daemon.config)
+        .env("CREDENTIALS_DIRECTORY", creds.path());
+    let out = run_async(cmd).await;
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -3,12 +3,14 @@
 //! after the header timeout, at the connection cap the oldest waiting ones are shed, and
 //! the memory it takes is printed.
 
+mod common;
 mod endpoint_daemon;
 
+use common::bin::{command, run_async};
 use endpoint_daemon::{Daemon, Start, closed_within, exchange, get, raise_own_nofile};
 use jellyfin_export_scheduler::endpoint::{HEADER_TIMEOUT, cap_for_nofile};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -60,23 +62,20 @@ async fn probe(addr: SocketAddr) -> (u16, Duration) {
 
 /// The `healthcheck` command against the daemon's config: exit code, stderr, wall time.
 async fn healthcheck(daemon: &Daemon, timeout: &str) -> (Option<i32>, String, Duration) {
-    let config = daemon.config.clone();
-    let timeout = timeout.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        let out = Command::new(endpoint_daemon::BIN)
-            .args(["healthcheck", "--timeout", &timeout, "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            start.elapsed(),
-        )
-    })
-    .await
-    .unwrap()
+    healthcheck_with(&daemon.config, timeout).await
+}
+
+/// The `healthcheck` command with `config`: exit code, stderr, wall time.
+async fn healthcheck_with(config: &Path, timeout: &str) -> (Option<i32>, String, Duration) {
+    let mut cmd = command(["healthcheck", "--timeout", timeout, "--config"]);
+    cmd.arg(config);
+    let start = Instant::now();
+    let out = run_async(cmd).await;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed(),
+    )
 }
 
 fn summary(mut d: Vec<Duration>) -> String {
@@ -298,22 +297,7 @@ async fn healthcheck_says_why_it_fails_within_its_timeout() {
     daemon.stop().await;
 
     // Nothing listens: refused, said at once.
-    let run = |config: std::path::PathBuf| {
-        tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
-            let out = Command::new(endpoint_daemon::BIN)
-                .args(["healthcheck", "--timeout", "1s", "--config"])
-                .arg(&config)
-                .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-                start.elapsed(),
-            )
-        })
-    };
-    let (code, stderr, _) = run(config.clone()).await.unwrap();
+    let (code, stderr, _) = healthcheck_with(&config, "1s").await;
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("unhealthy: cannot reach") && stderr.contains("connection refused"),
@@ -322,7 +306,7 @@ async fn healthcheck_says_why_it_fails_within_its_timeout() {
 
     // Something accepts and never answers: no answer within the timeout, said so.
     let silent = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let (code, stderr, took) = run(config.clone()).await.unwrap();
+    let (code, stderr, took) = healthcheck_with(&config, "1s").await;
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("no answer from") && stderr.contains("within 1s"),
@@ -350,7 +334,7 @@ async fn healthcheck_says_why_it_fails_within_its_timeout() {
         );
         s.write_all(answer.as_bytes()).await.unwrap();
     });
-    let (code, stderr, _) = run(config).await.unwrap();
+    let (code, stderr, _) = healthcheck_with(&config, "1s").await;
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains(

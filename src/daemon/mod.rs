@@ -19,10 +19,10 @@ pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::history::HistoryError;
-use crate::notify::Notifier;
 use crate::record::RunRecord;
 use crate::runner::Runner;
 use crate::runner::marker::Marker;
+use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::Utc;
 use ctx::Ctx;
@@ -144,7 +144,7 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
     }
     let status = Arc::new(StatusBoard::default());
     let ctx = Arc::new(Ctx {
-        runner: Runner::new(&state),
+        runner: Runner::writing_later(&state),
         state,
         status: status.clone(),
         slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),

@@ -52,7 +52,7 @@ mod error;
 mod export;
 pub mod fault;
 mod handle;
-mod http1;
+pub mod http1;
 mod journal;
 mod model;
 mod plugin;

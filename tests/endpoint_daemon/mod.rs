@@ -1,27 +1,18 @@
-//! The real daemon with its endpoint on a free loopback port, and a raw HTTP/1 client that
-//! sends exactly the bytes a test writes: for tests/endpoint_load.rs and
-//! tests/endpoint_http.rs.
+//! The real daemon with its endpoint on a free loopback port (started through
+//! `tests/common`, optionally under `prlimit`), and a raw HTTP/1 client that sends exactly
+//! the bytes a test writes: for tests/endpoint_load.rs and tests/endpoint_http.rs.
 
 #![allow(dead_code)] // each test file uses part of it
 
+use crate::common::bin::{self, command, signal};
+use crate::common::wait::wait_until_async;
+use crate::common::{KEY, free_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-pub const KEY: &str = "9e107d9d372bb6826bd81d3542a419d6";
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A config with the endpoint on `port` and one server that is never due during a test
 /// (and whose address nothing listens on), plus `extra_daemon` lines in `[daemon]`.
@@ -47,13 +38,12 @@ pub struct Start<'a> {
     pub envs: Vec<(&'a str, String)>,
 }
 
-/// A running daemon; killed if the test ends without stopping it.
+/// A running daemon (killed if the test ends without stopping it) and its folder.
 pub struct Daemon {
-    pub child: Child,
+    pub process: bin::Daemon,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addr: SocketAddr,
-    log: PathBuf,
 }
 
 impl Daemon {
@@ -62,60 +52,48 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = write_config(dir.path(), port, how.extra_daemon);
-        let log = dir.path().join("daemon.log");
         let mut cmd = match how.nofile {
+            // prlimit comes with util-linux.
             Some((soft, hard)) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(BIN);
+                c.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(bin::BIN);
+                bin::clean(&mut c);
                 c
             }
-            None => Command::new(BIN),
+            None => command::<&str>([]),
         };
-        let child = cmd
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-            .envs(how.envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the daemon (prlimit comes with util-linux): {e}")
-            });
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .envs(how.envs.iter().map(|(k, v)| (*k, v.as_str())));
+        let process = bin::Daemon::spawn(&mut cmd, &dir.path().join("daemon.log"));
         let daemon = Daemon {
-            child,
+            process,
             dir,
             config,
             addr: ([127, 0, 0, 1], port).into(),
-            log,
         };
-        let start = Instant::now();
-        loop {
-            if let Ok(a) = exchange(
-                daemon.addr,
-                b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            )
-            .await
-                && a.status == 200
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the daemon's /readyz did not answer 200 within 20 s; its log:\n{}",
-                daemon.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let ready = b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        wait_until_async(
+            Duration::from_secs(20),
+            "the daemon's /readyz answers 200",
+            || async {
+                exchange(daemon.addr, ready)
+                    .await
+                    .is_ok_and(|a| a.status == 200)
+            },
+        )
+        .await;
         daemon
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// The JSON log line whose message starts with `message`.
@@ -154,33 +132,9 @@ impl Daemon {
 
     /// SIGTERM, and the exit status must be 0 within 15 s.
     pub async fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert_eq!(s.code(), Some(0), "exit status; log:\n{}", self.log_text());
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "the daemon did not stop within 15 s of SIGTERM; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        signal(self.pid(), "TERM");
+        let code = self.process.wait_exit(Duration::from_secs(15)).await;
+        assert_eq!(code, Some(0), "exit status; log:\n{}", self.log_text());
     }
 }
 
