@@ -28,7 +28,7 @@ fi
 
 step "cargo build --locked"
 cargo build --locked --quiet
-bin=target/debug/jellyfin-export-scheduler
+bin=${CARGO_TARGET_DIR:-target}/debug/jellyfin-export-scheduler
 
 sim_port=$(free_port)
 http_port=$(free_port)
