@@ -3,12 +3,13 @@
 //! messages that name the file and never the token, skipped by commands that read no
 //! secret, and the warnings about an endpoint open to the network.
 
-use jellyfin_export_scheduler::config::{Config, LoadEnv, Secrets};
-use std::collections::HashMap;
+mod common;
+
+use common::KEY;
+use jellyfin_export_scheduler::config::{Config, Secrets};
 use std::path::Path;
 
 const GOOD: &str = "6f1c0e2d9b8a7f3e4d5c6b7a8f9e0d1c";
-const KEY: &str = "0123456789abcdef0123456789abcdef";
 
 fn config_text(daemon: &str) -> String {
     format!(
@@ -27,16 +28,7 @@ fn load(
     std::fs::write(&path, config_text(daemon)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let vars: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let var = move |name: &str| vars.get(name).cloned();
-    let env = LoadEnv {
-        var: &var,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    Config::load_opts(&path, &env, secrets).map_err(|e| e.to_string())
+    common::config::load(&path, vars, secrets)
 }
 
 #[test]
