@@ -317,6 +317,10 @@ impl Supervisor {
         if old.listen != new.listen {
             summary.needs_restart.push("listen");
         }
+        // Compared by value: a changed token file counts, even under the same path.
+        if old.api_token != new.api_token {
+            summary.needs_restart.push("api_token_file");
+        }
         // The grace applies to the next shutdown: nothing to restart for it.
         self.daemon.shutdown_grace = new.shutdown_grace;
 
