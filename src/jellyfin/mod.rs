@@ -9,6 +9,7 @@
 //! output of a request shows it), never in a URL. Redirects are not followed: Jellyfin's API
 //! never redirects, and following one would carry the key to wherever it points.
 
+pub mod members;
 pub mod model;
 pub mod strip;
 
@@ -351,47 +352,29 @@ impl JellyfinClient {
     }
 
     /// `GET /Plugins/{id}/Configuration` for the Migrator plugin, without its ZIP fields
-    /// (skipped while they stream in). A configuration without the Migrator's shape (another
-    /// plugin built from the same template holds the id) is [`JellyfinError::NotMigrator`].
-    pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
+    /// (skipped while they stream in), read only as far as it takes to see every member
+    /// in `needs` ([`MigratorConfig::PREFLIGHT`] or [`MigratorConfig::VERIFY`]); the
+    /// connection is then dropped with the rest unread. A configuration without the
+    /// Migrator's shape (another plugin built from the same template holds the id) is
+    /// [`JellyfinError::NotMigrator`].
+    pub async fn migrator_config(
+        &self,
+        needs: &'static [&'static str],
+    ) -> Result<MigratorConfig, JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
         // The document can be as large as the export itself: give it more time.
-        let mut response = self
+        let response = self
             .request(Method::GET, &url, &call, self.request_timeout * 10, true)
             .await?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(self.status_error(&call, response).await);
         }
-        let mut stripper = strip::ZipStripper::new();
-        let mut kept = Vec::new();
-        let mut total: u64 = 0;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    total += chunk.len() as u64;
-                    stripper.feed(&chunk, &mut kept);
-                    if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
-                        return Err(JellyfinError::TooLarge {
-                            server: self.server.clone(),
-                            call,
-                            limit: if total > CONFIG_STREAM_LIMIT {
-                                CONFIG_STREAM_LIMIT
-                            } else {
-                                CONFIG_BODY_LIMIT as u64
-                            },
-                        });
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.transport_error(&call, &url, e)),
-            }
-        }
-        for (field, bytes) in stripper.skipped_fields() {
-            tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
-        }
+        let kept = self
+            .read_config_members(response, needs, &call, &url)
+            .await?;
         let config: MigratorConfig = self.decode(&call, &kept)?;
         let missing = config.missing_fields();
         if !missing.is_empty() {
@@ -402,6 +385,53 @@ impl JellyfinClient {
             });
         }
         Ok(config)
+    }
+
+    /// The configuration's bytes with its ZIP fields blanked, up to the end of the last
+    /// member in `needs` (then closed with `}`), or all of it when some never comes.
+    async fn read_config_members(
+        &self,
+        mut response: reqwest::Response,
+        needs: &'static [&'static str],
+        call: &str,
+        url: &Url,
+    ) -> Result<Vec<u8>, JellyfinError> {
+        let mut stripper = strip::ZipStripper::new();
+        let mut watch = members::MemberWatch::new(needs);
+        let mut kept = Vec::new();
+        let mut total: u64 = 0;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len() as u64;
+                    let watched = kept.len();
+                    stripper.feed(&chunk, &mut kept);
+                    if let Some(end) = watch.feed(&kept[watched..]) {
+                        kept.truncate(end);
+                        kept.push(b'}');
+                        tracing::debug!(server = %self.server, read = total, "stopped reading the plugin configuration: every member needed was there");
+                        return Ok(kept);
+                    }
+                    if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
+                        return Err(JellyfinError::TooLarge {
+                            server: self.server.clone(),
+                            call: call.to_owned(),
+                            limit: if total > CONFIG_STREAM_LIMIT {
+                                CONFIG_STREAM_LIMIT
+                            } else {
+                                CONFIG_BODY_LIMIT as u64
+                            },
+                        });
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transport_error(call, url, e)),
+            }
+        }
+        for (field, bytes) in stripper.skipped_fields() {
+            tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
+        }
+        Ok(kept)
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.

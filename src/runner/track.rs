@@ -13,7 +13,7 @@
 //! leaving anything half-done (the daemon does so on shutdown).
 
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
-use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
+use crate::jellyfin::model::{MigratorConfig, TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
 use crate::migrator::{self, Verdict};
 use crate::record::Outcome;
@@ -287,7 +287,7 @@ async fn mode_refusal(
     if server.task_key != MIGRATOR_TASK_KEY {
         return Ok(None);
     }
-    let config = client.migrator_config().await?;
+    let config = client.migrator_config(MigratorConfig::PREFLIGHT).await?;
     Ok(migrator::refusal(&config, &server.task_key, running)
         .map(|reason| Ended::without_result(Outcome::Skipped, reason)))
 }
@@ -543,7 +543,7 @@ impl Tracker<'_> {
 
     /// Read the plugin's configuration and judge the run that produced `result`.
     async fn judge(&self, result: &TaskResult) -> Result<Verdict, JellyfinError> {
-        let config = self.client.migrator_config().await?;
+        let config = self.client.migrator_config(MigratorConfig::VERIFY).await?;
         let run_start = result.start_time_utc.unwrap_or(self.started.accepted_at);
         Ok(migrator::judge(&config, result, run_start))
     }
