@@ -11,7 +11,8 @@
 //! Its parts: [`track`] talks to Jellyfin (preflight, start, poll, verify, the outcome as
 //! data) and [`marker`] keeps the markers on disk; the record itself is
 //! [`crate::record`]'s and its file [`crate::history`]'s. History and marker writes are
-//! blocking (fsync), so they run on tokio's blocking pool.
+//! blocking (fsync), so they run on tokio's blocking pool, at most [`DISK_WRITERS`] at a
+//! time: 1000 runs ending together would otherwise start a thread each.
 
 pub mod marker;
 pub mod track;
@@ -24,6 +25,7 @@ use crate::state::StateDir;
 use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
@@ -81,6 +83,11 @@ pub trait RunObserver: RunEvents {
 
 impl RunObserver for NoEvents {}
 
+/// How many of a runner's marker and history writes run at once, each on a thread of the
+/// blocking pool. Each still fsyncs (a record is durable before it counts); more threads
+/// only cost memory, since the file system commits their fsyncs together anyway.
+pub const DISK_WRITERS: usize = 8;
+
 /// Runs and records on one state directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runner {
@@ -93,6 +100,8 @@ pub struct Runner {
     /// (the daemon). Only then may a new run replace the marker of a left-over run whose
     /// record the disk refused: a process that exits would lose that run.
     writes_later: bool,
+    /// [`DISK_WRITERS`] permits for the blocking file work.
+    disk: Arc<Semaphore>,
 }
 
 impl Runner {
@@ -104,6 +113,7 @@ impl Runner {
             markers: Markers::new(state),
             unwritten: Arc::new(Mutex::new(Vec::new())),
             writes_later: false,
+            disk: Arc::new(Semaphore::new(DISK_WRITERS)),
         }
     }
 
@@ -258,10 +268,20 @@ impl Runner {
         result
     }
 
+    /// `work` on the blocking pool once one of the [`DISK_WRITERS`] permits is free.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.disk.acquire().await;
+        tokio::task::spawn_blocking(work).await
+    }
+
     async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
         let history = self.history.clone();
         let (server, run_id) = (server.to_owned(), run_id.to_owned());
-        tokio::task::spawn_blocking(move || {
+        self.on_disk(move || {
             history
                 .read(&server)
                 .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
@@ -273,7 +293,7 @@ impl Runner {
 
     async fn write_marker(&self, marker: Marker) -> Result<(), MarkerError> {
         let markers = self.markers.clone();
-        tokio::task::spawn_blocking(move || markers.write(&marker))
+        self.on_disk(move || markers.write(&marker))
             .await
             .unwrap_or_else(|e| {
                 Err(MarkerError::Write {
@@ -291,11 +311,9 @@ impl Runner {
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
         let (history, markers) = (self.history.clone(), self.markers.clone());
-        tokio::task::spawn_blocking(move || {
-            append_then_clear(&history, &markers, record, history_limit)
-        })
-        .await
-        .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+        self.on_disk(move || append_then_clear(&history, &markers, record, history_limit))
+            .await
+            .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
     }
 
     fn is_unwritten(&self, run_id: &str) -> bool {
@@ -332,7 +350,7 @@ impl Runner {
             return;
         }
         let (history, markers) = (self.history.clone(), self.markers.clone());
-        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
+        let still: Vec<(RunRecord, usize)> = self.on_disk(move || {
             let mut still = Vec::new();
             for (record, limit) in pending {
                 match history.append(&record, limit) {
