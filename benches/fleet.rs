@@ -7,7 +7,7 @@
 //! state) under `$TMPDIR` to look at. `JES_BENCH_DAEMON=<path>` runs another build of the
 //! daemon (an older one, to compare); `JES_BENCH_DAEMON_UNDER="valgrind --tool=callgrind"`
 //! (or `heaptrack`) runs the daemon under a profiler, with its due instant and deadlines
-//! ten times further off, and stops it with SIGTERM so the profiler writes its data.
+//! five times further off, and stops it with SIGTERM so the profiler writes its data.
 //!
 //! Every scenario runs in a child process of its own, so that its CPU seconds (`utime` +
 //! `stime` from `/proc/PID/stat`, all threads) and its peak RSS (`VmHWM` from
@@ -831,7 +831,7 @@ fn daemon_under() -> Option<Vec<String>> {
 /// How much longer things take when the daemon runs under a profiler (valgrind: about
 /// 50 times slower).
 fn slowdown() -> i32 {
-    if daemon_under().is_some() { 10 } else { 1 }
+    if daemon_under().is_some() { 5 } else { 1 }
 }
 
 /// A command for `program` with the open-files limit raised to the hard limit.
