@@ -5,9 +5,11 @@
 //! (`precision`, `fleet`, `fleet10k`, `idle`, `idle10k`), about 4 minutes without
 //! `fleet10k`. `JES_BENCH_KEEP=1` keeps each part's scratch folder (config, daemon log,
 //! state) under `$TMPDIR` to look at. `JES_BENCH_DAEMON=<path>` runs another build of the
-//! daemon (an older one, to compare); `JES_BENCH_DAEMON_UNDER="valgrind --tool=callgrind"`
-//! (or `heaptrack`) runs the daemon under a profiler, with its due instant and deadlines
-//! five times further off, and stops it with SIGTERM so the profiler writes its data.
+//! daemon (an older one, to compare); `JES_BENCH_DAEMON_UNDER="perf record -g -o FILE"`
+//! (or `env LD_PRELOAD=…/libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=FILE`) runs the
+//! daemon under a profiler, with its due instant and deadlines five times further off,
+//! and stops it with SIGTERM so the profiler writes its data. (valgrind cannot run it:
+//! rustix's vDSO lookup faults under valgrind.)
 //!
 //! Every scenario runs in a child process of its own, so that its CPU seconds (`utime` +
 //! `stime` from `/proc/PID/stat`, all threads) and its peak RSS (`VmHWM` from
@@ -818,7 +820,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// `JES_BENCH_DAEMON_UNDER`: a command (split at white space) the daemon runs under, such
-/// as `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p`.
+/// as `perf record -g -o /tmp/daemon.perf`.
 fn daemon_under() -> Option<Vec<String>> {
     let words: Vec<String> = std::env::var("JES_BENCH_DAEMON_UNDER")
         .ok()?
@@ -828,8 +830,7 @@ fn daemon_under() -> Option<Vec<String>> {
     (!words.is_empty()).then_some(words)
 }
 
-/// How much longer things take when the daemon runs under a profiler (valgrind: about
-/// 50 times slower).
+/// How much longer things take when the daemon runs under a profiler.
 fn slowdown() -> i32 {
     if daemon_under().is_some() { 5 } else { 1 }
 }

@@ -30,6 +30,9 @@ pub const CONFIG_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// an export and an Import upload of a few GiB each.
 pub const CONFIG_STREAM_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
 
+/// Idle connections kept per host (one host often serves many servers behind a proxy).
+pub const POOL_IDLE_PER_HOST: usize = 64;
+
 const USER_AGENT: &str = concat!("jellyfin-export-scheduler/", env!("CARGO_PKG_VERSION"));
 
 /// Why a call failed. Messages name the server and say what to do; none contains the key.
@@ -680,6 +683,9 @@ pub fn http_client(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(request_timeout)
         .read_timeout(request_timeout)
+        // A fleet's polls come in bursts; idle connections beyond these are closed
+        // rather than kept (each holds its buffers and its task, about 30 KiB).
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
         // Proxies from the environment would see the key in plain HTTP; Jellyfin is
         // usually on the LAN. Users who need one can put it in front explicitly.
         .no_proxy()
