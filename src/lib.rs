@@ -29,6 +29,7 @@
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
 
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -144,6 +144,29 @@ pub struct RunRecord {
     /// The plugin's `LastExportPath` after a verified export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_path: Option<String>,
+    /// The file the export was archived to (`[archive]`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_path: Option<String>,
+    /// That file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_bytes: Option<u64>,
+    /// That file's SHA-256, in lowercase hex (what `sha256sum` prints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
+    /// Whether that file is age-encrypted (`.zip.age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_encrypted: Option<bool>,
+    /// The export's ZIP itself: its size, and its SHA-256 (the decrypted file's, for an
+    /// encrypted archive; the same as `archive_sha256` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_sha256: Option<String>,
+    /// The files in the ZIP, and the users in its `users_basic.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_entries: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_users: Option<u64>,
     /// How many start requests were sent: 1 normally, more when transient failures were
     /// retried, 0 when none was (skipped, followed, failed before the start).
     pub attempts: u32,

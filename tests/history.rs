@@ -64,6 +64,14 @@ fn record(server: &str, n: u32) -> RunRecord {
         export_path: Some(format!("/config/export-{n}.zip")),
         attempts: 1,
         scheduler_version: "0.1.0".to_owned(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
     }
 }
 
@@ -556,6 +564,14 @@ fn fixture_v1_records() -> Vec<RunRecord> {
             export_path: None,
             attempts,
             scheduler_version: version.to_owned(),
+            archive_path: None,
+            archive_bytes: None,
+            archive_sha256: None,
+            archive_encrypted: None,
+            export_bytes: None,
+            export_sha256: None,
+            export_entries: None,
+            export_users: None,
         };
     let s = |x: &str| Some(x.to_owned());
     vec![

@@ -196,7 +196,11 @@ mod tests {
         // "+" as System.Text.Json writes it, "/" escaped as some encoders do.
         let raw = r"UEsD\u002B\/w\u002b";
         for piece in 1..raw.len() + 1 {
-            assert_eq!(decode(raw, piece).unwrap(), b"PK\x03\xfb\xfc\x3e", "{piece}");
+            assert_eq!(
+                decode(raw, piece).unwrap(),
+                b"PK\x03\xfb\xfc\x3e",
+                "{piece}"
+            );
         }
         let long: String = "QUJD".repeat(50_000);
         assert_eq!(decode(&long, 7_777).unwrap(), b"ABC".repeat(50_000));
@@ -227,7 +231,9 @@ mod tests {
         let mut first = "QUJD".repeat(BATCH / 4 - 1);
         first.push_str("QQ==");
         field.feed(first.as_bytes(), &mut out).unwrap();
-        let e = field.feed(b"QUJD", &mut out).and_then(|()| field.finish(&mut out));
+        let e = field
+            .feed(b"QUJD", &mut out)
+            .and_then(|()| field.finish(&mut out));
         assert!(e.unwrap_err().0.contains("characters follow its padding"));
     }
 }
