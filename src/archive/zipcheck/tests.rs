@@ -151,7 +151,7 @@ fn every_layout_the_plugin_and_the_simulator_write_is_read_whole() {
 #[test]
 fn the_simulators_zip_is_read() {
     use crate::sim::bulk::Bulk;
-    use crate::sim::zip::{ZipEntry, zip};
+    use crate::sim::zip::{ZipEntry, zip, zip_deflated};
     let entry = |name: &str, text: &[u8]| {
         let mut content = Bulk::new();
         content.bytes(text.to_vec());
@@ -160,14 +160,14 @@ fn the_simulators_zip_is_read() {
             content,
         }
     };
-    let bytes = zip(
-        &[entry("export.log", LOG), entry("users_basic.json", USERS)],
-        chrono::NaiveDateTime::default(),
-    )
-    .unwrap()
-    .to_vec();
-    let facts = inspect(&bytes[..]).unwrap();
-    assert_eq!((facts.entries, facts.users), (2, Some(Ok(3))));
+    let entries = [entry("export.log", LOG), entry("users_basic.json", USERS)];
+    let at = chrono::NaiveDateTime::default();
+    for bulk in [zip(&entries, at), zip_deflated(&entries, at)] {
+        let bytes = bulk.unwrap().to_vec();
+        let facts = inspect(&bytes[..]).unwrap();
+        assert_eq!((facts.entries, facts.users), (2, Some(Ok(3))));
+        assert_eq!(facts.content_bytes, (LOG.len() + USERS.len()) as u64);
+    }
 }
 
 #[test]
