@@ -3,31 +3,34 @@
 //!
 //! # Layout
 //!
+//! Layers point down only: `main.rs` wires the [`commands`], which use the daemon and the
+//! library modules below them; no library module uses a command.
+//!
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | TOML file → validated [`config::Config`], every problem with file:line:col |
 //! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
 //! | [`timezone`] | IANA zone names with suggestions, and the system's zone (`$TZ`, `/etc`) |
 //! | [`secret`] | the masking type for API keys and other secrets |
-//! | [`record`] | the run record (outcomes, triggers, the history line's fields) and the request that starts a run |
-//! | [`history`] | per-server run records on disk (JSON Lines) |
+//! | [`record`] | the run record (outcomes, triggers, the history line's fields), the request that starts a run, and how a record reads for people (its one-line summary, durations) |
+//! | [`history`] | per-server run records on disk (JSON Lines): storage only |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`runner`] | a run's whole life in one place ([`runner::Runner::run`]): finish a left-over run, start, marker, track, record, tell the caller |
 //! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
 //! | [`runner::marker`] | in-flight run markers, so restarts lose no run |
-//! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
+//! | [`sd_notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, run tasks (slot, lock, the runner), catch-up, reload, drain |
 //! | [`daemon::status`] | the status board: one view of each server, for health, metrics, the status API and page |
 //! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
+//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics (one table of metric families), status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
 //! | [`logging`] | text or flat JSON log lines |
-//! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
+//! | [`commands`] | the subcommands, callable without a process: each returns what it found or a typed [`commands::CommandError`], which `main.rs` prints once and maps to the exit status |
 
 pub mod archive;
 pub mod commands;
@@ -40,11 +43,11 @@ pub mod jellyfin;
 pub mod logging;
 pub mod migrator;
 pub mod notifications;
-pub mod notify;
 pub mod record;
 pub mod reload;
 pub mod runner;
 pub mod schedule;
+pub mod sd_notify;
 pub mod secret;
 pub mod signals;
 pub mod sim;

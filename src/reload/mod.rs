@@ -12,7 +12,7 @@ pub mod status;
 
 use crate::config::{Config, ConfigError, LoadEnv, LogFormat, Secrets, sha256_hex};
 use crate::daemon::DaemonHandle;
-use crate::notify::Notifier;
+use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::{SecondsFormat, Utc};
 use status::{ReloadResult, ReloadStatus};
@@ -52,7 +52,7 @@ impl Reloader {
                 LogFormat::Text => "text".into(),
             },
             generation: 0,
-            started_usec: crate::notify::monotonic_usec(),
+            started_usec: crate::sd_notify::monotonic_usec(),
             at: now(),
             result: ReloadResult::Applied,
             sha256: Some(config.digest.clone()),
@@ -76,7 +76,7 @@ impl Reloader {
         self.notifier.reloading();
         let mut next = self.last.clone();
         next.generation += 1;
-        next.started_usec = crate::notify::monotonic_usec();
+        next.started_usec = crate::sd_notify::monotonic_usec();
         next.summary.clear();
         next.problems.clear();
         match load(&self.path) {
