@@ -208,7 +208,10 @@ pub fn summary(r: &RunRecord) -> String {
             s.push_str(&format!(", {}", format_bytes(bytes)));
         }
         if let Some(users) = r.export_users {
-            s.push_str(&format!(", {users} user{}", if users == 1 { "" } else { "s" }));
+            s.push_str(&format!(
+                ", {users} user{}",
+                if users == 1 { "" } else { "s" }
+            ));
         }
         s.push(')');
     }

@@ -142,7 +142,10 @@ pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) 
                 .map_or_else(|| "-".to_owned(), format_duration),
         );
         row.push(r.archive_bytes.map_or_else(|| "-".to_owned(), format_bytes));
-        row.push(r.export_users.map_or_else(|| "-".to_owned(), |n| n.to_string()));
+        row.push(
+            r.export_users
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        );
         // A reason may quote a server's error text; keep it on one line.
         row.push(r.reason.as_deref().map(one_line).unwrap_or_default());
         rows.push(row);
