@@ -164,7 +164,8 @@ async fn a_zip_that_is_not_this_runs_fails_the_run_and_touches_nothing_older() {
     let before = names(&folder(state.path()));
     let kept = fs::read(first.archive_path.as_ref().unwrap()).unwrap();
 
-    let cases: [(&str, fn(&mut SimServerConfig), &str); 3] = [
+    type Case = (&'static str, fn(&mut SimServerConfig), &'static str);
+    let cases: [Case; 3] = [
         ("stale", |c| c.zip_fails = true, "is an earlier run's"),
         ("broken", |c| c.zip_broken = true, "is not a readable ZIP"),
         (

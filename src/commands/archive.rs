@@ -4,6 +4,7 @@
 //! Local files only, no Jellyfin: the config is loaded without its secrets. An identity
 //! file given to `verify --identity` is secret: only its path is ever printed.
 
+use super::history::align_columns;
 use super::{CommandError, Verdict};
 use crate::archive::encrypt::{decrypt, read_identities};
 use crate::archive::stage::hex;
@@ -157,33 +158,13 @@ pub fn list(
             let _ = writeln!(err, "no archived exports");
             return Ok(Verdict::Fine);
         }
-        Format::Text => align(&rows),
+        Format::Text => align_columns(&rows),
         Format::Json => lines,
     };
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(CommandError::Output)?;
     Ok(Verdict::Fine)
-}
-
-/// Columns padded to their widest cell, two spaces apart, the last unpadded.
-fn align(rows: &[Vec<String>]) -> String {
-    let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut s = String::new();
-    for row in rows {
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == cols {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-            }
-        }
-        s.push('\n');
-    }
-    s
 }
 
 /// `archive verify [SERVER] [--identity FILE]`: every archived file re-hashed against the
@@ -264,7 +245,7 @@ fn check_file(
         (true, Some(ids)) => open_encrypted(&f.path, ids),
         (false, _) => File::open(&f.path)
             .map_err(|e| format!("cannot read it: {e}"))
-            .and_then(|file| inspect_hashing(file)),
+            .and_then(inspect_hashing),
     };
     match opened {
         Err(e) => problems.push(e),

@@ -151,15 +151,21 @@ pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) 
         rows.push(row);
     }
 
-    let columns = rows[0].len();
+    align_columns(&rows)
+}
+
+/// Rows as text: each column padded to its widest cell, two spaces apart, trailing
+/// spaces trimmed. The `archive list` table is laid out the same way.
+pub fn align_columns(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
     let mut widths = vec![0; columns];
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {

@@ -55,6 +55,9 @@ pub enum Wait {
 }
 
 /// How [`Runner::run`] ended.
+// One per run, returned once: the record (larger since it holds the archive's facts) is
+// not worth a box that every caller would have to open.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RunEnd {
     /// The run ended (or never started) and its record was written; or, on an error, it is
