@@ -27,8 +27,7 @@
 //! | [`daemon::status`] | the status board: one view of each server, for health, metrics, the status API and page |
 //! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics (one table of metric families), status API and page |
-//! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
+//! | [`endpoint`] | the read-only HTTP endpoint (on hyper): health, metrics (one table of metric families), status API and page, its limits and token |
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process: each returns what it found or a typed [`commands::CommandError`], which `main.rs` prints once and maps to the exit status |
 
@@ -38,7 +37,6 @@ pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod history;
-pub mod http1;
 pub mod jellyfin;
 pub mod logging;
 pub mod migrator;

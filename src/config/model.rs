@@ -53,6 +53,9 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// Where the read-only HTTP endpoint (health, metrics, status) listens; `None` = off.
     pub listen: Option<std::net::SocketAddr>,
+    /// `api_token_file`'s token: when set, the endpoint answers everything but `/healthz`
+    /// and `/readyz` only to requests that carry it.
+    pub api_token: Option<Secret>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
