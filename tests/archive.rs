@@ -487,3 +487,58 @@ async fn verify_with_an_identity_opens_encrypted_archives_and_never_prints_the_k
         assert!(!all.contains(&s[16..]), "a secret key was printed: {all}");
     }
 }
+
+/// The test-only SSH keys in tests/fixtures/archive (made for this test with ssh-keygen,
+/// guarding nothing): `(public key line, private key path)`.
+fn ssh_key(kind: &str) -> (String, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/archive");
+    let public = fs::read_to_string(dir.join(format!("{kind}.pub"))).unwrap();
+    (public.trim().to_owned(), dir.join(kind))
+}
+
+#[tokio::test]
+async fn ssh_recipients_encrypt_for_the_age_tool_and_for_verify() {
+    let age = age_tool();
+    let sim = sim_with(|c| c.zip_deflate = true).await;
+    for kind in ["ed25519", "rsa"] {
+        let (public, private) = ssh_key(kind);
+        let state = tempfile::tempdir().unwrap();
+        let recipient = Recipient::parse(&public).unwrap();
+        let r = run_against(state.path(), &sim, |s| {
+            s.archive.recipients = Recipients::new(vec![recipient]);
+        })
+        .await;
+        assert_eq!(r.outcome, Outcome::Completed, "{kind}: {r:?}");
+        let path = PathBuf::from(r.archive_path.clone().unwrap());
+        let out = Command::new(age)
+            .arg("-d")
+            .arg("-i")
+            .arg(&private)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: age -d: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == sim.server("t").last_export_zip().unwrap(),
+            "{kind}: age -d gives the simulator's ZIP, byte for byte"
+        );
+    }
+
+    // archive verify --identity with the SSH private key opens the ZIP inside.
+    let (public, private) = ssh_key("ed25519");
+    let cfg = config_file(sim.url("t"), &format!("encrypt_to = [\"{public}\"]"));
+    let mut c = command(["trigger", "t"]);
+    c.arg("--config").arg(&cfg.path);
+    let t = common::bin::run_async(c).await;
+    assert_eq!(t.status.code(), Some(0), "{}", describe(&t));
+    let ok = bin_in(
+        &cfg,
+        &["archive", "verify", "--identity", private.to_str().unwrap()],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+    assert!(text(&ok.stdout).starts_with("ok "), "{}", describe(&ok));
+}
