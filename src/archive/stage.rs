@@ -1,6 +1,6 @@
 //! Writing a run's ZIP as it arrives: on a blocking thread, pieces come off a bounded
 //! channel, go through SHA-256 and (when the server has recipients) age encryption into
-//! a temporary file, while [`zipcheck`](super::zipcheck) reads them as a ZIP. At the end
+//! a temporary file, while [`zipcheck`] reads them as a ZIP. At the end
 //! the file is flushed and fsynced; it becomes the archive only when the runner renames
 //! it ([`Staged::commit`]). Dropped before that, at any point, it is removed.
 //!
