@@ -7,6 +7,7 @@ mod error;
 
 pub use error::{CommandError, Verdict};
 
+pub mod archive;
 pub mod check;
 pub mod demo;
 pub mod healthcheck;

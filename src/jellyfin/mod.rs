@@ -12,13 +12,16 @@
 pub mod members;
 pub mod model;
 pub mod strip;
+pub mod zip_field;
 
 use crate::secret::Secret;
 use model::{MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use url::Url;
+use zip_field::{Base64Field, NotBase64};
 
 /// The Migrator plugin's id (without dashes), for `GET /Plugins/{id}/Configuration`.
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
@@ -160,6 +163,102 @@ pub enum CancelAnswer {
     Requested,
     /// 500: the task is Idle or already Cancelling (Jellyfin throws on those).
     NotRunning,
+}
+
+/// The configuration member that holds the last run's ZIP.
+pub const EXPORT_ZIP_FIELD: &str = "LastExportZipBase64";
+/// What the verification reads when it also keeps the export: [`MigratorConfig::VERIFY`]
+/// and the ZIP (`LastImportZipBase64`, an Import upload of any size, comes after both).
+const VERIFY_WITH_EXPORT: &[&str] = &[
+    "Mode",
+    "IncludeUsers",
+    "IncludeLibraries",
+    "IncludeWatchHistory",
+    "IncludeDevices",
+    "LastExportLog",
+    "LastExportPath",
+    "LastExportUtc",
+    EXPORT_ZIP_FIELD,
+];
+/// The largest piece of ZIP [`JellyfinClient::migrator_config_with_export`] sends at once.
+pub const ZIP_PIECE: usize = 64 * 1024;
+
+/// What one read of the configuration saw of `LastExportZipBase64`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportZipRead {
+    /// How many times the member was in the document (0: the plugin stored no ZIP yet;
+    /// more than 1: only the first was read).
+    pub occurrences: u32,
+    /// Bytes of ZIP decoded and sent.
+    pub bytes: u64,
+    /// The value was not base64 (then what was sent is not the whole ZIP).
+    pub invalid: Option<NotBase64>,
+    /// The receiver went away before the end (it had what it needed, or failed).
+    pub receiver_gone: bool,
+}
+
+/// The export's ZIP on its way out of a configuration read: decoded, gathered into
+/// pieces, sent.
+struct ExportSender<'a> {
+    zip: Option<&'a mpsc::Sender<Vec<u8>>>,
+    field: Base64Field,
+    piece: Vec<u8>,
+    read: ExportZipRead,
+}
+
+impl<'a> ExportSender<'a> {
+    fn new(zip: Option<&'a mpsc::Sender<Vec<u8>>>) -> Self {
+        ExportSender {
+            zip,
+            field: Base64Field::new(),
+            piece: Vec::new(),
+            read: ExportZipRead::default(),
+        }
+    }
+
+    /// Still worth capturing: there is a receiver, and nothing went wrong yet.
+    fn wants_more(&self) -> bool {
+        self.zip.is_some() && self.read.invalid.is_none() && !self.read.receiver_gone
+    }
+
+    /// Raw characters of the value, as the stripper captured them.
+    async fn feed(&mut self, raw: &[u8]) {
+        if raw.is_empty() {
+            return;
+        }
+        if let Err(e) = self.field.feed(raw, &mut self.piece) {
+            self.read.invalid = Some(e);
+            return;
+        }
+        self.send(false).await;
+    }
+
+    /// Send whole pieces (all of it when `all`).
+    async fn send(&mut self, all: bool) {
+        let Some(zip) = self.zip else { return };
+        while self.piece.len() >= ZIP_PIECE || (all && !self.piece.is_empty()) {
+            let rest = self.piece.split_off(self.piece.len().min(ZIP_PIECE));
+            let piece = std::mem::replace(&mut self.piece, rest);
+            self.read.bytes += piece.len() as u64;
+            if zip.send(piece).await.is_err() {
+                self.read.receiver_gone = true;
+                self.piece = Vec::new();
+                return;
+            }
+        }
+    }
+
+    /// The document ended; the member was met `occurrences` times.
+    async fn finish(mut self, occurrences: u32) -> ExportZipRead {
+        self.read.occurrences = occurrences;
+        if self.wants_more() && occurrences > 0 {
+            match self.field.finish(&mut self.piece) {
+                Ok(()) => self.send(true).await,
+                Err(e) => self.read.invalid = Some(e),
+            }
+        }
+        self.read
+    }
 }
 
 /// Told after every request whether the server answered sensibly (`true`: an HTTP answer
@@ -364,6 +463,28 @@ impl JellyfinClient {
         &self,
         needs: &'static [&'static str],
     ) -> Result<MigratorConfig, JellyfinError> {
+        Ok(self.read_migrator_config(needs, None).await?.0)
+    }
+
+    /// [`migrator_config`](Self::migrator_config) for the verification, and the ZIP in
+    /// `LastExportZipBase64` decoded as it streams past and sent to `zip` in pieces of at
+    /// most [`ZIP_PIECE`] bytes: one read gives the fields that judge a run and the ZIP
+    /// they describe, from the same document. It stops once those fields and the ZIP
+    /// have passed (an Import upload after them is not read). If `zip`'s receiver goes
+    /// away, the rest of the ZIP is skipped and the document still read.
+    pub async fn migrator_config_with_export(
+        &self,
+        zip: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
+        self.read_migrator_config(VERIFY_WITH_EXPORT, Some(zip))
+            .await
+    }
+
+    async fn read_migrator_config(
+        &self,
+        needs: &'static [&'static str],
+        zip: Option<&mpsc::Sender<Vec<u8>>>,
+    ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
@@ -375,9 +496,11 @@ impl JellyfinClient {
         if status != StatusCode::OK {
             return Err(self.status_error(&call, response).await);
         }
-        let kept = self
-            .read_config_members(response, needs, &call, &url)
+        let mut export = ExportSender::new(zip);
+        let (kept, captures) = self
+            .read_config_members(response, needs, &mut export, &call, &url)
             .await?;
+        let read = export.finish(captures).await;
         let config: MigratorConfig = self.decode(&call, &kept)?;
         let missing = config.missing_fields();
         if !missing.is_empty() {
@@ -387,19 +510,25 @@ impl JellyfinClient {
                 found: self.plugins_with_migrator_id().await,
             });
         }
-        Ok(config)
+        Ok((config, read))
     }
 
-    /// The configuration's bytes with its ZIP fields blanked, up to the end of the last
-    /// member in `needs` (then closed with `}`), or all of it when some never comes.
+    /// The configuration's bytes with its ZIP fields blanked (the export's ZIP handed to
+    /// `export` as it passes), up to the end of the last member in `needs` (then closed
+    /// with `}`), or all of it when one never comes; and how many times the export's ZIP
+    /// member was met.
     async fn read_config_members(
         &self,
         mut response: reqwest::Response,
         needs: &'static [&'static str],
+        export: &mut ExportSender<'_>,
         call: &str,
         url: &Url,
-    ) -> Result<Vec<u8>, JellyfinError> {
-        let mut stripper = strip::ZipStripper::new();
+    ) -> Result<(Vec<u8>, u32), JellyfinError> {
+        let mut stripper = match export.zip {
+            Some(_) => strip::ZipStripper::capturing(EXPORT_ZIP_FIELD),
+            None => strip::ZipStripper::new(),
+        };
         let mut watch = members::MemberWatch::new(needs);
         let mut kept = Vec::new();
         let mut total: u64 = 0;
@@ -408,12 +537,18 @@ impl JellyfinClient {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
                     let watched = kept.len();
-                    stripper.feed(&chunk, &mut kept);
+                    if export.wants_more() {
+                        let mut raw = Vec::new();
+                        stripper.feed_capturing(&chunk, &mut kept, &mut raw);
+                        export.feed(&raw).await;
+                    } else {
+                        stripper.feed(&chunk, &mut kept);
+                    }
                     if let Some(end) = watch.feed(&kept[watched..]) {
                         kept.truncate(end);
                         kept.push(b'}');
                         tracing::debug!(server = %self.server, read = total, "stopped reading the plugin configuration: every member needed was there");
-                        return Ok(kept);
+                        break;
                     }
                     if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
                         return Err(JellyfinError::TooLarge {
@@ -434,7 +569,7 @@ impl JellyfinClient {
         for (field, bytes) in stripper.skipped_fields() {
             tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
         }
-        Ok(kept)
+        Ok((kept, stripper.captures()))
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.
@@ -751,6 +886,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn the_archives_read_needs_the_verifications_members_and_the_zip() {
+        let (zip, verify) = VERIFY_WITH_EXPORT.split_last().unwrap();
+        assert_eq!(*zip, EXPORT_ZIP_FIELD);
+        assert_eq!(verify, MigratorConfig::VERIFY);
     }
 
     #[test]
