@@ -286,11 +286,10 @@ impl Runner {
         }
         let taken_at = record.started_at.unwrap_or(record.triggered_at);
         let kept = match export {
-            Ok(staged) => {
-                tokio::task::spawn_blocking(move || archive::keep(staged, &keeper, taken_at))
-                    .await
-                    .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string())))
-            }
+            Ok(staged) => self
+                .on_disk(move || archive::keep(staged, &keeper, taken_at))
+                .await
+                .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string()))),
             Err(e) => Err(e),
         };
         match kept {
