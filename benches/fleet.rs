@@ -567,12 +567,13 @@ fn wait_recorded(
     Ok(peak_threads)
 }
 
+/// Per server, when its start requests arrived at the simulator.
+type Arrivals = HashMap<String, Vec<DateTime<Utc>>>;
+
 /// The simulator's `START` lines (per server, the start requests' arrivals) and its
 /// `RESULT` line.
-fn read_arrivals(
-    sim_out: impl BufRead,
-) -> BenchResult<(HashMap<String, Vec<DateTime<Utc>>>, String)> {
-    let mut arrivals: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+fn read_arrivals(sim_out: impl BufRead) -> BenchResult<(Arrivals, String)> {
+    let mut arrivals = Arrivals::new();
     let mut sim_text = String::new();
     for line in sim_out.lines() {
         let line = line.map_err(|e| format!("simulator: {e}"))?;

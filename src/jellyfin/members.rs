@@ -115,12 +115,9 @@ impl MemberWatch {
                 self.depth = 1;
                 self.name_next = true;
             }
-            _ if self.depth == 0 => {
-                // Not an object (or what follows its end): let the decoder judge it all.
-                if !b.is_ascii_whitespace() {
-                    self.off = true;
-                }
-            }
+            // Not an object: let the decoder judge it all.
+            _ if self.depth == 0 && !b.is_ascii_whitespace() => self.off = true,
+            _ if self.depth == 0 => {}
             b'{' | b'[' => self.depth = self.depth.saturating_add(1),
             b',' if self.depth == 1 => {
                 self.name_next = true;

@@ -13,9 +13,9 @@
 //! [`crate::record`]'s and its file [`crate::history`]'s. A verified export is archived
 //! here, between tracking and the record ([`crate::archive`]: the verify read staged its
 //! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
-//! and archive writes are blocking (fsync), so they run on tokio's blocking pool; the
-//! history and marker writes at most [`DISK_WRITERS`] at a time: 1000 runs ending
-//! together would otherwise start a thread each.
+//! and archive writes are blocking (fsync), so they run on tokio's blocking pool, those
+//! made here at most [`DISK_WRITERS`] at a time: 1000 runs ending together would
+//! otherwise start a thread each.
 
 pub mod marker;
 pub mod track;
@@ -94,9 +94,10 @@ pub trait RunObserver: RunEvents {
 
 impl RunObserver for NoEvents {}
 
-/// How many of a runner's marker and history writes run at once, each on a thread of the
-/// blocking pool. Each still fsyncs (a record is durable before it counts); more threads
-/// only cost memory, since the file system commits their fsyncs together anyway.
+/// How many of a runner's marker, history and archive writes (the archive's rename,
+/// folder sync and pruning) run at once, each on a thread of the blocking pool. Each
+/// still fsyncs (a record is durable before it counts); more threads only cost memory,
+/// since the file system commits their fsyncs together anyway.
 pub const DISK_WRITERS: usize = 8;
 
 /// Runs and records on one state directory. Cheap to clone.
