@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`config`] | TOML file → validated [`config::Config`], every problem with file:line:col |
 //! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
+//! | [`timezone`] | IANA zone names with suggestions, and the system's zone (`$TZ`, `/etc`) |
 //! | [`secret`] | the masking type for API keys and other secrets |
 //! | [`record`] | the run record (outcomes, triggers, the history line's fields) and the request that starts a run |
 //! | [`history`] | per-server run records on disk (JSON Lines) |
@@ -47,3 +48,4 @@ pub mod secret;
 pub mod signals;
 pub mod sim;
 pub mod state;
+pub mod timezone;

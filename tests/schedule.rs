@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use chrono_tz::{America, Australia, Europe};
 use jellyfin_export_scheduler::schedule::*;
+use jellyfin_export_scheduler::timezone::{parse_timezone, system_timezone_from};
 
 fn utc(s: &str) -> DateTime<Utc> {
     s.parse()

@@ -78,7 +78,7 @@ pub fn history(
     let text = match format {
         Format::Text => {
             // A server no longer in the config is shown in the system's zone (labelled).
-            let system = crate::schedule::system_timezone();
+            let system = crate::timezone::system_timezone();
             format_table(&records, |name| {
                 config.server(name).map_or(system, |s| s.timezone)
             })

@@ -7,8 +7,10 @@
 //! A secret (API key, webhook URL, ping URL) is never quoted in a warning, not even the
 //! part that looks like a placeholder: the warning names where it came from and stops.
 
-use super::reader::{LineIndex, TableReader};
-use super::{Config, KeySource};
+use super::model::{Config, KeySource};
+use super::problem::{LineIndex, Problems};
+use super::reader::TableReader;
+use super::secret_source::{API_KEY_KEYS, WEBHOOK_URL_KEYS};
 use std::path::Path;
 use toml::de::DeTable;
 use url::Url;
@@ -96,10 +98,11 @@ pub fn warnings(text: &str, path: &Path, config: &Config) -> Vec<String> {
     // The text just loaded, so it parses; were it not to, the warnings go without a place.
     let doc = DeTable::parse(text).ok();
     let root = doc.as_ref().map(|d| TableReader::root(&idx, d.get_ref()));
-    let mut ignored = Vec::new();
+    // The file was read once already: what it says of itself was reported then.
+    let mut ignored = Problems::default();
     let mut tables = |array| {
         root.as_ref()
-            .and_then(|r| r.array_of_tables(array, &mut ignored))
+            .and_then(|r| r.array_of_tables(array, &mut ignored).ok().flatten())
             .unwrap_or_default()
     };
     let (servers, notify) = (tables("servers"), tables("notify"));
@@ -114,7 +117,8 @@ pub fn warnings(text: &str, path: &Path, config: &Config) -> Vec<String> {
                 Some(t) => {
                     // A webhook URL comes from exactly one of url, url_file, url_env.
                     let key = if f.array == "notify" {
-                        NOTIFY_URL_KEYS
+                        WEBHOOK_URL_KEYS
+                            .keys()
                             .into_iter()
                             .find(|k| t.get(k).is_some())
                             .unwrap_or(f.key)
@@ -135,8 +139,6 @@ pub fn warnings(text: &str, path: &Path, config: &Config) -> Vec<String> {
         })
         .collect()
 }
-
-const NOTIFY_URL_KEYS: [&str; 3] = ["url", "url_file", "url_env"];
 
 fn find(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -159,13 +161,13 @@ fn find(config: &Config) -> Vec<Finding> {
             );
         }
         if looks_like_placeholder(s.api_key.expose(), false).is_some() {
-            let (key, from) = match &s.api_key_source {
-                KeySource::File(p) => ("api_key_file", format!("read from {}", p.display())),
-                KeySource::Env(v) => ("api_key_env", format!("in ${v}")),
-                KeySource::Inline => ("api_key", "written here".to_owned()),
+            let from = match &s.api_key_source {
+                KeySource::File(p) => format!("read from {}", p.display()),
+                KeySource::Env(v) => format!("in ${v}"),
+                KeySource::Inline => "written here".to_owned(),
             };
             push(
-                key,
+                API_KEY_KEYS.key_of(&s.api_key_source),
                 format!(
                     "the API key {from} looks like a placeholder, not a real key (it is a secret, so it is not shown); \
                      create one in Jellyfin under Dashboard → API Keys and put it there"
@@ -189,7 +191,7 @@ fn find(config: &Config) -> Vec<Finding> {
                 array: "notify",
                 index,
                 // Which of url, url_file and url_env holds it is settled with the locations.
-                key: "url",
+                key: WEBHOOK_URL_KEYS.inline,
                 message: "the webhook URL looks like a placeholder (it is a secret, so it is not shown); \
                           put your own receiver's URL there, or remove this [[notify]] table"
                     .to_owned(),

@@ -2,140 +2,17 @@
 //!
 //! serde stops at the first error; a user fixing a config wants all of them at once, each
 //! with its line, column and key path. So the config is walked by hand over toml's
-//! `DeTable`, which keeps a byte span for every key and value: each accessor here either
-//! returns the value or records a [`Problem`] and returns nothing, and the walk goes on.
+//! `DeTable`, which keeps a byte span for every key and value. Each accessor here gives a
+//! [`Read`]: the value, `None` when the key is absent, or `Err(`[`Reported`]`)` after
+//! recording the [`Problem`] in [`Problems`]; the walk goes on either way.
 
-use super::type_name;
-use std::path::Path;
+use super::problem::{LineIndex, Loc, Located, Problem, Problems, Reported};
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
-/// Byte offset → line and column, by binary search over line starts (a config with
-/// 10 000 servers has ~100 000 values; scanning from the start for each would be quadratic).
-pub struct LineIndex<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
-}
-
-impl<'a> LineIndex<'a> {
-    pub fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, line_starts }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
-        let start = self.line_starts[line];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
-        (line + 1, col + 1)
-    }
-
-    pub fn problem(&self, offset: usize, path: &str, message: String) -> Problem {
-        let (line, col) = self.line_col(offset);
-        Problem {
-            offset,
-            line,
-            col,
-            path: path.to_owned(),
-            message,
-            unavailable_secret: false,
-        }
-    }
-}
-
-/// One thing wrong with the config, at a place in the file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub offset: usize,
-    pub line: usize,
-    pub col: usize,
-    /// The key's path, e.g. `servers[1].schedule`; empty for a whole-file problem.
-    pub path: String,
-    pub message: String,
-    /// A secret (API key, webhook URL) that cannot be read in this environment: a file
-    /// that is missing or unreadable, an unset variable. The service may well see it (under
-    /// systemd, `${CREDENTIALS_DIRECTORY}` exists only inside the unit), so `check` says so.
-    pub unavailable_secret: bool,
-}
-
-impl Problem {
-    /// The same problem, marked as a secret that this environment cannot read.
-    pub fn secret_unavailable(mut self) -> Problem {
-        self.unavailable_secret = true;
-        self
-    }
-
-    /// `FILE:LINE:COL: key.path: message`.
-    pub fn render(&self, file: &Path) -> String {
-        if self.path.is_empty() {
-            format!(
-                "{}:{}:{}: {}",
-                file.display(),
-                self.line,
-                self.col,
-                self.message
-            )
-        } else {
-            format!(
-                "{}:{}:{}: {}: {}",
-                file.display(),
-                self.line,
-                self.col,
-                self.path,
-                self.message
-            )
-        }
-    }
-}
-
-/// A value with where it came from, so that a later check (one that needs several values
-/// together) can still point at the right place.
-#[derive(Clone, Debug)]
-pub struct Located<T> {
-    pub value: T,
-    pub loc: Loc,
-}
-
-impl<T> Located<T> {
-    pub fn problem(&self, message: String) -> Problem {
-        self.loc.problem(message)
-    }
-
-    pub fn with<U>(&self, value: U) -> Located<U> {
-        Located {
-            value,
-            loc: self.loc.clone(),
-        }
-    }
-}
-
-/// A resolved place: key path, line, column.
-#[derive(Clone, Debug)]
-pub struct Loc {
-    offset: usize,
-    line: usize,
-    col: usize,
-    path: String,
-}
-
-impl Loc {
-    pub fn problem(&self, message: String) -> Problem {
-        Problem {
-            offset: self.offset,
-            line: self.line,
-            col: self.col,
-            path: self.path.clone(),
-            message,
-            unavailable_secret: false,
-        }
-    }
-}
+/// What a read of one key gives: `Ok(None)` when the table does not have the key,
+/// `Ok(Some(value))`, or `Err` when the value is unusable (and reported).
+pub type Read<T> = Result<Option<T>, Reported>;
 
 /// The longest string value read from a config. Real values (paths, URLs, filters) are far
 /// shorter; a bound keeps a megabytes-long value from reaching validators and messages that
@@ -158,7 +35,8 @@ pub struct TableReader<'a> {
     offset: usize,
 }
 
-type Value<'a> = toml::Spanned<DeValue<'a>>;
+/// A TOML value with its byte span.
+type TomlValue<'a> = toml::Spanned<DeValue<'a>>;
 
 impl<'a> TableReader<'a> {
     pub fn root(idx: &'a LineIndex<'a>, table: &'a DeTable<'a>) -> Self {
@@ -176,18 +54,18 @@ impl<'a> TableReader<'a> {
             idx,
             path: path.to_owned(),
             table: None,
-            offset: idx.text.len(),
+            offset: idx.len(),
         }
     }
 
-    fn entries(&self) -> impl Iterator<Item = (&'a str, usize, &'a Value<'a>)> + 'a {
+    fn entries(&self) -> impl Iterator<Item = (&'a str, usize, &'a TomlValue<'a>)> + 'a {
         self.table
             .into_iter()
             .flat_map(|t| t.iter())
             .map(|(k, v)| (k.get_ref().as_ref(), k.span().start, v))
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
+    pub fn get(&self, key: &str) -> Option<&'a TomlValue<'a>> {
         self.entries()
             .find(|(k, _, _)| *k == key)
             .map(|(_, _, v)| v)
@@ -202,13 +80,7 @@ impl<'a> TableReader<'a> {
     }
 
     fn loc_at(&self, offset: usize, path: String) -> Loc {
-        let (line, col) = self.idx.line_col(offset);
-        Loc {
-            offset,
-            line,
-            col,
-            path,
-        }
+        self.idx.loc(offset, path)
     }
 
     /// Where a key's value is, or the table itself when the key is absent.
@@ -226,7 +98,7 @@ impl<'a> TableReader<'a> {
         self.header_problem(key, "missing; this key is required".into())
     }
 
-    fn value_problem(&self, key: &str, v: &Value<'_>, message: String) -> Problem {
+    fn value_problem(&self, key: &str, v: &TomlValue<'_>, message: String) -> Problem {
         self.loc_at(v.span().start, self.child_path(key))
             .problem(message)
     }
@@ -237,7 +109,7 @@ impl<'a> TableReader<'a> {
         &self,
         known: &[&str],
         forbidden: &[(&[&str], &str)],
-        problems: &mut Vec<Problem>,
+        problems: &mut Problems,
     ) {
         for (key, offset, _) in self.entries() {
             if known.contains(&key) {
@@ -252,46 +124,59 @@ impl<'a> TableReader<'a> {
                     None => format!("unknown key; expected one of: {}", known.join(", ")),
                 }
             };
-            problems.push(self.loc_at(offset, path).problem(message));
+            problems.report(self.loc_at(offset, path).problem(message));
         }
     }
 
-    pub fn table(&self, key: &str, problems: &mut Vec<Problem>) -> Option<TableReader<'a>> {
-        let v = self.get(key)?;
+    pub fn table(&self, key: &str, problems: &mut Problems) -> Read<TableReader<'a>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         match v.get_ref() {
-            DeValue::Table(t) => Some(TableReader {
+            DeValue::Table(t) => Ok(Some(TableReader {
                 idx: self.idx,
                 path: self.child_path(key),
                 table: Some(t),
                 offset: v.span().start,
-            }),
-            other => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("expected a table ([{key}]), found {}", type_name(other)),
-                ));
-                None
-            }
+            })),
+            other => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected a table ([{key}]), found {}", type_name(other)),
+            ))),
         }
     }
 
+    /// The value at `key` and its elements, when it is an array (reported as "expected
+    /// `expected`" when it is not).
+    fn array(
+        &self,
+        key: &str,
+        expected: &str,
+        problems: &mut Problems,
+    ) -> Read<(&'a TomlValue<'a>, &'a toml::de::DeArray<'a>)> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.get_ref() {
+            DeValue::Array(items) => Ok(Some((v, items))),
+            other => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected {expected}, found {}", type_name(other)),
+            ))),
+        }
+    }
+
+    /// The tables of `[[key]]`. An element that is not a table is reported and left out.
     pub fn array_of_tables(
         &self,
         key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Vec<TableReader<'a>>> {
-        let v = self.get(key)?;
-        let DeValue::Array(items) = v.get_ref() else {
-            problems.push(self.value_problem(
-                key,
-                v,
-                format!(
-                    "expected an array of tables ([[{key}]]), found {}",
-                    type_name(v.get_ref())
-                ),
-            ));
-            return Some(Vec::new());
+        problems: &mut Problems,
+    ) -> Read<Vec<TableReader<'a>>> {
+        let expected = format!("an array of tables ([[{key}]])");
+        let Some((_, items)) = self.array(key, &expected, problems)? else {
+            return Ok(None);
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -303,27 +188,34 @@ impl<'a> TableReader<'a> {
                     table: Some(t),
                     offset: item.span().start,
                 }),
-                other => problems.push(
-                    self.loc_at(item.span().start, path)
-                        .problem(format!("expected a table, found {}", type_name(other))),
-                ),
+                other => {
+                    problems.report(
+                        self.loc_at(item.span().start, path)
+                            .problem(format!("expected a table, found {}", type_name(other))),
+                    );
+                }
             }
         }
-        Some(out)
+        Ok(Some(out))
     }
 
+    /// The value at `key` converted by `f`, which says `None` for a value of another type
+    /// (reported as "expected `expected`"). A string longer than [`MAX_STRING_BYTES`] is
+    /// refused before `f` sees it.
     fn typed<T>(
         &self,
         key: &str,
-        problems: &mut Vec<Problem>,
+        problems: &mut Problems,
         expected: &str,
         f: impl FnOnce(&DeValue<'_>) -> Option<T>,
-    ) -> Option<Result<(T, &'a Value<'a>), ()>> {
-        let v = self.get(key)?;
+    ) -> Read<(T, &'a TomlValue<'a>)> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         if let Some(s) = v.get_ref().as_str()
             && s.len() > MAX_STRING_BYTES
         {
-            problems.push(self.value_problem(
+            return Err(problems.report(self.value_problem(
                 key,
                 v,
                 format!(
@@ -331,135 +223,118 @@ impl<'a> TableReader<'a> {
                     s.len(),
                     shorten(s, 16)
                 ),
-            ));
-            return Some(Err(()));
+            )));
         }
-        Some(match f(v.get_ref()) {
-            Some(t) => Ok((t, v)),
-            None => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("expected {expected}, found {}", type_name(v.get_ref())),
-                ));
-                Err(())
-            }
-        })
+        match f(v.get_ref()) {
+            Some(t) => Ok(Some((t, v))),
+            None => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("expected {expected}, found {}", type_name(v.get_ref())),
+            ))),
+        }
     }
 
-    fn locate<T>(&self, key: &str, v: &Value<'_>, value: T) -> Located<T> {
+    fn locate<T>(&self, key: &str, v: &TomlValue<'_>, value: T) -> Located<T> {
         Located {
             value,
             loc: self.loc_at(v.span().start, self.child_path(key)),
         }
     }
 
-    /// A string value; `None` when absent or of another type (the latter reported).
-    pub fn string(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Located<String>> {
-        let (s, v) = self
-            .typed(key, problems, "a string", |v| v.as_str().map(str::to_owned))?
-            .ok()?;
-        Some(self.locate(key, v, s))
+    pub fn string(&self, key: &str, problems: &mut Problems) -> Read<Located<String>> {
+        let read = self.typed(key, problems, "a string", |v| v.as_str().map(str::to_owned))?;
+        Ok(read.map(|(s, v)| self.locate(key, v, s)))
     }
 
-    pub fn bool(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<bool, ()>> {
-        Some(
-            self.typed(key, problems, "true or false", |v| v.as_bool())?
-                .map(|(b, _)| b),
-        )
+    /// A string the table must have: absent is a problem too.
+    pub fn required_string(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Result<Located<String>, Reported> {
+        match self.string(key, problems)? {
+            Some(s) => Ok(s),
+            None => Err(problems.report(self.missing(key))),
+        }
+    }
+
+    pub fn bool(&self, key: &str, problems: &mut Problems) -> Read<bool> {
+        let read = self.typed(key, problems, "true or false", |v| v.as_bool())?;
+        Ok(read.map(|(b, _)| b))
     }
 
     /// An integer in `[min, max]`.
-    pub fn bounded_int(
-        &self,
-        key: &str,
-        min: u64,
-        max: u64,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<u64, ()>> {
-        let (raw, v) = match self.typed(key, problems, "an integer", |v| {
+    pub fn bounded_int(&self, key: &str, min: u64, max: u64, problems: &mut Problems) -> Read<u64> {
+        let Some((raw, v)) = self.typed(key, problems, "an integer", |v| {
             v.as_integer()
                 .map(|i| i64::from_str_radix(i.as_str(), i.radix()).ok())
-        })? {
-            Ok(x) => x,
-            Err(()) => return Some(Err(())),
+        })?
+        else {
+            return Ok(None);
         };
-        Some(match raw.and_then(|n| u64::try_from(n).ok()) {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!("must be between {min} and {max}"),
-                ));
-                Err(())
-            }
-        })
+        match raw.and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(problems.report(self.value_problem(
+                key,
+                v,
+                format!("must be between {min} and {max}"),
+            ))),
+        }
     }
 
-    pub fn positive_int(
-        &self,
-        key: &str,
-        max: u64,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<u64, ()>> {
+    pub fn positive_int(&self, key: &str, max: u64, problems: &mut Problems) -> Read<u64> {
         self.bounded_int(key, 1, max, problems)
     }
 
-    pub fn located_duration(
-        &self,
-        key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<Located<Duration>, ()>> {
-        let (s, v) = match self.typed(
+    pub fn located_duration(&self, key: &str, problems: &mut Problems) -> Read<Located<Duration>> {
+        let Some((s, v)) = self.typed(
             key,
             problems,
             "a duration string like \"90s\" or \"1h 30m\"",
             |v| v.as_str().map(str::to_owned),
-        )? {
-            Ok(x) => x,
-            Err(()) => return Some(Err(())),
+        )?
+        else {
+            return Ok(None);
         };
-        Some(match humantime::parse_duration(s.trim()) {
-            Ok(d) => Ok(self.locate(key, v, d)),
-            Err(e) => {
-                problems.push(self.value_problem(
-                    key,
-                    v,
-                    format!(
-                        "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
-                    ),
-                ));
-                Err(())
-            }
-        })
-    }
-
-    pub fn duration(&self, key: &str, problems: &mut Vec<Problem>) -> Option<Result<Duration, ()>> {
-        Some(self.located_duration(key, problems)?.map(|d| d.value))
-    }
-
-    /// An array of strings, each with its own place (`key[i]`), so a bad element is
-    /// pointed at itself. `Err` when the value or an element has another type (reported).
-    pub fn string_array(
-        &self,
-        key: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<Located<Vec<Located<String>>>, ()>> {
-        let v = self.get(key)?;
-        let DeValue::Array(items) = v.get_ref() else {
-            problems.push(self.value_problem(
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Ok(Some(self.locate(key, v, d))),
+            Err(e) => Err(problems.report(self.value_problem(
                 key,
                 v,
                 format!(
-                    "expected an array of strings, found {}",
-                    type_name(v.get_ref())
+                    "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
                 ),
-            ));
-            return Some(Err(()));
+            ))),
+        }
+    }
+
+    /// A duration that must be above zero (`"0s"` is reported).
+    pub fn nonzero_duration(&self, key: &str, problems: &mut Problems) -> Read<Located<Duration>> {
+        match self.located_duration(key, problems)? {
+            Some(d) if d.value.is_zero() => {
+                Err(problems.report(d.problem("must be greater than zero".into())))
+            }
+            d => Ok(d),
+        }
+    }
+
+    pub fn duration(&self, key: &str, problems: &mut Problems) -> Read<Duration> {
+        Ok(self.located_duration(key, problems)?.map(|d| d.value))
+    }
+
+    /// An array of strings, each with its own place (`key[i]`), so a bad element is
+    /// pointed at itself. Every element of another type is reported.
+    pub fn string_array(
+        &self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Read<Located<Vec<Located<String>>>> {
+        let Some((v, items)) = self.array(key, "an array of strings", problems)? else {
+            return Ok(None);
         };
         let mut out = Vec::new();
-        let mut ok = true;
+        let mut failed = None;
         for (i, item) in items.iter().enumerate() {
             let loc = self.loc_at(item.span().start, format!("{}[{i}]", self.child_path(key)));
             match item.get_ref().as_str() {
@@ -468,18 +343,17 @@ impl<'a> TableReader<'a> {
                     loc,
                 }),
                 None => {
-                    problems.push(loc.problem(format!(
+                    failed = Some(problems.report(loc.problem(format!(
                         "expected a string, found {}",
                         type_name(item.get_ref())
-                    )));
-                    ok = false;
+                    ))));
                 }
             }
         }
-        if !ok {
-            return Some(Err(()));
+        match failed {
+            Some(reported) => Err(reported),
+            None => Ok(Some(self.locate(key, v, out))),
         }
-        Some(Ok(self.locate(key, v, out)))
     }
 
     /// One of a fixed set of strings.
@@ -487,22 +361,21 @@ impl<'a> TableReader<'a> {
         &self,
         key: &str,
         options: &[(&str, T)],
-        problems: &mut Vec<Problem>,
-    ) -> Option<Result<T, ()>> {
+        problems: &mut Problems,
+    ) -> Read<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let expected = format!("one of {}", quoted_list(&names));
-        let (s, v) =
-            match self.typed(key, problems, &expected, |v| v.as_str().map(str::to_owned))? {
-                Ok(x) => x,
-                Err(()) => return Some(Err(())),
-            };
-        Some(match options.iter().find(|(n, _)| *n == s) {
-            Some((_, t)) => Ok(*t),
+        let Some((s, v)) =
+            self.typed(key, problems, &expected, |v| v.as_str().map(str::to_owned))?
+        else {
+            return Ok(None);
+        };
+        match options.iter().find(|(n, _)| *n == s) {
+            Some((_, t)) => Ok(Some(*t)),
             None => {
-                problems.push(self.value_problem(key, v, format!("{s:?} is not {expected}")));
-                Err(())
+                Err(problems.report(self.value_problem(key, v, format!("{s:?} is not {expected}"))))
             }
-        })
+        }
     }
 }
 
@@ -523,38 +396,28 @@ pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .filter(|k| len.abs_diff(k.len()) <= 2.max(k.len() / 4))
-        .map(|k| (edit_distance(&lower, k), *k))
+        .map(|k| (strsim::levenshtein(&lower, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
         .map(|(_, k)| k)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+/// A `DeValue`'s type in words, for "expected a string, found an integer".
+pub(super) fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
     }
-    prev[b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_col_counts_characters_from_one() {
-        let idx = LineIndex::new("a = 1\nbé = 2\n");
-        assert_eq!(idx.line_col(0), (1, 1));
-        assert_eq!(idx.line_col(6), (2, 1));
-        // 'é' is two bytes but one column.
-        assert_eq!(idx.line_col(9), (2, 3));
-    }
 
     #[test]
     fn closest_suggests_typos_and_camel_case() {
