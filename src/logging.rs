@@ -238,7 +238,10 @@ mod tests {
             " INFO server=living-room run_id=01JRUN: run finished outcome=\"completed\" duration_ms=12\n"
         );
         assert!(!line.contains("jellyfin_export_scheduler"), "{line}");
-        assert!(!line.contains('{'), "span names and braces are gone: {line}");
+        assert!(
+            !line.contains('{'),
+            "span names and braces are gone: {line}"
+        );
     }
 
     #[test]

@@ -124,12 +124,14 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
         })
     })?;
     let page = format!("http://{listen}/");
-    write_private_file(&config_path, config_text(&sim, &state_dir, listen).as_bytes()).map_err(
-        |source| DemoError::WriteConfig {
-            path: config_path.clone(),
-            source,
-        },
-    )?;
+    write_private_file(
+        &config_path,
+        config_text(&sim, &state_dir, listen).as_bytes(),
+    )
+    .map_err(|source| DemoError::WriteConfig {
+        path: config_path.clone(),
+        source,
+    })?;
     let config = Config::load(&config_path).map_err(DemoError::Config)?;
     let state = StateDir::open(&state_dir).map_err(DemoError::State)?;
     let mut signals = SignalEvents::register().ok();

@@ -1,7 +1,7 @@
 //! `[daemon]`: settings of the process as a whole.
 
 use super::env::{LoadEnv, expand_path};
-use super::model::{DaemonConfig, LogFormat};
+use super::model::{DaemonConfig, LogFormat, WatchConfig, WatchMode};
 use super::problem::{Problems, Reported};
 use super::reader::TableReader;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,16 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "log_level",
     "max_concurrent_runs",
     "shutdown_grace",
+    "watch_config",
+    "watch_debounce",
+    "watch_poll_interval",
 ];
+
+/// `watch_debounce` when the config does not say: longer than an editor's save (a
+/// rename, or a truncate and a write) takes, short enough to feel immediate.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_secs(1);
+/// `watch_poll_interval` when the config does not say: a stat and a read of a small file.
+pub const DEFAULT_WATCH_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The state directory when the config sets no `state_dir`: systemd's `$STATE_DIRECTORY`
 /// (StateDirectory=; the first when several), else [`DEFAULT_STATE_DIR`].
@@ -74,6 +83,7 @@ pub(super) fn read_daemon(
     });
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
+    let watch = read_watch(t, problems);
     Ok(DaemonConfig {
         state_dir: state_dir?,
         log_format: log_format?.unwrap_or(LogFormat::Text),
@@ -82,5 +92,26 @@ pub(super) fn read_daemon(
         max_concurrent_runs: max_concurrent_runs?.map_or(16, |n| n as usize),
         shutdown_grace: shutdown_grace?.unwrap_or(Duration::from_secs(30)),
         listen: listen?,
+        watch: watch?,
+    })
+}
+
+/// `watch_config`, `watch_debounce`, `watch_poll_interval`.
+fn read_watch(t: &TableReader<'_>, problems: &mut Problems) -> Result<WatchConfig, Reported> {
+    let mode = t.choice(
+        "watch_config",
+        &[
+            ("auto", WatchMode::Auto),
+            ("poll", WatchMode::Poll),
+            ("off", WatchMode::Off),
+        ],
+        problems,
+    );
+    let debounce = t.nonzero_duration("watch_debounce", problems);
+    let poll_interval = t.nonzero_duration("watch_poll_interval", problems);
+    Ok(WatchConfig {
+        mode: mode?.unwrap_or(WatchMode::Auto),
+        debounce: debounce?.map_or(DEFAULT_WATCH_DEBOUNCE, |d| d.value),
+        poll_interval: poll_interval?.map_or(DEFAULT_WATCH_POLL_INTERVAL, |d| d.value),
     })
 }
