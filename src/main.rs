@@ -2,9 +2,10 @@
 //! result into an exit status. Nothing else lives here.
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use jellyfin_export_scheduler::commands::{
-    CommandError, Verdict, check, demo, healthcheck, history, reload, run, simulate, trigger,
+    CommandError, Verdict, check, completions, demo, doctor, healthcheck, history, manpage, reload,
+    run, simulate, trigger,
 };
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "JELLYFIN_EXPORT_SCHEDULER_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, env = "JELLYFIN_EXPORT_SCHEDULER_CONFIG", default_value = DEFAULT_CONFIG_PATH, value_hint = ValueHint::FilePath)]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -43,6 +44,18 @@ enum Command {
         after: Option<DateTime<Utc>>,
         #[arg(long, value_enum, default_value = "text")]
         format: check::Format,
+    },
+    /// Check each enabled server (or those named) for real, read-only: address, TLS, key,
+    /// plugin, task, Mode, last export, clock; and the state folder. Exit 0 nothing failed,
+    /// 1 something did, 2 bad config.
+    Doctor {
+        /// Only these servers (default: every enabled one).
+        servers: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: doctor::Format,
+        /// The limit of each step (resolve, connect, one request).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
@@ -70,7 +83,7 @@ enum Command {
     /// then the history.
     Demo {
         /// Folder for the demo's config and state (default: a new folder under $TMPDIR).
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
         /// How long to run.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -104,8 +117,20 @@ enum Command {
         listen: std::net::SocketAddr,
         /// A scenario file describing the servers (see config/simulate-scenario.toml);
         /// without it, one server "demo" at / and /s/demo.
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::FilePath)]
         scenario: Option<PathBuf>,
+    },
+    /// Print a completion script for bash, zsh or fish (see docs/commands.md for where it
+    /// goes).
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Manpage {
+        /// Write jellyfin-export-scheduler.1 and one page per command here instead.
+        #[arg(long, value_hint = ValueHint::DirPath)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -152,6 +177,23 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let config = warned(check::load(path, &LoadEnv::process(), no_secrets)?);
             let after = after.unwrap_or_else(Utc::now);
             check::check(&config, after, next, format, std::io::stdout().lock())
+        }
+        Command::Doctor {
+            servers,
+            format,
+            timeout,
+        } => {
+            let config = warned(Config::load(path)?);
+            // The report is the output; logs (stderr) only say what goes wrong.
+            logging::init(LogFormat::Text, "warn");
+            let stdout = std::io::stdout();
+            let options = doctor::Options {
+                servers,
+                format,
+                timeout,
+                colour: stdout.is_terminal() && !logging::no_color(),
+            };
+            block_on(doctor::doctor(&config, &options, stdout))
         }
         Command::Run { log_format } => {
             let config = warned(Config::load(path)?);
@@ -203,6 +245,12 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             scenario.as_deref(),
             std::io::stdout(),
         )),
+        Command::Completions { shell } => {
+            completions::completions(Cli::command(), shell, std::io::stdout())
+        }
+        Command::Manpage { dir } => {
+            manpage::manpage(Cli::command(), dir.as_deref(), std::io::stdout())
+        }
     }
 }
 

@@ -8,9 +8,12 @@ mod error;
 pub use error::{CommandError, Verdict};
 
 pub mod check;
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod healthcheck;
 pub mod history;
+pub mod manpage;
 pub mod reload;
 pub mod run;
 pub mod simulate;
