@@ -257,6 +257,16 @@ mod tests {
         assert_eq!(look(&path), Look::Unreadable(std::io::ErrorKind::NotFound));
     }
 
+    #[tokio::test]
+    async fn off_watches_nothing() {
+        let settings = WatchConfig {
+            mode: WatchMode::Off,
+            debounce: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+        };
+        assert!(ConfigWatcher::start(Path::new("/nonexistent/config.toml"), settings).is_none());
+    }
+
     #[test]
     fn the_folder_of_a_bare_file_name_is_the_current_one() {
         assert_eq!(folder_of(Path::new("config.toml")), PathBuf::from("."));
