@@ -2,7 +2,7 @@
 //!
 //! One scenario hits every outcome through the real binary: the daemon with JSON logs at
 //! trace level, `trigger` with text logs at trace level, `check` (with and without
-//! secrets), `history` (text and JSON), `reload`, config errors, the HTTP endpoints, and
+//! secrets), `doctor` (text and JSON), `history` (text and JSON), `reload`, config errors, the HTTP endpoints, and
 //! every file in the state directory (the reload status file included). All of
 //! it is gathered and searched for every key (and a wrong key that a server refuses).
 
@@ -305,6 +305,8 @@ async fn no_key_appears_in_anything_the_program_emits() {
         vec!["check", "--config", cfg],
         vec!["check", "--config", cfg, "--format", "json"],
         vec!["check", "--no-secrets", "--config", cfg],
+        vec!["doctor", "--config", cfg],
+        vec!["doctor", "--config", cfg, "--format", "json"],
         vec!["history", "--config", cfg, "--limit", "0"],
         vec![
             "history", "--config", cfg, "--limit", "0", "--format", "json",
