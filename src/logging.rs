@@ -85,23 +85,36 @@ where
             (true, _) => ("\x1b[2m", "\x1b[0m"),
         };
         write!(writer, "{time} {on}{level:>5}{off} ")?;
-        let mut spans = Vec::new();
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<FormattedFields<N>>()
-                    && !fields.is_empty()
-                {
-                    spans.push(fields.fields.clone());
-                }
-            }
-        }
+        let spans: Vec<String> = span_fields(ctx)
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .collect();
         if !spans.is_empty() {
             write!(writer, "{}: ", spans.join(" "))?;
         }
         ctx.format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
+}
+
+/// The fields of the spans an event happened in, each as the fields formatter wrote them,
+/// outermost first.
+fn span_fields<S, N>(ctx: &FmtContext<'_, S, N>) -> Vec<String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let Some(scope) = ctx.event_scope() else {
+        return Vec::new();
+    };
+    scope
+        .from_root()
+        .filter_map(|span| {
+            span.extensions()
+                .get::<FormattedFields<N>>()
+                .map(|f| f.fields.clone())
+        })
+        .collect()
 }
 
 /// One flat JSON object per event.
@@ -129,15 +142,9 @@ where
         obj.insert("level".into(), meta.level().as_str().into());
         obj.insert("target".into(), meta.target().into());
         // Span fields first (outermost to innermost), so the event's own fields win.
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<FormattedFields<N>>()
-                    && let Ok(serde_json::Value::Object(map)) =
-                        serde_json::from_str::<serde_json::Value>(fields)
-                {
-                    obj.extend(map);
-                }
+        for fields in span_fields(ctx) {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
+                obj.extend(map);
             }
         }
         let mut visitor = JsonVisitor(&mut obj);
