@@ -3,14 +3,17 @@
 //!
 //! # Layout
 //!
+//! Layers point down only: `main.rs` wires the [`commands`], which use the daemon and the
+//! library modules below them; no library module uses a command.
+//!
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | TOML file → validated [`config::Config`], every problem with file:line:col |
 //! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
 //! | [`timezone`] | IANA zone names with suggestions, and the system's zone (`$TZ`, `/etc`) |
 //! | [`secret`] | the masking type for API keys and other secrets |
-//! | [`record`] | the run record (outcomes, triggers, the history line's fields) and the request that starts a run |
-//! | [`history`] | per-server run records on disk (JSON Lines) |
+//! | [`record`] | the run record (outcomes, triggers, the history line's fields), the request that starts a run, and how a record reads for people (its one-line summary, durations) |
+//! | [`history`] | per-server run records on disk (JSON Lines): storage only |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
@@ -25,10 +28,10 @@
 //! | [`reload`] | a reload from the config file in the daemon (on SIGHUP, or when the config watcher saw it change), and the reload status file `reload` reads |
 //! | [`doctor`] | read-only checks of each server and of this machine, for the `doctor` command |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics, status API and page |
+//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics (one table of metric families), status API and page |
 //! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
 //! | [`logging`] | text or flat JSON log lines |
-//! | [`commands`] | the subcommands, callable without a process; `main.rs` only wires |
+//! | [`commands`] | the subcommands, callable without a process: each returns what it found or a typed [`commands::CommandError`], which `main.rs` prints once and maps to the exit status |
 
 pub mod commands;
 pub mod config;

@@ -1,5 +1,5 @@
-//! The binary: parses arguments, sets up logging, calls into the library and turns the
-//! result into an exit status. Nothing else lives here.
+//! The binary: parses arguments, sets up logging, calls into the library, prints an error
+//! once and turns the result into an exit status. Nothing else lives here.
 
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser, Subcommand, ValueHint};

@@ -1,95 +1,31 @@
 //! The real binary: exit codes, output, files on disk. The simulated Jellyfin runs in the
 //! test process; the binary is a child process talking to it over loopback.
 
-use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use jellyfin_export_scheduler::sim::{Mode, RunOutcome};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "a3c8f1e2d4b5968778695a4b3c2d1e0f";
+mod common;
 
-fn run_bin(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_CONFIG")
-        .output()
-        .expect("the binary runs")
-}
+use common::KEY;
+use common::bin::{Ran, bin, bin_async, command, describe, run, run_async, text};
+use common::config::ConfigFile;
+use common::records::history_lines;
+use common::sim::{sim_server, simulator};
+use common::wait::wait_until;
 
-async fn run_bin_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_bin(&args)
-    })
-    .await
-    .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-/// Explains a failed expectation with the whole command output.
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    state: PathBuf,
-}
-
-fn write_config(servers: &[(&str, String)]) -> Env {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let mut toml = format!(
-        "[daemon]\nstate_dir = \"{}\"\n\n[defaults]\nschedule = \"@daily\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
-        state.display()
-    );
-    for (name, url) in servers {
-        toml.push_str(&format!(
-            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n"
-        ));
-    }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml).unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    Env {
-        _dir: dir,
-        config,
-        state,
-    }
-}
-
-fn sim_server(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
-    let mut c = SimServerConfig::new(name, KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(200);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 1024;
-    f(&mut c);
-    c
-}
-
-fn history_lines(state: &Path, server: &str) -> Vec<String> {
-    std::fs::read_to_string(state.join("history").join(format!("{server}.jsonl")))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+/// A config file with one `@daily` server per `(name, url)`.
+fn write_config(servers: &[(&str, String)]) -> ConfigFile {
+    let servers: Vec<(&str, String, &str)> = servers
+        .iter()
+        .map(|(name, url)| (*name, url.clone(), ""))
+        .collect();
+    common::config::daily(&servers)
 }
 
 /// `check` on a shipped config, with the credentials directory holding a real-looking key.
-fn check_shipped(name: &str, vars: &[(&str, &str)]) -> Output {
+fn check_shipped(name: &str, vars: &[(&str, &str)]) -> Ran {
     let creds = tempfile::tempdir().unwrap();
     std::fs::write(
         creds.path().join("living-room"),
@@ -99,13 +35,9 @@ fn check_shipped(name: &str, vars: &[(&str, &str)]) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("config")
         .join(name);
-    Command::new(BIN)
-        .args(["check", "--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
+    run(command(["check", "--config", path.to_str().unwrap()])
         .env("CREDENTIALS_DIRECTORY", creds.path())
-        .envs(vars.iter().copied())
-        .output()
-        .expect("the binary runs")
+        .envs(vars.iter().copied()))
 }
 
 #[test]
@@ -172,12 +104,7 @@ fn placeholder_warnings_keep_the_exit_status_and_never_show_a_secret() {
     let cfg = config.to_str().unwrap();
     let hook = "https://hooks.example.com/services/HOOKTAIL";
     for format in ["text", "json"] {
-        let o = Command::new(BIN)
-            .args(["check", "--config", cfg, "--format", format])
-            .env_remove("RUST_LOG")
-            .env("HOOK", hook)
-            .output()
-            .expect("the binary runs");
+        let o = run(command(["check", "--config", cfg, "--format", format]).env("HOOK", hook));
         assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
         let stderr = text(&o.stderr);
         let want = [
@@ -212,11 +139,7 @@ fn placeholder_warnings_keep_the_exit_status_and_never_show_a_secret() {
         std::fs::read_to_string(&config).unwrap() + "retries = -1\n",
     )
     .unwrap();
-    let o = Command::new(BIN)
-        .args(["check", "--config", cfg])
-        .env("HOOK", hook)
-        .output()
-        .expect("the binary runs");
+    let o = run(command(["check", "--config", cfg]).env("HOOK", hook));
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(!text(&o.stderr).contains("HOOKTAIL"), "{}", describe(&o));
 }
@@ -224,8 +147,8 @@ fn placeholder_warnings_keep_the_exit_status_and_never_show_a_secret() {
 #[test]
 fn check_exit_codes_and_exact_json() {
     let env = write_config(&[("living-room", "http://127.0.0.1:9".into())]);
-    let cfg = env.config.to_str().unwrap();
-    let o = run_bin(&[
+    let cfg = env.arg();
+    let o = bin(&[
         "check",
         "--config",
         cfg,
@@ -241,7 +164,7 @@ fn check_exit_codes_and_exact_json() {
         text(&o.stdout),
         "{\"servers\":[{\"name\":\"living-room\",\"enabled\":true,\"schedule\":\"@daily\",\"timezone\":\"UTC\",\"next\":[\"2026-11-27T00:00:00Z\",\"2026-11-28T00:00:00Z\"]}]}\n"
     );
-    let o = run_bin(&["check", "--config", cfg, "--after", "2026-11-26T12:00:00Z"]);
+    let o = bin(&["check", "--config", cfg, "--after", "2026-11-26T12:00:00Z"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(
         text(&o.stdout).contains("next: Fri 2026-11-27 00:00:00 UTC  2026-11-27T00:00:00Z"),
@@ -251,42 +174,37 @@ fn check_exit_codes_and_exact_json() {
 
     let bad = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config/invalid/every_problem_reported.toml");
-    let o = run_bin(&["check", "--config", bad.to_str().unwrap()]);
+    let o = bin(&["check", "--config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(o.stdout.is_empty());
     assert!(text(&o.stderr).lines().count() >= 5, "{}", describe(&o));
 
-    let o = run_bin(&["check", "--config", "/nonexistent/config.toml"]);
+    let o = bin(&["check", "--config", "/nonexistent/config.toml"]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(text(&o.stderr).contains("/nonexistent/config.toml: cannot read the config file"));
 
-    let o = run_bin(&["check", "--after", "tomorrow"]);
+    let o = bin(&["check", "--after", "tomorrow"]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
-    let o = run_bin(&["frobnicate"]);
+    let o = bin(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_records_history_and_exits_by_outcome() {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![
-            sim_server("good", |_| {}),
-            sim_server("bad", |c| c.outcome = RunOutcome::Failed),
-            sim_server("importing", |c| c.mode = Mode::Import),
-        ],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![
+        sim_server("good", |_| {}),
+        sim_server("bad", |c| c.outcome = RunOutcome::Failed),
+        sim_server("importing", |c| c.mode = Mode::Import),
+    ])
+    .await;
     let env = write_config(&[
         ("good", sim.url("good")),
         ("bad", sim.url("bad")),
         ("importing", sim.url("importing")),
     ]);
-    let cfg = env.config.to_str().unwrap().to_owned();
-    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cfg = env.arg();
 
-    let o = run_bin_async(args(&["trigger", "good", "--config", &cfg])).await;
+    let o = bin_async(&["trigger", "good", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let out = text(&o.stdout);
     assert!(
@@ -302,7 +220,7 @@ async fn trigger_records_history_and_exits_by_outcome() {
     assert!(out.contains("good: completed after"), "{}", describe(&o));
     assert_eq!(history_lines(&env.state, "good").len(), 1);
 
-    let o = run_bin_async(args(&["trigger", "bad", "--config", &cfg])).await;
+    let o = bin_async(&["trigger", "bad", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(text(&o.stdout).contains("bad: failed"), "{}", describe(&o));
     assert!(
@@ -311,7 +229,7 @@ async fn trigger_records_history_and_exits_by_outcome() {
         describe(&o)
     );
 
-    let o = run_bin_async(args(&["trigger", "importing", "--config", &cfg])).await;
+    let o = bin_async(&["trigger", "importing", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(
         text(&o.stdout).contains("importing: skipped"),
@@ -319,7 +237,7 @@ async fn trigger_records_history_and_exits_by_outcome() {
         describe(&o)
     );
 
-    let o = run_bin_async(args(&["trigger", "nope", "--config", &cfg])).await;
+    let o = bin_async(&["trigger", "nope", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(
         text(&o.stderr).contains("no server named \"nope\""),
@@ -328,7 +246,7 @@ async fn trigger_records_history_and_exits_by_outcome() {
     );
 
     // history: newest first across servers; json is the stored lines byte for byte.
-    let o = run_bin_async(args(&["history", "--config", &cfg])).await;
+    let o = bin_async(&["history", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let table = text(&o.stdout);
     let rows: Vec<&str> = table.lines().collect();
@@ -347,11 +265,9 @@ async fn trigger_records_history_and_exits_by_outcome() {
     );
     // Times are in each server's configured zone (UTC here, whatever the system's zone),
     // with the offset, and the header names the zone.
-    let o = Command::new(BIN)
-        .args(["history", "good", "--config", &cfg])
-        .env("TZ", "America/New_York")
-        .output()
-        .expect("the binary runs");
+    let mut in_new_york = command(["history", "good", "--config", cfg]);
+    in_new_york.env("TZ", "America/New_York");
+    let o = run_async(in_new_york).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let table = text(&o.stdout);
     let rows: Vec<&str> = table.lines().collect();
@@ -361,17 +277,14 @@ async fn trigger_records_history_and_exits_by_outcome() {
         "{table}"
     );
 
-    let o = run_bin_async(args(&[
-        "history", "good", "--config", &cfg, "--format", "json",
-    ]))
-    .await;
+    let o = bin_async(&["history", "good", "--config", cfg, "--format", "json"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let stored = history_lines(&env.state, "good").join("\n") + "\n";
     assert_eq!(text(&o.stdout), stored);
 
-    let o = run_bin_async(args(&[
-        "history", "--config", &cfg, "--limit", "1", "--format", "json",
-    ]))
+    let o = bin_async(&[
+        "history", "--config", cfg, "--limit", "1", "--format", "json",
+    ])
     .await;
     assert_eq!(text(&o.stdout).lines().count(), 1);
 
@@ -385,46 +298,31 @@ async fn trigger_records_history_and_exits_by_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_trigger_on_a_busy_server_is_refused_and_no_wait_leaves_a_marker() {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![sim_server("slow", |c| {
-            c.run_length = Duration::from_secs(2)
-        })],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![sim_server("slow", |c| {
+        c.run_length = Duration::from_secs(2)
+    })])
+    .await;
     let env = write_config(&[("slow", sim.url("slow"))]);
-    let cfg = env.config.to_str().unwrap().to_owned();
+    let cfg = env.arg();
 
-    let first = {
-        let cfg = cfg.clone();
-        std::process::Command::new(BIN)
-            .args(["trigger", "slow", "--config", &cfg])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let first = command(["trigger", "slow", "--config", cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // The lock file names its holder once the first trigger holds it.
     let lock = env.state.join("locks/slow.lock");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("manual trigger")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first trigger never took the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let o = run_bin_async(vec![
-        "trigger".into(),
-        "slow".into(),
-        "--config".into(),
-        cfg.clone(),
-    ])
+    wait_until(
+        Duration::from_secs(10),
+        "the first trigger took the lock",
+        || {
+            std::fs::read_to_string(&lock)
+                .unwrap_or_default()
+                .contains("manual trigger")
+        },
+    )
     .await;
+    let o = bin_async(&["trigger", "slow", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(
         text(&o.stderr).contains("server slow is busy: pid"),
@@ -447,14 +345,7 @@ async fn a_second_trigger_on_a_busy_server_is_refused_and_no_wait_leaves_a_marke
     assert_eq!(history_lines(&env.state, "slow").len(), 1);
 
     // --no-wait: returns at once, leaves a marker; the next trigger records that run first.
-    let o = run_bin_async(vec![
-        "trigger".into(),
-        "slow".into(),
-        "--config".into(),
-        cfg.clone(),
-        "--no-wait".into(),
-    ])
-    .await;
+    let o = bin_async(&["trigger", "slow", "--config", cfg, "--no-wait"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(text(&o.stdout).contains("not waiting"), "{}", describe(&o));
     assert!(env.state.join("inflight/slow.json").exists());
@@ -463,13 +354,7 @@ async fn a_second_trigger_on_a_busy_server_is_refused_and_no_wait_leaves_a_marke
         1,
         "not recorded yet"
     );
-    let o = run_bin_async(vec![
-        "trigger".into(),
-        "slow".into(),
-        "--config".into(),
-        cfg.clone(),
-    ])
-    .await;
+    let o = bin_async(&["trigger", "slow", "--config", cfg]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(
         text(&o.stdout).contains("earlier run: slow: completed"),

@@ -18,6 +18,7 @@
 #        JES_SKIP_BUILD=1 tests/container.sh   (reuse the image built last time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/lib.sh # free_port, wait_until
 
 image=localhost/jellyfin-export-scheduler:test
 base=gcr.io/distroless/cc-debian13:nonroot
@@ -47,20 +48,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Polls CMD every 0.5 s until it succeeds, at most SECONDS seconds; returns 1 on time-out.
-wait_until() {
-  local seconds=$1; shift
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
 
 running() { [[ $(podman inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 

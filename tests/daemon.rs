@@ -4,8 +4,7 @@
 //! Waits are bounded and fail with a sentence; nothing sleeps to synchronise.
 
 use chrono::{DateTime, Timelike, Utc};
-use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{self, DaemonHandle};
+use jellyfin_export_scheduler::config::Config;
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{
@@ -15,88 +14,30 @@ use jellyfin_export_scheduler::runner::marker::{Marker, Markers};
 use jellyfin_export_scheduler::runner::track::{self, NoEvents, StartResult};
 use jellyfin_export_scheduler::runner::{RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::schedule::jitter_offset;
-use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
+use jellyfin_export_scheduler::sim::SimServerConfig;
 use jellyfin_export_scheduler::state::StateDir;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+mod common;
 
+use common::KEY;
+use common::daemon::{start, start_observed, stop};
+use common::records::{records, wait_for_records};
+use common::sim::simulator;
+use common::time::schedule_at as at;
+use common::wait::{wait_until, wait_until_async};
+
+/// Server `name` of the simulator, its runs `run_length_ms` long.
 fn sim_server(name: &str, run_length_ms: u64) -> SimServerConfig {
-    let mut c = SimServerConfig::new(name, KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(run_length_ms);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 1024;
-    c
-}
-
-async fn simulator(servers: Vec<SimServerConfig>) -> Simulator {
-    Simulator::start("127.0.0.1:0".parse().unwrap(), servers)
-        .await
-        .expect("simulator starts")
+    common::sim::sim_server(name, |c| {
+        c.run_length = Duration::from_millis(run_length_ms)
+    })
 }
 
 /// A config: `daemon` lines, then one `[[servers]]` per (name, url, extra lines).
 fn config(state: &Path, daemon: &str, servers: &[(&str, String, &str)]) -> Config {
-    let mut text = format!(
-        "[daemon]\nstate_dir = \"{}\"\n{daemon}\n[defaults]\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
-        state.display()
-    );
-    for (name, url, extra) in servers {
-        text.push_str(&format!(
-            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n{extra}\n"
-        ));
-    }
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    Config::parse(&text, Path::new("daemon-test.toml"), &env)
-        .unwrap_or_else(|e| panic!("test config must parse:\n{e}\n{text}"))
-}
-
-/// A 6-field cron expression that fires once a day at `t`'s second (UTC).
-fn at(t: DateTime<Utc>) -> String {
-    format!(
-        "schedule = \"{} {} {} * * *\"",
-        t.second(),
-        t.minute(),
-        t.hour()
-    )
-}
-
-fn records(state: &Path, server: &str) -> Vec<RunRecord> {
-    let state = StateDir::open(state).unwrap();
-    History::new(&state).read(server).unwrap().into_records()
-}
-
-async fn wait_for_records(state: &Path, server: &str, n: usize, limit: Duration) -> Vec<RunRecord> {
-    let start = Instant::now();
-    loop {
-        let r = records(state, server);
-        if r.len() >= n {
-            return r;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {n} records of {server}; have {}: {r:#?}",
-            r.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn start(config: Config) -> DaemonHandle {
-    let state = StateDir::open(&config.daemon.state_dir).unwrap();
-    daemon::start(config, state).await
-}
-
-async fn stop(handle: DaemonHandle) {
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(10), handle.wait())
-        .await
-        .expect("the daemon stopped within 10 s");
+    common::config::parse(&common::config::text(state, daemon, "", servers))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,11 +362,10 @@ async fn a_server_removed_during_its_run_stops_counting_as_a_loop() {
         ],
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.server("gone").start_requests().is_empty() {
-        assert!(Instant::now() < deadline, "the run of gone never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(Duration::from_secs(10), "the run of gone started", || {
+        !sim.server("gone").start_requests().is_empty()
+    })
+    .await;
     let summary = handle
         .reload(config(
             dir.path(),
@@ -440,18 +380,17 @@ async fn a_server_removed_during_its_run_stops_counting_as_a_loop() {
     assert_eq!(stale, ["stays"], "during the run");
     let recs = wait_for_records(dir.path(), "gone", 1, Duration::from_secs(10)).await;
     assert_eq!(recs[0].outcome, Outcome::Completed, "{recs:#?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handle
-        .status
-        .get("gone")
-        .is_some_and(|v| v.running.is_some())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the run of gone never ended on the board"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "the run of gone ended on the board",
+        || {
+            handle
+                .status
+                .get("gone")
+                .is_some_and(|v| v.running.is_none())
+        },
+    )
+    .await;
     let stale = handle.status.stale_loops(Duration::ZERO);
     assert_eq!(stale, ["stays"], "after the run");
     stop(handle).await;
@@ -542,20 +481,19 @@ async fn a_marker_written_by_version_0_1_0_is_resumed() {
     let task = client.find_task(&server.task_key).await.unwrap();
     assert_eq!(task.id, "d6eb93f1d1591e7d5e6c70f1d25e6fdd");
     client.start_task(&task.id).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .task(&task.id)
-        .await
-        .unwrap()
-        .last_execution_result
-        .is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the simulated run did not end within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(10),
+        "the simulated run ended",
+        || async {
+            client
+                .task(&task.id)
+                .await
+                .unwrap()
+                .last_execution_result
+                .is_some()
+        },
+    )
+    .await;
     let state = StateDir::open(dir.path()).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inflight/v1.json");
     std::fs::copy(&fixture, state.inflight_dir().join("living-room.json")).unwrap();
@@ -599,11 +537,10 @@ async fn shutdown_waits_for_a_run_within_the_grace() {
         &[("g", sim.url("g"), &soon)],
     ))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sim.server("g").start_requests().is_empty() {
-        assert!(Instant::now() < deadline, "the run never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(Duration::from_secs(5), "the run started", || {
+        !sim.server("g").start_requests().is_empty()
+    })
+    .await;
     stop(handle).await;
     let recs = records(dir.path(), "g");
     assert_eq!(
@@ -626,11 +563,7 @@ async fn ten_thousand_servers_load_arm_and_stop() {
             "[[servers]]\nname = \"s{i}\"\nurl = \"http://127.0.0.1:9/s/s{i}\"\napi_key = \"{KEY}\"\n"
         ));
     }
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    let config = Config::parse(&text, Path::new("fleet.toml"), &env).unwrap();
+    let config = common::config::parse(&text);
     let started = Instant::now();
     let handle = start(config).await;
     assert!(handle.status.armed());
@@ -720,15 +653,7 @@ async fn a_skip_because_another_process_holds_the_server_is_recorded_and_announc
     )
     .unwrap();
     let announced = std::sync::Arc::new(Announced::default());
-    let handle = daemon::start_with(
-        cfg,
-        state,
-        jellyfin_export_scheduler::daemon::DaemonOptions {
-            notifier: None,
-            observers: vec![announced.clone()],
-        },
-    )
-    .await;
+    let handle = start_observed(cfg, vec![announced.clone()]).await;
     let recs = wait_for_records(dir.path(), "busy", 1, Duration::from_secs(10)).await;
     stop(handle).await;
     assert_eq!(recs[0].outcome, Outcome::Skipped, "{recs:#?}");
@@ -765,15 +690,7 @@ async fn a_left_over_run_finished_before_a_new_run_is_announced_and_kept_when_th
     let server = cfg.servers[0].clone();
     let state = StateDir::open(dir.path()).unwrap();
     let announced = std::sync::Arc::new(Announced::default());
-    let handle = daemon::start_with(
-        cfg,
-        state.clone(),
-        jellyfin_export_scheduler::daemon::DaemonOptions {
-            notifier: None,
-            observers: vec![announced.clone()],
-        },
-    )
-    .await;
+    let handle = start_observed(cfg, vec![announced.clone()]).await;
     // `trigger lo --no-wait`, as another process: the run starts and its marker stays.
     let left_over = {
         let _lock =
@@ -797,24 +714,19 @@ async fn a_left_over_run_finished_before_a_new_run_is_announced_and_kept_when_th
     };
     // The disk is full when the daemon records the runs.
     std::os::unix::fs::symlink(full, state.history_dir().join("lo.jsonl")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let heard = loop {
-        let heard: Vec<String> = announced
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.run_id.clone())
-            .collect();
-        if heard.len() >= 2 {
-            break heard;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the observers heard of {heard:?}, not of the left-over run {left_over} and the new run"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    wait_until(
+        Duration::from_secs(15),
+        "the observers heard of the left-over run and of the new run",
+        || announced.0.lock().unwrap().len() >= 2,
+    )
+    .await;
+    let heard: Vec<String> = announced
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.run_id.clone())
+        .collect();
     assert!(heard.contains(&left_over), "{heard:?}");
     let board = handle.status.get("lo").unwrap();
     assert_eq!(

@@ -1,135 +1,61 @@
 //! The real `run` binary: signals, exit codes, the instance lock, markers across restarts,
 //! and the JSON log lines. The simulated Jellyfin runs in the test process.
 
-use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
+use jellyfin_export_scheduler::sim::SimServerConfig;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "9e107d9d372bb6826bd81d3542a419d6";
+mod common;
 
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
+use common::KEY;
+use common::bin::{Daemon, bin, bin_async};
+use common::config::ConfigFile;
+use common::records::{history_json, marker_json};
+use common::sim::{sim_server, simulator};
+use common::wait::wait_until;
 
-impl Env {
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-    fn log(&self, n: usize) -> PathBuf {
-        self.dir.path().join(format!("daemon-{n}.log"))
-    }
-}
-
-fn env_with(server_url: &str, schedule: &str, extra_daemon: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    let text = format!(
-        "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"debug\"\n{extra_daemon}\n\n[[servers]]\nname = \"s\"\nurl = \"{server_url}\"\napi_key = \"{KEY}\"\nschedule = \"{schedule}\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
-        dir.path().join("state").display()
+/// A config file for one server `s` at `server_url` on `schedule`; the daemon logs JSON at
+/// debug level and listens on a free port.
+fn env_with(server_url: &str, schedule: &str, extra_daemon: &str) -> ConfigFile {
+    let daemon = format!(
+        "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"debug\"\n{extra_daemon}"
     );
-    std::fs::write(&config, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    Env { dir, config }
+    let schedule = format!("schedule = \"{schedule}\"");
+    ConfigFile::quick(&daemon, "", &[("s", server_url.to_owned(), &schedule)])
 }
 
-fn spawn(env: &Env, n: usize) -> Child {
-    let log = std::fs::File::create(env.log(n)).unwrap();
-    Command::new(BIN)
-        .args(["run", "--config", env.config.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("the binary starts")
+/// Daemon number `n`'s log.
+fn log_path(env: &ConfigFile, n: usize) -> PathBuf {
+    env.dir.path().join(format!("daemon-{n}.log"))
 }
 
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{sig} failed");
-}
-
-async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Wait for the child to exit, at most `limit`; its exit code.
-async fn wait_exit(child: &mut Child, limit: Duration, env: &Env, n: usize) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!(
-                "the daemon did not exit within {limit:?}; its log:\n{}",
-                std::fs::read_to_string(env.log(n)).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn spawn(env: &ConfigFile, n: usize) -> Daemon {
+    Daemon::run(&env.path, &log_path(env, n))
 }
 
 fn history(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("history/s.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("torn or invalid history line {l:?}: {e}"))
-        })
-        .collect()
+    history_json(state, "s")
 }
 
 fn marker(state: &Path) -> Option<serde_json::Value> {
-    std::fs::read_to_string(state.join("inflight/s.json"))
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap())
+    marker_json(state, "s")
 }
 
-fn log_text(env: &Env, n: usize) -> String {
-    std::fs::read_to_string(env.log(n)).unwrap_or_default()
-}
-
-fn long_server() -> SimServerConfig {
-    let mut c = SimServerConfig::new("s", KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(2500);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 1024;
-    c
-}
-
-/// The schedule that fires at the next whole second after a short delay.
-fn soon() -> String {
-    use chrono::Timelike;
-    let t = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    format!("{} {} {} * * *", t.second(), t.minute(), t.hour())
+fn log_text(env: &ConfigFile, n: usize) -> String {
+    std::fs::read_to_string(log_path(env, n)).unwrap_or_default()
 }
 
 /// Stop one daemon in the middle of a run with `sig`, start another, and check the run's
 /// real outcome is recorded exactly once.
 async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![long_server()])
-        .await
-        .unwrap();
-    let env = env_with(&sim.url("s"), &soon(), "shutdown_grace = \"200ms\"");
-    let state = env.state();
+    let sim = simulator(vec![sim_server("s", |c| {
+        c.run_length = Duration::from_millis(2500)
+    })])
+    .await;
+    let soon = common::time::daily_in(1500);
+    let env = env_with(&sim.url("s"), &soon, "shutdown_grace = \"200ms\"");
+    let state = env.state.clone();
     let mut first = spawn(&env, 1);
     wait_until(
         Duration::from_secs(10),
@@ -142,8 +68,8 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         .unwrap()
         .to_owned();
     let stopped_at = Instant::now();
-    signal(&first, sig);
-    let code = wait_exit(&mut first, Duration::from_secs(10), &env, 1).await;
+    first.signal(sig);
+    let code = first.wait_exit(Duration::from_secs(10)).await;
     if sig == "TERM" {
         assert_eq!(
             code,
@@ -168,11 +94,8 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         || !history(&state).is_empty(),
     )
     .await;
-    signal(&second, "TERM");
-    assert_eq!(
-        wait_exit(&mut second, Duration::from_secs(10), &env, 2).await,
-        Some(0)
-    );
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(10)).await, Some(0));
     let records = history(&state);
     assert_eq!(records.len(), 1, "exactly one record: {records:#?}");
     assert_eq!(records[0]["run_id"], run_id.as_str());
@@ -198,27 +121,25 @@ async fn sigkill_mid_run_then_restart_records_the_run_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
-    let mut fast = SimServerConfig::new("s", KEY);
-    fast.run_length = Duration::from_millis(100);
-    fast.start_delay = Duration::from_millis(10);
-    fast.result_delay = Duration::from_millis(10);
-    fast.zip_base64_len = 1024;
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![fast])
-        .await
-        .unwrap();
+    let sim = simulator(vec![sim_server("s", |c| {
+        c.run_length = Duration::from_millis(100);
+        c.start_delay = Duration::from_millis(10);
+        c.result_delay = Duration::from_millis(10);
+    })])
+    .await;
     let env = env_with(&sim.url("s"), "* * * * * *", "");
-    let state = env.state();
+    let state = env.state.clone();
     let mut child = spawn(&env, 1);
     wait_until(Duration::from_secs(10), "a first record", || {
         !history(&state).is_empty()
     })
     .await;
     std::fs::write(
-        &env.config,
+        &env.path,
         "[daemon]\nlog_format = \"xml\"\n[[servers]]\nname = 3\n",
     )
     .unwrap();
-    signal(&child, "HUP");
+    child.signal("HUP");
     wait_until(
         Duration::from_secs(10),
         "the failed reload is logged",
@@ -237,11 +158,8 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
         log.contains("daemon.log_format: \\\"xml\\\" is not one of"),
         "each problem is logged: {log}"
     );
-    signal(&child, "TERM");
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
-        Some(0)
-    );
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +173,7 @@ async fn a_second_daemon_on_the_same_state_directory_is_refused() {
     )
     .await;
     let mut second = spawn(&env, 2);
-    let code = wait_exit(&mut second, Duration::from_secs(10), &env, 2).await;
+    let code = second.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(1));
     let log = log_text(&env, 2);
     assert!(
@@ -265,33 +183,27 @@ async fn a_second_daemon_on_the_same_state_directory_is_refused() {
         )),
         "{log}"
     );
-    signal(&first, "TERM");
-    assert_eq!(
-        wait_exit(&mut first, Duration::from_secs(10), &env, 1).await,
-        Some(0)
-    );
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_parse_and_carry_server_and_run_id() {
-    let mut c = SimServerConfig::new("s", KEY);
-    c.run_length = Duration::from_millis(300);
-    c.zip_base64_len = 1024;
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![c])
-        .await
-        .unwrap();
+    let sim = simulator(vec![SimServerConfig {
+        run_length: Duration::from_millis(300),
+        zip_base64_len: 1024,
+        ..SimServerConfig::new("s", KEY)
+    }])
+    .await;
     let env = env_with(&sim.url("s"), "*/2 * * * * *", "");
-    let state = env.state();
+    let state = env.state.clone();
     let mut child = spawn(&env, 1);
     wait_until(Duration::from_secs(10), "two records", || {
         history(&state).len() >= 2
     })
     .await;
-    signal(&child, "TERM");
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
-        Some(0)
-    );
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
     let log = log_text(&env, 1);
     let mut seen = std::collections::HashSet::new();
     for line in log.lines() {
@@ -348,17 +260,12 @@ async fn health_endpoints_and_the_healthcheck_command() {
         .unwrap()
         .port();
     let env = env_with("http://127.0.0.1:9", "0 0 3 * * *", "");
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+    let text = std::fs::read_to_string(&env.path).unwrap().replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),
     );
-    std::fs::write(&env.config, text).unwrap();
-    let healthcheck = |env: &Env| {
-        Command::new(BIN)
-            .args(["healthcheck", "--config", env.config.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
+    env.write(&text);
+    let healthcheck = |env: &ConfigFile| bin(&["healthcheck", "--config", env.arg()]);
     let before = healthcheck(&env);
     assert_eq!(before.status.code(), Some(1), "no daemon yet");
     assert!(String::from_utf8_lossy(&before.stderr).contains("unhealthy: cannot reach"));
@@ -386,42 +293,26 @@ async fn health_endpoints_and_the_healthcheck_command() {
     assert_eq!(r.status(), 405, "read-only");
     let r = client.get(format!("{base}/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let ok = tokio::task::spawn_blocking({
-        let config = env.config.clone();
-        move || {
-            Command::new(BIN)
-                .args(["healthcheck", "--config", config.to_str().unwrap()])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let ok = bin_async(&["healthcheck", "--config", env.arg()]).await;
     assert_eq!(
         ok.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    signal(&child, "TERM");
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
-        Some(0)
-    );
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_logged_scheduling_goes_on_and_records_are_written_once_it_recovers() {
-    let mut c = SimServerConfig::new("s", KEY);
-    c.run_length = Duration::from_millis(200);
-    c.start_delay = Duration::from_millis(10);
-    c.result_delay = Duration::from_millis(10);
-    c.zip_base64_len = 1024;
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![c])
-        .await
-        .unwrap();
+    let sim = simulator(vec![sim_server("s", |c| {
+        c.start_delay = Duration::from_millis(10);
+        c.result_delay = Duration::from_millis(10);
+    })])
+    .await;
     let env = env_with(&sim.url("s"), "*/2 * * * * *", "");
-    let state = env.state();
+    let state = env.state.clone();
     // A full file system, as the history file sees it: every write is ENOSPC.
     std::fs::create_dir_all(state.join("history")).unwrap();
     std::os::unix::fs::symlink("/dev/full", state.join("history/s.jsonl")).unwrap();
@@ -460,11 +351,8 @@ async fn a_full_disk_is_logged_scheduling_goes_on_and_records_are_written_once_i
         },
     )
     .await;
-    signal(&child, "TERM");
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10), &env, 1).await,
-        Some(0)
-    );
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
     let records = history(&state);
     let mut ids: Vec<&str> = records
         .iter()

@@ -1,28 +1,18 @@
 //! The HTTP endpoint in-process: metrics, the status API, the history API and the page,
 //! against a daemon running on the simulator with servers that end differently.
 
-use chrono::Timelike;
-use jellyfin_export_scheduler::config::{Config, LoadEnv};
-use jellyfin_export_scheduler::daemon::{self, DaemonOptions, heartbeat_limit};
+use jellyfin_export_scheduler::daemon::heartbeat_limit;
 use jellyfin_export_scheduler::endpoint::{self, Sources};
 use jellyfin_export_scheduler::history::History;
-use jellyfin_export_scheduler::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
+use jellyfin_export_scheduler::sim::{Mode, RunOutcome, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "c4ca4238a0b923820dcc509a6f75849b";
+mod common;
 
-fn sim_server(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
-    let mut c = SimServerConfig::new(name, KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(200);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 1024;
-    f(&mut c);
-    c
-}
+use common::KEY;
+use common::sim::{sim_server, simulator};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -32,39 +22,33 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![
-            sim_server("good", |_| {}),
-            sim_server("broken", |c| c.outcome = RunOutcome::Failed),
-            sim_server("importer", |c| c.mode = Mode::Import),
-            sim_server("quiet", |_| {}),
-        ],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![
+        sim_server("good", |_| {}),
+        sim_server("broken", |c| c.outcome = RunOutcome::Failed),
+        sim_server("importer", |c| c.mode = Mode::Import),
+        sim_server("quiet", |_| {}),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let t = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let soon = format!("{} {} {} * * *", t.second(), t.minute(), t.hour());
-    let mut text = format!(
-        "[daemon]\nstate_dir = \"{}\"\n[defaults]\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nretries = 0\nschedule = \"{soon}\"\n",
-        dir.path().display()
-    );
-    for name in ["good", "broken", "importer"] {
-        text.push_str(&format!(
-            "\n[[servers]]\nname = \"{name}\"\nurl = \"{}\"\napi_key = \"{KEY}\"\n",
-            sim.url(name)
-        ));
-    }
-    text.push_str(&format!("\n[[servers]]\nname = \"quiet\"\nurl = \"{}\"\napi_key = \"{KEY}\"\nschedule = \"0 0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n", sim.url("quiet")));
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    let config = Config::parse(&text, Path::new("endpoint-test.toml"), &env).unwrap();
+    let soon = common::time::daily_in(2000);
+    let mut servers: Vec<(&str, String, &str)> = ["good", "broken", "importer"]
+        .into_iter()
+        .map(|name| (name, sim.url(name), ""))
+        .collect();
+    servers.push((
+        "quiet",
+        sim.url("quiet"),
+        "schedule = \"0 0 3 * * *\"\ntimezone = \"Europe/Berlin\"",
+    ));
+    let config = common::config::parse(&common::config::text(
+        dir.path(),
+        "",
+        &format!("schedule = \"{soon}\""),
+        &servers,
+    ));
     let state = StateDir::open(dir.path()).unwrap();
     let history = Arc::new(History::new(&state));
-    let handle = daemon::start_with(config, state, DaemonOptions::default()).await;
+    let handle = common::daemon::start(config).await;
     let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

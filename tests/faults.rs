@@ -7,21 +7,22 @@
 //! Bounded: about 20 s.
 
 use chrono::{DateTime, Utc};
-use jellyfin_export_scheduler::config::{Config, LoadEnv};
 use jellyfin_export_scheduler::daemon;
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::record::{Outcome, RunRecord};
 use jellyfin_export_scheduler::sim::{
-    CancelMode, Endpoint, Fault, FaultRule, Requests, SimServerConfig, Simulator,
+    CancelMode, Endpoint, Fault, FaultRule, Requests, SimServerConfig,
 };
 use jellyfin_export_scheduler::state::StateDir;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-const KEY: &str = "1679091c5a880faf6fb5e6087eb1b2dc";
+mod common;
+
+use common::KEY;
+
 const SERVERS: usize = 50;
 const SEED: u64 = 0x5eed_2026_1126;
 /// Slots of the schedule (every 3 s) that are let run.
@@ -218,8 +219,7 @@ async fn fifty_servers_with_seeded_faults() {
             .unwrap_or_default(),
     )
     .await;
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
+    let sim = common::sim::simulator(
         names
             .iter()
             .zip(&kinds)
@@ -234,8 +234,7 @@ async fn fifty_servers_with_seeded_faults() {
             })
             .collect(),
     )
-    .await
-    .unwrap();
+    .await;
     // The run already going keeps its length; the next ones are ordinary.
     for (n, k) in names.iter().zip(&kinds) {
         if *k == Kind::AlreadyRunning {
@@ -243,11 +242,7 @@ async fn fifty_servers_with_seeded_faults() {
                 .update(|c| c.run_length = Duration::from_millis(400));
         }
     }
-    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refused_port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
         "[daemon]\nstate_dir = \"{}\"\nmax_concurrent_runs = 50\nshutdown_grace = \"10s\"\n\
@@ -265,11 +260,7 @@ async fn fifty_servers_with_seeded_faults() {
             "\n[[servers]]\nname = \"{n}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n"
         ));
     }
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    let config = Config::parse(&text, Path::new("faults.toml"), &env).unwrap();
+    let config = common::config::parse(&text);
     let schedule = config.servers[0].schedule.clone();
     let state = StateDir::open(dir.path()).unwrap();
 

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
+mod common;
+
+use common::bin::{BIN, clean};
+
 /// Far above what these inputs need (≤ 50 MB measured), far below a blow-up.
 const MAX_RSS_KB: u64 = 200 * 1024;
 /// Debug build on a busy 2-core machine; each case takes well under a second here.
@@ -89,12 +92,10 @@ fn check(config: &Path, extra: &[&str]) -> Checked {
         .arg("--config")
         .arg(config)
         .args(extra)
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let child = cmd.spawn().expect("the binary starts");
+    let child = clean(&mut cmd).spawn().expect("the binary starts");
     // Without GNU time, sample the child's high-water mark while it runs.
     let status_path = format!("/proc/{}/status", child.id());
     let sampler = (!gnu_time.exists()).then(|| {

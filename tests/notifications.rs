@@ -3,33 +3,37 @@
 //! retries, pings with their run id, a hanging receiver that delays no scheduled run, and
 //! logs that never show a secret URL's path.
 //!
-//! The receivers are tiny HTTP servers in this file that record every request. Most tests
+//! The receivers are tiny HTTP servers in this file (on the library's own HTTP/1.1 server)
+//! that record every request. Most tests
 //! drive the observer directly with synthetic records (clearer than arranging outcomes on
 //! a simulated Jellyfin); the timing and ping tests run the real daemon against the
 //! simulator. Waits are bounded and fail with a sentence; nothing sleeps to synchronise.
 //! Each receiver gets its notifications in order (one queue per target), so a test that
 //! ends with a record every target wants knows that nothing else is still on the way.
 
-use chrono::{DateTime, Timelike, Utc};
-use jellyfin_export_scheduler::config::{Config, LoadEnv, ServerConfig};
-use jellyfin_export_scheduler::daemon::{self, DaemonHandle, DaemonObserver, DaemonOptions};
+use chrono::Utc;
+use jellyfin_export_scheduler::config::{Config, ServerConfig};
+use jellyfin_export_scheduler::daemon::{DaemonHandle, DaemonObserver};
 use jellyfin_export_scheduler::history::History;
+use jellyfin_export_scheduler::http1::{Conn, Request, Response, TEXT};
 use jellyfin_export_scheduler::notifications::deliver::Backoff;
 use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, ping_rid};
 use jellyfin_export_scheduler::record::{
     Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id, summary,
 };
-use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig, Simulator};
+use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig};
 use jellyfin_export_scheduler::state::StateDir;
 use serde_json::Value;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+mod common;
+
+use common::daemon::stop;
+use common::sim::simulator;
+use common::time::schedule_at as at;
 
 // ---------------------------------------------------------------------------------------
 // Receivers
@@ -46,30 +50,24 @@ enum Behaviour {
     AlwaysFail,
 }
 
+/// A request a receiver got, as the library's HTTP/1.1 server parsed it, with its target
+/// (path and query) as sent.
 #[derive(Clone, Debug)]
 struct Req {
-    method: String,
-    /// Path and query.
     target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    request: Request,
+}
+
+impl std::ops::Deref for Req {
+    type Target = Request;
+    fn deref(&self) -> &Request {
+        &self.request
+    }
 }
 
 impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        common::json_body(&self.body)
     }
 
     /// `(server, on)` of a `json`-format notification.
@@ -92,15 +90,14 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::new(AtomicUsize::new(0));
         let reqs = requests.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let reqs = reqs.clone();
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let _ = serve(stream, behaviour, reqs, seen).await;
-                });
+                tokio::spawn(answer(
+                    Conn::new(stream, "receiver"),
+                    behaviour,
+                    reqs.clone(),
+                ));
             }
         });
         Receiver { addr, requests }
@@ -140,70 +137,30 @@ impl Receiver {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    behaviour: Behaviour,
-    reqs: Arc<Mutex<Vec<Req>>>,
-    seen: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+/// Records the connection's one request and answers it as `behaviour` says, then closes.
+async fn answer(mut conn: Conn, behaviour: Behaviour, reqs: Arc<Mutex<Vec<Req>>>) {
+    let Ok(Some(request)) = conn.read_request().await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let method = first.next().unwrap_or("").to_owned();
-    let target = first.next().unwrap_or("").to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    reqs.lock().unwrap().push(Req {
-        method,
-        target,
-        headers,
-        body,
-    });
-    let n = seen.fetch_add(1, Ordering::SeqCst);
+    let target = match request.query.as_str() {
+        "" => request.path.clone(),
+        query => format!("{}?{query}", request.path),
+    };
+    let n = {
+        let mut reqs = reqs.lock().unwrap();
+        reqs.push(Req { target, request });
+        reqs.len() - 1
+    };
     let status = match behaviour {
-        Behaviour::Ok => "200 OK",
-        Behaviour::Hang => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-        Behaviour::FailFirst(k) if n < k => "500 Internal Server Error",
-        Behaviour::FailFirst(_) => "200 OK",
-        Behaviour::AlwaysFail => "500 Internal Server Error",
+        Behaviour::Ok => 200,
+        Behaviour::Hang => std::future::pending().await,
+        Behaviour::FailFirst(k) if n < k => 500,
+        Behaviour::FailFirst(_) => 200,
+        Behaviour::AlwaysFail => 500,
     };
-    stream
-        .write_all(
-            format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                .as_bytes(),
-        )
-        .await
+    let _ = conn
+        .write(&Response::new(status, Some(TEXT), "ok"), true)
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,23 +178,13 @@ fn config_with_urls(
     server_url: &str,
     defaults: &str,
 ) -> Config {
-    let mut text = format!(
-        "[daemon]\nstate_dir = \"{}\"\nlisten = \"\"\n\n[defaults]\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\nschedule = \"@yearly\"\n{defaults}\n",
-        state.display()
-    );
-    for (name, extra) in servers {
-        let url = server_url.replace("{name}", name);
-        text.push_str(&format!(
-            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n{extra}\n"
-        ));
-    }
-    text.push_str(notify);
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    Config::parse(&text, Path::new("notifications-test.toml"), &env)
-        .unwrap_or_else(|e| panic!("test config must parse:\n{e}\n{text}"))
+    let servers: Vec<(&str, String, &str)> = servers
+        .iter()
+        .map(|(name, extra)| (*name, server_url.replace("{name}", name), extra.as_str()))
+        .collect();
+    let defaults = format!("schedule = \"@yearly\"\n{defaults}");
+    let text = common::config::text(state, "listen = \"\"", &defaults, &servers) + notify;
+    common::config::parse(&text)
 }
 
 fn server(c: &Config, name: &str) -> ServerConfig {
@@ -731,61 +678,22 @@ async fn observer_calls_return_at_once_while_the_receiver_hangs() {
 // With the daemon
 
 fn sim_server(name: &str, run_length_ms: u64) -> SimServerConfig {
-    let mut c = SimServerConfig::new(name, KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(run_length_ms);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 1024;
-    c
-}
-
-fn records(state: &Path, server: &str) -> Vec<RunRecord> {
-    History::new(&StateDir::open(state).unwrap())
-        .read(server)
-        .unwrap()
-        .into_records()
+    common::sim::sim_server(name, |c| {
+        c.run_length = Duration::from_millis(run_length_ms)
+    })
 }
 
 async fn wait_for_records(state: &Path, server: &str, n: usize) -> Vec<RunRecord> {
-    let start = Instant::now();
-    loop {
-        let r = records(state, server);
-        if r.len() >= n {
-            return r;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "timed out after {WAIT:?} waiting for {n} records of {server}; have {r:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::records::wait_for_records(state, server, n, WAIT).await
 }
 
 async fn start_daemon(cfg: Config, obs: &Arc<NotifyObserver>) -> DaemonHandle {
-    let state = StateDir::open(&cfg.daemon.state_dir).unwrap();
-    daemon::start_with(
-        cfg,
-        state,
-        DaemonOptions {
-            notifier: None,
-            observers: vec![obs.clone() as Arc<dyn DaemonObserver>],
-        },
-    )
-    .await
-}
-
-async fn stop_daemon(handle: DaemonHandle) {
-    handle.shutdown();
-    tokio::time::timeout(WAIT, handle.wait())
-        .await
-        .expect("the daemon stopped within 10 s");
+    common::daemon::start_observed(cfg, vec![obs.clone() as Arc<dyn DaemonObserver>]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_does_not_delay_the_next_scheduled_run() {
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), vec![sim_server("h", 100)])
-        .await
-        .unwrap();
+    let sim = simulator(vec![sim_server("h", 100)]).await;
     let hang = Receiver::start(Behaviour::Hang).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with_urls(
@@ -806,7 +714,7 @@ async fn a_hanging_receiver_does_not_delay_the_next_scheduled_run() {
     let recs = wait_for_records(dir.path(), "h", 3).await;
     // The receiver has the first run's ping and notification, and answers neither.
     hang.wait_for(2, WAIT).await;
-    stop_daemon(handle).await;
+    stop(handle).await;
     obs.shutdown(Duration::from_millis(200)).await;
 
     let completed: Vec<&RunRecord> = recs
@@ -833,26 +741,11 @@ async fn a_hanging_receiver_does_not_delay_the_next_scheduled_run() {
     }
 }
 
-/// A 6-field cron expression that fires once a day at `t`'s second (UTC).
-fn at(t: DateTime<Utc>) -> String {
-    format!(
-        "schedule = \"{} {} {} * * *\"",
-        t.second(),
-        t.minute(),
-        t.hour()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_mark_start_success_and_failure_with_the_run_id() {
     let mut bad = sim_server("bad", 100);
     bad.outcome = RunOutcome::Failed;
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![sim_server("good", 100), bad],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![sim_server("good", 100), bad]).await;
     let pings = Receiver::start(Behaviour::Ok).await;
     let dir = tempfile::tempdir().unwrap();
     let when = at(Utc::now() + chrono::Duration::seconds(2));
@@ -874,7 +767,7 @@ async fn pings_mark_start_success_and_failure_with_the_run_id() {
     let good = wait_for_records(dir.path(), "good", 1).await.remove(0);
     let bad = wait_for_records(dir.path(), "bad", 1).await.remove(0);
     let got = pings.wait_for(4, WAIT).await;
-    stop_daemon(handle).await;
+    stop(handle).await;
     obs.shutdown(Duration::from_secs(2)).await;
 
     assert_eq!(good.outcome, Outcome::Completed);

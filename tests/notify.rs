@@ -6,22 +6,25 @@
 //! and again, and STOPPING=1 after SIGTERM, then exit 0. The simulated Jellyfin runs in
 //! the test process.
 
-use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use jellyfin_export_scheduler::sim::SimServerConfig;
+use std::path::Path;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "a3c8f1e2d4b5968778695a4b3c2d1e0f";
+mod common;
+
+use common::KEY;
+use common::bin::{Daemon, command, run_async};
+use common::config::ConfigFile;
+
 /// Generous for a loaded 2-core machine; each wait ends as soon as its message arrives.
 const STEP: Duration = Duration::from_secs(15);
 
 /// The daemon as a child process plus every notification line it sent, in order.
-struct Daemon {
-    child: Child,
-    stderr: PathBuf,
+struct Notified {
+    daemon: Daemon,
     rx: mpsc::UnboundedReceiver<String>,
     /// Every line received so far.
     seen: Vec<String>,
@@ -29,29 +32,25 @@ struct Daemon {
     cursor: usize,
 }
 
-impl Daemon {
+impl Notified {
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.daemon.id().to_string()
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+        self.daemon.signal(sig);
     }
 
     /// Everything known about the daemon, for a failure message.
     fn report(&mut self) -> String {
-        let exit = match self.child.try_wait() {
+        let exit = match self.daemon.0.try_wait() {
             Ok(Some(s)) => format!("it exited with {s}"),
             _ => "it is still running".to_owned(),
         };
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         format!(
-            "{exit}; notifications so far: {:?}\n--- its stderr:\n{stderr}",
-            self.seen
+            "{exit}; notifications so far: {:?}\n--- its stderr:\n{}",
+            self.seen,
+            self.daemon.log()
         )
     }
 
@@ -78,7 +77,7 @@ impl Daemon {
                 Ok(Some(datagram)) => self.seen.extend(datagram.lines().map(str::to_owned)),
                 Ok(None) => panic!("the notification listener stopped; {}", self.report()),
                 Err(_) => {
-                    if let Ok(Some(_)) = self.child.try_wait() {
+                    if let Ok(Some(_)) = self.daemon.0.try_wait() {
                         // Drain what it sent before dying, then give up.
                         while let Ok(d) = self.rx.try_recv() {
                             self.seen.extend(d.lines().map(str::to_owned));
@@ -102,7 +101,7 @@ impl Daemon {
     async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.daemon.0.try_wait().expect("try_wait") {
                 return status;
             }
             if Instant::now() >= deadline {
@@ -114,41 +113,22 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // A failed assertion must not leave the daemon behind.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn write_config(dir: &Path, url: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let toml = format!(
-        "[daemon]\nstate_dir = \"{state}\"\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n\n\
-         [[servers]]\nname = \"a\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n\
-         schedule = \"@daily\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\n",
-        state = dir.join("state").display(),
-        port = free_port(),
+/// A config for one server, `a` at `url`, with the endpoint on a free port.
+fn write_config(url: &str) -> ConfigFile {
+    let daemon = format!(
+        "listen = \"127.0.0.1:{}\"\nshutdown_grace = \"5s\"",
+        common::free_port()
     );
-    let config = dir.join("config.toml");
-    std::fs::write(&config, toml).unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    config
+    ConfigFile::quick(
+        &daemon,
+        "schedule = \"@daily\"",
+        &[("a", url.to_owned(), "")],
+    )
 }
 
 /// Starts `run --config CONFIG` with NOTIFY_SOCKET (and WATCHDOG_USEC) pointing at a
 /// datagram socket this test reads.
-fn start_daemon(dir: &Path, config: &Path, watchdog_usec: &str) -> Daemon {
+fn start_daemon(dir: &Path, config: &Path, watchdog_usec: &str) -> Notified {
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
     let (tx, rx) = mpsc::unbounded_channel();
@@ -163,24 +143,15 @@ fn start_daemon(dir: &Path, config: &Path, watchdog_usec: &str) -> Daemon {
             }
         }
     });
-    let stderr = dir.join("daemon.stderr");
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", watchdog_usec)
-        .env_remove("WATCHDOG_PID")
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_CONFIG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("the binary starts");
-    Daemon {
-        child,
-        stderr,
+    let daemon = Daemon::spawn(
+        command(["run", "--config"])
+            .arg(config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", watchdog_usec),
+        &dir.join("daemon.stderr"),
+    );
+    Notified {
+        daemon,
         rx,
         seen: Vec::new(),
         cursor: 0,
@@ -189,15 +160,10 @@ fn start_daemon(dir: &Path, config: &Path, watchdog_usec: &str) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_speaks_sd_notify_through_start_reload_watchdog_and_stop() {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![SimServerConfig::new("a", KEY)],
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &sim.url("a"));
-    let mut d = start_daemon(dir.path(), &config, "200000");
+    let sim = common::sim::simulator(vec![SimServerConfig::new("a", KEY)]).await;
+    let file = write_config(&sim.url("a"));
+    let (dir, config) = (&file.dir, &file.path);
+    let mut d = start_daemon(dir.path(), config, "200000");
 
     // Start: READY=1 once the schedules are armed, and a status line about them.
     d.expect("READY=1", |l| l == "READY=1").await;
@@ -248,15 +214,7 @@ async fn run_speaks_sd_notify_through_start_reload_watchdog_and_stop() {
         &d.pid(),
     ]
     .map(str::to_owned);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .env_remove("NOTIFY_SOCKET")
-            .output()
-            .expect("reload runs")
-    })
-    .await
-    .unwrap();
+    let out = run_async(command(args)).await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -10,6 +10,7 @@
 # usage: tests/observability.sh   (as root for the apt installs, from anywhere in the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/lib.sh # free_port, wait_until
 
 fail() { echo "tests/observability.sh: FAIL: $*" >&2; exit 1; }
 step() { echo "== $*"; }
@@ -27,7 +28,6 @@ step "cargo build --locked"
 cargo build --locked --quiet
 bin=target/debug/jellyfin-export-scheduler
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port)
 http_port=$(free_port)
 work=$(mktemp -d)
@@ -65,13 +65,8 @@ chmod 600 "$work/config.toml"
 pids+=($!)
 
 step "waiting (at most 60 s) for the four runs to be recorded"
-deadline=$((SECONDS + 60))
-while :; do
-  n=$( (cat "$work"/state/history/*.jsonl 2>/dev/null || true) | wc -l)
-  ((n >= 4)) && break
-  ((SECONDS < deadline)) || { cat "$work/daemon.log" >&2; fail "only $n of 4 runs were recorded within 60 s."; }
-  sleep 0.5
-done
+recorded() { n=$( (cat "$work"/state/history/*.jsonl 2>/dev/null || true) | wc -l); ((n >= 4)); }
+wait_until 60 recorded || { cat "$work/daemon.log" >&2; fail "only $n of 4 runs were recorded within 60 s."; }
 
 step "promtool check metrics"
 curl -fsS "http://127.0.0.1:$http_port/metrics" >"$work/metrics.txt" || fail "GET /metrics failed."

@@ -3,10 +3,12 @@
 //! commands that read local state without the secrets (`history`, `check --no-secrets`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
+mod common;
+
+use common::bin::{Daemon, Ran, command, describe, run, signal, text};
+
 const KEY: &str = "5d41402abc4b2a76b9719d911017c592";
 /// Generous for a loaded 2-core machine; reached only when something is broken.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -58,76 +60,26 @@ fn env(log_format: &str) -> Env {
     env
 }
 
-/// A daemon child, killed on drop so a failing test leaves nothing behind.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start(env: &Env) -> Daemon {
-    let log = std::fs::File::create(env.log()).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--config", env.config.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("the binary starts");
-    let daemon = Daemon(child);
+    let daemon = Daemon::run(&env.config, &env.log());
     wait_until("the daemon armed its schedules", || {
         env.log_text().contains("schedules armed")
     });
     daemon
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < LIMIT,
-            "timed out after {LIMIT:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    common::wait::wait_until_blocking(LIMIT, what, cond)
 }
 
-fn bin(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("STATE_DIRECTORY");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
+fn bin(args: &[&str], vars: &[(&str, &str)]) -> Ran {
+    run(command(args).envs(vars.iter().copied()))
 }
 
-fn reload(env: &Env, extra: &[&str]) -> Output {
+fn reload(env: &Env, extra: &[&str]) -> Ran {
     let mut args = vec!["reload", "--config", env.config.to_str().unwrap()];
     args.extend_from_slice(extra);
     bin(&args, &[])
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
 }
 
 fn status(env: &Env) -> serde_json::Value {
@@ -137,15 +89,6 @@ fn status(env: &Env) -> serde_json::Value {
 
 fn sha256_of(path: &Path) -> String {
     jellyfin_export_scheduler::config::sha256_hex(&std::fs::read(path).unwrap())
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Durations are tens to hundreds of milliseconds so the file runs in seconds; every wait
 //! is bounded and fails with a sentence.
 
-use jellyfin_export_scheduler::config::{Config, IfRunning, LoadEnv, ServerConfig};
+use jellyfin_export_scheduler::config::{IfRunning, ServerConfig};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
 use jellyfin_export_scheduler::runner::track::{self, NoEvents};
@@ -14,8 +14,11 @@ use jellyfin_export_scheduler::sim::{
     SimServerConfig, SimTask, Simulator, TaskState,
 };
 use jellyfin_export_scheduler::state::StateDir;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::wait::wait_until;
 
 const KEY: &str = "5f4dcc3b5aa765d61d8327deb882cf99";
 
@@ -36,14 +39,7 @@ retries = 2
 retry_backoff = "30ms"
 "#
     );
-    let env = LoadEnv {
-        var: &|_| None,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    Config::parse(&text, Path::new("test.toml"), &env)
-        .unwrap_or_else(|e| panic!("test config must parse: {e}"))
-        .servers
-        .remove(0)
+    common::config::parse(&text).servers.remove(0)
 }
 
 fn sim_server(f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
@@ -57,9 +53,7 @@ fn sim_server(f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
 }
 
 async fn start_sim(cfg: SimServerConfig) -> Simulator {
-    Simulator::start("127.0.0.1:0".parse().unwrap(), vec![cfg])
-        .await
-        .expect("simulator starts on a free port")
+    common::sim::simulator(vec![cfg]).await
 }
 
 fn request() -> RunRequest {
@@ -105,18 +99,6 @@ async fn run_against(sim: &Simulator, tweak: impl FnOnce(&mut ServerConfig)) -> 
 
 fn reason(r: &RunRecord) -> &str {
     r.reason.as_deref().unwrap_or("")
-}
-
-/// Poll `cond` every 5 ms for at most `limit`; panic with `what` if it never holds.
-async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]

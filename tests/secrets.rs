@@ -6,15 +6,14 @@
 //! every file in the state directory (the reload status file included). All of
 //! it is gathered and searched for every key (and a wrong key that a server refuses).
 
-use chrono::Timelike;
-use jellyfin_export_scheduler::sim::{
-    CancelMode, Mode, RunOutcome, SimServerConfig, Simulator, TaskState,
-};
+use jellyfin_export_scheduler::sim::{CancelMode, Mode, RunOutcome, SimServerConfig, TaskState};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
+mod common;
+
+use common::bin::{Daemon, command, text};
+use common::wait::wait_until;
 
 /// (server, key the simulator accepts, key the config sends, behaviour)
 type Fleet = Vec<(
@@ -101,20 +100,12 @@ fn fleet() -> Fleet {
     ]
 }
 
+/// The binary's exit code and everything it wrote.
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .output()
-        .unwrap();
+    let out = common::bin::run(command(args).envs(envs.iter().copied()));
     (
         out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
     )
 }
 
@@ -132,8 +123,7 @@ fn all_files(dir: &Path, out: &mut String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_appears_in_anything_the_program_emits() {
     let fleet = fleet();
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
+    let sim = common::sim::simulator(
         fleet
             .iter()
             .map(|(n, accepted, _, f)| {
@@ -149,23 +139,15 @@ async fn no_key_appears_in_anything_the_program_emits() {
             })
             .collect(),
     )
-    .await
-    .unwrap();
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let state: PathBuf = dir.path().join("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let t = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let port = common::free_port();
+    let soon = common::time::daily_in(3000);
     let mut text = format!(
         "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\nlog_level = \"trace\"\nshutdown_grace = \"10s\"\n\
-         [defaults]\nschedule = \"{} {} {} * * *\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"800ms\"\ntimeout = \"1s\"\nretries = 1\nretry_backoff = \"50ms\"\n",
+         [defaults]\nschedule = \"{soon}\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"800ms\"\ntimeout = \"1s\"\nretries = 1\nretry_backoff = \"50ms\"\n",
         state.display(),
-        t.second(),
-        t.minute(),
-        t.hour()
     );
     for (n, _, sent, _) in &fleet {
         text.push_str(&format!(
@@ -202,13 +184,10 @@ async fn no_key_appears_in_anything_the_program_emits() {
 
     // The daemon, JSON logs at trace level.
     let log_path = dir.path().join("daemon.log");
-    let mut daemon = Command::new(BIN)
-        .args(["run", "--config", cfg])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
+    let daemon = Daemon::spawn(
+        command(["run", "--config", cfg]).env("RUST_LOG", "trace"),
+        &log_path,
+    );
     // `cancelled`: someone cancels that server's run on Jellyfin.
     let h = sim.server("cancelled");
     let url = format!(
@@ -216,14 +195,12 @@ async fn no_key_appears_in_anything_the_program_emits() {
         sim.url("cancelled")
     );
     let ckey = fleet.iter().find(|f| f.0 == "cancelled").unwrap().1.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while h.task_state().state != TaskState::Running {
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled server's run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        "the cancelled server's run started",
+        || h.task_state().state == TaskState::Running,
+    )
+    .await;
     reqwest::Client::new()
         .delete(url)
         .header("Authorization", format!("MediaBrowser Token=\"{ckey}\""))
@@ -289,14 +266,14 @@ async fn no_key_appears_in_anything_the_program_emits() {
     let (code, out) = run(&["reload", "--config", cfg], &[]);
     assert_eq!(code, Some(0), "{out}");
     emitted.push_str(&out);
-    Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    daemon.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut daemon = daemon;
+        daemon.0.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(status.code(), Some(0));
     emitted.push_str(&std::fs::read_to_string(&log_path).unwrap());
 

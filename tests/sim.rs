@@ -1,9 +1,10 @@
 //! The simulated Jellyfin, observed over HTTP the way the real client sees it: status
 //! codes, bodies, wire format, run life cycle, cancels, restarts, auth, base paths, faults.
 //!
-//! Requests go through a tiny hand-written HTTP client (below) so broken answers can be
-//! seen as they are. Waits are bounded polls that fail with a sentence; durations are kept
-//! in the tens to hundreds of milliseconds.
+//! Requests go through a real HTTP client (reqwest), a new connection each; only the tests
+//! of the HTTP server itself (pipelining, malformed requests, broken answers) write and
+//! read raw bytes, so that a broken answer is seen as it is. Waits are bounded polls that
+//! fail with a sentence; durations are kept in the tens to hundreds of milliseconds.
 
 use jellyfin_export_scheduler::sim::bulk::decode_base64;
 use jellyfin_export_scheduler::sim::{
@@ -12,11 +13,15 @@ use jellyfin_export_scheduler::sim::{
     RunOutcome, Scenario, SimServerConfig, SimTask, Simulator, TaskState,
 };
 use serde_json::Value;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
+
+use common::sim::simulator as sim;
+use common::wait::wait_until_async as wait_until;
 
 const KEY: &str = "admin-key-0123456789abcdef0123456";
 const USER_KEY: &str = "user-key-0123456789abcdef01234567";
@@ -43,10 +48,17 @@ fn fast(name: &str) -> SimServerConfig {
     }
 }
 
-async fn sim(servers: Vec<SimServerConfig>) -> Simulator {
-    Simulator::start("127.0.0.1:0".parse().unwrap(), servers)
-        .await
-        .expect("simulator starts")
+/// The items of a JSON array; anything else fails the test.
+fn items(v: &Value) -> &[Value] {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {v}"))
+}
+
+/// [`fast`], then what the test is about.
+fn fast_with(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
+    let mut c = fast(name);
+    f(&mut c);
+    c
 }
 
 #[derive(Debug)]
@@ -64,19 +76,15 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        common::json_body(&self.body)
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// Everything the server sent before it closed, and how the read ended.
+/// Everything the server sent before it closed, and how the read ended (for the tests of
+/// the HTTP server itself).
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Option<std::io::Error>) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(bytes).await.expect("write request");
@@ -85,7 +93,7 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Option<std::io::Error>
     (out, err)
 }
 
-/// Parse one answer; `Err` says why it is not a complete HTTP answer.
+/// Parse one raw answer; `Err` says why it is not a complete HTTP answer.
 fn parse(bytes: &[u8]) -> Result<(Resp, usize), String> {
     let end = bytes
         .windows(4)
@@ -131,17 +139,56 @@ fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> 
     r.into_bytes()
 }
 
+/// One request with reqwest on a connection of its own (`Host: sim`, as every test's
+/// answers expect); `Err` says why there is no whole answer.
 async fn try_send(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Resp, String> {
-    let (bytes, err) = raw(addr, &request_bytes(method, path, headers)).await;
-    if bytes.is_empty() {
-        return Err(format!("no answer (read error: {err:?})"));
+    // One client for the file (building one loads the TLS roots); no idle connections.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .expect("an HTTP client")
+    });
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = client
+        .request(method, format!("http://{addr}{path}"))
+        .header("Host", "sim")
+        .header("Connection", "close");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    parse(&bytes).map(|(r, _)| r)
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = answer.status().as_u16();
+    let headers = answer
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| format!("body cut off: {e}"))?
+        .to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -156,14 +203,12 @@ fn auth(key: &str) -> String {
 
 /// An authenticated call to server `name`.
 async fn call(sim: &Simulator, name: &str, method: &str, path: &str) -> Resp {
-    let a = auth(KEY);
-    send(
-        sim.addr(),
-        method,
-        &format!("/s/{name}{path}"),
-        &[("Authorization", a.as_str())],
-    )
-    .await
+    call_with(sim, KEY, method, &format!("/s/{name}{path}")).await
+}
+
+/// A call to `path` with `key` in the `Authorization` header.
+async fn call_with(sim: &Simulator, key: &str, method: &str, path: &str) -> Resp {
+    send(sim.addr(), method, path, &[("Authorization", &auth(key))]).await
 }
 
 async fn task(sim: &Simulator, name: &str) -> Value {
@@ -176,25 +221,6 @@ async fn plugin_config(sim: &Simulator, name: &str) -> Value {
     let r = call(sim, name, "GET", CONFIG).await;
     assert_eq!(r.status, 200, "GET plugin config on {name}");
     r.json()
-}
-
-/// Poll `cond` every few ms until it holds; panic naming `what` after `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -469,9 +495,7 @@ async fn plugins_and_configuration_with_dashed_id() {
     let sim = sim(vec![fast("a")]).await;
     let plugins = call(&sim, "a", "GET", "/Plugins").await.json();
     assert_no_nulls(&plugins, "plugins");
-    let m = plugins
-        .as_array()
-        .unwrap()
+    let m = items(&plugins)
         .iter()
         .find(|p| p["Id"] == MIGRATOR_PLUGIN_ID)
         .unwrap();
@@ -484,9 +508,7 @@ async fn plugins_and_configuration_with_dashed_id() {
     }
     assert_eq!(m["Version"], "1.0.0.0");
     assert_eq!(m["ConfigurationFileName"], "Jellyfin.Plugin.Template.xml");
-    let ids: Vec<&str> = plugins
-        .as_array()
-        .unwrap()
+    let ids: Vec<&str> = items(&plugins)
         .iter()
         .map(|p| p["Id"].as_str().unwrap())
         .collect();
@@ -565,11 +587,7 @@ async fn plugins_and_configuration_with_dashed_id() {
 
 #[tokio::test]
 async fn the_zip_is_a_real_archive_sized_by_the_scenario() {
-    let sim = sim(vec![SimServerConfig {
-        zip_base64_len: 3_000_000,
-        ..fast("big")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("big", |c| c.zip_base64_len = 3_000_000)]).await;
     let cfg = plugin_config(&sim, "big").await;
     assert_eq!(
         cfg["LastExportZipBase64"].as_str().unwrap().len(),
@@ -597,11 +615,7 @@ async fn the_zip_is_a_real_archive_sized_by_the_scenario() {
 
 #[tokio::test]
 async fn never_ran_has_no_result_and_no_export() {
-    let sim = sim(vec![SimServerConfig {
-        history: History::Never,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.history = History::Never)]).await;
     let t = task(&sim, "a").await;
     assert!(t.get("LastExecutionResult").is_none(), "{t}");
     let cfg = plugin_config(&sim, "a").await;
@@ -617,13 +631,12 @@ async fn never_ran_has_no_result_and_no_export() {
 
 #[tokio::test]
 async fn start_is_async_then_running_then_idle_before_the_new_result() {
-    let sim = sim(vec![SimServerConfig {
-        start_delay: Duration::from_millis(150),
-        run_length: Duration::from_millis(600),
-        first_progress_after: Duration::from_millis(150),
-        result_delay: Duration::from_millis(200),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.start_delay = Duration::from_millis(150);
+        c.run_length = Duration::from_millis(600);
+        c.first_progress_after = Duration::from_millis(150);
+        c.result_delay = Duration::from_millis(200);
+    })])
     .await;
     let before = task(&sim, "a").await;
     let old = before["LastExecutionResult"].clone();
@@ -703,10 +716,9 @@ async fn start_is_async_then_running_then_idle_before_the_new_result() {
 
 #[tokio::test]
 async fn second_start_is_204_and_nothing_happens() {
-    let sim = sim(vec![SimServerConfig {
-        run_length: Duration::from_millis(400),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.run_length = Duration::from_millis(400)
+    })])
     .await;
     let h = sim.server("a");
     assert_eq!(call(&sim, "a", "POST", START).await.status, 204);
@@ -725,11 +737,7 @@ async fn second_start_is_204_and_nothing_happens() {
 
 #[tokio::test]
 async fn cancel_on_idle_or_cancelling_is_500_text() {
-    let sim = sim(vec![SimServerConfig {
-        cancel: CancelMode::Stuck,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.cancel = CancelMode::Stuck)]).await;
     let r = call(&sim, "a", "DELETE", START).await;
     assert_eq!(
         (r.status, r.text().as_str()),
@@ -767,16 +775,14 @@ async fn start_then_cancel(sim: &Simulator, name: &str, task_id: &str) -> Value 
 #[tokio::test]
 async fn the_migrator_stops_when_cancelled_and_ends_completed_with_its_canceled_line() {
     let sim = sim(vec![
-        SimServerConfig {
-            cancel: CancelMode::Honour,
-            run_length: Duration::from_secs(30),
-            ..fast("honour")
-        },
-        SimServerConfig {
-            cancel: CancelMode::Stuck,
-            run_length: Duration::from_millis(150),
-            ..fast("stuck")
-        },
+        fast_with("honour", |c| {
+            c.cancel = CancelMode::Honour;
+            c.run_length = Duration::from_secs(30);
+        }),
+        fast_with("stuck", |c| {
+            c.cancel = CancelMode::Stuck;
+            c.run_length = Duration::from_millis(150);
+        }),
     ])
     .await;
     let before = plugin_config(&sim, "honour").await;
@@ -828,18 +834,16 @@ async fn the_migrator_stops_when_cancelled_and_ends_completed_with_its_canceled_
 async fn other_tasks_end_cancelled_or_ignore_the_cancel() {
     let scan = SimTask::ScanMediaLibrary.id();
     let sim = sim(vec![
-        SimServerConfig {
-            task: SimTask::ScanMediaLibrary,
-            cancel: CancelMode::Honour,
-            run_length: Duration::from_secs(30),
-            ..fast("honour")
-        },
-        SimServerConfig {
-            task: SimTask::ScanMediaLibrary,
-            cancel: CancelMode::Ignore,
-            run_length: Duration::from_millis(400),
-            ..fast("ignore")
-        },
+        fast_with("honour", |c| {
+            c.task = SimTask::ScanMediaLibrary;
+            c.cancel = CancelMode::Honour;
+            c.run_length = Duration::from_secs(30);
+        }),
+        fast_with("ignore", |c| {
+            c.task = SimTask::ScanMediaLibrary;
+            c.cancel = CancelMode::Ignore;
+            c.run_length = Duration::from_millis(400);
+        }),
     ])
     .await;
     let cfg_before = plugin_config(&sim, "honour").await;
@@ -867,20 +871,15 @@ async fn other_tasks_end_cancelled_or_ignore_the_cancel() {
 #[tokio::test]
 async fn every_outcome() {
     let sim = sim(vec![
-        SimServerConfig {
-            outcome: RunOutcome::Completed,
-            ..fast("ok")
-        },
-        SimServerConfig {
-            outcome: RunOutcome::Failed,
-            error_message: "disk full".into(),
-            ..fast("failed")
-        },
-        SimServerConfig {
-            outcome: RunOutcome::CompletedWithLogError,
-            error_message: "database is locked".into(),
-            ..fast("logerr")
-        },
+        fast_with("ok", |c| c.outcome = RunOutcome::Completed),
+        fast_with("failed", |c| {
+            c.outcome = RunOutcome::Failed;
+            c.error_message = "disk full".into();
+        }),
+        fast_with("logerr", |c| {
+            c.outcome = RunOutcome::CompletedWithLogError;
+            c.error_message = "database is locked".into();
+        }),
     ])
     .await;
     let mut before = Vec::new();
@@ -936,24 +935,14 @@ async fn every_outcome() {
 #[tokio::test]
 async fn every_run_in_every_mode_ends_with_log_path_time_and_a_real_zip() {
     let sim = sim(vec![
-        SimServerConfig {
-            include_user_password_hashes: true,
-            ..fast("export")
-        },
-        SimServerConfig {
-            mode: Mode::Verify,
-            ..fast("verify")
-        },
-        SimServerConfig {
-            mode: Mode::Import,
-            ..fast("import")
-        },
-        SimServerConfig {
-            include_libraries: false,
-            include_watch_history: false,
-            include_devices: false,
-            ..fast("flags")
-        },
+        fast_with("export", |c| c.include_user_password_hashes = true),
+        fast_with("verify", |c| c.mode = Mode::Verify),
+        fast_with("import", |c| c.mode = Mode::Import),
+        fast_with("flags", |c| {
+            c.include_libraries = false;
+            c.include_watch_history = false;
+            c.include_devices = false;
+        }),
     ])
     .await;
     for (name, word, files) in [
@@ -1031,10 +1020,9 @@ async fn every_run_in_every_mode_ends_with_log_path_time_and_a_real_zip() {
 
 #[tokio::test]
 async fn mode_is_kept_as_saved_and_read_like_the_plugin_reads_it() {
-    let sim = sim(vec![SimServerConfig {
-        mode_text: Some(" export ".into()),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.mode_text = Some(" export ".into())
+    })])
     .await;
     let h = sim.server("a");
     assert_eq!(plugin_config(&sim, "a").await["Mode"], " export ");
@@ -1059,11 +1047,7 @@ async fn mode_is_kept_as_saved_and_read_like_the_plugin_reads_it() {
 
 #[tokio::test]
 async fn an_import_upload_stays_and_an_import_run_analyses_it() {
-    let sim = sim(vec![SimServerConfig {
-        import_zip_base64_len: 400_000,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.import_zip_base64_len = 400_000)]).await;
     let cfg = plugin_config(&sim, "a").await;
     assert_eq!(cfg["Mode"], "Export");
     let upload = cfg["LastImportZipBase64"].clone();
@@ -1113,11 +1097,7 @@ async fn an_import_upload_stays_and_an_import_run_analyses_it() {
 
 #[tokio::test]
 async fn a_zip_that_fails_to_build_leaves_the_previous_one() {
-    let sim = sim(vec![SimServerConfig {
-        zip_fails: true,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.zip_fails = true)]).await;
     let before = plugin_config(&sim, "a").await;
     let res = run_to_result(&sim, "a").await["LastExecutionResult"].clone();
     assert_eq!(res["Status"], "Completed");
@@ -1139,15 +1119,9 @@ async fn a_zip_that_fails_to_build_leaves_the_previous_one() {
 
 #[tokio::test]
 async fn another_template_plugin_with_the_migrators_id_serves_its_configuration() {
-    let sim = sim(vec![SimServerConfig {
-        plugin_id_collision: true,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.plugin_id_collision = true)]).await;
     let plugins = call(&sim, "a", "GET", "/Plugins").await.json();
-    let names: Vec<&str> = plugins
-        .as_array()
-        .unwrap()
+    let names: Vec<&str> = items(&plugins)
         .iter()
         .filter(|p| p["Id"] == MIGRATOR_PLUGIN_ID)
         .map(|p| p["Name"].as_str().unwrap())
@@ -1196,11 +1170,7 @@ async fn dates_have_one_to_seven_digits_that_vary() {
 
 #[tokio::test]
 async fn a_queued_follow_up_overwrites_the_result() {
-    let sim = sim(vec![SimServerConfig {
-        follow_ups: 1,
-        ..fast("a")
-    }])
-    .await;
+    let sim = sim(vec![fast_with("a", |c| c.follow_ups = 1)]).await;
     let h = sim.server("a");
     let first = run_to_result(&sim, "a").await["LastExecutionResult"].clone();
     let second = wait_for_new_result(&sim, "a", &first).await["LastExecutionResult"].clone();
@@ -1216,11 +1186,10 @@ async fn a_queued_follow_up_overwrites_the_result() {
 #[tokio::test]
 async fn already_running_at_start_and_by_control() {
     let sim = sim(vec![
-        SimServerConfig {
-            running_at_start: true,
-            run_length: Duration::from_millis(500),
-            ..fast("busy")
-        },
+        fast_with("busy", |c| {
+            c.running_at_start = true;
+            c.run_length = Duration::from_millis(500);
+        }),
         fast("idle"),
     ])
     .await;
@@ -1243,13 +1212,12 @@ async fn already_running_at_start_and_by_control() {
 
 #[tokio::test]
 async fn graceful_restart_mid_run_records_aborted_then_503_then_idle() {
-    let sim = sim(vec![SimServerConfig {
-        run_length: Duration::from_secs(30),
-        restart_after: Some(Duration::from_millis(100)),
-        downtime: Duration::from_millis(300),
-        retry_after: Some(7),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.run_length = Duration::from_secs(30);
+        c.restart_after = Some(Duration::from_millis(100));
+        c.downtime = Duration::from_millis(300);
+        c.retry_after = Some(7);
+    })])
     .await;
     let old = task(&sim, "a").await["LastExecutionResult"].clone();
     let started = chrono::Utc::now();
@@ -1288,12 +1256,11 @@ async fn graceful_restart_mid_run_records_aborted_then_503_then_idle() {
 
 #[tokio::test]
 async fn crash_mid_run_drops_connections_then_idle_with_the_previous_result() {
-    let sim = sim(vec![SimServerConfig {
-        run_length: Duration::from_secs(30),
-        crash_after: Some(Duration::from_millis(100)),
-        downtime: Duration::from_millis(300),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.run_length = Duration::from_secs(30);
+        c.crash_after = Some(Duration::from_millis(100));
+        c.downtime = Duration::from_millis(300);
+    })])
     .await;
     let old = task(&sim, "a").await["LastExecutionResult"].clone();
     call(&sim, "a", "POST", START).await;
@@ -1341,10 +1308,9 @@ async fn crash_mid_run_drops_connections_then_idle_with_the_previous_result() {
 
 #[tokio::test]
 async fn restart_by_control_while_running() {
-    let sim = sim(vec![SimServerConfig {
-        run_length: Duration::from_secs(30),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.run_length = Duration::from_secs(30)
+    })])
     .await;
     call(&sim, "a", "POST", START).await;
     wait_until(WAIT, "the task runs", || async {
@@ -1365,11 +1331,10 @@ async fn restart_by_control_while_running() {
 
 #[tokio::test]
 async fn starting_answers_503_except_ping() {
-    let sim = sim(vec![SimServerConfig {
-        starting_for: Duration::from_millis(300),
-        retry_after: Some(3),
-        ..fast("a")
-    }])
+    let sim = sim(vec![fast_with("a", |c| {
+        c.starting_for = Duration::from_millis(300);
+        c.retry_after = Some(3);
+    })])
     .await;
     let r = send(sim.addr(), "GET", "/s/a/System/Info/Public", &[]).await;
     assert_eq!((r.status, r.header("Retry-After")), (503, Some("3")));
@@ -1395,18 +1360,9 @@ async fn starting_answers_503_except_ping() {
 #[tokio::test]
 async fn missing_or_inactive_plugin_hides_the_task() {
     let sim = sim(vec![
-        SimServerConfig {
-            plugin: PluginStatus::Missing,
-            ..fast("missing")
-        },
-        SimServerConfig {
-            plugin: PluginStatus::Malfunctioned,
-            ..fast("broken")
-        },
-        SimServerConfig {
-            plugin: PluginStatus::Disabled,
-            ..fast("off")
-        },
+        fast_with("missing", |c| c.plugin = PluginStatus::Missing),
+        fast_with("broken", |c| c.plugin = PluginStatus::Malfunctioned),
+        fast_with("off", |c| c.plugin = PluginStatus::Disabled),
     ])
     .await;
     for (name, status) in [
@@ -1415,9 +1371,7 @@ async fn missing_or_inactive_plugin_hides_the_task() {
         ("off", Some("Disabled")),
     ] {
         let plugins = call(&sim, name, "GET", "/Plugins").await.json();
-        let m = plugins
-            .as_array()
-            .unwrap()
+        let m = items(&plugins)
             .iter()
             .find(|p| p["Id"] == MIGRATOR_PLUGIN_ID);
         assert_eq!(m.map(|m| m["Status"].as_str().unwrap()), status, "{name}");
@@ -1441,20 +1395,13 @@ async fn missing_or_inactive_plugin_hides_the_task() {
 #[tokio::test]
 async fn auth_only_by_the_authorization_header() {
     let sim = sim(vec![
-        SimServerConfig {
-            version: "12.0.0".into(),
-            ..fast("new")
-        },
+        fast_with("new", |c| c.version = "12.0.0".into()),
         // 10.11 accepts the legacy forms unless EnableLegacyAuthorization is turned off.
-        SimServerConfig {
-            version: "10.11.5".into(),
-            ..fast("old")
-        },
-        SimServerConfig {
-            version: "10.11.5".into(),
-            legacy_auth: Some(false),
-            ..fast("off")
-        },
+        fast_with("old", |c| c.version = "10.11.5".into()),
+        fast_with("off", |c| {
+            c.version = "10.11.5".into();
+            c.legacy_auth = Some(false);
+        }),
     ])
     .await;
     let a = sim.addr();
@@ -1574,31 +1521,15 @@ async fn requests_are_recorded_with_their_headers() {
 #[tokio::test]
 async fn two_servers_under_their_base_paths_and_one_at_the_root() {
     let sim = sim(vec![
-        SimServerConfig {
-            root: true,
-            ..fast("one")
-        },
-        SimServerConfig {
-            mode: Mode::Verify,
-            api_key: "other-key".into(),
-            ..fast("two")
-        },
+        fast_with("one", |c| c.root = true),
+        fast_with("two", |c| {
+            c.mode = Mode::Verify;
+            c.api_key = "other-key".into();
+        }),
     ])
     .await;
-    let one = send(
-        sim.addr(),
-        "GET",
-        &format!("/s/one{CONFIG}"),
-        &[("Authorization", &auth(KEY))],
-    )
-    .await;
-    let two = send(
-        sim.addr(),
-        "GET",
-        &format!("/S/two{CONFIG}"),
-        &[("Authorization", &auth("other-key"))],
-    )
-    .await;
+    let one = call_with(&sim, KEY, "GET", &format!("/s/one{CONFIG}")).await;
+    let two = call_with(&sim, "other-key", "GET", &format!("/S/two{CONFIG}")).await;
     assert_eq!(
         (one.json()["Mode"].as_str(), two.json()["Mode"].as_str()),
         (Some("Export"), Some("Verify"))
@@ -1623,13 +1554,7 @@ async fn two_servers_under_their_base_paths_and_one_at_the_root() {
             .json()["LocalAddress"],
         "http://sim"
     );
-    let r = send(
-        sim.addr(),
-        "POST",
-        &format!("/s/two{START}"),
-        &[("Authorization", &auth("other-key"))],
-    )
-    .await;
+    let r = call_with(&sim, "other-key", "POST", &format!("/s/two{START}")).await;
     assert_eq!(r.status, 204);
     wait_until(WAIT, "two runs", || async {
         sim.server("two").task_state().state == TaskState::Running
@@ -1650,14 +1575,8 @@ async fn invalid_server_sets_are_refused() {
     for servers in [
         vec![fast("a"), fast("a")],
         vec![
-            SimServerConfig {
-                root: true,
-                ..fast("a")
-            },
-            SimServerConfig {
-                root: true,
-                ..fast("b")
-            },
+            fast_with("a", |c| c.root = true),
+            fast_with("b", |c| c.root = true),
         ],
         vec![fast("a/b")],
         vec![],
@@ -1916,14 +1835,8 @@ async fn latency_and_request_ranges_on_any_endpoint() {
 #[tokio::test]
 async fn task_vanishes_after_the_start_and_duplicate_keys() {
     let sim = sim(vec![
-        SimServerConfig {
-            task_vanishes: true,
-            ..fast("gone")
-        },
-        SimServerConfig {
-            duplicate_task_key: true,
-            ..fast("dup")
-        },
+        fast_with("gone", |c| c.task_vanishes = true),
+        fast_with("dup", |c| c.duplicate_task_key = true),
     ])
     .await;
     assert_eq!(call(&sim, "gone", "POST", START).await.status, 204);
@@ -1938,9 +1851,7 @@ async fn task_vanishes_after_the_start_and_duplicate_keys() {
     );
 
     let tasks = call(&sim, "dup", "GET", "/ScheduledTasks").await.json();
-    let ids: Vec<&str> = tasks
-        .as_array()
-        .unwrap()
+    let ids: Vec<&str> = items(&tasks)
         .iter()
         .filter(|t| t["Key"] == MIGRATOR_TASK_KEY)
         .map(|t| t["Id"].as_str().unwrap())

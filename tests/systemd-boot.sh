@@ -37,6 +37,7 @@
 #            supported", also without seccomp; so CI boots bookworm's 252 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/lib.sh # free_port, wait_until
 started_at=$SECONDS
 
 suite=${JES_BOOT_SUITE:-bookworm}
@@ -73,20 +74,6 @@ fail() {
     in_ctr journalctl -u "$unit" -n 30 --no-pager >&2 2>&1 || true
   fi
   exit 1
-}
-
-# Polls CMD every 0.5 s until it succeeds, at most SECONDS seconds; returns 1 on time-out.
-wait_until() {
-  local seconds=$1; shift
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # --- the README's install section, and running its commands ----------------------------

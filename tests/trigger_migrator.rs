@@ -7,81 +7,31 @@
 //! The simulated Jellyfin runs in the test process; the binary is a child process talking
 //! to it over loopback. Waits are bounded and fail with a sentence.
 
-use jellyfin_export_scheduler::sim::{Mode, SimServerConfig, Simulator, TaskState};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use jellyfin_export_scheduler::sim::{Mode, SimServerConfig, TaskState};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "b4c8f1e2d4b5968778695a4b3c2d1e0f";
+mod common;
 
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::KEY;
+use common::bin::{Ran, Running, bin_async, clean, command, describe, run_async, text};
+use common::config::{ConfigFile, daily as write_config};
+use common::sim::simulator;
+use common::wait::wait_until;
 
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    state: PathBuf,
-}
-
-/// A config with one `[[servers]]` table per `(name, url, extra lines)`.
-fn write_config(servers: &[(&str, String, &str)]) -> Env {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let mut toml = format!(
-        "[daemon]\nstate_dir = \"{}\"\n\n[defaults]\nschedule = \"@daily\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"2s\"\nretries = 0\n",
-        state.display()
-    );
-    for (name, url, extra) in servers {
-        toml.push_str(&format!(
-            "\n[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\napi_key = \"{KEY}\"\n{extra}"
-        ));
-    }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml).unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    Env {
-        _dir: dir,
-        config,
-        state,
-    }
-}
-
+/// A server that runs 300 ms and exports 4 KiB, then `f`.
 fn sim_server(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
-    let mut c = SimServerConfig::new(name, KEY);
-    c.start_delay = Duration::from_millis(20);
-    c.run_length = Duration::from_millis(300);
-    c.result_delay = Duration::from_millis(20);
-    c.zip_base64_len = 4096;
-    f(&mut c);
-    c
+    common::sim::sim_server(name, |c| {
+        c.run_length = Duration::from_millis(300);
+        c.zip_base64_len = 4096;
+        f(c)
+    })
 }
 
 /// `trigger SERVER` to its end, off the async runtime.
-async fn trigger(env: &Env, server: &str) -> Output {
-    let config = env.config.clone();
-    let server = server.to_owned();
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["trigger", &server, "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .unwrap()
+async fn trigger(env: &ConfigFile, server: &str) -> Ran {
+    bin_async(&["trigger", server, "--config", env.arg()]).await
 }
 
 /// The outcome and reason of the last record in `server`'s history file.
@@ -97,7 +47,7 @@ fn last_record(state: &Path, server: &str) -> (String, String) {
 }
 
 /// Check exit code, the outcome line on stdout, and the stored record's outcome and reason.
-fn expect(o: &Output, env: &Env, server: &str, outcome: &str, reason_has: &[&str]) {
+fn expect(o: &Ran, env: &ConfigFile, server: &str, outcome: &str, reason_has: &[&str]) {
     let want_code = if outcome == "completed" { 0 } else { 1 };
     assert_eq!(
         o.status.code(),
@@ -127,30 +77,26 @@ fn expect(o: &Output, env: &Env, server: &str, outcome: &str, reason_has: &[&str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_the_table_through_trigger() {
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![
-            // A 21 MB ZIP once uploaded on the Import tab (28 million base64 characters).
-            sim_server("uploaded", |c| c.import_zip_base64_len = 28_000_000),
-            sim_server("importing", |c| {
-                c.mode = Mode::Import;
-                c.running_at_start = true;
-                c.run_length = Duration::from_secs(60);
-            }),
-            sim_server("verifying", |c| {
-                c.mode = Mode::Verify;
-                c.running_at_start = true;
-                c.run_length = Duration::from_secs(60);
-            }),
-            sim_server("cancelled", |c| c.run_length = Duration::from_secs(20)),
-            sim_server("slow", |c| c.run_length = Duration::from_secs(20)),
-            sim_server("spaced", |c| c.mode_text = Some(" export ".into())),
-            sim_server("shouting", |c| c.mode_text = Some(" IMPORT ".into())),
-            sim_server("template", |c| c.plugin_id_collision = true),
-        ],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![
+        // A 21 MB ZIP once uploaded on the Import tab (28 million base64 characters).
+        sim_server("uploaded", |c| c.import_zip_base64_len = 28_000_000),
+        sim_server("importing", |c| {
+            c.mode = Mode::Import;
+            c.running_at_start = true;
+            c.run_length = Duration::from_secs(60);
+        }),
+        sim_server("verifying", |c| {
+            c.mode = Mode::Verify;
+            c.running_at_start = true;
+            c.run_length = Duration::from_secs(60);
+        }),
+        sim_server("cancelled", |c| c.run_length = Duration::from_secs(20)),
+        sim_server("slow", |c| c.run_length = Duration::from_secs(20)),
+        sim_server("spaced", |c| c.mode_text = Some(" export ".into())),
+        sim_server("shouting", |c| c.mode_text = Some(" IMPORT ".into())),
+        sim_server("template", |c| c.plugin_id_collision = true),
+    ])
+    .await;
     let follow = "if_running = \"follow\"\n";
     let env = write_config(&[
         ("uploaded", sim.url("uploaded"), ""),
@@ -182,25 +128,19 @@ async fn every_row_of_the_table_through_trigger() {
     }
 
     // Someone cancels the run in the dashboard while `trigger` follows it.
-    let running = {
-        let config = env.config.clone();
-        Command::new(BIN)
-            .args(["trigger", "cancelled", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let running = Running::start(&mut command([
+        "trigger",
+        "cancelled",
+        "--config",
+        env.arg(),
+    ]));
     let h = sim.server("cancelled");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.task_state().state != TaskState::Running {
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled server's run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "the cancelled server's run started",
+        || h.task_state().state == TaskState::Running,
+    )
+    .await;
     let status = reqwest::Client::new()
         .delete(format!(
             "{}/ScheduledTasks/Running/d6eb93f1d1591e7d5e6c70f1d25e6fdd",
@@ -212,10 +152,7 @@ async fn every_row_of_the_table_through_trigger() {
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 204);
-    let o = tokio::task::spawn_blocking(move || running.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let o = running.finish().await;
     expect(
         &o,
         &env,
@@ -265,27 +202,19 @@ async fn every_row_of_the_table_through_trigger() {
 
 /// Peak RSS (KiB) of `trigger SERVER`, from `getrusage(RUSAGE_CHILDREN)` of a Python
 /// parent whose only child is the binary: its high-water mark, exactly.
-async fn trigger_peak_rss_kib(env: &Env, server: &str) -> (u64, Output) {
-    let config = env.config.clone();
-    let name = server.to_owned();
-    let o = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg("-c")
-            .arg(
-                "import resource, subprocess, sys\n\
-                 r = subprocess.run(sys.argv[1:], capture_output=True)\n\
-                 sys.stderr.buffer.write(r.stdout + r.stderr)\n\
-                 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)",
-            )
-            .arg(BIN)
-            .args(["trigger", &name, "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("python3 runs (every machine this project builds on has it)")
-    })
-    .await
-    .unwrap();
+async fn trigger_peak_rss_kib(env: &ConfigFile, server: &str) -> (u64, Ran) {
+    let mut python = Command::new("python3");
+    clean(&mut python)
+        .arg("-c")
+        .arg(
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+             sys.stderr.buffer.write(r.stdout + r.stderr)\n\
+             print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)",
+        )
+        .arg(common::bin::BIN)
+        .args(["trigger", server, "--config", env.arg()]);
+    let o = run_async(python).await;
     let out = text(&o.stdout);
     let mut words = out.split_whitespace();
     let kib: u64 = words
@@ -306,18 +235,14 @@ async fn a_200_mb_import_upload_costs_trigger_no_more_memory() {
     // 200 MiB of ZIP as base64: 279 620 268 characters in LastImportZipBase64, read twice
     // per run (the Mode check before the start, the verification after it).
     let upload = 200 * 1024 * 1024 / 3 * 4;
-    let sim = Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![
-            sim_server("plain", |c| c.zip_base64_len = 64 * 1024),
-            sim_server("uploaded", |c| {
-                c.zip_base64_len = 64 * 1024;
-                c.import_zip_base64_len = upload;
-            }),
-        ],
-    )
-    .await
-    .unwrap();
+    let sim = simulator(vec![
+        sim_server("plain", |c| c.zip_base64_len = 64 * 1024),
+        sim_server("uploaded", |c| {
+            c.zip_base64_len = 64 * 1024;
+            c.import_zip_base64_len = upload;
+        }),
+    ])
+    .await;
     let env = write_config(&[
         ("plain", sim.url("plain"), ""),
         ("uploaded", sim.url("uploaded"), ""),
