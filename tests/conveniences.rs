@@ -5,26 +5,17 @@
 use jellyfin_export_scheduler::sim::{SimServerConfig, Simulator};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "5d41402abc4b2a76b9719d911017c592";
+mod common;
+
+use common::KEY;
+use common::bin::{Daemon, bin, command, text};
+use common::wait::wait_until_blocking;
+
 /// Generous for a loaded 2-core machine; reached only when something is broken.
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn bin(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Whether `program` can be run here (`--version` answers).
 fn have(program: &str) -> bool {
@@ -162,19 +153,17 @@ fn get(addr: &str, path: &str) -> (String, String) {
 #[test]
 fn the_demo_serves_the_status_page_and_prints_its_url_at_the_start_and_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--duration",
-            "4s",
-            "--dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = command([
+        "demo",
+        "--duration",
+        "4s",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -240,32 +229,14 @@ fn daemon_log(sim: &Simulator, format: &str) -> String {
         ),
     )
     .unwrap();
-    let log = dir.path().join("daemon.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("KEY", KEY)
-        .env_remove("RUST_LOG")
-        .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("run finished") {
-            break text;
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "no run finished within {LIMIT:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    text
+    let daemon = Daemon::spawn(
+        command(["run", "--config", config.to_str().unwrap()]).env("KEY", KEY),
+        &dir.path().join("daemon.log"),
+    );
+    wait_until_blocking(LIMIT, "a run finished", || {
+        daemon.log().contains("run finished")
+    });
+    daemon.log()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

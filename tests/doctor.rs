@@ -10,11 +10,13 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "0f0e0d0c0b0a09080706050403020100";
+mod common;
+
+use common::KEY;
+use common::bin::{Ran, command, describe, run_async, text};
+
 const CA_FILE_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_CA_FILE";
 
 fn sim_server(name: &str, f: impl FnOnce(&mut SimServerConfig)) -> SimServerConfig {
@@ -75,33 +77,21 @@ fn config(servers: &[(&str, String, &str)]) -> Env {
     Env { dir, config }
 }
 
-async fn doctor(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("doctor")
-        .args(["--config", env.config.to_str().unwrap(), "--timeout", "5s"])
-        .args(args)
-        .env_remove("RUST_LOG")
+async fn doctor(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Ran {
+    let mut cmd = command([
+        "doctor",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--timeout",
+        "5s",
+    ]);
+    cmd.args(args)
         .env_remove(CA_FILE_ENV)
         .env_remove("NO_COLOR");
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
+    run_async(cmd).await
 }
 
 /// server → check id → (status, the whole check).

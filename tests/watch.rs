@@ -15,23 +15,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jellyfin-export-scheduler");
-const KEY: &str = "5d41402abc4b2a76b9719d911017c592";
+mod common;
+
+use common::KEY;
+use common::bin::Daemon;
+use common::wait::wait_until_blocking;
+
 /// Generous for a loaded 2-core machine; reached only when something is broken.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A daemon child, killed on drop so a failing test leaves nothing behind.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -46,11 +39,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(dir.path().join("key"), format!("{KEY}\n")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let config = dir.path().join("etc/config.toml");
         Env {
             dir,
@@ -86,19 +75,9 @@ impl Env {
     }
 
     fn start(&self) -> Daemon {
-        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config", self.config.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .env_remove("JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("the binary starts");
-        let daemon = Daemon(child);
-        wait_until("the daemon armed its schedules", || {
-            self.log().contains("schedules armed")
+        let daemon = Daemon::run(&self.config, &self.dir.path().join("daemon.log"));
+        wait_until_blocking(LIMIT, "the daemon armed its schedules", || {
+            daemon.log().contains("schedules armed")
         });
         daemon
     }
@@ -157,17 +136,6 @@ impl Env {
             .find(|l| l.starts_with("jellyfin_export_config_reload_success "))
             .unwrap_or_else(|| panic!("no reload success gauge in /metrics:\n{body}"))
             .to_owned()
-    }
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < LIMIT,
-            "timed out after {LIMIT:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -332,12 +300,8 @@ fn off_leaves_reloads_to_sighup_and_a_reload_can_turn_watching_on() {
         .text(2, "off, edited")
         .replace("watch_config = \"off\"", "watch_config = \"auto\"");
     std::fs::write(&env.config, &on).unwrap();
-    let signalled = Command::new("kill")
-        .args(["-HUP", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    wait_until("the SIGHUP reload is recorded", || {
+    daemon.signal("HUP");
+    wait_until_blocking(LIMIT, "the SIGHUP reload is recorded", || {
         env.status().is_some_and(|s| s["generation"] == 1)
     });
     let s = env.status().unwrap();
