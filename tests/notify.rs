@@ -233,7 +233,7 @@ async fn run_speaks_sd_notify_through_start_reload_watchdog_and_stop() {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(&config)
+            .open(config)
             .unwrap();
         writeln!(f, "# edited").unwrap();
     }
