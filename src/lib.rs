@@ -20,7 +20,7 @@
 //! | [`runner`] | a run's whole life in one place ([`runner::Runner::run`]): finish a left-over run, start, marker, track, record, tell the caller |
 //! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
 //! | [`runner::marker`] | in-flight run markers, so restarts lose no run |
-//! | [`notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
+//! | [`sd_notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, run tasks (slot, lock, the runner), catch-up, reload, drain |
@@ -44,11 +44,11 @@ pub mod jellyfin;
 pub mod logging;
 pub mod migrator;
 pub mod notifications;
-pub mod notify;
 pub mod record;
 pub mod reload;
 pub mod runner;
 pub mod schedule;
+pub mod sd_notify;
 pub mod secret;
 pub mod signals;
 pub mod sim;

@@ -248,7 +248,7 @@ fn ask(
         source,
     })?;
     let pid = daemon_pid(&status, opts.pid, state_dir)?;
-    let signalled_usec = crate::notify::monotonic_usec();
+    let signalled_usec = crate::sd_notify::monotonic_usec();
     send_hup(pid)?;
     let answer = wait_for_answer(state_dir, pid, signalled_usec, opts.timeout)?;
     Ok((pid, answer))

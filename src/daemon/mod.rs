@@ -19,10 +19,10 @@ pub mod status;
 
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::history::HistoryError;
-use crate::notify::Notifier;
 use crate::record::RunRecord;
 use crate::runner::Runner;
 use crate::runner::marker::Marker;
+use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::Utc;
 use ctx::Ctx;

@@ -13,7 +13,7 @@ pub mod watch;
 
 use crate::config::{Config, ConfigError, LoadEnv, LogFormat, Secrets, WatchConfig, sha256_hex};
 use crate::daemon::DaemonHandle;
-use crate::notify::Notifier;
+use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::{SecondsFormat, Utc};
 use status::{ReloadResult, ReloadStatus};
@@ -81,7 +81,7 @@ impl Reloader {
             },
             generation: 0,
             cause: "start".into(),
-            started_usec: crate::notify::monotonic_usec(),
+            started_usec: crate::sd_notify::monotonic_usec(),
             at: now(),
             result: ReloadResult::Applied,
             sha256: Some(config.digest.clone()),
@@ -144,7 +144,7 @@ impl Reloader {
         next.generation += 1;
         next.cause = cause.as_str().into();
         let mut applied = None;
-        next.started_usec = crate::notify::monotonic_usec();
+        next.started_usec = crate::sd_notify::monotonic_usec();
         next.summary.clear();
         next.problems.clear();
         match load(&self.path) {
