@@ -3,7 +3,8 @@
 //! do under each warning and failure; the simulator received only GET requests (nothing
 //! started or cancelled); exit 0 / 1 / 2; no key in any output. TLS through a local TLS
 //! proxy with certificates made here: refused without its CA, valid with it (named by
-//! JELLYFIN_EXPORT_SCHEDULER_CA_FILE), with the days until it expires.
+//! JELLYFIN_EXPORT_SCHEDULER_CA_FILE), with the days until it expires. Colour on a
+//! terminal only, and not with `NO_COLOR`.
 
 use jellyfin_export_scheduler::sim::{Mode, PluginStatus, SimServerConfig, Simulator};
 use serde_json::Value;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 mod common;
 
 use common::KEY;
-use common::bin::{Ran, command, describe, run_async, text};
+use common::bin::{BIN, Ran, clean, command, describe, run_async, text};
 
 const CA_FILE_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_CA_FILE";
 
@@ -36,6 +37,12 @@ fn fleet() -> Vec<SimServerConfig> {
         sim_server("inactive", |c| c.plugin = PluginStatus::Malfunctioned),
         sim_server("refusing", |c| {
             c.api_key = "another-key-000000000000000000000".into()
+        }),
+        // The config's key is a user's, not an administrator's: the server knows it
+        // (403, not 401).
+        sim_server("user", |c| {
+            c.api_key = "the-admins-key-00000000000000000000".into();
+            c.user_key = Some(KEY.into());
         }),
         sim_server("fresh", |c| {
             c.history = jellyfin_export_scheduler::sim::History::Never
@@ -229,6 +236,25 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
     ] {
         assert_eq!(status("refusing", id), "skip", "refusing.{id}");
     }
+    assert_eq!(status("user", "key"), "fail");
+    assert!(
+        summary("user", "key").contains("not an administrator's"),
+        "{}",
+        summary("user", "key")
+    );
+    assert!(
+        all["user"]["key"]["action"]
+            .as_str()
+            .unwrap()
+            .contains("always an administrator's"),
+        "{}",
+        all["user"]["key"]
+    );
+    assert_eq!(
+        status("user", "server"),
+        "ok",
+        "the public info needs no key"
+    );
     assert_eq!(status("fresh", "last_export"), "warn");
     assert!(summary("fresh", "last_export").contains("no export yet"));
     assert_eq!(status("skewed", "clock"), "warn");
@@ -325,7 +351,7 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
     let c = &report["counts"];
     assert!(
         shown.trim_end().ends_with(&format!(
-            "12 servers checked: {} ok, {} warnings, {} failed, {} skipped.",
+            "13 servers checked: {} ok, {} warnings, {} failed, {} skipped.",
             c["ok"], c["warn"], c["fail"], c["skip"]
         )),
         "{shown}"
@@ -398,6 +424,76 @@ async fn exit_status_zero_with_warnings_two_for_a_bad_config_or_an_unknown_serve
         describe(&out)
     );
     assert!(out.stdout.is_empty(), "no report for a bad config");
+}
+
+/// Runs the program it is given with stdout and stderr on a new pseudo-terminal, copies
+/// what it wrote to our stdout, and exits with its status (python3 is on every machine the
+/// tests run on; Rust's standard library has no pseudo-terminals).
+const ON_A_TERMINAL: &str = r#"
+import os, subprocess, sys
+main, side = os.openpty()
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=side, stderr=side)
+os.close(side)
+out = b""
+while True:
+    try:
+        chunk = os.read(main, 65536)
+    except OSError:  # EIO: the child closed its side
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+sys.exit(child.wait())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_on_a_terminal_unless_no_color_is_set() {
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            sim_server("good", |_| {}),
+            sim_server("importing", |c| c.mode = Mode::Import),
+        ],
+    )
+    .await
+    .unwrap();
+    let env = config(&[
+        ("good", sim.url("good"), ""),
+        ("importing", sim.url("importing"), ""),
+    ]);
+    let on_a_terminal = |no_color: Option<&str>| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-c", ON_A_TERMINAL, BIN, "doctor", "--config"])
+            .arg(&env.config)
+            .args(["--timeout", "5s"])
+            .env_remove(CA_FILE_ENV)
+            .env_remove("NO_COLOR");
+        clean(&mut cmd);
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        run_async(cmd)
+    };
+
+    let out = on_a_terminal(None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let shown = text(&out.stdout);
+    for mark in ["\x1b[32m✓\x1b[0m address", "\x1b[31m✗\x1b[0m mode"] {
+        assert!(shown.contains(mark), "no {mark:?} on a terminal:\n{shown}");
+    }
+    // NO_COLOR set to anything but empty turns colour off; empty means unset.
+    let out = on_a_terminal(Some("1")).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let shown = text(&out.stdout);
+    assert!(!shown.contains('\x1b'), "colour with NO_COLOR=1:\n{shown}");
+    assert!(shown.contains("✗ mode"), "{shown}");
+    let out = on_a_terminal(Some("")).await;
+    assert!(
+        text(&out.stdout).contains("\x1b[32m✓"),
+        "{}",
+        describe(&out)
+    );
 }
 
 /// A TLS proxy on a free loopback port in front of `upstream`, with `cert` (and its key).
