@@ -6,12 +6,13 @@
 //! JELLYFIN_EXPORT_SCHEDULER_CA_FILE), with the days until it expires. Colour on a
 //! terminal only, and not with `NO_COLOR`.
 
-use jellyfin_export_scheduler::sim::{Mode, PluginStatus, SimServerConfig, Simulator};
+use jellyfin_export_scheduler::sim::{Mode, PluginStatus, RunOutcome, SimServerConfig, Simulator};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod common;
 
@@ -48,6 +49,13 @@ fn fleet() -> Vec<SimServerConfig> {
             c.history = jellyfin_export_scheduler::sim::History::Never
         }),
         sim_server("skewed", |c| c.clock_skew_secs = 300),
+        // Its last export (run before doctor, by the simulator itself) logged an ERROR.
+        sim_server("log_error", |c| {
+            c.outcome = RunOutcome::CompletedWithLogError;
+            c.start_delay = Duration::ZERO;
+            c.run_length = Duration::from_millis(50);
+            c.result_delay = Duration::ZERO;
+        }),
         sim_server("twelve", |c| c.version = "12.0.1".into()),
         sim_server("twice", |c| c.duplicate_task_key = true),
         sim_server("hashes", |c| {
@@ -139,6 +147,19 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
     let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), fleet())
         .await
         .unwrap();
+    // The simulator runs log_error's export itself (no HTTP request) and doctor comes after.
+    let log_error = sim.server("log_error");
+    log_error.start_run_now();
+    common::wait::wait_until(
+        Duration::from_secs(30),
+        "log_error's export ended with an ERROR line in its log",
+        || {
+            log_error
+                .last_export_log()
+                .is_some_and(|l| l.contains("ERROR: "))
+        },
+    )
+    .await;
     let names = sim.names();
     let mut servers: Vec<(&str, String, &str)> =
         names.iter().map(|n| (n.as_str(), sim.url(n), "")).collect();
@@ -263,6 +284,19 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
         .unwrap();
     assert!((299..=301).contains(&skew), "skew {skew}");
     assert!(summary("skewed", "clock").contains("ahead"));
+    assert_eq!(status("log_error", "last_export"), "warn");
+    assert!(
+        summary("log_error", "last_export").contains("Export with 1 ERROR line(s), the first: "),
+        "{}",
+        summary("log_error", "last_export")
+    );
+    assert_eq!(all["log_error"]["last_export"]["data"]["errors"], 1);
+    assert!(
+        all["log_error"]["last_export"]["action"]
+            .as_str()
+            .unwrap()
+            .contains("the export is incomplete")
+    );
     assert_eq!(status("twelve", "server"), "ok");
     assert!(
         summary("twelve", "server").contains("refuses legacy auth"),
@@ -351,7 +385,7 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
     let c = &report["counts"];
     assert!(
         shown.trim_end().ends_with(&format!(
-            "13 servers checked: {} ok, {} warnings, {} failed, {} skipped.",
+            "14 servers checked: {} ok, {} warnings, {} failed, {} skipped.",
             c["ok"], c["warn"], c["fail"], c["skip"]
         )),
         "{shown}"
