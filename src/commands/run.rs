@@ -145,10 +145,6 @@ async fn until_shutdown(
     mut watcher: Option<ConfigWatcher>,
 ) {
     let path = reloader.path().to_owned();
-    // A change made between the start's load and the watch's start raised no event.
-    if watcher.is_some() {
-        reloader.reload_if_changed(handle, ReloadCause::Watch).await;
-    }
     loop {
         let applied = tokio::select! {
             event = signals.next() => match event {
@@ -159,7 +155,8 @@ async fn until_shutdown(
                 reloader.reload_if_changed(handle, ReloadCause::Watch).await
             }
         };
-        // A reload that changed the watch settings takes effect now.
+        // A reload that changed the watch settings takes effect now (a new watcher first
+        // looks by itself, so an edit made meanwhile is not lost).
         if let Some(settings) = applied
             && watcher.as_ref().map(ConfigWatcher::settings) != Some(settings)
             && !(watcher.is_none() && settings.mode == WatchMode::Off)

@@ -20,6 +20,8 @@
 //!   middle of a file could still show a prefix; that prefix is validated like any config
 //!   (an invalid one is refused and the config in force kept), and the final content is
 //!   applied when it lands. Writing a temporary file and renaming it is never seen half.
+//! - A watcher, once started, looks once by itself (after the debounce): an edit made
+//!   between the daemon's last read of the file and the start of the watch is not lost.
 
 use crate::config::{MAX_CONFIG_BYTES, WatchConfig, WatchMode, sha256_hex};
 use notify::event::{AccessKind, AccessMode, EventKind};
@@ -65,6 +67,10 @@ impl ConfigWatcher {
     /// runtime.
     pub fn start(path: &Path, settings: WatchConfig) -> Option<ConfigWatcher> {
         let (tx, events) = mpsc::channel(1);
+        // A first look, after the debounce like any: a change made between the last read
+        // of the file (the start's, or the reload that turned watching on) and this watch
+        // raised no event.
+        let _ = tx.try_send(());
         let source = match settings.mode {
             WatchMode::Off => return None,
             WatchMode::Poll => Source::Poll {
@@ -265,6 +271,26 @@ mod tests {
             poll_interval: Duration::from_secs(1),
         };
         assert!(ConfigWatcher::start(Path::new("/nonexistent/config.toml"), settings).is_none());
+    }
+
+    /// The first look comes without an event: an edit between the last read and the
+    /// watch's start would otherwise wait for the next one.
+    #[tokio::test]
+    async fn a_new_watcher_looks_once_by_itself_in_either_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        for mode in [WatchMode::Auto, WatchMode::Poll] {
+            let settings = WatchConfig {
+                mode,
+                debounce: Duration::from_millis(10),
+                poll_interval: Duration::from_secs(3600),
+            };
+            let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
+            tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: no first look within 10 s"));
+        }
     }
 
     #[test]
