@@ -28,8 +28,7 @@
 //! | [`reload`] | a reload from the config file in the daemon (on SIGHUP, or when the config watcher saw it change), and the reload status file `reload` reads |
 //! | [`doctor`] | read-only checks of each server and of this machine, for the `doctor` command |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
-//! | [`endpoint`] | the read-only HTTP endpoint: health, metrics (one table of metric families), status API and page |
-//! | [`http1`] | a small hand-written HTTP/1.1 server (simulator and endpoint) |
+//! | [`endpoint`] | the read-only HTTP endpoint (on hyper): health, metrics (one table of metric families), status API and page, its limits and token |
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process: each returns what it found or a typed [`commands::CommandError`], which `main.rs` prints once and maps to the exit status |
 
@@ -39,7 +38,6 @@ pub mod daemon;
 pub mod doctor;
 pub mod endpoint;
 pub mod history;
-pub mod http1;
 pub mod jellyfin;
 pub mod logging;
 pub mod migrator;

@@ -90,7 +90,12 @@ enum Command {
         duration: std::time::Duration,
     },
     /// Ask the running daemon's /healthz ([daemon] listen): exit 0 healthy, 1 not.
-    Healthcheck,
+    Healthcheck {
+        /// How long to wait in all (connect, ask, read); below the Dockerfile
+        /// HEALTHCHECK's 5 s, so that a slow answer is reported here, with its reason.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run one export on SERVER now, follow it to its end and record it.
     Trigger {
         /// The server's name in the config.
@@ -217,10 +222,14 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             logging::init(LogFormat::Text, "info");
             block_on(demo::demo(dir, duration))
         }
-        Command::Healthcheck => {
-            // It asks our own endpoint, no Jellyfin: no secrets needed.
+        Command::Healthcheck { timeout } => {
+            // It asks our own endpoint's open /healthz, no Jellyfin: no secrets needed.
             let config = warned(Config::load_without_secrets(path)?);
-            block_on(healthcheck::healthcheck(&config, std::io::stdout()))
+            block_on(healthcheck::healthcheck(
+                &config,
+                timeout,
+                std::io::stdout(),
+            ))
         }
         Command::Trigger { server, no_wait } => {
             let config = warned(Config::load(path)?);

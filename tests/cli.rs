@@ -11,7 +11,7 @@ mod common;
 use common::KEY;
 use common::bin::{Ran, bin, bin_async, command, describe, run, run_async, text};
 use common::config::ConfigFile;
-use common::records::history_lines;
+use common::records::{history_json, history_lines, marker_json};
 use common::sim::{sim_server, simulator};
 use common::wait::wait_until;
 
@@ -374,4 +374,70 @@ async fn a_second_trigger_on_a_busy_server_is_refused_and_no_wait_leaves_a_marke
         })
         .collect();
     assert_eq!(ids.len(), 3, "one record per run");
+}
+
+/// Regression: a `trigger` that finished a run left in flight whose record the disk refused
+/// went on to start a new run, whose marker replaced the left-over's; the process then
+/// exited and the left-over run was lost. Now it starts nothing, keeps the marker, says so
+/// once, and the next `trigger` (disk back) records the left-over run first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_whose_left_over_run_cannot_be_recorded_starts_no_new_run() {
+    let full = Path::new("/dev/full");
+    assert!(
+        full.exists(),
+        "this test fills the disk with /dev/full, which is missing here"
+    );
+    let sim = simulator(vec![sim_server("slow", |c| {
+        c.run_length = Duration::from_millis(500)
+    })])
+    .await;
+    let env = write_config(&[("slow", sim.url("slow"))]);
+    let cfg = env.arg();
+
+    let o = bin_async(&["trigger", "slow", "--config", cfg, "--no-wait"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let left_over = marker_json(&env.state, "slow").expect("--no-wait leaves a marker")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The disk is full: the left-over run ends, its record cannot be written.
+    let history = env.state.join("history/slow.jsonl");
+    std::fs::create_dir_all(history.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&history);
+    std::os::unix::fs::symlink(full, &history).unwrap();
+    let o = bin_async(&["trigger", "slow", "--config", cfg]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let err = text(&o.stderr);
+    assert!(err.contains("no new run was started"), "{}", describe(&o));
+    assert_eq!(
+        err.matches("error:").count(),
+        1,
+        "said once: {}",
+        describe(&o)
+    );
+    assert!(
+        text(&o.stdout).contains("earlier run: slow: completed"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(
+        sim.server("slow").start_requests().len(),
+        1,
+        "only the --no-wait run was started"
+    );
+    let kept = marker_json(&env.state, "slow").expect("the left-over's marker is kept");
+    assert_eq!(kept["run_id"].as_str(), Some(left_over.as_str()));
+
+    // The disk is back: the next trigger records the left-over run, then its own.
+    std::fs::remove_file(&history).unwrap();
+    let o = bin_async(&["trigger", "slow", "--config", cfg]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let ids: Vec<String> = history_json(&env.state, "slow")
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], left_over, "the left-over run is recorded first");
+    assert!(marker_json(&env.state, "slow").is_none());
 }

@@ -101,8 +101,17 @@ fn example_config_parses_with_every_key() {
     );
 
     // With its left-off settings switched on, every documented key parses.
+    std::fs::write(
+        creds.path().join("endpoint-token"),
+        "6f1c0e2d9b8a7f3e4d5c6b7a8f9e0d1c\n",
+    )
+    .unwrap();
     let config = parse(&example_with_everything_on(), &vars)
         .unwrap_or_else(|e| panic!("config/example.toml, everything on, must parse:\n{e}"));
+    assert_eq!(
+        config.daemon.api_token.as_ref().map(|t| t.expose()),
+        Some("6f1c0e2d9b8a7f3e4d5c6b7a8f9e0d1c")
+    );
     assert!(config.servers[0].ping_url.is_some());
     assert_eq!(config.servers[1].ping_url, None);
     assert_eq!(config.notify.len(), 1);

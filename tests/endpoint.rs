@@ -2,7 +2,7 @@
 //! against a daemon running on the simulator with servers that end differently.
 
 use jellyfin_export_scheduler::daemon::heartbeat_limit;
-use jellyfin_export_scheduler::endpoint::{self, Sources};
+use jellyfin_export_scheduler::endpoint::{self, Policy, Sources};
 use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
@@ -60,6 +60,7 @@ async fn setup() -> Setup {
             heartbeat_limit: heartbeat_limit(),
             history,
         },
+        Policy::for_process(None),
         tokio_util::sync::CancellationToken::new(),
     ));
     Setup {
@@ -232,6 +233,7 @@ async fn healthz_fails_when_a_loop_stops_waking() {
             heartbeat_limit: Duration::ZERO,
             history: Arc::new(History::new(&state)),
         },
+        Policy::for_process(None),
         tokio_util::sync::CancellationToken::new(),
     ));
     let (status, _, body) = get(&format!("{strict}/healthz")).await;

@@ -15,12 +15,12 @@ use chrono::Utc;
 use jellyfin_export_scheduler::config::{Config, ServerConfig};
 use jellyfin_export_scheduler::daemon::{DaemonHandle, DaemonObserver};
 use jellyfin_export_scheduler::history::History;
-use jellyfin_export_scheduler::http1::{Conn, Request, Response, TEXT};
 use jellyfin_export_scheduler::notifications::deliver::Backoff;
 use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, ping_rid};
 use jellyfin_export_scheduler::record::{
     Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id, summary,
 };
+use jellyfin_export_scheduler::sim::http1::{Conn, Request, Response, TEXT};
 use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig};
 use jellyfin_export_scheduler::state::StateDir;
 use serde_json::Value;

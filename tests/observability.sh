@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Proves the daemon's HTTP endpoint with real outside tools:
-#   1. `promtool check metrics` (Debian's prometheus package) accepts /metrics;
+#   1. `promtool check metrics` (Debian's prometheus package) accepts /metrics, and
+#      `promtool check config` the scrape config docs/monitoring.md shows (with the
+#      `authorization: credentials_file:` that the endpoint's API token needs);
 #   2. headless Chromium (Debian's chromium package) loads the status page, and the DOM
 #      it renders shows one row per server with the right outcome classes and reasons;
 #      a screenshot is saved to target/status-page.png.
@@ -26,7 +28,7 @@ fi
 
 step "cargo build --locked"
 cargo build --locked --quiet
-bin=target/debug/jellyfin-export-scheduler
+bin=${CARGO_TARGET_DIR:-target}/debug/jellyfin-export-scheduler
 
 sim_port=$(free_port)
 http_port=$(free_port)
@@ -75,6 +77,18 @@ grep -q 'jellyfin_export_runs_total{server="basement",outcome="failed"} 1' "$wor
   fail "/metrics does not count basement's failed run."
 echo "promtool: /metrics accepted ($(grep -vc '^#' "$work/metrics.txt") samples)"
 
+step "promtool check config: the scrape config of docs/monitoring.md"
+awk '/^### Prometheus scrape config/ { section = 1 }
+     section && /^```yaml/ { inside = 1; next }
+     inside && /^```/ { exit }
+     inside { print }' docs/monitoring.md >"$work/prometheus.yml"
+token_path=$(sed -n 's/^ *credentials_file: *//p' "$work/prometheus.yml")
+[[ -n $token_path ]] || fail "docs/monitoring.md's scrape config has no credentials_file."
+# The token file where the example says, moved into the work folder.
+printf '%s\n' 0123456789abcdef0123456789abcdef >"$work/prometheus.token"
+sed -i "s#credentials_file: .*#credentials_file: $work/prometheus.token#" "$work/prometheus.yml"
+promtool check config "$work/prometheus.yml" || fail "promtool rejected the scrape config of docs/monitoring.md (above)."
+
 chrome=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
   --disable-background-networking --disable-component-update --disable-sync
   --user-data-dir="$work/chrome")
@@ -106,4 +120,4 @@ mkdir -p target
 [[ -s target/status-page.png ]] || fail "the screenshot is empty."
 echo "screenshot: target/status-page.png ($(stat -c %s target/status-page.png) bytes)"
 
-echo "PASS: promtool accepts /metrics; Chromium shows the status page with every server and outcome"
+echo "PASS: promtool accepts /metrics and the documented scrape config; Chromium shows the status page with every server and outcome"

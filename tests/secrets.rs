@@ -2,9 +2,10 @@
 //!
 //! One scenario hits every outcome through the real binary: the daemon with JSON logs at
 //! trace level, `trigger` with text logs at trace level, `check` (with and without
-//! secrets), `doctor` (text and JSON), `history` (text and JSON), `reload`, config errors, the HTTP endpoints, and
-//! every file in the state directory (the reload status file included). All of
-//! it is gathered and searched for every key (and a wrong key that a server refuses).
+//! secrets), `doctor` (text and JSON), `history` (text and JSON), `reload`, `healthcheck`,
+//! config errors, the HTTP endpoints (with, without and with a wrong API token), and every
+//! file in the state directory (the reload status file included). All of it is gathered and
+//! searched for every key (and a wrong key that a server refuses) and the endpoint's token.
 
 use jellyfin_export_scheduler::sim::{CancelMode, Mode, RunOutcome, SimServerConfig, TaskState};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ type Fleet = Vec<(
 /// Webhook and ping URLs are secrets too (a Slack hook token, a Healthchecks UUID).
 const WEBHOOK_TOKEN: &str = "T0KEN-b5f1e3a27c9d4e60";
 const PING_TOKEN: &str = "9a7d1c3e-5b2f-4e8a-b6c0-d4f2e1a3c5b7";
+/// The endpoint's `[daemon] api_token_file` token.
+const ENDPOINT_TOKEN: &str = "e1d2c3b4a5f60718293a4b5c6d7e8f90";
 
 fn fleet() -> Fleet {
     let key = |n: &str| format!("{:0<32}", format!("k{n}"));
@@ -144,10 +147,13 @@ async fn no_key_appears_in_anything_the_program_emits() {
     let state: PathBuf = dir.path().join("state");
     let port = common::free_port();
     let soon = common::time::daily_in(3000);
+    let token_file = dir.path().join("endpoint-token");
+    std::fs::write(&token_file, format!("{ENDPOINT_TOKEN}\n")).unwrap();
     let mut text = format!(
-        "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\nlog_level = \"trace\"\nshutdown_grace = \"10s\"\n\
+        "[daemon]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\nlog_level = \"trace\"\nshutdown_grace = \"10s\"\napi_token_file = \"{}\"\n\
          [defaults]\nschedule = \"{soon}\"\ntimezone = \"UTC\"\npoll_interval = \"50ms\"\nstart_grace = \"800ms\"\ntimeout = \"1s\"\nretries = 1\nretry_backoff = \"50ms\"\n",
         state.display(),
+        token_file.display(),
     );
     for (n, _, sent, _) in &fleet {
         text.push_str(&format!(
@@ -242,8 +248,9 @@ async fn no_key_appears_in_anything_the_program_emits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The HTTP endpoints.
+    // The HTTP endpoints: with the token, without it, and with a wrong one.
     let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
     for path in [
         "/",
         "/metrics",
@@ -253,15 +260,20 @@ async fn no_key_appears_in_anything_the_program_emits() {
         "/healthz",
         "/readyz",
     ] {
-        emitted.push_str(
-            &reqwest::get(format!("{base}{path}"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        for token in [Some(ENDPOINT_TOKEN), None, Some("not-the-token-0000000000")] {
+            let mut request = client.get(format!("{base}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let answer = request.send().await.unwrap();
+            for (name, value) in answer.headers() {
+                emitted.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
+            }
+            emitted.push_str(&answer.text().await.unwrap());
+        }
     }
+    // The healthcheck command.
+    emitted.push_str(&run(&["healthcheck", "--config", cfg], &[]).1);
     // A reload through the command: its output and the reload status file (on disk, below).
     let (code, out) = run(&["reload", "--config", cfg], &[]);
     assert_eq!(code, Some(0), "{out}");
@@ -327,4 +339,12 @@ async fn no_key_appears_in_anything_the_program_emits() {
             );
         }
     }
+    assert!(
+        emitted.contains("jellyfin_export_runs_total"),
+        "the token opened /metrics"
+    );
+    assert!(
+        !emitted.contains(ENDPOINT_TOKEN),
+        "the endpoint's API token appears in the output"
+    );
 }

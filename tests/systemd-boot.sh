@@ -4,7 +4,8 @@
 # them, against the simulated Jellyfin (`jellyfin-export-scheduler simulate`) on a free
 # loopback port of the host. It checks:
 #   - `systemctl is-system-running` reaches `running`;
-#   - the unit becomes active with its status line;
+#   - the unit becomes active with its status line; the daemon raised its open-file
+#     limit to the hard one (the unit's seccomp filter allows it) and `healthcheck` says so;
 #   - a scheduled run is recorded `completed` in the state directory, in a file owned by the
 #     service's dynamic user, mode 0600;
 #   - `doctor` (README step 3) passes against the simulator, read-only;
@@ -260,6 +261,14 @@ status_line=$(prop StatusText)
   fail "the status line is \"$status_line\", not \"1 server, next export living-room at …\"."
 echo "active; status line: $status_line"
 main_pid=$(prop MainPID)
+
+step "the endpoint: open-file limit raised to the hard one, healthcheck answers"
+read -r soft hard < <(in_ctr awk '/^Max open files/ { print $4, $5 }' "/proc/$main_pid/limits")
+[[ -n $soft && $soft == "$hard" ]] ||
+  fail "the daemon's open-file limit is soft $soft, hard $hard: it was not raised to the hard one."
+out=$(in_ctr jellyfin-export-scheduler healthcheck --config "$config" 2>&1) ||
+  fail "healthcheck failed under the unit: $out"
+echo "open files: $soft (soft = hard); $out"
 
 # ---- 4. a scheduled run, on disk -----------------------------------------------------------
 step "a scheduled run recorded completed, owned by the dynamic user, mode 0600"

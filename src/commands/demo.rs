@@ -157,6 +157,8 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
             heartbeat_limit: daemon::heartbeat_limit(),
             history: history.clone(),
         },
+        // On loopback, for the person running the demo: no token.
+        endpoint::Policy::for_process(None),
         page_stop.clone(),
     ));
     tokio::select! {

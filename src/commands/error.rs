@@ -80,6 +80,18 @@ pub enum CommandError {
     /// The run ended but its record is not in the history (its summary was shown).
     #[error("error: the run's record was not written: {0}")]
     RecordNotWritten(RecordError),
+    /// A run an earlier process left in flight ended, but its record is not in the
+    /// history; no new run was started, so its marker stays for the next process.
+    #[error(
+        "error: the run left in flight by an earlier process ended, but its record was not written: {source}; \
+         no new run was started and its in-flight marker is kept, so the daemon or the next `trigger` records it: \
+         fix the state directory ({}), then trigger again",
+        state_dir.display()
+    )]
+    LeftOverNotRecorded {
+        source: RecordError,
+        state_dir: PathBuf,
+    },
     #[error("unhealthy: {0}")]
     Unhealthy(#[from] healthcheck::HealthError),
     #[error("error: {0}")]
@@ -118,6 +130,7 @@ impl CommandError {
             | CommandError::Jellyfin(_)
             | CommandError::MarkerNotWritten { .. }
             | CommandError::RecordNotWritten(_)
+            | CommandError::LeftOverNotRecorded { .. }
             | CommandError::Unhealthy(_)
             | CommandError::Demo(_)
             | CommandError::Manpage(_)

@@ -53,7 +53,10 @@ async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let state = StateDir::open(&config.daemon.state_dir)?;
     let instance = InstanceLock::acquire(&state)?;
     let listener = match config.daemon.listen {
-        Some(addr) => Some(endpoint::bind(addr).await?),
+        Some(addr) => {
+            raise_open_file_limit();
+            Some(endpoint::bind(addr).await?)
+        }
         None => None,
     };
     let signals = SignalEvents::register().map_err(StartError::Signals)?;
@@ -63,6 +66,25 @@ async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         listener,
         signals,
     })
+}
+
+/// The soft open-file limit up to the hard one, for the endpoint's connection cap (see
+/// [`endpoint::Limits`]); where that is not allowed, the cap follows the soft limit.
+fn raise_open_file_limit() {
+    let shown = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
+    match endpoint::raise_nofile_limit() {
+        Ok(endpoint::NofileRaise::Raised { from, to }) => info!(
+            from = %shown(from),
+            to = %shown(to),
+            "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+        ),
+        Ok(endpoint::NofileRaise::AlreadyAtHard(_)) => {}
+        Err(e) => warn!(
+            error = %e,
+            limit = %shown(endpoint::nofile_limit()),
+            "cannot raise the open-file limit (RLIMIT_NOFILE); the HTTP endpoint's connection cap follows the current one"
+        ),
+    }
 }
 
 /// Run until SIGTERM/SIGINT. Logging must already be set up, in `log_format`.
@@ -90,6 +112,8 @@ pub async fn run(
     } = prepare(&config).await?;
     let notifier = Notifier::from_env();
     let history = Arc::new(History::new(&state));
+    // The endpoint keeps the token's digest only; a new token takes a restart.
+    let api_token = config.daemon.api_token.clone();
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
     let notifications = NotifyObserver::start(state.clone());
     let mut reloader = Reloader::start(
@@ -118,6 +142,7 @@ pub async fn run(
                 heartbeat_limit: heartbeat_limit(),
                 history,
             },
+            endpoint::Policy::for_process(api_token.as_ref()),
             endpoint_stop.clone(),
         ));
     }

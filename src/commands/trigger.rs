@@ -96,9 +96,14 @@ impl<W: Write + Send> RunObserver for Progress<W> {
     }
 
     fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
+        // A record the disk refused is still worth showing; the error itself is the
+        // command's (printed once, by `main`).
         match result {
-            Ok(r) => self.line(&format!("earlier run: {}", summary(r))),
-            Err(e) => eprintln!("error: {e}"),
+            Ok(record) => self.line(&format!("earlier run: {}", summary(record))),
+            Err(RecordError::History { record, .. }) => {
+                self.line(&format!("earlier run: {}", summary(record)))
+            }
+            Err(RecordError::Join(_)) => {}
         }
     }
 }
@@ -192,6 +197,10 @@ fn report(
                 Verdict::Failed
             })
         }
+        RunEnd::LeftOverNotRecorded(source) => Err(CommandError::LeftOverNotRecorded {
+            source,
+            state_dir: config.daemon.state_dir.clone(),
+        }),
         RunEnd::Recorded(Err(e)) => {
             // The run ended: what it came to is worth showing though its record is not
             // written.

@@ -1,10 +1,12 @@
 //! `[daemon]`: settings of the process as a whole.
 
-use super::env::{LoadEnv, expand_path};
+use super::env::{Load, LoadEnv, expand_path};
 use super::model::{DaemonConfig, LogFormat, WatchConfig, WatchMode};
 use super::problem::{Problems, Reported};
 use super::reader::TableReader;
-use std::path::{Path, PathBuf};
+use super::secret_source::{SecretRead, read_optional_secret_file};
+use crate::secret::Secret;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where state lives when neither the config nor systemd's `$STATE_DIRECTORY` says.
@@ -20,10 +22,16 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "log_level",
     "max_concurrent_runs",
     "shutdown_grace",
+    "api_token_file",
     "watch_config",
     "watch_debounce",
     "watch_poll_interval",
 ];
+
+/// The endpoint's API token: at least this long, so that guessing it is hopeless...
+const MIN_TOKEN_LEN: usize = 16;
+/// ...and at most this long, as it travels in a request header of at most 8 KiB.
+const MAX_TOKEN_LEN: usize = 1024;
 
 /// `watch_debounce` when the config does not say: longer than an editor's save (a
 /// rename, or a truncate and a write) takes, short enough to feel immediate.
@@ -42,10 +50,10 @@ pub fn default_state_dir(env: &LoadEnv<'_>) -> PathBuf {
 
 pub(super) fn read_daemon(
     t: &TableReader<'_>,
-    config_path: &Path,
-    env: &LoadEnv<'_>,
+    load: &Load<'_>,
     problems: &mut Problems,
 ) -> Result<DaemonConfig, Reported> {
+    let (config_path, env) = (load.path, load.env);
     t.check_keys(DAEMON_KEYS, &[], problems);
     let state_dir = match t.string("state_dir", problems) {
         Ok(Some(s)) if s.value.trim().is_empty() => {
@@ -81,6 +89,7 @@ pub(super) fn read_daemon(
             )))),
         },
     });
+    let api_token = read_api_token(t, load, problems);
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
     let watch = read_watch(t, problems);
@@ -92,6 +101,7 @@ pub(super) fn read_daemon(
         max_concurrent_runs: max_concurrent_runs?.map_or(16, |n| n as usize),
         shutdown_grace: shutdown_grace?.unwrap_or(Duration::from_secs(30)),
         listen: listen?,
+        api_token: api_token?,
         watch: watch?,
     })
 }
@@ -114,4 +124,49 @@ fn read_watch(t: &TableReader<'_>, problems: &mut Problems) -> Result<WatchConfi
         debounce: debounce?.map_or(DEFAULT_WATCH_DEBOUNCE, |d| d.value),
         poll_interval: poll_interval?.map_or(DEFAULT_WATCH_POLL_INTERVAL, |d| d.value),
     })
+}
+
+/// `api_token_file`: the token `/metrics`, `/api/…` and the status page require, read like
+/// an API key file (`${CREDENTIALS_DIRECTORY}` expanded, relative to the config's folder,
+/// surrounding white space dropped). Messages name the file, never its content.
+fn read_api_token(
+    t: &TableReader<'_>,
+    load: &Load<'_>,
+    problems: &mut Problems,
+) -> Result<Option<Secret>, Reported> {
+    let (raw, source, loc) =
+        match read_optional_secret_file(t, "api_token_file", "API token", load, problems)? {
+            None => return Ok(None),
+            Some(SecretRead::NotRead(_)) => return Ok(Some(Secret::unresolved())),
+            Some(SecretRead::Value(raw, source, loc)) => (raw, source, loc),
+        };
+    let token = raw.trim();
+    let wrong = if token.is_empty() {
+        Some("is empty".to_owned())
+    } else if !token.bytes().all(is_token68) {
+        Some("has characters a Bearer token cannot carry (spaces, quotes, control characters...): only letters, digits and - . _ ~ + / =".to_owned())
+    } else if token.len() < MIN_TOKEN_LEN {
+        Some(format!(
+            "has {} characters; use at least {MIN_TOKEN_LEN}",
+            token.len()
+        ))
+    } else if token.len() > MAX_TOKEN_LEN {
+        Some(format!(
+            "has {} characters; use at most {MAX_TOKEN_LEN}",
+            token.len()
+        ))
+    } else {
+        None
+    };
+    match wrong {
+        Some(what) => Err(problems.report(loc.problem(format!(
+            "the API token in {source} {what}; make one with `openssl rand -hex 32` (the value is not shown: it is a secret)"
+        )))),
+        None => Ok(Some(Secret::new(token))),
+    }
+}
+
+/// The characters of an HTTP `token68` (RFC 9110 §11.2), what a Bearer token is made of.
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
 }

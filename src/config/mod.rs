@@ -169,14 +169,8 @@ impl Config {
         }
         let placeholders = placeholder::warnings(text, path, &config);
         config.warnings.extend(placeholders);
-        if let Some(addr) = config.daemon.listen
-            && !addr.ip().is_loopback()
-        {
-            config.warnings.push(format!(
-                "{}: [daemon] listen = \"{addr}\" is not a loopback address: health, metrics and run status are readable from the network (nothing served can change anything or holds a key); in a container, publish the port on the host's loopback only (ports: \"127.0.0.1:{port}:{port}\")",
-                path.display(),
-                port = addr.port()
-            ));
+        if let Some(w) = endpoint_warning(path, &config.daemon) {
+            config.warnings.push(w);
         }
         Ok(config)
     }
@@ -285,10 +279,27 @@ fn inline_key_readable_warning(path: &Path, config: &Config) -> Option<String> {
     })
 }
 
+/// An endpoint open to the network without a token, or a token for no endpoint: both
+/// work, and both are probably not what was meant.
+fn endpoint_warning(path: &Path, daemon: &DaemonConfig) -> Option<String> {
+    match (daemon.listen, &daemon.api_token) {
+        (Some(addr), None) if !addr.ip().is_loopback() => Some(format!(
+            "{}: [daemon] listen = \"{addr}\" is not a loopback address and no api_token_file is set: the status page, metrics and the API are readable by anyone who can reach the port (nothing served can change anything or holds a key); set api_token_file, or in a container publish the port on the host's loopback only (ports: \"127.0.0.1:{port}:{port}\")",
+            path.display(),
+            port = addr.port()
+        )),
+        (None, Some(_)) => Some(format!(
+            "{}: [daemon] api_token_file is set but listen = \"\" turns the endpoint off, so the token guards nothing",
+            path.display()
+        )),
+        _ => None,
+    }
+}
+
 const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers", "notify"];
 
 fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config, Reported> {
-    let (path, env) = (load.path, load.env);
+    let path = load.path;
     let idx = LineIndex::new(text);
     let doc = DeTable::parse(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
@@ -303,7 +314,7 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
         Ok(Some(t)) => t,
         _ => TableReader::empty(&idx, key),
     };
-    let daemon = read_daemon(&table("daemon", problems), path, env, problems);
+    let daemon = read_daemon(&table("daemon", problems), load, problems);
     let defaults = read_defaults(&table("defaults", problems), problems);
     let (servers, names_given) = match root.array_of_tables("servers", problems) {
         Ok(Some(list)) if !list.is_empty() => read_servers(&list, &defaults, load, problems),

@@ -52,6 +52,9 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// Where the read-only HTTP endpoint (health, metrics, status) listens; `None` = off.
     pub listen: Option<std::net::SocketAddr>,
+    /// `api_token_file`'s token: when set, the endpoint answers everything but `/healthz`
+    /// and `/readyz` only to requests that carry it.
+    pub api_token: Option<Secret>,
     /// Whether and how the config file is watched for changes.
     pub watch: WatchConfig,
 }

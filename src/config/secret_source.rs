@@ -153,7 +153,7 @@ pub(super) fn read_secret_source(
             KeySource::Inline,
             value,
         )),
-        Source::File => read_secret_file(value, keys, load, problems),
+        Source::File => read_secret_file(value, keys.noun, load, problems),
         Source::Env => match (load.env.var)(&value.value) {
             Some(s) => Ok(SecretRead::Value(
                 s,
@@ -172,11 +172,32 @@ pub(super) fn read_secret_source(
     }
 }
 
+/// A secret that only a file gives and that may be absent (`[daemon] api_token_file`):
+/// `None` when `key` is not set; with [`Secrets::Skip`], the path as written, not read.
+pub(super) fn read_optional_secret_file(
+    t: &TableReader<'_>,
+    key: &str,
+    noun: &str,
+    load: &Load<'_>,
+    problems: &mut Problems,
+) -> Result<Option<SecretRead>, Reported> {
+    let Some(f) = t.string(key, problems)? else {
+        return Ok(None);
+    };
+    if load.secrets == Secrets::Skip {
+        return Ok(Some(SecretRead::NotRead(KeySource::File(PathBuf::from(
+            f.value,
+        )))));
+    }
+    read_secret_file(f, noun, load, problems).map(Some)
+}
+
 /// A secret's `*_file`: `${VAR}` expanded, then read (bounded). A variable that is not set
-/// or a file that cannot be read is a secret this environment cannot see.
+/// or a file that cannot be read is a secret this environment cannot see. `noun` names
+/// the secret in messages ("API key").
 fn read_secret_file(
     f: Located<String>,
-    keys: &SecretKeys,
+    noun: &str,
     load: &Load<'_>,
     problems: &mut Problems,
 ) -> Result<SecretRead, Reported> {
@@ -185,14 +206,12 @@ fn read_secret_file(
     match read_key_file(&path) {
         Ok(Some(s)) => Ok(SecretRead::Value(s, KeySource::File(path), f)),
         Ok(None) => Err(problems.report(f.problem(format!(
-            "{} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
-            keys.noun,
+            "{noun} file {} is larger than {MAX_KEY_FILE_BYTES} bytes; is this the right file?",
             path.display()
         )))),
         Err(e) => Err(problems.report(
             f.problem(format!(
-                "cannot read {} file {}: {e}; check that it exists and that this user may read it",
-                keys.noun,
+                "cannot read {noun} file {}: {e}; check that it exists and that this user may read it",
                 path.display()
             ))
             .secret_unavailable(),

@@ -144,7 +144,7 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
     }
     let status = Arc::new(StatusBoard::default());
     let ctx = Arc::new(Ctx {
-        runner: Runner::new(&state),
+        runner: Runner::writing_later(&state),
         state,
         status: status.clone(),
         slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
@@ -316,6 +316,10 @@ impl Supervisor {
         }
         if old.listen != new.listen {
             summary.needs_restart.push("listen");
+        }
+        // Compared by value: a changed token file counts, even under the same path.
+        if old.api_token != new.api_token {
+            summary.needs_restart.push("api_token_file");
         }
         // The grace applies to the next shutdown: nothing to restart for it.
         self.daemon.shutdown_grace = new.shutdown_grace;

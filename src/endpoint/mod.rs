@@ -3,28 +3,49 @@
 //! status page for people.
 //!
 //! Read-only by construction: only `GET` (and `HEAD`) is answered, no route takes an
-//! action, and nothing served is read from the config's secrets. Connections are few
-//! (a probe, a scraper, a person): each gets a task, a bounded read and an idle timeout.
+//! action, and nothing served is read from the config's secrets. HTTP/1.1 (and 1.0) is
+//! hyper's; this module owns what hyper does not: the connection cap and who is shed at it,
+//! the deadlines, the token, and the headers every answer carries.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | the accept loop: admit or shed, one task per connection, the sweeper |
+//! | `limits` | the bounds ([`Limits`]) and the file-descriptor limit they follow |
+//! | `conns` | the open connections: waiting or answering, since when, the cap |
+//! | `http` | one request: method, body, target length, token, the answer's headers |
+//! | `token` | `[daemon] api_token_file`'s check, in constant time |
+//! | `routes` | what each path answers |
+//! | `api`, `metrics`, `page` | the JSON API, Prometheus' text, the HTML page |
 
 mod api;
+mod conns;
+mod http;
+mod limits;
 mod metrics;
 mod page;
+mod routes;
+mod token;
+
+pub use http::CONTENT_SECURITY_POLICY;
+pub use limits::{
+    ANSWER_TIMEOUT, HEADER_TIMEOUT, Limits, MAX_CONNECTIONS, MAX_HEAD_BYTES, MAX_HEADERS,
+    MAX_TARGET_BYTES, NofileRaise, cap_for_nofile, nofile_limit, raise_nofile_limit,
+};
+pub use token::ApiToken;
 
 use crate::daemon::status::StatusBoard;
 use crate::history::History;
-use crate::http1::{Conn, HTML, JSON, ReadError, Request, Response, TEXT};
+use crate::secret::Secret;
+use conns::{Admission, Connections, Slot};
+use http::App;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
-
-/// How long a connection may take to send a request before it is closed.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 64;
+use tracing::{debug, info};
 
 /// What the endpoint serves from.
 #[derive(Clone)]
@@ -34,6 +55,24 @@ pub struct Sources {
     /// How long a scheduling loop may go without waking before health fails.
     pub heartbeat_limit: Duration,
     pub history: Arc<History>,
+}
+
+/// Who may ask, and how much the endpoint takes.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// When set, every route but `/healthz` and `/readyz` requires it.
+    pub token: Option<ApiToken>,
+    pub limits: Limits,
+}
+
+impl Policy {
+    /// The token of `[daemon] api_token_file`, if any, and [`Limits::for_process`].
+    pub fn for_process(token: Option<&Secret>) -> Policy {
+        Policy {
+            token: token.map(ApiToken::new),
+            limits: Limits::for_process(),
+        }
+    }
 }
 
 /// The endpoint's address could not be bound.
@@ -53,146 +92,120 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
+/// How often deadlines are checked: a connection past one is closed within this.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// After `accept` fails for want of file descriptors, the pause before the next try (the
+/// connection stays in the kernel's backlog; without a pause the loop would spin).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
 /// Serve until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, sources: Sources, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    sources: Sources,
+    policy: Policy,
+    stop: CancellationToken,
+) {
+    let limits = policy.limits;
     if let Ok(addr) = listener.local_addr() {
-        info!(listen = %addr, "HTTP endpoint listening: / (status page), /metrics, /api/v1/servers, /healthz, /readyz");
+        info!(
+            listen = %addr,
+            max_connections = limits.max_connections,
+            header_timeout_ms = limits.header_timeout.as_millis() as u64,
+            token = policy.token.is_some(),
+            "HTTP endpoint listening: / (status page), /metrics, /api/v1/servers, /healthz, /readyz"
+        );
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = Connections::new(limits);
+    tokio::spawn(sweep(conns.clone(), stop.clone()));
+    let app = Arc::new(App {
+        sources,
+        token: policy.token,
+    });
+    let mut protocol = http1::Builder::new();
+    protocol
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEAD_BYTES);
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let (stream, peer) = tokio::select! {
+        let stream = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => match a {
-                Ok(a) => a,
+                Ok((stream, _)) => stream,
                 Err(e) => {
-                    warn!(error = %e, "HTTP endpoint: accept failed");
+                    accept_failed(&conns, &e).await;
                     continue;
                 }
             },
         };
-        let sources = sources.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                _ = connection(stream, &sources) => {}
-                _ = stop.cancelled() => {}
+        match conns.admit(Instant::now()) {
+            Admission::Admitted(slot) => {
+                let conn = connection(stream, slot, app.clone(), protocol.clone());
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
             }
-            debug!(peer = %peer, "HTTP connection closed");
-        });
-    }
-}
-
-async fn connection(stream: tokio::net::TcpStream, sources: &Sources) {
-    let mut conn = Conn::new(stream, "jellyfin-export-scheduler");
-    loop {
-        let request = match tokio::time::timeout(READ_TIMEOUT, conn.read_request()).await {
-            Err(_) | Ok(Ok(None)) | Ok(Err(ReadError::Broken)) => return,
-            Ok(Err(ReadError::Malformed(what))) => {
-                let _ = conn
-                    .write(
-                        &Response::new(400, Some(TEXT), format!("bad request: {what}\n")),
-                        true,
-                    )
-                    .await;
-                return;
-            }
-            Ok(Ok(Some(r))) => r,
-        };
-        let head = request.method == "HEAD";
-        let mut response = route(&request, sources).await;
-        if head {
-            response.body.clear();
-        }
-        if conn.write(&response, !request.keep_alive).await.is_err() || !request.keep_alive {
-            return;
+            Admission::Full => refuse(stream),
         }
     }
 }
 
-/// Prometheus' content type for the text format.
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-async fn route(request: &Request, sources: &Sources) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        return Response::new(405, Some(TEXT), "read-only: only GET is served\n")
-            .with_header("Allow", "GET, HEAD");
-    }
-    let path = request.path.as_str();
-    match path {
-        "/healthz" => healthz(sources),
-        "/readyz" => readyz(sources),
-        "/metrics" => Response::new(200, Some(PROMETHEUS_TEXT), metrics::render(&sources.status)),
-        "/api/v1/servers" => Response::new(200, Some(JSON), api::servers(&sources.status)),
-        "/" => Response::new(200, Some(HTML), page::render(&sources.status))
-            .with_header("Cache-Control", "no-store"),
-        _ => match path
-            .strip_prefix("/api/v1/servers/")
-            .and_then(|rest| rest.strip_suffix("/history"))
-        {
-            Some(name) => history(request, sources, name).await,
-            None => Response::new(404, Some(TEXT), "not found\n"),
+/// One connection until it ends, is shed or passes a deadline.
+async fn connection(stream: TcpStream, slot: Slot, app: Arc<App>, protocol: http1::Builder) {
+    let _ = stream.set_nodelay(true);
+    let tracker = slot.tracker();
+    let service = hyper::service::service_fn(move |request| {
+        // Called once a request head is complete: from here the connection is answering.
+        let answering = tracker.answering();
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(app.answer(request, answering).await) }
+    });
+    let served = protocol.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        r = served => if let Err(e) = r {
+            debug!(error = %e, "HTTP connection ended with an error");
         },
+        _ = slot.close.cancelled() => debug!("HTTP connection closed: shed, or past a deadline"),
     }
 }
 
-/// Records per history request unless `?limit=` says otherwise, and at most.
-const HISTORY_DEFAULT_LIMIT: usize = 100;
-const HISTORY_MAX_LIMIT: usize = 100_000;
-
-async fn history(request: &Request, sources: &Sources, name: &str) -> Response {
-    let limit = match request.query_param("limit") {
-        None => HISTORY_DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => n.min(HISTORY_MAX_LIMIT),
-            _ => {
-                return Response::new(
-                    400,
-                    Some(TEXT),
-                    format!("limit must be a positive integer, not {v:?}\n"),
-                );
-            }
-        },
-    };
-    let (history, status, name) = (
-        sources.history.clone(),
-        sources.status.clone(),
-        name.to_owned(),
+/// At the cap with every connection answering: say so in one write that cannot block,
+/// and close.
+fn refuse(stream: TcpStream) {
+    const BODY: &str = "the HTTP endpoint is at its connection cap; try again\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{BODY}",
+        BODY.len()
     );
-    // Reading a history file is blocking I/O.
-    let answer =
-        tokio::task::spawn_blocking(move || api::history(&history, &status, &name, limit)).await;
-    match answer {
-        Ok(Some(Ok(body))) => Response::new(200, Some(JSON), body),
-        Ok(Some(Err(e))) => Response::new(500, Some(TEXT), format!("{e}\n")),
-        Ok(None) => Response::new(404, Some(TEXT), "no such server\n"),
-        Err(e) => Response::new(500, Some(TEXT), format!("{e}\n")),
+    let _ = stream.try_write(answer.as_bytes());
+}
+
+/// Out of file descriptors (`EMFILE`, `ENFILE`): shed a waiting connection and pause;
+/// anything else (a peer that reset before it was accepted) is the peer's problem.
+async fn accept_failed(conns: &Connections, e: &std::io::Error) {
+    use rustix::io::Errno;
+    let errno = Errno::from_io_error(e);
+    if errno == Some(Errno::MFILE) || errno == Some(Errno::NFILE) {
+        conns.out_of_descriptors(Instant::now(), e);
+        tokio::time::sleep(ACCEPT_PAUSE).await;
+    } else {
+        debug!(error = %e, "HTTP endpoint: accept failed");
     }
 }
 
-/// 200 while every scheduling loop keeps waking; 503 naming the ones that stopped.
-fn healthz(sources: &Sources) -> Response {
-    let stale = sources.status.stale_loops(sources.heartbeat_limit);
-    if stale.is_empty() {
-        Response::new(200, Some(TEXT), "ok\n")
-    } else {
-        Response::new(
-            503,
-            Some(TEXT),
-            format!("scheduling loop stopped waking for: {}\n", stale.join(", ")),
-        )
-    }
-}
-
-/// 200 once the config is loaded and the schedules are armed.
-fn readyz(sources: &Sources) -> Response {
-    if sources.status.armed() {
-        Response::new(200, Some(TEXT), "ready\n")
-    } else {
-        Response::new(503, Some(TEXT), "starting: schedules not armed yet\n")
+/// Close connections past their deadlines until `stop`.
+async fn sweep(conns: Arc<Connections>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => conns.sweep(Instant::now()),
+        }
     }
 }

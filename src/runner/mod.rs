@@ -59,6 +59,10 @@ pub enum RunEnd {
     /// [`Wait::StartOnly`]: Jellyfin accepted the start. Whether the marker was written:
     /// without it, nobody will record the run.
     Started(Result<(), MarkerError>),
+    /// A one-shot runner ([`Runner::new`]) finished a run left in flight but the disk
+    /// refused its record: no new run was started, so the left-over's marker stays and
+    /// the next process records it. The record is in the error.
+    LeftOverNotRecorded(RecordError),
 }
 
 /// What the one who asked for a run hears as it goes, beyond Jellyfin's side of it
@@ -85,14 +89,30 @@ pub struct Runner {
     /// Records the disk refused, with their server's `history_limit`: written again by
     /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
     unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
+    /// Whether this process lives on to call [`write_unwritten`](Self::write_unwritten)
+    /// (the daemon). Only then may a new run replace the marker of a left-over run whose
+    /// record the disk refused: a process that exits would lose that run.
+    writes_later: bool,
 }
 
 impl Runner {
+    /// A runner for one process that exits after its run (`trigger`): a left-over run
+    /// whose record cannot be written stops it before it starts a new one.
     pub fn new(state: &StateDir) -> Runner {
         Runner {
             history: Arc::new(History::new(state)),
             markers: Markers::new(state),
             unwritten: Arc::new(Mutex::new(Vec::new())),
+            writes_later: false,
+        }
+    }
+
+    /// A runner for the daemon, which keeps records the disk refused and writes them
+    /// again later ([`write_unwritten`](Self::write_unwritten)).
+    pub fn writing_later(state: &StateDir) -> Runner {
+        Runner {
+            writes_later: true,
+            ..Runner::new(state)
         }
     }
 
@@ -115,7 +135,11 @@ impl Runner {
         observer: &mut dyn RunObserver,
         wait: Wait,
     ) -> RunEnd {
-        self.finish_left_over(client, settings, observer).await;
+        if let Some(Err(e)) = self.finish_left_over(client, settings, observer).await
+            && !self.writes_later
+        {
+            return RunEnd::LeftOverNotRecorded(e);
+        }
         observer.starting(request);
         let started = match track::start(client, settings, observer).await {
             StartResult::Started(started) => started,
@@ -163,27 +187,25 @@ impl Runner {
     /// Before a new run: finish the one left in flight (a `trigger --no-wait`, or a marker
     /// that could not be resumed at start). Not a run of ours whose record only waits for
     /// the disk: it would be recorded twice. Its record is kept if the disk refuses it,
-    /// as for the run asked for: the new run's marker replaces the left-over's.
+    /// as for the run asked for; in the daemon the new run's marker then replaces the
+    /// left-over's (the kept record is written later), elsewhere [`run`](Self::run) stops.
     async fn finish_left_over(
         &self,
         client: &JellyfinClient,
         settings: &ServerConfig,
         observer: &mut dyn RunObserver,
-    ) {
-        let Some(marker) = self
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let marker = self
             .markers
             .read(&settings.name)
             .ok()
             .flatten()
-            .filter(|m| !self.is_unwritten(&m.request.run_id))
-        else {
-            return;
-        };
+            .filter(|m| !self.is_unwritten(&m.request.run_id))?;
         observer.left_over(&marker);
-        if let Some(result) = self.finish(client, settings, marker, observer).await {
-            self.keep_if_unwritten(&result, settings.history_limit);
-            observer.left_over_recorded(&result);
-        }
+        let result = self.finish(client, settings, marker, observer).await?;
+        self.keep_if_unwritten(&result, settings.history_limit);
+        observer.left_over_recorded(&result);
+        Some(result)
     }
 
     /// Track a run left in flight to its end and record it, or just clear its marker if

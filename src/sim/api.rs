@@ -17,7 +17,7 @@ use super::plugin::{MIGRATOR_PLUGIN_ID, template_document};
 use super::route::{Endpoint, Route};
 use super::seed::{FNV_OFFSET, fnv1a, hex_id, splitmix64};
 use super::tasks::{find_task, task_list};
-use crate::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
+use crate::sim::http1::{HTML, JSON, PROBLEM_JSON, Request, Response, TEXT};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! `?api_key=`), and whether it is the administrator's key, a user's, or nobody's.
 
 use super::config::SimServerConfig;
-use crate::http1::Request;
+use crate::sim::http1::Request;
 
 /// Who a request comes from, by its token.
 pub(crate) enum Caller {

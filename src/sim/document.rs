@@ -3,7 +3,7 @@
 //! configuration holding a 500 MB export is never held whole.
 
 use super::bulk::{Base64Stream, Bulk, base64_chunks};
-use crate::http1::BodySource;
+use crate::sim::http1::BodySource;
 use serde_json::Value;
 use std::sync::Arc;
 

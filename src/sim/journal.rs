@@ -3,7 +3,7 @@
 //! endpoint has had, which is what fault rules count.
 
 use super::route::Endpoint;
-use crate::http1::Request;
+use crate::sim::http1::Request;
 use std::collections::VecDeque;
 use std::time::SystemTime;
 

@@ -52,6 +52,7 @@ mod error;
 mod export;
 pub mod fault;
 mod handle;
+pub mod http1;
 mod journal;
 mod model;
 mod plugin;
@@ -77,7 +78,7 @@ pub use task_result::{ResultStatus, TaskResult};
 pub use tasks::{DUPLICATE_TASK_ID, MIGRATOR_TASK_ID, MIGRATOR_TASK_KEY, MIGRATOR_TASK_NAME};
 pub use time::SimTime;
 
-use crate::http1::{Conn, ReadError, Response, TEXT};
+use crate::sim::http1::{Conn, ReadError, Response, TEXT};
 use api::Reply;
 use cell::ServerCell;
 use model::ServerState;

@@ -230,7 +230,7 @@ fn uploaded_zip(base64_len: usize) -> Bulk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::BodySource;
+    use crate::sim::http1::BodySource;
     use serde_json::Value;
 
     #[test]

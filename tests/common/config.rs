@@ -1,7 +1,8 @@
 //! Configs for tests: the text of one, parsed in-process as the loader parses a file, or
 //! written to a file for the binary.
 
-use jellyfin_export_scheduler::config::{Config, LoadEnv};
+use jellyfin_export_scheduler::config::{Config, LoadEnv, Secrets};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The text of a config on state directory `state`: `[daemon]` with `daemon`'s lines,
@@ -35,6 +36,21 @@ pub fn parse(text: &str) -> Config {
     };
     Config::parse(text, Path::new("test.toml"), &env)
         .unwrap_or_else(|e| panic!("the test config must parse:\n{e}\n{text}"))
+}
+
+/// The file at `path` as the loader reads it, with only the variables `vars` and UTC as
+/// the system's zone; `secrets` says whether secret files are read. The error as printed.
+pub fn load(path: &Path, vars: &[(&str, &str)], secrets: Secrets) -> Result<Config, String> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let var = move |name: &str| vars.get(name).cloned();
+    let env = LoadEnv {
+        var: &var,
+        system_timezone: &|| chrono_tz::UTC,
+    };
+    Config::load_opts(path, &env, secrets).map_err(|e| e.to_string())
 }
 
 /// A config file in a folder of its own, its state directory beside it.

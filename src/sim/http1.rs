@@ -1,7 +1,8 @@
-//! Just enough HTTP/1.1 server, by hand: for the simulated Jellyfin, which must also break
-//! the protocol on purpose (drop, reset mid-body, lie about lengths) in ways a framework
-//! would prevent, and for the daemon's small read-only status endpoint, which needs nothing
-//! more than a few GETs and is not worth a server framework.
+//! Just enough HTTP/1.1 server, by hand, for the simulated Jellyfin: it must also break the
+//! protocol on purpose (drop, reset mid-body, lie about lengths) in ways a framework would
+//! prevent. The daemon's own endpoint is served by hyper instead (see `crate::endpoint`):
+//! a production port needs a well-kept parser and its timeouts, not this. Tests use it
+//! too, for receivers (webhooks) that must misbehave on cue.
 //!
 //! Requests: request line, headers (bounded), `Content-Length` body (bounded), keep-alive
 //! by default on 1.1 and `Connection: close` honoured. No chunked request bodies: nothing
