@@ -19,6 +19,7 @@
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
 //! | [`runner`] | a run's whole life in one place ([`runner::Runner::run`]): finish a left-over run, start, marker, track, record, tell the caller |
 //! | [`runner::track`] | one run as Jellyfin sees it: preflight, start, track, verify, outcome |
+//! | [`archive`] | the on-disk archive of verified exports: the ZIP staged from the verify read, proven, age-encrypted, named, listed and pruned (restic-style) |
 //! | [`runner::marker`] | in-flight run markers, so restarts lose no run |
 //! | [`sd_notify`] | the service manager's notifications (`sd_notify`): ready, reloading, status, watchdog |
 //! | [`notifications`] | run notifications: `[[notify]]` webhooks and each server's dead-man's-switch `ping_url` |
@@ -32,6 +33,7 @@
 //! | [`logging`] | text or flat JSON log lines |
 //! | [`commands`] | the subcommands, callable without a process: each returns what it found or a typed [`commands::CommandError`], which `main.rs` prints once and maps to the exit status |
 
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod daemon;

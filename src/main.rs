@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use jellyfin_export_scheduler::commands::{
-    CommandError, Verdict, check, completions, demo, doctor, healthcheck, history, manpage, reload,
-    run, simulate, trigger,
+    CommandError, Verdict, archive, check, completions, demo, doctor, healthcheck, history,
+    manpage, reload, run, simulate, trigger,
 };
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
@@ -115,6 +115,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: history::Format,
     },
+    /// The archived exports: list them, check them against the history, prune them.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
     /// Serve a simulated Jellyfin (one or many servers) to try a config against.
     Simulate {
         /// Address to listen on.
@@ -136,6 +139,35 @@ enum Command {
         /// Write jellyfin-export-scheduler.1 and one page per command here instead.
         #[arg(long, value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Each archived export, oldest first per server.
+    List {
+        /// Only this server's archive.
+        server: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: archive::Format,
+    },
+    /// Re-hash every archived file against the history (and open the ZIP inside); exit 1
+    /// naming each file that does not match.
+    Verify {
+        /// Only this server's archive.
+        server: Option<String>,
+        /// An age identity file (or unprotected SSH private key) to decrypt .zip.age files
+        /// with, so their ZIP is opened and checked too.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// Apply each server's retention now.
+    Prune {
+        /// Only this server's archive.
+        server: Option<String>,
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -248,6 +280,22 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let config = warned(Config::load_without_secrets(path)?);
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             history::history(&config, server.as_deref(), limit, format, out, err)
+        }
+        Command::Archive(command) => {
+            // Local files only: the secrets may well be unreadable here.
+            let config = warned(Config::load_without_secrets(path)?);
+            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            match command {
+                ArchiveCommand::List { server, format } => {
+                    archive::list(&config, server.as_deref(), format, out, err)
+                }
+                ArchiveCommand::Verify { server, identity } => {
+                    archive::verify(&config, server.as_deref(), identity.as_deref(), out, err)
+                }
+                ArchiveCommand::Prune { server, dry_run } => {
+                    archive::prune(&config, server.as_deref(), dry_run, out, err)
+                }
+            }
         }
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(
             listen,

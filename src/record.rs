@@ -144,6 +144,29 @@ pub struct RunRecord {
     /// The plugin's `LastExportPath` after a verified export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_path: Option<String>,
+    /// The file the export was archived to (`[archive]`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_path: Option<String>,
+    /// That file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_bytes: Option<u64>,
+    /// That file's SHA-256, in lowercase hex (what `sha256sum` prints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
+    /// Whether that file is age-encrypted (`.zip.age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_encrypted: Option<bool>,
+    /// The export's ZIP itself: its size, and its SHA-256 (the decrypted file's, for an
+    /// encrypted archive; the same as `archive_sha256` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_sha256: Option<String>,
+    /// The files in the ZIP, and the users in its `users_basic.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_entries: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_users: Option<u64>,
     /// How many start requests were sent: 1 normally, more when transient failures were
     /// retried, 0 when none was (skipped, followed, failed before the start).
     pub attempts: u32,
@@ -179,8 +202,37 @@ pub fn summary(r: &RunRecord) -> String {
     if let Some(path) = &r.export_path {
         s.push_str(&format!(" (export in {path})"));
     }
+    if let Some(path) = &r.archive_path {
+        s.push_str(&format!(" (archived to {path}"));
+        if let Some(bytes) = r.archive_bytes {
+            s.push_str(&format!(", {}", format_bytes(bytes)));
+        }
+        if let Some(users) = r.export_users {
+            s.push_str(&format!(
+                ", {users} user{}",
+                if users == 1 { "" } else { "s" }
+            ));
+        }
+        s.push(')');
+    }
     s.push_str(&format!(" [run {}]", r.run_id));
     s
+}
+
+/// `812 B`, `64.0 KiB`, `12.3 MiB`, `1.5 GiB`: sizes for people (one decimal, rounded
+/// down, so a file is never shown bigger than it is).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 0;
+    let mut scaled = bytes as f64 / 1024.0;
+    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    format!("{:.1} {}", (scaled * 10.0).floor() / 10.0, UNITS[unit])
 }
 
 /// `0.4s`, `12.3s` under a minute (tenths, rounded down), `4m 05s` under an hour, then
@@ -223,6 +275,17 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         let later = new_run_id(t + chrono::Duration::seconds(1));
         assert!(later > a && later > b);
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.0 KiB");
+        assert_eq!(format_bytes(49_152), "48.0 KiB");
+        assert_eq!(format_bytes(12_999_999), "12.3 MiB");
+        assert_eq!(format_bytes(500 * 1024 * 1024), "500.0 MiB");
+        assert_eq!(format_bytes(1_610_612_736), "1.5 GiB");
     }
 
     #[test]

@@ -819,3 +819,70 @@ fn the_digest_is_the_files_sha256() {
     let c = load_skipping(SECRETS_OUTSIDE).unwrap();
     assert_eq!(c.digest, sha256_hex(SECRETS_OUTSIDE.as_bytes()));
 }
+
+/// `[archive]`, `[defaults.archive]` and a server's `archive` table: layered per key,
+/// recipients parsed at load, every mistake reported at its line and column.
+#[test]
+fn archive_tables_layer_per_key_and_refuse_mistakes_where_they_are() {
+    let me = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let base = format!(
+        "[daemon]\nstate_dir = \"/var/lib/x\"\n\n[archive]\nkeep_last = 3\nencrypt_to = [\"{me}\"]\n\n[defaults.archive]\nkeep_daily = 2\n\n[[servers]]\nname = \"a\"\nurl = \"http://a\"\napi_key = \"k\"\nschedule = \"@daily\"\n\n[[servers]]\nname = \"b\"\nurl = \"http://b\"\napi_key = \"k\"\nschedule = \"@daily\"\narchive = {{ dir = \"/srv/backups\", keep_last = 9, encrypt_to = [] }}\n"
+    );
+    let c = parse(&base, &[]).unwrap();
+    let (a, b) = (&c.servers[0].archive, &c.servers[1].archive);
+    assert!(a.enabled, "on by default");
+    assert_eq!(
+        a.root(Path::new("/var/lib/x")),
+        Path::new("/var/lib/x/archive")
+    );
+    assert_eq!(
+        (a.retention.keep_last, a.retention.keep_daily),
+        (Some(3), Some(2))
+    );
+    assert_eq!(a.recipients.len(), 1);
+    assert_eq!(b.root(Path::new("/var/lib/x")), Path::new("/srv/backups"));
+    assert_eq!(
+        (b.retention.keep_last, b.retention.keep_daily),
+        (Some(9), Some(2))
+    );
+    assert!(
+        b.recipients.is_empty(),
+        "encrypt_to = [] turns it off below"
+    );
+
+    let cases = [
+        ("[archive]\nkeep_lats = 3\n", "2:1", "keep_lats"),
+        (
+            "[archive]\nencrypt_to = [\"age1nope\"]\n",
+            "2:15",
+            "is not an age X25519 recipient",
+        ),
+        (
+            "[archive]\nencrypt_to = [\"AGE-SECRET-KEY-1QQQQQQ\"]\n",
+            "2:15",
+            "a secret key: give the public key",
+        ),
+        ("[archive]\nkeep_within = \"0s\"\n", "2:15", "keep_within"),
+        ("[archive]\ndir = \"\"\n", "2:7", "must not be empty"),
+        (
+            "[archive]\nencrypt_to_file = \"missing.txt\"\n",
+            "2:19",
+            "cannot read the recipients file",
+        ),
+        ("[archive]\nenabled = \"yes\"\n", "2:11", "enabled"),
+        ("archive = 3\n", "1:11", "archive"),
+    ];
+    let server =
+        "\n[[servers]]\nname = \"a\"\nurl = \"http://a\"\napi_key = \"k\"\nschedule = \"@daily\"\n";
+    for (table, at, want) in cases {
+        let e = parse(&format!("{table}{server}"), &[])
+            .err()
+            .unwrap_or_else(|| panic!("{table} loads"));
+        assert!(
+            e.contains(&format!("config.toml:{at}")) || e.contains(&format!(":{at}:")),
+            "{table}: {e}"
+        );
+        assert!(e.contains(want), "{table}: {e}");
+        assert!(!e.contains("QQQQQQ"), "a secret key is never repeated: {e}");
+    }
+}

@@ -156,6 +156,14 @@ fn old_record(server: &str, scheduled_for: DateTime<Utc>) -> RunRecord {
         export_path: None,
         attempts: 1,
         scheduler_version: SCHEDULER_VERSION.into(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
     }
 }
 

@@ -144,6 +144,12 @@ async fn status_api_metrics_history_and_page_show_what_happened() {
         "jellyfin_export_last_success_timestamp_seconds{server=\"broken\"} 0",
         "jellyfin_export_build_info{version=\"",
         "# TYPE jellyfin_export_run_duration_seconds histogram",
+        // The archive (on by default) holds good's export; broken's failed run left none.
+        "jellyfin_export_archive_files{server=\"good\"} 1",
+        "jellyfin_export_archive_files{server=\"broken\"} 0",
+        "jellyfin_export_archive_bytes{server=\"broken\"} 0",
+        "jellyfin_export_archive_last_success_timestamp_seconds{server=\"broken\"} 0",
+        "# TYPE jellyfin_export_archive_bytes gauge",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }
@@ -206,6 +212,10 @@ async fn status_api_metrics_history_and_page_show_what_happened() {
         );
     }
     assert!(page.contains("Mode = Import"), "reasons are shown");
+    assert!(
+        page.contains(", 3 users<br><small>archive: 1 file, "),
+        "the last export's size and users: {page}"
+    );
     assert!(page.contains("No space left on device"));
 
     // Nothing served carries a key.

@@ -64,6 +64,14 @@ fn record(server: &str, n: u32) -> RunRecord {
         export_path: Some(format!("/config/export-{n}.zip")),
         attempts: 1,
         scheduler_version: "0.1.0".to_owned(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
     }
 }
 
@@ -556,6 +564,14 @@ fn fixture_v1_records() -> Vec<RunRecord> {
             export_path: None,
             attempts,
             scheduler_version: version.to_owned(),
+            archive_path: None,
+            archive_bytes: None,
+            archive_sha256: None,
+            archive_encrypted: None,
+            export_bytes: None,
+            export_sha256: None,
+            export_entries: None,
+            export_users: None,
         };
     let s = |x: &str| Some(x.to_owned());
     vec![
@@ -778,12 +794,15 @@ fn table_aligns_columns_and_shows_server_only_when_mixed() {
             _ => chrono_tz::Europe::Berlin,
         }
     };
+    // An archived export shows its size and users.
+    a.archive_bytes = Some(25_165_824);
+    a.export_users = Some(3);
     let table = format_table(&[a.clone(), b, c.clone()], zone_of);
     let want = [
-        "WHEN (each server's zone)   SERVER       TRIGGER   OUTCOME    DURATION  REASON",
-        "2026-11-27 03:30:00 +01:00  living-room  schedule  completed  12.3s",
-        "2026-11-26 20:00:00 -05:00  kitchen      manual    failed     4m 05s    export failed: disk full",
-        "2026-11-26 23:00:00 +01:00  living-room  catch_up  skipped    -         task already running",
+        "WHEN (each server's zone)   SERVER       TRIGGER   OUTCOME    DURATION  SIZE      USERS  REASON",
+        "2026-11-27 03:30:00 +01:00  living-room  schedule  completed  12.3s     24.0 MiB  3",
+        "2026-11-26 20:00:00 -05:00  kitchen      manual    failed     4m 05s    -         -      export failed: disk full",
+        "2026-11-26 23:00:00 +01:00  living-room  catch_up  skipped    -         -         -      task already running",
     ];
     assert_eq!(table, want.map(|l| format!("{l}\n")).concat(), "\n{table}");
 
@@ -795,9 +814,9 @@ fn table_aligns_columns_and_shows_server_only_when_mixed() {
     });
     let table = format_table(&stored, |_| chrono_tz::UTC);
     let want = [
-        "WHEN (UTC)                  TRIGGER   OUTCOME    DURATION  REASON",
-        "2026-11-27 02:30:00 +00:00  schedule  completed  12.3s",
-        "2026-11-26 22:00:00 +00:00  catch_up  skipped    -         task already running",
+        "WHEN (UTC)                  TRIGGER   OUTCOME    DURATION  SIZE      USERS  REASON",
+        "2026-11-27 02:30:00 +00:00  schedule  completed  12.3s     24.0 MiB  3",
+        "2026-11-26 22:00:00 +00:00  catch_up  skipped    -         -         -      task already running",
     ];
     assert_eq!(table, want.map(|l| format!("{l}\n")).concat(), "\n{table}");
 

@@ -209,6 +209,14 @@ fn record(server: &str, outcome: Outcome) -> RunRecord {
         export_path: None,
         attempts: 1,
         scheduler_version: SCHEDULER_VERSION.into(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
     }
 }
 
@@ -794,6 +802,59 @@ async fn pings_mark_start_success_and_failure_with_the_run_id() {
             format!("GET /c/bad-token/fail?rid={rid}")
         ]
     );
+}
+
+/// The archive in the daemon's notifications: a kept export travels with its path and
+/// size; one the archive refused (a stale ZIP) is a failure like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_export_and_one_not_archived_reach_the_webhook() {
+    let mut stale = sim_server("stale", 100);
+    stale.zip_fails = true;
+    let sim = simulator(vec![sim_server("kept", 100), stale]).await;
+    let hook = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let when = at(Utc::now() + chrono::Duration::seconds(2));
+    let servers: Vec<(&str, String)> = ["kept", "stale"]
+        .into_iter()
+        .map(|n| (n, when.clone()))
+        .collect();
+    let notify = notify_table(&hook.url("/hook"), "on = [\"completed\", \"failed\"]");
+    let cfg = config_with_urls(dir.path(), &servers, &notify, &sim.url("{name}"), "");
+    let obs = observer(dir.path(), fast());
+    let handle = start_daemon(cfg, &obs).await;
+    let kept = wait_for_records(dir.path(), "kept", 1).await.remove(0);
+    let failed = wait_for_records(dir.path(), "stale", 1).await.remove(0);
+    let got = hook.wait_for(2, WAIT).await;
+    stop(handle).await;
+    obs.shutdown(Duration::from_secs(2)).await;
+
+    assert_eq!(kept.outcome, Outcome::Completed, "{kept:?}");
+    assert_eq!(failed.outcome, Outcome::Failed, "{failed:?}");
+    let body = |server: &str| {
+        got.iter()
+            .map(|r| r.json())
+            .find(|j| j["record"]["server"] == server)
+            .unwrap_or_else(|| panic!("no notification for {server}"))
+    };
+    let k = body("kept");
+    assert_eq!(k["on"], "completed");
+    let path = kept.archive_path.clone().expect("archived");
+    assert_eq!(k["record"]["archive_path"], path.as_str());
+    assert_eq!(k["record"]["archive_bytes"], kept.archive_bytes.unwrap());
+    assert!(
+        k["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("archived to {path}"))
+    );
+    let f = body("stale");
+    assert_eq!(f["on"], "failed");
+    let reason = f["record"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("exported on the server, but not archived: "),
+        "{reason}"
+    );
+    assert!(f["record"].get("archive_path").is_none(), "{f}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -511,13 +511,20 @@ async fn a_configuration_without_the_migrators_shape_is_trigger_failed_naming_wh
 }
 
 #[tokio::test]
-async fn an_error_line_fails_the_run_and_a_zip_failure_alone_does_not() {
+async fn an_error_line_fails_the_run_and_a_zip_failure_alone_only_fails_the_archive() {
     let sim = start_sim(sim_server(|c| c.zip_fails = true)).await;
-    let r = run_against(&sim, |_| {}).await;
+    let r = run_against(&sim, |s| s.archive.enabled = false).await;
     assert_eq!(
         r.outcome,
         Outcome::Completed,
         "the ZIP's error is not in LastExportLog: {r:?}"
+    );
+    // With the archive (the default), the stale ZIP is caught: see tests/archive.rs.
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        reason(&r).starts_with("exported on the server, but not archived: "),
+        "{r:?}"
     );
     let sim = start_sim(sim_server(|c| {
         c.outcome = RunOutcome::CompletedWithLogError;

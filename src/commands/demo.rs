@@ -193,5 +193,36 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
          The history, any time later:\n  jellyfin-export-scheduler history --config {}",
         config_path.display()
     );
+    print_archive(&config, &state_dir);
     Ok(Verdict::Fine)
+}
+
+/// The archive folder the demo filled: each server's files, with their sizes.
+fn print_archive(config: &Config, state_dir: &Path) {
+    let root = state_dir.join("archive");
+    println!("\nArchive of verified exports ({}):", root.display());
+    for s in &config.servers {
+        let Some(keeper) = crate::runner::keeper(s, state_dir, "") else {
+            continue;
+        };
+        let files = crate::archive::store::list(&keeper.dir, &s.name).unwrap_or_default();
+        println!(
+            "  {}/ ({} file{})",
+            s.name,
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+        for f in files {
+            let name = f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            println!("    {name}  {}", crate::record::format_bytes(f.bytes));
+        }
+    }
+    println!(
+        "Check them against the history:\n  jellyfin-export-scheduler archive verify --config {}",
+        config.path.display()
+    );
 }

@@ -106,6 +106,13 @@ pub enum CommandError {
     /// `reload`'s failures, in the daemon's log format.
     #[error(transparent)]
     Reload(#[from] reload::ReloadFailed),
+    /// The archive folder could not be read or pruned.
+    #[error("error: {0}")]
+    Archive(String),
+    /// `archive verify --identity FILE`: the file cannot be used (its path only, never
+    /// what it holds).
+    #[error("error: {0}")]
+    Identity(String),
     /// The command's output could not be written (a closed pipe: `check | head`). Not
     /// worth a message: whoever closed the pipe is not reading.
     #[error("cannot write the output: {0}")]
@@ -118,7 +125,8 @@ impl CommandError {
         match self {
             CommandError::Config(_)
             | CommandError::Check(_)
-            | CommandError::UnknownServer { .. } => exit::USAGE,
+            | CommandError::UnknownServer { .. }
+            | CommandError::Identity(_) => exit::USAGE,
             // A scenario file that does not load is bad usage; a port taken is not.
             CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
             CommandError::Simulate(_) => exit::USAGE,
@@ -135,6 +143,7 @@ impl CommandError {
             | CommandError::Demo(_)
             | CommandError::Manpage(_)
             | CommandError::Daemon(_)
+            | CommandError::Archive(_)
             | CommandError::Output(_) => exit::FAILED,
         }
     }

@@ -6,7 +6,7 @@
 use super::{CommandError, Verdict};
 use crate::config::Config;
 use crate::history::{History, StoredRecord};
-use crate::record::{RunRecord, format_duration};
+use crate::record::{RunRecord, format_bytes, format_duration};
 use crate::state::{StateDir, check_server_name};
 use chrono_tz::Tz;
 use std::borrow::Borrow;
@@ -93,8 +93,9 @@ pub fn history(
 
 /// The `history` command's table: one row per record, in the order given (the caller
 /// chooses, typically newest first). Columns WHEN, SERVER (only when the records span more
-/// than one server), TRIGGER, OUTCOME, DURATION, REASON (last, unpadded). No records gives
-/// an empty string, so the caller can say so in its own words.
+/// than one server), TRIGGER, OUTCOME, DURATION, SIZE and USERS (of the archived export,
+/// `-` when none was archived), REASON (last, unpadded). No records gives an empty string,
+/// so the caller can say so in its own words.
 ///
 /// WHEN is `triggered_at` in the zone `zone_of` gives for the record's server (the zone its
 /// schedule is read in, so a `0 30 3 * * *` run shows 03:30), with its UTC offset: a time
@@ -121,7 +122,7 @@ pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) 
     if show_server {
         header.push("SERVER".to_owned());
     }
-    header.extend(["TRIGGER", "OUTCOME", "DURATION", "REASON"].map(String::from));
+    header.extend(["TRIGGER", "OUTCOME", "DURATION", "SIZE", "USERS", "REASON"].map(String::from));
     rows.push(header);
     for (r, zone) in records.iter().zip(&zones) {
         let r = r.borrow();
@@ -140,20 +141,31 @@ pub fn format_table<R: Borrow<RunRecord>>(records: &[R], zone_of: impl Fn(&str) 
             r.duration_ms
                 .map_or_else(|| "-".to_owned(), format_duration),
         );
+        row.push(r.archive_bytes.map_or_else(|| "-".to_owned(), format_bytes));
+        row.push(
+            r.export_users
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        );
         // A reason may quote a server's error text; keep it on one line.
         row.push(r.reason.as_deref().map(one_line).unwrap_or_default());
         rows.push(row);
     }
 
-    let columns = rows[0].len();
+    align_columns(&rows)
+}
+
+/// Rows as text: each column padded to its widest cell, two spaces apart, trailing
+/// spaces trimmed. The `archive list` table is laid out the same way.
+pub fn align_columns(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
     let mut widths = vec![0; columns];
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {

@@ -7,6 +7,7 @@ mod error;
 
 pub use error::{CommandError, Verdict};
 
+pub mod archive;
 pub mod check;
 pub mod completions;
 pub mod demo;

@@ -25,6 +25,7 @@
 //! | this one | loading: read the file, walk the document, [`ConfigError`] |
 //! | `model` | the validated values: [`Config`], [`ServerConfig`], [`NotifyTarget`]… |
 //! | `daemon`, `server`, `notify` | reading `[daemon]`, `[[servers]]` and `[defaults]`, `[[notify]]`; each section's table of keys |
+//! | `archive` | `[archive]` and the `archive` tables of `[defaults]` and servers, layered |
 //! | `settings` | the keys a server may inherit from `[defaults]`: one table, with each key's kind |
 //! | `secret_source` | a secret's one source (inline, file or variable), read only when asked |
 //! | `env` | what a load reads besides the text: variables, the system's zone, `${VAR}` paths |
@@ -32,6 +33,7 @@
 //! | `problem` | what is wrong and where: [`Problem`]s, collected with their place |
 //! | `placeholder` | warnings for values a copied example still holds |
 
+mod archive;
 mod daemon;
 mod env;
 mod model;
@@ -169,6 +171,7 @@ impl Config {
         }
         let placeholders = placeholder::warnings(text, path, &config);
         config.warnings.extend(placeholders);
+        config.warnings.extend(unarchived_warnings(path, &config));
         if let Some(w) = endpoint_warning(path, &config.daemon) {
             config.warnings.push(w);
         }
@@ -253,6 +256,24 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     Ok(text)
 }
 
+/// Archiving is on for a server whose exports are not verified: the archive keeps only
+/// verified exports, so its runs are not archived. Worth saying, not refusing (archiving
+/// is on by default, and `verify_export = false` was a valid choice before it).
+fn unarchived_warnings(path: &Path, config: &Config) -> Vec<String> {
+    config
+        .servers
+        .iter()
+        .filter(|s| s.archive.enabled && !s.verify_export && s.task_key == MIGRATOR_TASK_KEY)
+        .map(|s| {
+            format!(
+                "{}: server {}: verify_export = false, so its exports are not archived (only verified exports are); set verify_export = true, or archive = {{ enabled = false }} to say so",
+                path.display(),
+                s.name
+            )
+        })
+        .collect()
+}
+
 /// An inline `api_key` in a file that group or others can read is a leak waiting to
 /// happen; it still works, so this is a warning.
 fn inline_key_readable_warning(path: &Path, config: &Config) -> Option<String> {
@@ -296,7 +317,7 @@ fn endpoint_warning(path: &Path, daemon: &DaemonConfig) -> Option<String> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers", "notify"];
+const TOP_KEYS: &[&str] = &["daemon", "defaults", "servers", "notify", "archive"];
 
 fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config, Reported> {
     let path = load.path;
@@ -315,9 +336,16 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
         _ => TableReader::empty(&idx, key),
     };
     let daemon = read_daemon(&table("daemon", problems), load, problems);
-    let defaults = read_defaults(&table("defaults", problems), problems);
+    let defaults_table = table("defaults", problems);
+    let defaults = read_defaults(&defaults_table, problems);
+    let archive = [
+        archive::Layer::of(&defaults_table, load, problems),
+        archive::Layer::of(&root, load, problems),
+    ];
     let (servers, names_given) = match root.array_of_tables("servers", problems) {
-        Ok(Some(list)) if !list.is_empty() => read_servers(&list, &defaults, load, problems),
+        Ok(Some(list)) if !list.is_empty() => {
+            read_servers(&list, &defaults, &archive, load, problems)
+        }
         // Absent, empty, or not an array of tables (that is reported too).
         _ => {
             problems.report(idx.problem(

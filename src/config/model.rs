@@ -1,6 +1,7 @@
 //! What a loaded config is: [`Config`] and the values it holds. A value of these types is
 //! valid (loading refuses the file otherwise), so later code never checks it again.
 
+use crate::archive::ArchiveSettings;
 use crate::record::Outcome;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
@@ -238,6 +239,8 @@ pub struct ServerConfig {
     /// A dead-man's-switch check (Healthchecks.io style) pinged at each run's start and
     /// end. A capability URL, hence a [`Secret`].
     pub ping_url: Option<Secret>,
+    /// Where and how its verified exports are kept (`[archive]`, layered).
+    pub archive: ArchiveSettings,
 }
 
 impl ServerConfig {
@@ -264,5 +267,6 @@ impl ServerConfig {
             && self.start_grace == other.start_grace
             && self.verify_export == other.verify_export
             && self.ping_url == other.ping_url
+            && self.archive == other.archive
     }
 }

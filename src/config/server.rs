@@ -1,5 +1,6 @@
 //! `[[servers]]` entries, with `[defaults]` and the built-in defaults applied.
 
+use super::archive::{self, Layer};
 use super::env::{Load, LoadEnv};
 use super::model::{CatchUp, IfRunning, KeySource, Secrets, ServerConfig};
 use super::problem::{Located, Problem, Problems, Reported};
@@ -33,7 +34,7 @@ type ScheduleCache = HashMap<(String, Tz), Result<Schedule, ScheduleError>>;
 /// `[defaults]`: settings only. A key that identifies one server is refused, saying why.
 pub(super) fn read_defaults(t: &TableReader<'_>, problems: &mut Problems) -> Settings {
     t.check_keys(
-        &setting_keys(),
+        &[&setting_keys()[..], &["archive"]].concat(),
         &[(
             IDENTITY_KEYS,
             "identifies one server and cannot be a default; set it in each [[servers]] entry",
@@ -46,14 +47,15 @@ pub(super) fn read_defaults(t: &TableReader<'_>, problems: &mut Problems) -> Set
 /// The `[[servers]]` tables over `defaults`, each name once; a server that cannot be read
 /// is left out. Also every name the file gives, valid or not, so that `[[notify]]
 /// servers` is checked against what the user wrote (an invalid server is reported once,
-/// at the server).
+/// at the server). `archive` holds `[defaults.archive]` and `[archive]`, in that order.
 pub(super) fn read_servers(
     list: &[TableReader<'_>],
     defaults: &Settings,
+    archive: &[Layer; 2],
     load: &Load<'_>,
     problems: &mut Problems,
 ) -> (Vec<ServerConfig>, Vec<String>) {
-    let known_keys = [&setting_keys()[..], IDENTITY_KEYS].concat();
+    let known_keys = [&setting_keys()[..], IDENTITY_KEYS, &["archive"]].concat();
     let mut servers = Vec::new();
     let mut names_given = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -64,7 +66,8 @@ pub(super) fn read_servers(
             names_given.push(n.to_owned());
         }
         table.check_keys(&known_keys, &[], problems);
-        let Ok(server) = read_server(table, defaults, load, &mut schedules, problems) else {
+        let Ok(server) = read_server(table, defaults, archive, load, &mut schedules, problems)
+        else {
             continue;
         };
         if let Some(first) = seen.get(&server.name) {
@@ -85,6 +88,7 @@ pub(super) fn read_servers(
 fn read_server(
     t: &TableReader<'_>,
     defaults: &Settings,
+    archive: &[Layer; 2],
     load: &Load<'_>,
     schedules: &mut ScheduleCache,
     problems: &mut Problems,
@@ -98,6 +102,8 @@ fn read_server(
     let ping_url = read_ping_url(t, load.secrets, problems);
     let (timezone, schedule) = read_schedule(t, &s, load.env, schedules, problems);
     let (poll_interval, timeout) = read_poll_and_timeout(t, &s, problems);
+    let own_archive = Layer::of(t, load, problems);
+    let archive = archive::resolve([&own_archive, &archive[0], &archive[1]]);
 
     // Every problem is reported by now: what follows only assembles.
     let (api_key, api_key_source) = api_key?;
@@ -125,6 +131,7 @@ fn read_server(
         start_grace: s.or("start_grace", Duration::from_secs(60))?,
         verify_export: s.or("verify_export", true)?,
         ping_url: ping_url?,
+        archive: archive?,
     })
 }
 

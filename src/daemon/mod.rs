@@ -17,11 +17,12 @@ mod run_task;
 mod server_loop;
 pub mod status;
 
+use crate::archive;
 use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::history::HistoryError;
 use crate::record::RunRecord;
-use crate::runner::Runner;
 use crate::runner::marker::Marker;
+use crate::runner::{self, Runner};
 use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::Utc;
@@ -31,6 +32,7 @@ use server_loop::Startup;
 pub use server_loop::{MAX_SLEEP, next_fire, sleep_until_due};
 use status::StatusBoard;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -199,6 +201,7 @@ impl Supervisor {
             }
         }
         let fresh = self.ctx.status.apply_config(config);
+        self.scan_archives(config).await;
         let to_arm: Vec<ServerConfig> = config
             .servers
             .iter()
@@ -212,6 +215,32 @@ impl Supervisor {
             self.spawn_loop(server, startup);
         }
         added
+    }
+
+    /// What each server's archive folder holds, onto the board (at start, and at every
+    /// reload, since `[archive]` may have moved or turned on): one directory listing per
+    /// archiving server, on the blocking pool.
+    async fn scan_archives(&self, config: &Config) {
+        let root = self.ctx.state.root().to_path_buf();
+        let folders: Vec<(String, Option<PathBuf>)> = config
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), runner::keeper(s, &root, "").map(|k| k.dir)))
+            .collect();
+        let status = self.ctx.status.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (name, dir) in folders {
+                let stats = dir.map(|dir| match archive::store::list(&dir, &name) {
+                    Ok(files) => archive::store::stats(&files),
+                    Err(e) => {
+                        warn!(server = %name, dir = %dir.display(), error = %e, "cannot list the archive folder");
+                        archive::FolderStats::default()
+                    }
+                });
+                status.set_archive(&name, stats);
+            }
+        })
+        .await;
     }
 
     /// From disk, on the blocking pool: the newest records of each server new to the

@@ -6,6 +6,7 @@
 //! the server busy elsewhere) are written here too.
 
 use super::ctx::Ctx;
+use crate::archive::FolderStats;
 use crate::config::ServerConfig;
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
@@ -165,6 +166,12 @@ impl RunObserver for DaemonRun<'_> {
         for o in self.ctx.observers() {
             o.run_started(self.cfg, &request.run_id);
         }
+    }
+
+    fn archived(&mut self, folder: &FolderStats) {
+        self.ctx
+            .status
+            .set_archive(&self.cfg.name, Some(folder.clone()));
     }
 
     fn recorded(&mut self, result: &Result<RunRecord, RecordError>) {

@@ -13,6 +13,7 @@
 //! A std `Mutex` is enough: every access is a few field copies, never held across an
 //! await.
 
+use crate::archive::FolderStats;
 use crate::config::{Config, ServerConfig};
 use crate::record::{Outcome, RunRecord};
 use chrono::{DateTime, Utc};
@@ -65,6 +66,8 @@ pub struct ServerView {
     pub recent: VecDeque<RunRecord>,
     /// The last contact with the server worked; `None` before any contact.
     pub up: Option<bool>,
+    /// What its archive folder holds; `None` when the server does not archive.
+    pub archive: Option<FolderStats>,
 }
 
 impl ServerView {
@@ -87,6 +90,7 @@ impl ServerView {
             last_success: None,
             recent: VecDeque::new(),
             up: None,
+            archive: None,
         }
     }
 
@@ -225,6 +229,16 @@ impl StatusBoard {
             let v = StatusBoard::view(i, server);
             v.count(record);
             v.remember(record);
+        });
+    }
+
+    /// What the server's archive folder holds (after a scan, or after an archive and its
+    /// pruning); `None` when the server does not archive.
+    pub fn set_archive(&self, server: &str, folder: Option<FolderStats>) {
+        self.with(|i| {
+            if let Some(v) = i.servers.get_mut(server) {
+                v.archive = folder;
+            }
         });
     }
 

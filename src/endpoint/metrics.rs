@@ -163,6 +163,42 @@ const FAMILIES: &[Family] = &[
         }),
     },
     Family {
+        name: "jellyfin_export_archive_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes in the server's archive folder (its archived exports); absent when the server does not archive.",
+        samples: Samples::Server(|s| {
+            s.archive
+                .as_ref()
+                .map(|a| Sample::new(a.bytes))
+                .into_iter()
+                .collect()
+        }),
+    },
+    Family {
+        name: "jellyfin_export_archive_files",
+        kind: Kind::Gauge,
+        help: "Archived exports in the server's archive folder; absent when the server does not archive.",
+        samples: Samples::Server(|s| {
+            s.archive
+                .as_ref()
+                .map(|a| Sample::new(a.files))
+                .into_iter()
+                .collect()
+        }),
+    },
+    Family {
+        name: "jellyfin_export_archive_last_success_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the server's newest archived export was written (Unix time); 0 if none; absent when the server does not archive.",
+        samples: Samples::Server(|s| {
+            s.archive
+                .as_ref()
+                .map(|a| Sample::new(seconds_or_zero(a.newest_written)))
+                .into_iter()
+                .collect()
+        }),
+    },
+    Family {
         name: "jellyfin_export_config_reload_success",
         kind: Kind::Gauge,
         help: "1 if the last config load or reload succeeded, 0 if the last reload was refused.",

@@ -2,8 +2,8 @@
 //! external assets (it must work on a LAN without internet); it refreshes itself.
 
 use crate::daemon::status::{ServerView, StatusBoard};
-use crate::record::format_duration;
 use crate::record::{Outcome, RunRecord};
+use crate::record::{format_bytes, format_duration};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
@@ -83,6 +83,35 @@ fn strip(recent: &std::collections::VecDeque<RunRecord>) -> String {
     s
 }
 
+/// The newest archived export among the recent runs (size and users), and what the
+/// server's archive folder holds; "—" when the server does not archive.
+fn export_cell(v: &ServerView) -> String {
+    let Some(folder) = &v.archive else {
+        return "—".into();
+    };
+    let last = v
+        .recent
+        .iter()
+        .rev()
+        .find_map(|r| r.archive_bytes.map(|b| (b, r.export_users)));
+    let last = match last {
+        Some((bytes, users)) => format!(
+            "{}{}",
+            format_bytes(bytes),
+            users
+                .map(|n| format!(", {n} user{}", if n == 1 { "" } else { "s" }))
+                .unwrap_or_default()
+        ),
+        None => "—".into(),
+    };
+    format!(
+        "{last}<br><small>archive: {} file{}, {}</small>",
+        folder.files,
+        if folder.files == 1 { "" } else { "s" },
+        format_bytes(folder.bytes)
+    )
+}
+
 fn row(out: &mut String, v: &ServerView, now: DateTime<Utc>) {
     let next = match v.next_due {
         Some(t) if v.enabled => format!(
@@ -122,12 +151,13 @@ fn row(out: &mut String, v: &ServerView, now: DateTime<Utc>) {
     };
     let _ = writeln!(
         out,
-        "<tr data-server=\"{name}\"><td class=\"name\">{name}<br><small>{sched} ({tz})</small></td><td>{next}</td><td class=\"outcome\">{outcome}{running}</td><td>{duration}</td><td class=\"reason\">{reason}</td><td class=\"strip\">{strip}</td></tr>",
+        "<tr data-server=\"{name}\"><td class=\"name\">{name}<br><small>{sched} ({tz})</small></td><td>{next}</td><td class=\"outcome\">{outcome}{running}</td><td>{duration}</td><td class=\"export\">{export}</td><td class=\"reason\">{reason}</td><td class=\"strip\">{strip}</td></tr>",
         name = esc(&v.name),
         sched = esc(&v.schedule),
         tz = esc(&v.timezone),
         running = running.unwrap_or_default(),
         strip = strip(&v.recent),
+        export = export_cell(v),
     );
 }
 
@@ -164,7 +194,7 @@ th{{background:#eef0f3;font-weight:600}} small{{color:#5b6470}} td.name{{font-we
 </style></head><body>
 <h1>jellyfin-export-scheduler</h1>
 <div class="sub">{n} server{s}, {failing} failing · version {version} · {now} · refreshes every {REFRESH_SECONDS}s</div>
-<table><thead><tr><th>Server</th><th>Next export</th><th>Last outcome</th><th>Duration</th><th>Reason</th><th>Last {recent} runs (oldest → newest)</th></tr></thead><tbody>
+<table><thead><tr><th>Server</th><th>Next export</th><th>Last outcome</th><th>Duration</th><th>Last export</th><th>Reason</th><th>Last {recent} runs (oldest → newest)</th></tr></thead><tbody>
 "#,
         title = if failing > 0 {
             format!("({failing} failing) Jellyfin exports")

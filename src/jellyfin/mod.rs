@@ -11,13 +11,16 @@
 
 pub mod model;
 pub mod strip;
+pub mod zip_field;
 
 use crate::secret::Secret;
 use model::{ExportContents, MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use url::Url;
+use zip_field::{Base64Field, NotBase64};
 
 /// The Migrator plugin's id (without dashes), for `GET /Plugins/{id}/Configuration`.
 pub const MIGRATOR_PLUGIN_ID: &str = "eb5d78948eef4b36aa6f5d124e828ce1";
@@ -179,6 +182,89 @@ pub enum CancelAnswer {
     Requested,
     /// 500: the task is Idle or already Cancelling (Jellyfin throws on those).
     NotRunning,
+}
+
+/// The configuration member that holds the last run's ZIP.
+pub const EXPORT_ZIP_FIELD: &str = "LastExportZipBase64";
+/// The largest piece of ZIP [`JellyfinClient::migrator_config_with_export`] sends at once.
+pub const ZIP_PIECE: usize = 64 * 1024;
+
+/// What one read of the configuration saw of `LastExportZipBase64`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportZipRead {
+    /// How many times the member was in the document (0: the plugin stored no ZIP yet;
+    /// more than 1: only the first was read).
+    pub occurrences: u32,
+    /// Bytes of ZIP decoded and sent.
+    pub bytes: u64,
+    /// The value was not base64 (then what was sent is not the whole ZIP).
+    pub invalid: Option<NotBase64>,
+    /// The receiver went away before the end (it had what it needed, or failed).
+    pub receiver_gone: bool,
+}
+
+/// The export's ZIP on its way out of a configuration read: decoded, gathered into
+/// pieces, sent.
+struct ExportSender<'a> {
+    zip: Option<&'a mpsc::Sender<Vec<u8>>>,
+    field: Base64Field,
+    piece: Vec<u8>,
+    read: ExportZipRead,
+}
+
+impl<'a> ExportSender<'a> {
+    fn new(zip: Option<&'a mpsc::Sender<Vec<u8>>>) -> Self {
+        ExportSender {
+            zip,
+            field: Base64Field::new(),
+            piece: Vec::new(),
+            read: ExportZipRead::default(),
+        }
+    }
+
+    /// Still worth capturing: there is a receiver, and nothing went wrong yet.
+    fn wants_more(&self) -> bool {
+        self.zip.is_some() && self.read.invalid.is_none() && !self.read.receiver_gone
+    }
+
+    /// Raw characters of the value, as the stripper captured them.
+    async fn feed(&mut self, raw: &[u8]) {
+        if raw.is_empty() {
+            return;
+        }
+        if let Err(e) = self.field.feed(raw, &mut self.piece) {
+            self.read.invalid = Some(e);
+            return;
+        }
+        self.send(false).await;
+    }
+
+    /// Send whole pieces (all of it when `all`).
+    async fn send(&mut self, all: bool) {
+        let Some(zip) = self.zip else { return };
+        while self.piece.len() >= ZIP_PIECE || (all && !self.piece.is_empty()) {
+            let rest = self.piece.split_off(self.piece.len().min(ZIP_PIECE));
+            let piece = std::mem::replace(&mut self.piece, rest);
+            self.read.bytes += piece.len() as u64;
+            if zip.send(piece).await.is_err() {
+                self.read.receiver_gone = true;
+                self.piece = Vec::new();
+                return;
+            }
+        }
+    }
+
+    /// The document ended; the member was met `occurrences` times.
+    async fn finish(mut self, occurrences: u32) -> ExportZipRead {
+        self.read.occurrences = occurrences;
+        if self.wants_more() && occurrences > 0 {
+            match self.field.finish(&mut self.piece) {
+                Ok(()) => self.send(true).await,
+                Err(e) => self.read.invalid = Some(e),
+            }
+        }
+        self.read
+    }
 }
 
 /// Told after every request whether the server answered sensibly (`true`: an HTTP answer
@@ -377,12 +463,32 @@ impl JellyfinClient {
     /// (skipped while they stream in). A configuration without the Migrator's shape (another
     /// plugin built from the same template holds the id) is [`JellyfinError::NotMigrator`].
     pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
-        Ok(self.migrator_document().await?.config)
+        Ok(self.read_migrator_config(None).await?.0.config)
     }
 
     /// [`migrator_config`](Self::migrator_config), with what the next export will contain
     /// and the length of each ZIP field that was skipped.
     pub async fn migrator_document(&self) -> Result<MigratorDocument, JellyfinError> {
+        Ok(self.read_migrator_config(None).await?.0)
+    }
+
+    /// [`migrator_config`](Self::migrator_config), and the ZIP in `LastExportZipBase64`
+    /// decoded as it streams past and sent to `zip` in pieces of at most [`ZIP_PIECE`]
+    /// bytes: one read gives the fields that judge a run and the ZIP they describe, from
+    /// the same document. If `zip`'s receiver goes away, the rest of the ZIP is skipped
+    /// and the document still read.
+    pub async fn migrator_config_with_export(
+        &self,
+        zip: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
+        let (document, read) = self.read_migrator_config(Some(zip)).await?;
+        Ok((document.config, read))
+    }
+
+    async fn read_migrator_config(
+        &self,
+        zip: Option<&mpsc::Sender<Vec<u8>>>,
+    ) -> Result<(MigratorDocument, ExportZipRead), JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
@@ -394,14 +500,24 @@ impl JellyfinClient {
         if status != StatusCode::OK {
             return Err(self.status_error(&call, response).await);
         }
-        let mut stripper = strip::ZipStripper::new();
+        let mut stripper = match zip {
+            Some(_) => strip::ZipStripper::capturing(EXPORT_ZIP_FIELD),
+            None => strip::ZipStripper::new(),
+        };
+        let mut export = ExportSender::new(zip);
         let mut kept = Vec::new();
         let mut total: u64 = 0;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
-                    stripper.feed(&chunk, &mut kept);
+                    if export.wants_more() {
+                        let mut raw = Vec::new();
+                        stripper.feed_capturing(&chunk, &mut kept, &mut raw);
+                        export.feed(&raw).await;
+                    } else {
+                        stripper.feed(&chunk, &mut kept);
+                    }
                     if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
                         return Err(JellyfinError::TooLarge {
                             server: self.server.clone(),
@@ -421,6 +537,7 @@ impl JellyfinClient {
         for (field, bytes) in stripper.skipped_fields() {
             tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
         }
+        let read = export.finish(stripper.captures()).await;
         let config: MigratorConfig = self.decode(&call, &kept)?;
         let missing = config.missing_fields();
         if !missing.is_empty() {
@@ -430,11 +547,12 @@ impl JellyfinClient {
                 found: self.plugins_with_migrator_id().await,
             });
         }
-        Ok(MigratorDocument {
+        let document = MigratorDocument {
             config,
             contents: serde_json::from_slice(&kept).ok(),
             zip_fields: stripper.skipped_fields().to_vec(),
-        })
+        };
+        Ok((document, read))
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.

@@ -15,6 +15,11 @@
 //! JSON passes through for the decoder to refuse. Names are matched on their raw bytes:
 //! one spelled with escapes (`"LastExport\u005aipBase64"`, which Jellyfin never writes) is
 //! kept, and then counts against the caller's size limit.
+//!
+//! One member can be *captured* instead of only dropped ([`ZipStripper::capturing`]): the
+//! raw characters of its value (escapes as written) are handed to the caller as they pass,
+//! which is how the archive receives `LastExportZipBase64` without the document, or the
+//! ZIP, ever being held whole.
 
 /// What marks a member to strip: the end of its name.
 pub const SUFFIX: &[u8] = b"ZipBase64";
@@ -34,6 +39,12 @@ pub struct ZipStripper {
     pub skipped: u64,
     /// Each stripped field's name and the bytes of its value skipped.
     fields: Vec<(String, u64)>,
+    /// The exact name of the member whose value is captured, if any.
+    capture: Option<&'static [u8]>,
+    /// The value being skipped is the captured member's.
+    capturing_now: bool,
+    /// How many times the captured member was met (a second one is not captured).
+    captures: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -56,17 +67,50 @@ impl ZipStripper {
         ZipStripper::default()
     }
 
+    /// A stripper that also hands out the value of the member named exactly `name`
+    /// (its first occurrence) through [`feed_capturing`](Self::feed_capturing).
+    pub fn capturing(name: &'static str) -> Self {
+        ZipStripper {
+            capture: Some(name.as_bytes()),
+            ..ZipStripper::default()
+        }
+    }
+
     /// The fields stripped so far, with the bytes skipped of each.
     pub fn skipped_fields(&self) -> &[(String, u64)] {
         &self.fields
     }
 
+    /// How many times the captured member was met so far (more than once: only the first
+    /// was captured).
+    pub fn captures(&self) -> u32 {
+        self.captures
+    }
+
     /// Feed one chunk; the kept bytes are appended to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.feed_into(chunk, out, None);
+    }
+
+    /// [`feed`](Self::feed), appending the raw characters of the captured member's value
+    /// (as written between its quotes, escapes included) to `captured`.
+    pub fn feed_capturing(&mut self, chunk: &[u8], out: &mut Vec<u8>, captured: &mut Vec<u8>) {
+        self.feed_into(chunk, out, Some(captured));
+    }
+
+    fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<u8>, mut captured: Option<&mut Vec<u8>>) {
         let mut i = 0;
         while i < chunk.len() {
             i += match self.state {
-                State::Skipping { escaped: false } => self.skip_run(&chunk[i..]),
+                State::Skipping { escaped: false } => {
+                    let n = self.skip_run(&chunk[i..]);
+                    if self.capturing_now
+                        && let Some(c) = captured.as_deref_mut()
+                    {
+                        c.extend_from_slice(&chunk[i..i + n]);
+                    }
+                    n
+                }
                 State::InString { escaped: false } => self.string_run(&chunk[i..], out),
                 _ => 0,
             };
@@ -75,7 +119,15 @@ impl ZipStripper {
             }
             let b = chunk[i];
             i += 1;
+            let capturing = self.capturing_now;
             self.step(b, out);
+            // A byte of the value itself (an escape), not its closing quote.
+            if capturing
+                && matches!(self.state, State::Skipping { .. })
+                && let Some(c) = captured.as_deref_mut()
+            {
+                c.push(b);
+            }
         }
     }
 
@@ -157,6 +209,10 @@ impl ZipStripper {
                         name
                     };
                     self.fields.push((name, 0));
+                    if self.capture == Some(&self.name[..]) && !self.name_cut {
+                        self.captures += 1;
+                        self.capturing_now = self.captures == 1;
+                    }
                     self.state = State::Skipping { escaped: false };
                 } else if b.is_ascii_whitespace() {
                     out.push(b);
@@ -168,7 +224,10 @@ impl ZipStripper {
             }
             State::Skipping { escaped } => {
                 self.state = match (escaped, b) {
-                    (false, b'"') => State::Scan,
+                    (false, b'"') => {
+                        self.capturing_now = false;
+                        State::Scan
+                    }
                     (false, b'\\') => State::Skipping { escaped: true },
                     _ => State::Skipping { escaped: false },
                 };
@@ -214,6 +273,22 @@ mod tests {
             ]
         );
         assert_eq!(s.skipped, 32);
+    }
+
+    #[test]
+    fn captures_the_first_value_of_one_member_raw_however_it_is_cut() {
+        let input = r#"{"LastExportLog":"LastExportZipBase64","LastExportZipBase64":"UEsD\u002B\/w==","LastImportZipBase64":"QQ==","X":{"LastExportZipBase64":"QUJD"}}"#;
+        let want = r#"{"LastExportLog":"LastExportZipBase64","LastExportZipBase64":"","LastImportZipBase64":"","X":{"LastExportZipBase64":""}}"#;
+        for chunk in 1..input.len() {
+            let mut s = ZipStripper::capturing("LastExportZipBase64");
+            let (mut out, mut captured) = (Vec::new(), Vec::new());
+            for c in input.as_bytes().chunks(chunk) {
+                s.feed_capturing(c, &mut out, &mut captured);
+            }
+            assert_eq!(captured, br"UEsD\u002B\/w==", "chunk size {chunk}");
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+            assert_eq!(s.captures(), 2, "the second one is counted, not captured");
+        }
     }
 
     #[test]

@@ -181,6 +181,14 @@ mod tests {
             export_path: None,
             attempts: 1,
             scheduler_version: SCHEDULER_VERSION.into(),
+            archive_path: None,
+            archive_bytes: None,
+            archive_sha256: None,
+            archive_encrypted: None,
+            export_bytes: None,
+            export_sha256: None,
+            export_entries: None,
+            export_users: None,
         }
     }
 
@@ -203,6 +211,32 @@ mod tests {
             "{}",
             n.summary
         );
+    }
+
+    #[test]
+    fn an_archived_export_travels_with_its_path_and_size() {
+        let mut ok = record(Outcome::Completed);
+        ok.reason = None;
+        ok.archive_path = Some("/var/lib/x/archive/living-room/f.zip".into());
+        ok.archive_bytes = Some(25_165_824);
+        ok.export_users = Some(3);
+        let n = Notice::new(NotifyOn::Outcome(Outcome::Completed), ok, None);
+        assert!(
+            n.summary
+                .contains("(archived to /var/lib/x/archive/living-room/f.zip, 24.0 MiB, 3 users)"),
+            "{}",
+            n.summary
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&render(NotifyFormat::Json, &n).body).unwrap();
+        assert_eq!(
+            body["record"]["archive_path"],
+            "/var/lib/x/archive/living-room/f.zip"
+        );
+        assert_eq!(body["record"]["archive_bytes"], 25_165_824);
+        let slack: serde_json::Value =
+            serde_json::from_slice(&render(NotifyFormat::Slack, &n).body).unwrap();
+        assert!(slack["text"].as_str().unwrap().contains("24.0 MiB"));
     }
 
     #[test]

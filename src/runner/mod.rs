@@ -10,19 +10,23 @@
 //!
 //! Its parts: [`track`] talks to Jellyfin (preflight, start, poll, verify, the outcome as
 //! data) and [`marker`] keeps the markers on disk; the record itself is
-//! [`crate::record`]'s and its file [`crate::history`]'s. History and marker writes are
-//! blocking (fsync), so they run on tokio's blocking pool.
+//! [`crate::record`]'s and its file [`crate::history`]'s. A verified export is archived
+//! here, between tracking and the record ([`crate::archive`]: the verify read staged its
+//! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
+//! and archive writes are blocking (fsync), so they run on tokio's blocking pool.
 
 pub mod marker;
 pub mod track;
 
-use crate::config::ServerConfig;
+use crate::archive::{self, ArchiveError, FAILURE_PREFIX, FolderStats, Keeper, Kept};
+use crate::config::{MIGRATOR_TASK_KEY, ServerConfig};
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
 use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
 use crate::state::StateDir;
 use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
@@ -51,6 +55,9 @@ pub enum Wait {
 }
 
 /// How [`Runner::run`] ended.
+// One per run, returned once: the record (larger since it holds the archive's facts) is
+// not worth a box that every caller would have to open.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RunEnd {
     /// The run ended (or never started) and its record was written; or, on an error, it is
@@ -77,6 +84,9 @@ pub trait RunObserver: RunEvents {
     fn starting(&mut self, _request: &RunRequest) {}
     /// The run asked for was recorded (or its record could not be written).
     fn recorded(&mut self, _result: &Result<RunRecord, RecordError>) {}
+    /// A run's export was archived (and the folder pruned): what the server's archive
+    /// folder holds now.
+    fn archived(&mut self, _folder: &FolderStats) {}
 }
 
 impl RunObserver for NoEvents {}
@@ -89,6 +99,8 @@ pub struct Runner {
     /// Records the disk refused, with their server's `history_limit`: written again by
     /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
     unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
+    /// The state directory, under which the archive is by default.
+    state_root: PathBuf,
     /// Whether this process lives on to call [`write_unwritten`](Self::write_unwritten)
     /// (the daemon). Only then may a new run replace the marker of a left-over run whose
     /// record the disk refused: a process that exits would lose that run.
@@ -103,6 +115,7 @@ impl Runner {
             history: Arc::new(History::new(state)),
             markers: Markers::new(state),
             unwritten: Arc::new(Mutex::new(Vec::new())),
+            state_root: state.root().to_path_buf(),
             writes_later: false,
         }
     }
@@ -157,8 +170,12 @@ impl Runner {
             // The run goes on; only a crash before its end would lose it.
             warn!(server = %settings.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
         }
-        let ended = track::track(client, settings, &started, observer).await;
-        let record = record_of(settings, request, ended, started.attempts);
+        let keeper = keeper(settings, &self.state_root, &request.run_id);
+        let ended =
+            track::track_keeping(client, settings, &started, observer, keeper.as_ref()).await;
+        let record = self
+            .record_keeping(settings, request, ended, started.attempts, keeper, observer)
+            .await;
         RunEnd::Recorded(self.record(record, settings, observer).await)
     }
 
@@ -215,7 +232,7 @@ impl Runner {
         client: &JellyfinClient,
         settings: &ServerConfig,
         marker: Marker,
-        events: &mut dyn RunEvents,
+        observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
         let run_id = &marker.request.run_id;
         if self.already_recorded(&settings.name, run_id).await {
@@ -226,9 +243,56 @@ impl Runner {
             return None;
         }
         info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
-        let ended = track::resume(client, settings, &marker.started, events).await;
-        let record = record_of(settings, &marker.request, ended, marker.started.attempts);
+        let keeper = keeper(settings, &self.state_root, run_id);
+        let (started, request) = (&marker.started, &marker.request);
+        let ended =
+            track::resume_keeping(client, settings, started, observer, keeper.as_ref()).await;
+        let record = self
+            .record_keeping(settings, request, ended, started.attempts, keeper, observer)
+            .await;
         Some(self.append_and_clear(record, settings.history_limit).await)
+    }
+
+    /// The record of a run that ended so: with its export archived when the verify read
+    /// staged and proved it, or `failed` saying why it could not be archived. Nothing is
+    /// pruned after a failure, and only the run's own temporary file is removed.
+    async fn record_keeping(
+        &self,
+        settings: &ServerConfig,
+        request: &RunRequest,
+        mut ended: Ended,
+        attempts: u32,
+        keeper: Option<Keeper>,
+        observer: &mut dyn RunObserver,
+    ) -> RunRecord {
+        let export = ended.export.take();
+        let mut record = record_of(settings, request, ended, attempts);
+        let (Some(keeper), Some(export)) = (keeper, export) else {
+            return record;
+        };
+        if record.outcome != Outcome::Completed {
+            return record;
+        }
+        let taken_at = record.started_at.unwrap_or(record.triggered_at);
+        let kept = match export {
+            Ok(staged) => {
+                tokio::task::spawn_blocking(move || archive::keep(staged, &keeper, taken_at))
+                    .await
+                    .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string())))
+            }
+            Err(e) => Err(e),
+        };
+        match kept {
+            Ok(kept) => {
+                note_kept(&mut record, &kept);
+                observer.archived(&kept.stats);
+            }
+            Err(e) => {
+                record.outcome = Outcome::Failed;
+                record.reason = Some(format!("{FAILURE_PREFIX}{e}"));
+            }
+        }
+        record
     }
 
     /// Write the record of the run asked for, keep it if the disk refuses it, and tell the
@@ -376,6 +440,43 @@ fn append_then_clear(
     Ok(record)
 }
 
+/// Where run `run_id` of `settings`' server keeps its export: `None` when the server does
+/// not archive (turned off, or runs whose export is not verified: only a verified
+/// Migrator export is archived). `state_root` holds the archive unless `dir` is set.
+pub fn keeper(settings: &ServerConfig, state_root: &Path, run_id: &str) -> Option<Keeper> {
+    let a = &settings.archive;
+    if !a.enabled || !settings.verify_export || settings.task_key != MIGRATOR_TASK_KEY {
+        return None;
+    }
+    Some(Keeper {
+        dir: a.root(state_root).join(&settings.name),
+        server: settings.name.clone(),
+        run_id: run_id.to_owned(),
+        recipients: a.recipients.clone(),
+        policy: a.policy(),
+        timezone: settings.timezone,
+    })
+}
+
+/// The archive's facts in the record, and the pruning in the log.
+fn note_kept(record: &mut RunRecord, kept: &Kept) {
+    let a = &kept.archived;
+    record.archive_path = Some(a.path.display().to_string());
+    record.archive_bytes = Some(a.bytes);
+    record.archive_sha256 = Some(a.sha256.clone());
+    record.archive_encrypted = Some(a.encrypted);
+    record.export_bytes = Some(a.zip_bytes);
+    record.export_sha256 = Some(a.zip_sha256.clone());
+    record.export_entries = Some(a.entries);
+    record.export_users = Some(a.users);
+    for path in &kept.pruned {
+        info!(server = %record.server, path = %path.display(), "archive file deleted by retention");
+    }
+    for e in &kept.prune_errors {
+        warn!(server = %record.server, error = %e, "retention could not prune the archive; the new archive is in place");
+    }
+}
+
 /// The record of a run the daemon did not start because of `reason` (`skipped`: the
 /// previous run is still going, another process holds the server; `trigger_failed`: the
 /// server's lock could not be taken), taking no time.
@@ -417,5 +518,13 @@ fn record_of(
         export_path: ended.export_path,
         attempts,
         scheduler_version: SCHEDULER_VERSION.to_owned(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
     }
 }

@@ -8,12 +8,16 @@
 //! calling the run `lost` only when that lasts longer than `start_grace`.
 //!
 //! The phases are separate functions so the runner ([`crate::runner`]) can resume [`track`]
-//! from an in-flight marker after a restart. Nothing here writes files or reads the config
-//! file; the runner makes the run's [`Ended`] into its record. Every future here can be dropped at an await point without
-//! leaving anything half-done (the daemon does so on shutdown).
+//! from an in-flight marker after a restart. Nothing here reads the config file or writes
+//! files itself: when the runner passes a [`Keeper`], the verify read also stages the
+//! export's ZIP through [`crate::archive`] (a temporary file, handed back in
+//! [`Ended::export`]), and the runner makes the run's [`Ended`] into its record. Every
+//! future here can be dropped at an await point without leaving anything half-done (the
+//! daemon does so on shutdown; a staged ZIP dropped so removes its file).
 
+use crate::archive::{self, ArchiveError, Keeper, Staged};
 use crate::config::{IfRunning, MIGRATOR_TASK_KEY, ServerConfig};
-use crate::jellyfin::model::{TaskInfo, TaskResult, TaskState, TaskStatus};
+use crate::jellyfin::model::{MigratorConfig, TaskInfo, TaskResult, TaskState, TaskStatus};
 use crate::jellyfin::{CancelAnswer, JellyfinClient, JellyfinError};
 use crate::migrator::{self, Verdict};
 use crate::record::Outcome;
@@ -88,7 +92,7 @@ pub struct NoEvents;
 impl RunEvents for NoEvents {}
 
 /// How a run ended, before it becomes a record.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Ended {
     pub outcome: Outcome,
     pub reason: Option<String>,
@@ -97,6 +101,9 @@ pub struct Ended {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub export_path: Option<String>,
+    /// With a [`Keeper`], for a verified export: its ZIP staged and proven to be this
+    /// run's, or why it could not be.
+    pub export: Option<Result<Staged, ArchiveError>>,
 }
 
 impl Ended {
@@ -109,6 +116,7 @@ impl Ended {
             started_at: None,
             finished_at: None,
             export_path: None,
+            export: None,
         }
     }
 }
@@ -299,7 +307,18 @@ pub async fn track(
     started: &Started,
     events: &mut dyn RunEvents,
 ) -> Ended {
-    track_inner(client, server, started, events, false).await
+    track_inner(client, server, started, events, false, None).await
+}
+
+/// [`track`], keeping a verified export's ZIP as `keeper` says ([`Ended::export`]).
+pub async fn track_keeping(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    started: &Started,
+    events: &mut dyn RunEvents,
+    keeper: Option<&Keeper>,
+) -> Ended {
+    track_inner(client, server, started, events, false, keeper).await
 }
 
 /// Track a run that an earlier process started (from its in-flight marker). The same as
@@ -311,7 +330,18 @@ pub async fn resume(
     started: &Started,
     events: &mut dyn RunEvents,
 ) -> Ended {
-    track_inner(client, server, started, events, true).await
+    track_inner(client, server, started, events, true, None).await
+}
+
+/// [`resume`], keeping a verified export's ZIP as `keeper` says.
+pub async fn resume_keeping(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    started: &Started,
+    events: &mut dyn RunEvents,
+    keeper: Option<&Keeper>,
+) -> Ended {
+    track_inner(client, server, started, events, true, keeper).await
 }
 
 async fn track_inner(
@@ -320,6 +350,7 @@ async fn track_inner(
     started: &Started,
     events: &mut dyn RunEvents,
     resuming: bool,
+    keeper: Option<&Keeper>,
 ) -> Ended {
     let deadline = started.accepted_at
         + chrono::Duration::from_std(server.timeout).unwrap_or(chrono::Duration::MAX);
@@ -333,6 +364,7 @@ async fn track_inner(
         last_error: None,
         last_progress: None,
         resuming,
+        keeper,
     };
     let mut delay = Duration::ZERO;
     loop {
@@ -351,6 +383,8 @@ async fn track_inner(
     }
 }
 
+// One per poll, moved once: the record in `Done` is not worth a heap allocation.
+#[allow(clippy::large_enum_variant)]
 enum Poll {
     Done(Ended),
     Continue,
@@ -371,6 +405,8 @@ struct Tracker<'a> {
     last_progress: Option<(TaskState, Option<i64>)>,
     /// Tracking a run an earlier process started.
     resuming: bool,
+    /// Where a verified export's ZIP is kept, if it is.
+    keeper: Option<&'a Keeper>,
 }
 
 impl Tracker<'_> {
@@ -473,6 +509,7 @@ impl Tracker<'_> {
             started_at: result.start_time_utc,
             finished_at: result.end_time_utc,
             export_path: None,
+            export: None,
         };
         match status {
             Some(TaskStatus::Completed) => {
@@ -513,10 +550,22 @@ impl Tracker<'_> {
     }
 
     /// The Migrator plugin ends Completed even when its export failed, was cancelled or
-    /// was not an export at all: check what it wrote.
+    /// was not an export at all: check what it wrote. With a keeper, the same read stages
+    /// the ZIP, and a verified export's ZIP must then prove to be this run's.
     async fn verify(&self, result: &TaskResult, ended: &mut Ended) {
-        let verdict = match self.judge(result).await {
-            Ok(v) => v,
+        let judged = match self.keeper {
+            Some(keeper) => {
+                archive::read_keeping(self.client, keeper)
+                    .await
+                    .map(|(config, staged)| {
+                        let verdict = self.verdict(&config, result);
+                        (verdict, Some((staged, config.last_export_log)))
+                    })
+            }
+            None => self.judge(result).await.map(|v| (v, None)),
+        };
+        let (verdict, kept) = match judged {
+            Ok(j) => j,
             Err(e) => {
                 ended.outcome = Outcome::Failed;
                 ended.reason = Some(format!(
@@ -526,7 +575,11 @@ impl Tracker<'_> {
             }
         };
         match verdict {
-            Verdict::Exported { path } => ended.export_path = path,
+            Verdict::Exported { path } => {
+                ended.export_path = path;
+                ended.export =
+                    kept.map(|(staged, log)| staged.and_then(|s| s.prove(log.as_deref())));
+            }
             Verdict::Stopped { line, ran } => {
                 ended.outcome = Outcome::Cancelled;
                 ended.reason = Some(format!(
@@ -544,8 +597,12 @@ impl Tracker<'_> {
     /// Read the plugin's configuration and judge the run that produced `result`.
     async fn judge(&self, result: &TaskResult) -> Result<Verdict, JellyfinError> {
         let config = self.client.migrator_config().await?;
+        Ok(self.verdict(&config, result))
+    }
+
+    fn verdict(&self, config: &MigratorConfig, result: &TaskResult) -> Verdict {
         let run_start = result.start_time_utc.unwrap_or(self.started.accepted_at);
-        Ok(migrator::judge(&config, result, run_start))
+        migrator::judge(config, result, run_start)
     }
 
     /// After our cancel, how the run ended, in words; and the export, if the run managed
@@ -622,6 +679,7 @@ impl Tracker<'_> {
                             started_at: result.start_time_utc,
                             finished_at: result.end_time_utc,
                             export_path,
+                            export: None,
                         };
                     }
                     if Utc::now() >= wait_until {

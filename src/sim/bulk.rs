@@ -99,6 +99,32 @@ impl Bulk {
             .fold(0, |crc, p| crc32_combine(crc, p.crc32(), p.len()))
     }
 
+    /// Keep only the first `len` bytes (a ZIP cut short).
+    pub fn truncate(&mut self, len: u64) {
+        let mut kept = Bulk::new();
+        for piece in &self.pieces {
+            let room = len - kept.len;
+            if room == 0 {
+                break;
+            }
+            match piece {
+                _ if piece.len() <= room => {
+                    kept.pieces.push(piece.clone());
+                    kept.len += piece.len();
+                }
+                Piece::Bytes(b) => {
+                    kept.bytes(b[..room as usize].to_vec());
+                }
+                Piece::Repeat { block, .. } => {
+                    let whole = room / block.len() as u64;
+                    kept.repeat(block.to_vec(), whole);
+                    kept.bytes(block[..(room - whole * block.len() as u64) as usize].to_vec());
+                }
+            }
+        }
+        *self = kept;
+    }
+
     /// The bytes in chunks of at most [`CHUNK`].
     pub fn chunks(&self) -> Chunks<'_> {
         Chunks {
@@ -426,6 +452,21 @@ mod tests {
         assert!(bulk.chunks().all(|c| !c.is_empty() && c.len() <= CHUNK));
         assert_eq!(bulk.to_vec(), want);
         assert_eq!(bulk.crc32(), crc32(&want));
+    }
+
+    #[test]
+    fn a_bulk_cut_short_keeps_its_first_bytes() {
+        let mut bulk = Bulk::new();
+        bulk.bytes(b"[".to_vec())
+            .repeat(b"0123456789".to_vec(), 1000)
+            .bytes(b"]".to_vec());
+        let whole = bulk.to_vec();
+        for len in [0, 1, 2, 15, 5000, 10_001, 10_002] {
+            let mut cut = bulk.clone();
+            cut.truncate(len);
+            assert_eq!(cut.to_vec(), whole[..len as usize], "{len}");
+            assert_eq!(cut.len(), len);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::duration::{duration, opt_duration};
 use super::fault::FaultRule;
-use super::zip::{MAX_ZIP_BYTES, bytes_for_base64_len};
+use super::zip::{MAX_DEFLATED_INPUT, MAX_ZIP_BYTES, bytes_for_base64_len};
 use chrono::FixedOffset;
 use serde::Deserialize;
 use std::time::Duration;
@@ -71,6 +71,13 @@ pub struct SimServerConfig {
     /// keeps the previous run's ZIP, and the error is logged after `LastExportLog` was
     /// saved, so the configuration does not show it.
     pub zip_fails: bool,
+    /// The Migrator's ZIP is built as the plugin builds it (.NET's
+    /// `ZipFile.CreateFromDirectory`: deflated entries) instead of stored entries: the
+    /// same files, a smaller ZIP. At most 64 MiB of files (`zip_base64_len`).
+    pub zip_deflate: bool,
+    /// The Migrator's ZIP is cut short halfway, as a disk that filled up while the plugin
+    /// wrote it would leave it.
+    pub zip_broken: bool,
 
     /// What the task does with a DELETE.
     pub cancel: CancelMode,
@@ -163,6 +170,8 @@ impl Default for SimServerConfig {
             outcome: RunOutcome::Completed,
             error_message: "No space left on device".into(),
             zip_fails: false,
+            zip_deflate: false,
+            zip_broken: false,
             cancel: CancelMode::Honour,
             cancel_delay: Duration::from_millis(200),
             follow_ups: 0,
@@ -237,10 +246,22 @@ impl SimServerConfig {
                 self.task.key()
             ));
         }
-        if !migrator && self.zip_fails {
+        for (knob, on) in [
+            ("zip_fails", self.zip_fails),
+            ("zip_deflate", self.zip_deflate),
+            ("zip_broken", self.zip_broken),
+        ] {
+            if !migrator && on {
+                out.push(format!(
+                    "server {n:?}: {knob} = true needs the Migrator's task; remove task = \"{}\"",
+                    self.task.key()
+                ));
+            }
+        }
+        if self.zip_deflate && bytes_for_base64_len(self.zip_base64_len) > MAX_DEFLATED_INPUT {
             out.push(format!(
-                "server {n:?}: zip_fails = true needs the Migrator's task; remove task = \"{}\"",
-                self.task.key()
+                "server {n:?}: zip_deflate = true compresses for real, so it takes at most {MAX_DEFLATED_INPUT} bytes of files; lower zip_base64_len to {} or less",
+                MAX_DEFLATED_INPUT / 3 * 4
             ));
         }
         for (key, len) in [

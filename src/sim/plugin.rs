@@ -133,7 +133,15 @@ impl PluginConfig {
             return;
         }
         let modified = run.end.utc().with_timezone(&cfg.utc_offset).naive_local();
-        if let Some(zip) = zip::zip(&written.files, modified) {
+        let built = if cfg.zip_deflate {
+            zip::zip_deflated(&written.files, modified)
+        } else {
+            zip::zip(&written.files, modified)
+        };
+        if let Some(mut zip) = built {
+            if cfg.zip_broken {
+                zip.truncate(zip.len() / 2);
+            }
             self.last_export_zip = Some(Arc::new(zip));
         }
     }

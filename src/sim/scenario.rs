@@ -106,7 +106,7 @@ mod tests {
     fn the_shipped_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/simulate-scenario.toml");
         let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.servers.len(), 10);
+        assert_eq!(s.servers.len(), 13);
         let by = |n: &str| s.servers.iter().find(|c| c.name == n).unwrap();
         assert!(by("living-room").root);
         assert_eq!(by("basement").outcome, RunOutcome::Failed);
@@ -123,6 +123,9 @@ mod tests {
         assert_eq!(by("kitchen").restart_after, Some(Duration::from_secs(3)));
         assert_eq!(by("shed").faults[0].endpoint, Some(Endpoint::Task));
         assert_eq!(by("loft").plugin, PluginStatus::Malfunctioned);
+        // The archive's cases: a 500 MiB stored ZIP, a deflated one, one cut short.
+        assert_eq!(by("big").zip_base64_len / 4 * 3, 524_288_001);
+        assert!(by("den").zip_deflate && by("hall").zip_broken);
     }
 
     #[test]

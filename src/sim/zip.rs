@@ -6,8 +6,11 @@
 //! descriptors: the most portable layout, readable front to back by a streaming reader as
 //! well as through the central directory. The CRCs come from [`Bulk::crc32`], which
 //! combines the CRC of a repeated block in O(log n), so a 500 MB archive is planned in
-//! microseconds and streamed in chunks. The real plugin deflates its entries; stored ones
-//! are equally valid and keep the simulated size exactly what a scenario asks for.
+//! microseconds and streamed in chunks. The real plugin deflates its entries (.NET's
+//! `ZipFile.CreateFromDirectory`); stored ones are equally valid and keep the simulated
+//! size exactly what a scenario asks for. [`zip_deflated`] writes the plugin's layout
+//! instead, for readers that must take both; it compresses for real, so it is for
+//! archives of at most [`MAX_DEFLATED_INPUT`] bytes of files.
 
 use super::bulk::Bulk;
 use chrono::{Datelike, NaiveDateTime, Timelike};
@@ -108,6 +111,103 @@ pub fn zip(entries: &[ZipEntry], modified: NaiveDateTime) -> Option<Bulk> {
     out.bytes(central).bytes(end);
     debug_assert_eq!(out.len(), total);
     Some(out)
+}
+
+/// The most file bytes [`zip_deflated`] compresses (it holds each file while it does).
+pub const MAX_DEFLATED_INPUT: u64 = 64 * 1024 * 1024;
+
+/// The archive of `entries` as the plugin writes it: deflated entries, CRC-32 and sizes
+/// in the local headers (.NET writes them in place when it can seek, as it can in a
+/// file). `None` past [`MAX_DEFLATED_INPUT`] bytes of files.
+pub fn zip_deflated(entries: &[ZipEntry], modified: NaiveDateTime) -> Option<Bulk> {
+    use flate2::Compression;
+    use flate2::write::DeflateEncoder;
+    use std::io::Write as _;
+    if entries.iter().map(|e| e.content.len()).sum::<u64>() > MAX_DEFLATED_INPUT {
+        return None;
+    }
+    let (time, date) = dos_time(modified);
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for e in entries {
+        let content = e.content.to_vec();
+        let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(&content).ok()?;
+        let body = encoder.finish().ok()?;
+        let header = Header {
+            method: 8,
+            time,
+            date,
+            crc: e.content.crc32(),
+            compressed: u32::try_from(body.len()).ok()?,
+            size: u32::try_from(content.len()).ok()?,
+            name: e.name.as_bytes(),
+        };
+        central.extend_from_slice(&header.central(u32::try_from(out.len()).ok()?));
+        out.extend_from_slice(&header.local());
+        out.extend_from_slice(&body);
+    }
+    let mut end = Vec::with_capacity(22);
+    let count = u16::try_from(entries.len()).ok()?;
+    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    end.extend_from_slice(&[0; 4]); // this disk, disk of the central directory
+    end.extend_from_slice(&count.to_le_bytes());
+    end.extend_from_slice(&count.to_le_bytes());
+    end.extend_from_slice(&u32::try_from(central.len()).ok()?.to_le_bytes());
+    end.extend_from_slice(&u32::try_from(out.len()).ok()?.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes());
+    let mut bulk = Bulk::new();
+    bulk.bytes(out).bytes(central).bytes(end);
+    Some(bulk)
+}
+
+/// A deflated entry's headers.
+struct Header<'a> {
+    method: u16,
+    time: u16,
+    date: u16,
+    crc: u32,
+    compressed: u32,
+    size: u32,
+    name: &'a [u8],
+}
+
+impl Header<'_> {
+    fn local(&self) -> Vec<u8> {
+        let mut h = Vec::with_capacity(30 + self.name.len());
+        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        h.extend_from_slice(&20u16.to_le_bytes()); // version needed: 2.0 (deflate)
+        h.extend_from_slice(&0u16.to_le_bytes()); // flags
+        self.common(&mut h);
+        h.extend_from_slice(&0u16.to_le_bytes()); // extra length
+        h.extend_from_slice(self.name);
+        h
+    }
+
+    fn central(&self, offset: u32) -> Vec<u8> {
+        let mut h = Vec::with_capacity(46 + self.name.len());
+        h.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        h.extend_from_slice(&0x0014u16.to_le_bytes()); // made by: MS-DOS, 2.0 (as .NET)
+        h.extend_from_slice(&20u16.to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes());
+        self.common(&mut h);
+        h.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
+        h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+        h.extend_from_slice(&offset.to_le_bytes());
+        h.extend_from_slice(self.name);
+        h
+    }
+
+    /// Method, time, date, CRC, sizes, name length.
+    fn common(&self, h: &mut Vec<u8>) {
+        h.extend_from_slice(&self.method.to_le_bytes());
+        h.extend_from_slice(&self.time.to_le_bytes());
+        h.extend_from_slice(&self.date.to_le_bytes());
+        h.extend_from_slice(&self.crc.to_le_bytes());
+        h.extend_from_slice(&self.compressed.to_le_bytes());
+        h.extend_from_slice(&self.size.to_le_bytes());
+        h.extend_from_slice(&(self.name.len() as u16).to_le_bytes());
+    }
 }
 
 /// MS-DOS time and date (2-second resolution, years from 1980).
