@@ -336,7 +336,13 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(local, ["state_dir", "free_space"]);
+    // The archive's default folder, <state_dir>/archive, once for all servers.
+    assert_eq!(local, ["state_dir", "free_space", "archive_dir"]);
+    assert_eq!(report["local"][2]["status"], "ok", "{}", report["local"][2]);
+    assert_eq!(
+        report["local"][2]["data"]["path"].as_str(),
+        env.dir.path().join("state/archive").to_str()
+    );
     assert_eq!(report["local"][0]["status"], "ok");
     let largest = all
         .values()
@@ -382,6 +388,7 @@ async fn every_check_against_a_fleet_with_one_server_per_trouble() {
     assert!(shown.contains("  ! clock "), "{shown}");
     assert!(shown.contains("  – tls "), "{shown}");
     assert!(shown.contains("this machine\n  ✓ state_dir "), "{shown}");
+    assert!(shown.contains("\n  ✓ archive_dir "), "{shown}");
     let c = &report["counts"];
     assert!(
         shown.trim_end().ends_with(&format!(
@@ -435,6 +442,33 @@ async fn exit_status_zero_with_warnings_two_for_a_bad_config_or_an_unknown_serve
             .contains(&format!("{} s behind ours", -skew)),
         "{clock}"
     );
+
+    // An archive folder that is a file: a failure naming the setting to change.
+    let not_a_folder = env.dir.path().join("archive-file");
+    std::fs::write(&not_a_folder, "").unwrap();
+    let text_before = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "{text_before}\n[archive]\ndir = \"{}\"\n",
+            not_a_folder.display()
+        ),
+    )
+    .unwrap();
+    let out = doctor(&env, &["good", "--format", "json"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archive = &report["local"][2];
+    assert_eq!(archive["id"], "archive_dir", "{report}");
+    assert_eq!(archive["status"], "fail", "{archive}");
+    assert!(
+        archive["action"]
+            .as_str()
+            .unwrap()
+            .contains("[archive] dir"),
+        "{archive}"
+    );
+    std::fs::write(&env.config, text_before).unwrap();
 
     let out = doctor(&env, &["attic"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

@@ -1,26 +1,39 @@
-//! This machine's checks: the state folder can be written and has room.
+//! This machine's checks: the state folder (and each archive folder) can be written, and
+//! the state folder has room.
 //!
 //! Asked of the kernel (`access(2)`, `statvfs(2)`): nothing is created, so a folder that
 //! does not exist yet (the daemon makes it at its first start; systemd's
 //! `StateDirectory=` only when the service starts) is judged by the folder it would be made
 //! in. The answers are this user's: run `doctor` as the daemon's user for the daemon's.
-//! Checks of other places the daemon writes (an archive folder, a database backend) belong
-//! here beside these.
+//! Checks of other places the daemon writes (a database backend) belong here beside these.
 
 use super::Check;
 use super::server::human_bytes;
 use rustix::fs::Access;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// The state folder's checks; `largest_zip` is the largest last-export ZIP a server
+/// A folder the daemon writes: the check's id, and the setting that names the folder.
+struct Place {
+    id: &'static str,
+    setting: &'static str,
+}
+
+const STATE: Place = Place {
+    id: "state_dir",
+    setting: "[daemon] state_dir",
+};
+const ARCHIVE: Place = Place {
+    id: "archive_dir",
+    setting: "[archive] dir (or [archive] enabled = false)",
+};
+
+/// The state folder's checks, then one per archive folder in `archives` (those of the
+/// servers checked that archive); `largest_zip` is the largest last-export ZIP a server
 /// reported (what an export takes, to weigh the free space against).
-pub fn examine(state_dir: &Path, largest_zip: Option<u64>) -> Vec<Check> {
-    // A relative state_dir is relative to the current folder by now (the config's folder
-    // was joined on load when it had one): its ancestors must end at `/`.
-    let absolute = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
-    let state_dir = absolute.as_path();
-    let (state, existing) = state_dir_check(state_dir);
+pub fn examine(state_dir: &Path, archives: &[PathBuf], largest_zip: Option<u64>) -> Vec<Check> {
+    let state_dir = &absolute(state_dir);
+    let (state, existing) = folder_check(&STATE, state_dir);
     let mut checks = vec![state];
     checks.push(match existing {
         Some(folder) => free_space(state_dir, &folder, largest_zip),
@@ -29,25 +42,42 @@ pub fn examine(state_dir: &Path, largest_zip: Option<u64>) -> Vec<Check> {
             "not checked: no folder on the state directory's path exists",
         ),
     });
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for dir in archives.iter().map(|d| absolute(d)) {
+        if !seen.contains(&dir) {
+            checks.push(folder_check(&ARCHIVE, &dir).0);
+            seen.push(dir);
+        }
+    }
     checks
 }
 
+/// A relative folder is relative to the current one by now (the config's folder was
+/// joined on load when it had one): its ancestors must end at `/`.
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
+}
+
 /// Writable, or creatable; also the nearest folder on its path that exists.
-fn state_dir_check(dir: &Path) -> (Check, Option<std::path::PathBuf>) {
+fn folder_check(place: &Place, dir: &Path) -> (Check, Option<PathBuf>) {
     let shown = dir.display();
     let data =
         |exists: bool, writable: bool| json!({"path": dir, "exists": exists, "writable": writable});
     if dir.is_dir() {
         return match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
             Ok(()) => (
-                Check::ok("state_dir", format!("{shown}: writable by this user")).with(data(true, true)),
+                Check::ok(place.id, format!("{shown}: writable by this user"))
+                    .with(data(true, true)),
                 Some(dir.to_owned()),
             ),
             Err(e) => (
                 Check::fail(
-                    "state_dir",
+                    place.id,
                     format!("{shown}: not writable by this user ({e})"),
-                    "give the daemon's user the folder (chown), or set [daemon] state_dir to a folder it owns",
+                    format!(
+                        "give the daemon's user the folder (chown), or set {} to a folder it owns",
+                        place.setting
+                    ),
                 )
                 .with(data(true, false)),
                 Some(dir.to_owned()),
@@ -57,9 +87,9 @@ fn state_dir_check(dir: &Path) -> (Check, Option<std::path::PathBuf>) {
     if dir.exists() {
         return (
             Check::fail(
-                "state_dir",
+                place.id,
                 format!("{shown} exists but is not a folder"),
-                "move the file away, or set [daemon] state_dir to a folder",
+                format!("move the file away, or set {} to a folder", place.setting),
             )
             .with(data(true, false)),
             None,
@@ -68,9 +98,9 @@ fn state_dir_check(dir: &Path) -> (Check, Option<std::path::PathBuf>) {
     let Some(parent) = dir.ancestors().skip(1).find(|p| p.is_dir()) else {
         return (
             Check::fail(
-                "state_dir",
+                place.id,
                 format!("{shown}: no folder on its path exists"),
-                "set [daemon] state_dir to a folder",
+                format!("set {} to a folder", place.setting),
             )
             .with(data(false, false)),
             None,
@@ -79,7 +109,7 @@ fn state_dir_check(dir: &Path) -> (Check, Option<std::path::PathBuf>) {
     match rustix::fs::access(parent, Access::WRITE_OK | Access::EXEC_OK) {
         Ok(()) => (
             Check::ok(
-                "state_dir",
+                place.id,
                 format!("{shown} does not exist yet; the daemon creates it at its first start ({} is writable by this user)", parent.display()),
             )
             .with(data(false, true)),
@@ -87,9 +117,13 @@ fn state_dir_check(dir: &Path) -> (Check, Option<std::path::PathBuf>) {
         ),
         Err(e) => (
             Check::warn(
-                "state_dir",
+                place.id,
                 format!("{shown} does not exist yet, and {} is not writable by this user ({e})", parent.display()),
-                "under systemd, StateDirectory= creates it when the service starts; otherwise create it for the daemon's user",
+                if place.id == STATE.id {
+                    "under systemd, StateDirectory= creates it when the service starts; otherwise create it for the daemon's user".to_owned()
+                } else {
+                    format!("create it for the daemon's user, or set {} to a folder it owns", place.setting)
+                },
             )
             .with(data(false, false)),
             Some(parent.to_owned()),

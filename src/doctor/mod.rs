@@ -17,7 +17,7 @@
 //! |---|---|
 //! | [`net`] | resolving and connecting, the TLS certificate's expiry, clock skew |
 //! | [`server`] | the Jellyfin checks of one server, in order |
-//! | [`local`] | this machine: the state folder and its free space |
+//! | [`local`] | this machine: the state folder and its free space, the archive folders |
 //! | [`render`] | the report as text lines (✓ ! ✗ –) or JSON |
 //! | [`cert`] | `notAfter` out of a DER certificate |
 
@@ -184,6 +184,7 @@ pub struct Options {
 pub async fn examine(config: &Config, servers: Vec<ServerConfig>, options: Options) -> Report {
     let checked_at = Utc::now();
     let slots = Arc::new(Semaphore::new(CONCURRENT_SERVERS));
+    let checked: Vec<ServerConfig> = servers.clone();
     let tasks: Vec<_> = servers
         .into_iter()
         .map(|server| {
@@ -210,6 +211,11 @@ pub async fn examine(config: &Config, servers: Vec<ServerConfig>, options: Optio
         }));
     }
     let largest_zip = reports.iter().filter_map(|r| r.last_zip_bytes).max();
-    let local = local::examine(&config.daemon.state_dir, largest_zip);
+    let archives: Vec<std::path::PathBuf> = checked
+        .iter()
+        .filter(|s| s.archive.enabled)
+        .map(|s| s.archive.root(&config.daemon.state_dir))
+        .collect();
+    let local = local::examine(&config.daemon.state_dir, &archives, largest_zip);
     Report::new(config, checked_at, reports, local)
 }
