@@ -10,7 +10,7 @@ use jellyfin_export_scheduler::commands::{
 use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -219,19 +219,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             servers,
             format,
             timeout,
-        } => {
-            let config = warned(Config::load(path)?);
-            // The report is the output; logs (stderr) only say what goes wrong.
-            logging::init(LogFormat::Text, "warn");
-            let stdout = std::io::stdout();
-            let options = doctor::Options {
-                servers,
-                format,
-                timeout,
-                colour: stdout.is_terminal() && !logging::no_color(),
-            };
-            block_on(doctor::doctor(&config, &options, stdout))
-        }
+        } => run_doctor(path, servers, format, timeout),
         Command::Run { log_format } => {
             let config = warned(Config::load(path)?);
             let format = log_format.unwrap_or(config.daemon.log_format);
@@ -281,22 +269,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             history::history(&config, server.as_deref(), limit, format, out, err)
         }
-        Command::Archive(command) => {
-            // Local files only: the secrets may well be unreadable here.
-            let config = warned(Config::load_without_secrets(path)?);
-            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            match command {
-                ArchiveCommand::List { server, format } => {
-                    archive::list(&config, server.as_deref(), format, out, err)
-                }
-                ArchiveCommand::Verify { server, identity } => {
-                    archive::verify(&config, server.as_deref(), identity.as_deref(), out, err)
-                }
-                ArchiveCommand::Prune { server, dry_run } => {
-                    archive::prune(&config, server.as_deref(), dry_run, out, err)
-                }
-            }
-        }
+        Command::Archive(command) => run_archive(path, command),
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(
             listen,
             scenario.as_deref(),
@@ -307,6 +280,42 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
         }
         Command::Manpage { dir } => {
             manpage::manpage(Cli::command(), dir.as_deref(), std::io::stdout())
+        }
+    }
+}
+
+/// `doctor`: the report is the output; logs (stderr) only say what goes wrong.
+fn run_doctor(
+    path: &Path,
+    servers: Vec<String>,
+    format: doctor::Format,
+    timeout: std::time::Duration,
+) -> Result<Verdict, CommandError> {
+    let config = warned(Config::load(path)?);
+    logging::init(LogFormat::Text, "warn");
+    let stdout = std::io::stdout();
+    let options = doctor::Options {
+        servers,
+        format,
+        timeout,
+        colour: stdout.is_terminal() && !logging::no_color(),
+    };
+    block_on(doctor::doctor(&config, &options, stdout))
+}
+
+/// `archive list|verify|prune`: local files only, so the secrets may well be unreadable.
+fn run_archive(path: &Path, command: ArchiveCommand) -> Result<Verdict, CommandError> {
+    let config = warned(Config::load_without_secrets(path)?);
+    let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match command {
+        ArchiveCommand::List { server, format } => {
+            archive::list(&config, server.as_deref(), format, out, err)
+        }
+        ArchiveCommand::Verify { server, identity } => {
+            archive::verify(&config, server.as_deref(), identity.as_deref(), out, err)
+        }
+        ArchiveCommand::Prune { server, dry_run } => {
+            archive::prune(&config, server.as_deref(), dry_run, out, err)
         }
     }
 }
