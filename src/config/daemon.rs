@@ -1,7 +1,7 @@
 //! `[daemon]`: settings of the process as a whole.
 
 use super::env::{Load, LoadEnv, expand_path};
-use super::model::{DaemonConfig, LogFormat};
+use super::model::{DaemonConfig, LogFormat, WatchConfig, WatchMode};
 use super::problem::{Problems, Reported};
 use super::reader::TableReader;
 use super::secret_source::{SecretRead, read_optional_secret_file};
@@ -23,12 +23,21 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "max_concurrent_runs",
     "shutdown_grace",
     "api_token_file",
+    "watch_config",
+    "watch_debounce",
+    "watch_poll_interval",
 ];
 
 /// The endpoint's API token: at least this long, so that guessing it is hopeless...
 const MIN_TOKEN_LEN: usize = 16;
 /// ...and at most this long, as it travels in a request header of at most 8 KiB.
 const MAX_TOKEN_LEN: usize = 1024;
+
+/// `watch_debounce` when the config does not say: longer than an editor's save (a
+/// rename, or a truncate and a write) takes, short enough to feel immediate.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_secs(1);
+/// `watch_poll_interval` when the config does not say: a stat and a read of a small file.
+pub const DEFAULT_WATCH_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The state directory when the config sets no `state_dir`: systemd's `$STATE_DIRECTORY`
 /// (StateDirectory=; the first when several), else [`DEFAULT_STATE_DIR`].
@@ -83,6 +92,7 @@ pub(super) fn read_daemon(
     let api_token = read_api_token(t, load, problems);
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
+    let watch = read_watch(t, problems);
     Ok(DaemonConfig {
         state_dir: state_dir?,
         log_format: log_format?.unwrap_or(LogFormat::Text),
@@ -92,6 +102,27 @@ pub(super) fn read_daemon(
         shutdown_grace: shutdown_grace?.unwrap_or(Duration::from_secs(30)),
         listen: listen?,
         api_token: api_token?,
+        watch: watch?,
+    })
+}
+
+/// `watch_config`, `watch_debounce`, `watch_poll_interval`.
+fn read_watch(t: &TableReader<'_>, problems: &mut Problems) -> Result<WatchConfig, Reported> {
+    let mode = t.choice(
+        "watch_config",
+        &[
+            ("auto", WatchMode::Auto),
+            ("poll", WatchMode::Poll),
+            ("off", WatchMode::Off),
+        ],
+        problems,
+    );
+    let debounce = t.nonzero_duration("watch_debounce", problems);
+    let poll_interval = t.nonzero_duration("watch_poll_interval", problems);
+    Ok(WatchConfig {
+        mode: mode?.unwrap_or(WatchMode::Auto),
+        debounce: debounce?.map_or(DEFAULT_WATCH_DEBOUNCE, |d| d.value),
+        poll_interval: poll_interval?.map_or(DEFAULT_WATCH_POLL_INTERVAL, |d| d.value),
     })
 }
 

@@ -45,11 +45,14 @@ mod secret_source;
 mod server;
 mod settings;
 
-pub use daemon::{DEFAULT_LISTEN, DEFAULT_STATE_DIR, default_state_dir};
+pub use daemon::{
+    DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL_INTERVAL,
+    default_state_dir,
+};
 pub use env::LoadEnv;
 pub use model::{
     CatchUp, Config, DaemonConfig, IfRunning, KeySource, LogFormat, NotifyFormat, NotifyOn,
-    NotifyTarget, Secrets, ServerConfig,
+    NotifyTarget, Secrets, ServerConfig, WatchConfig, WatchMode,
 };
 pub use problem::Problem;
 pub use reader::MAX_STRING_BYTES;

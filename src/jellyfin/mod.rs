@@ -15,7 +15,7 @@ pub mod strip;
 pub mod zip_field;
 
 use crate::secret::Secret;
-use model::{MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
+use model::{ExportContents, MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
@@ -154,6 +154,39 @@ impl JellyfinError {
             _ => None,
         }
     }
+}
+
+/// What an answer said about the connection it came on ([`JellyfinClient::public_info_probe`]).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The server's `Date` header (whole seconds), if it sent one.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+    /// Our clock when the request went out and when the answer's head arrived.
+    pub sent: chrono::DateTime<chrono::Utc>,
+    pub received: chrono::DateTime<chrono::Utc>,
+    /// The TLS peer's certificate, DER (https, and a client with `tls_info(true)`).
+    pub peer_certificate: Option<Vec<u8>>,
+}
+
+/// The Migrator's configuration as [`JellyfinClient::migrator_document`] read it.
+#[derive(Clone, Debug)]
+pub struct MigratorDocument {
+    pub config: MigratorConfig,
+    /// What the next export will write; `None` when those fields are not of the types the
+    /// plugin writes.
+    pub contents: Option<ExportContents>,
+    /// Each `*ZipBase64` field skipped and the length of its value (base64 characters).
+    pub zip_fields: Vec<(String, u64)>,
+}
+
+/// What one read of the configuration kept.
+struct ConfigBody {
+    /// The document with its ZIP fields blanked (cut short and closed when it could be).
+    kept: Vec<u8>,
+    /// How many times the export's ZIP member was met.
+    captures: u32,
+    /// Each ZIP field skipped, with its length.
+    zip_fields: Vec<(String, u64)>,
 }
 
 /// What `DELETE /ScheduledTasks/Running/{id}` said.
@@ -463,7 +496,13 @@ impl JellyfinClient {
         &self,
         needs: &'static [&'static str],
     ) -> Result<MigratorConfig, JellyfinError> {
-        Ok(self.read_migrator_config(needs, None).await?.0)
+        Ok(self.read_migrator_config(Some(needs), None).await?.0.config)
+    }
+
+    /// The whole configuration (not cut short: `doctor` shows all of it), with what the
+    /// next export will contain and the length of each ZIP field that was skipped.
+    pub async fn migrator_document(&self) -> Result<MigratorDocument, JellyfinError> {
+        Ok(self.read_migrator_config(None, None).await?.0)
     }
 
     /// [`migrator_config`](Self::migrator_config) for the verification, and the ZIP in
@@ -476,15 +515,18 @@ impl JellyfinClient {
         &self,
         zip: &mpsc::Sender<Vec<u8>>,
     ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
-        self.read_migrator_config(VERIFY_WITH_EXPORT, Some(zip))
-            .await
+        let (document, read) = self
+            .read_migrator_config(Some(VERIFY_WITH_EXPORT), Some(zip))
+            .await?;
+        Ok((document.config, read))
     }
 
+    /// The configuration up to the members in `needs` (all of it for `None`).
     async fn read_migrator_config(
         &self,
-        needs: &'static [&'static str],
+        needs: Option<&'static [&'static str]>,
         zip: Option<&mpsc::Sender<Vec<u8>>>,
-    ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
+    ) -> Result<(MigratorDocument, ExportZipRead), JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
@@ -497,10 +539,11 @@ impl JellyfinClient {
             return Err(self.status_error(&call, response).await);
         }
         let mut export = ExportSender::new(zip);
-        let (kept, captures) = self
+        let body = self
             .read_config_members(response, needs, &mut export, &call, &url)
             .await?;
-        let read = export.finish(captures).await;
+        let (kept, zip_fields) = (body.kept, body.zip_fields);
+        let read = export.finish(body.captures).await;
         let config: MigratorConfig = self.decode(&call, &kept)?;
         let missing = config.missing_fields();
         if !missing.is_empty() {
@@ -510,26 +553,30 @@ impl JellyfinClient {
                 found: self.plugins_with_migrator_id().await,
             });
         }
-        Ok((config, read))
+        let document = MigratorDocument {
+            config,
+            contents: serde_json::from_slice(&kept).ok(),
+            zip_fields,
+        };
+        Ok((document, read))
     }
 
     /// The configuration's bytes with its ZIP fields blanked (the export's ZIP handed to
     /// `export` as it passes), up to the end of the last member in `needs` (then closed
-    /// with `}`), or all of it when one never comes; and how many times the export's ZIP
-    /// member was met.
+    /// with `}`), or all of it when one never comes or `needs` is `None`.
     async fn read_config_members(
         &self,
         mut response: reqwest::Response,
-        needs: &'static [&'static str],
+        needs: Option<&'static [&'static str]>,
         export: &mut ExportSender<'_>,
         call: &str,
         url: &Url,
-    ) -> Result<(Vec<u8>, u32), JellyfinError> {
+    ) -> Result<ConfigBody, JellyfinError> {
         let mut stripper = match export.zip {
             Some(_) => strip::ZipStripper::capturing(EXPORT_ZIP_FIELD),
             None => strip::ZipStripper::new(),
         };
-        let mut watch = members::MemberWatch::new(needs);
+        let mut watch = needs.map(members::MemberWatch::new);
         let mut kept = Vec::new();
         let mut total: u64 = 0;
         loop {
@@ -544,7 +591,7 @@ impl JellyfinClient {
                     } else {
                         stripper.feed(&chunk, &mut kept);
                     }
-                    if let Some(end) = watch.feed(&kept[watched..]) {
+                    if let Some(end) = watch.as_mut().and_then(|w| w.feed(&kept[watched..])) {
                         kept.truncate(end);
                         kept.push(b'}');
                         tracing::debug!(server = %self.server, read = total, "stopped reading the plugin configuration: every member needed was there");
@@ -569,7 +616,11 @@ impl JellyfinClient {
         for (field, bytes) in stripper.skipped_fields() {
             tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
         }
-        Ok((kept, stripper.captures()))
+        Ok(ConfigBody {
+            kept,
+            captures: stripper.captures(),
+            zip_fields: stripper.skipped_fields().to_vec(),
+        })
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.
@@ -603,6 +654,43 @@ impl JellyfinClient {
     /// `GET /System/Info/Public` (anonymous; 503 while the server starts).
     pub async fn public_info(&self) -> Result<PublicSystemInfo, JellyfinError> {
         self.get_json("System/Info/Public").await
+    }
+
+    /// [`public_info`](Self::public_info) with what the answer says about the connection:
+    /// the server's `Date` header, when the request went and came back, and the TLS
+    /// peer's certificate (when the client was built with `tls_info(true)`).
+    pub async fn public_info_probe(&self) -> Result<(PublicSystemInfo, Probe), JellyfinError> {
+        let path = "System/Info/Public";
+        let call = format!("GET /{path}");
+        let url = self.url(path);
+        let sent = chrono::Utc::now();
+        let response = self
+            .request(Method::GET, &url, &call, self.request_timeout, false)
+            .await?;
+        let received = chrono::Utc::now();
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(self.status_error(&call, response).await);
+        }
+        let probe = Probe {
+            date: response
+                .headers()
+                .get(header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+                .map(|d| d.with_timezone(&chrono::Utc)),
+            sent,
+            received,
+            peer_certificate: response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|t| t.peer_certificate())
+                .map(<[u8]>::to_vec),
+        };
+        let body = self
+            .read_body(response, TASK_BODY_LIMIT, &call, &url)
+            .await?;
+        Ok((self.decode(&call, &body)?, probe))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -682,11 +770,23 @@ impl JellyfinClient {
     ) -> Result<(StatusCode, Vec<u8>), JellyfinError> {
         let call = format!("{method} /{path}");
         let url = self.url(path);
-        let mut response = self.request(method, &url, &call, total, false).await?;
+        let response = self.request(method, &url, &call, total, false).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(&call, response).await);
         }
+        let body = self.read_body(response, limit, &call, &url).await?;
+        Ok((status, body))
+    }
+
+    /// The whole body of an answer, at most `limit` bytes.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+        call: &str,
+        url: &Url,
+    ) -> Result<Vec<u8>, JellyfinError> {
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
@@ -694,14 +794,14 @@ impl JellyfinClient {
                     if body.len() + chunk.len() > limit {
                         return Err(JellyfinError::TooLarge {
                             server: self.server.clone(),
-                            call,
+                            call: call.to_owned(),
                             limit: limit as u64,
                         });
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Ok((status, body)),
-                Err(e) => return Err(self.transport_error(&call, &url, e)),
+                Ok(None) => return Ok(body),
+                Err(e) => return Err(self.transport_error(call, url, e)),
             }
         }
     }
@@ -803,16 +903,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// The variable naming a PEM file of CA certificates trusted for Jellyfin servers besides
+/// the built-in (Mozilla) roots: for a Jellyfin behind a private CA or a self-signed
+/// certificate. Every command that contacts servers reads it (the daemon, `trigger`,
+/// `doctor`), so `doctor`'s TLS verdict is the daemon's.
+pub const CA_FILE_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_CA_FILE";
+
 /// The HTTP client every Jellyfin call goes through: our User-Agent, JSON accepted, no
-/// redirects followed, no proxy from the environment, connect and read timeouts. `server`
-/// names the server it is for in the error.
+/// redirects followed, no proxy from the environment, connect and read timeouts, the CA
+/// file of [`CA_FILE_ENV`]. `server` names the server it is for in the error.
 pub fn http_client(
     server: &str,
     request_timeout: Duration,
 ) -> Result<reqwest::Client, JellyfinError> {
+    client_builder(server, request_timeout)?
+        .build()
+        .map_err(|e| JellyfinError::Setup {
+            server: server.to_owned(),
+            cause: e.to_string(),
+        })
+}
+
+/// [`http_client`]'s settings, for a caller that adds its own (`doctor` asks for the TLS
+/// peer's certificate).
+pub fn client_builder(
+    server: &str,
+    request_timeout: Duration,
+) -> Result<reqwest::ClientBuilder, JellyfinError> {
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
@@ -823,12 +943,26 @@ pub fn http_client(
         .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
         // Proxies from the environment would see the key in plain HTTP; Jellyfin is
         // usually on the LAN. Users who need one can put it in front explicitly.
-        .no_proxy()
-        .build()
-        .map_err(|e| JellyfinError::Setup {
+        .no_proxy();
+    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|p| !p.is_empty()) {
+        let setup = |cause: String| JellyfinError::Setup {
             server: server.to_owned(),
-            cause: e.to_string(),
-        })
+            cause: format!(
+                "{CA_FILE_ENV}={}: {cause}; name a PEM file of CA certificates, or unset the variable",
+                std::path::Path::new(&path).display()
+            ),
+        };
+        let pem = std::fs::read(&path).map_err(|e| setup(format!("cannot read it: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup(format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(setup("it holds no certificate".into()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
