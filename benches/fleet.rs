@@ -994,7 +994,13 @@ impl Daemon {
 // Children: each prints `RESULT key=value …` (or, for the simulator, its protocol).
 
 fn child(args: &[String]) -> BenchResult<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The simulator stands for servers that run elsewhere: one thread, so that it takes at
+    // most one of the machine's cores from the daemon it serves.
+    let mut builder = match args.first().map(String::as_str) {
+        Some("sim") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = builder
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;

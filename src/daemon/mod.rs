@@ -210,7 +210,7 @@ impl Supervisor {
             .collect();
         let mut startups = self.read_startup(fresh, &to_arm, at_daemon_start).await;
         let added = to_arm.len();
-        self.prepare_locks(&to_arm);
+        self.prepare_files(&to_arm);
         for server in to_arm {
             let startup = startups.remove(&server.name).unwrap_or_default();
             self.spawn_loop(server, startup);
@@ -218,16 +218,21 @@ impl Supervisor {
         added
     }
 
-    /// Create the lock files of the servers being armed, in the background, so that their
-    /// due instants find them ([`ServerLock::prepare`]). A failure here is only logged:
-    /// the run's own attempt to take the lock reports it.
-    fn prepare_locks(&self, servers: &[ServerConfig]) {
+    /// Create the files the runs of the servers being armed re-use (the lock file, the
+    /// in-flight marker's spare), in the background, so that a due instant creates no
+    /// file ([`ServerLock::prepare`], [`Markers::prepare`](crate::runner::marker::Markers::prepare)). A failure here is only
+    /// logged: the run's own attempt reports it.
+    fn prepare_files(&self, servers: &[ServerConfig]) {
         let state = self.ctx.state.clone();
+        let markers = self.ctx.runner.markers().clone();
         let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
         tokio::task::spawn_blocking(move || {
             for name in names {
                 if let Err(e) = ServerLock::prepare(&state, &name) {
                     debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
+                }
+                if let Err(e) = markers.prepare(&name) {
+                    debug!(server = %name, error = %e, "cannot create the server's spare marker file ahead of its runs");
                 }
             }
         });

@@ -34,6 +34,14 @@ use tracing::{debug, info, warn};
 pub const ARCHIVE_READS: usize = 8;
 static ARCHIVE_READ_SLOTS: Semaphore = Semaphore::const_new(ARCHIVE_READS);
 
+/// How many runs are in their start phase (task lookup, `Mode` check, start request) at
+/// once in this process. When a whole fleet is due the same second, every run's start
+/// waits behind the work of all the others either way; a bound keeps that work (and its
+/// connections and buffers) to a few dozen at a time, so starts go out in a steady
+/// stream from the first milliseconds instead of all together at the end.
+pub const START_PHASES: usize = 64;
+static START_PHASE_SLOTS: Semaphore = Semaphore::const_new(START_PHASES);
+
 /// A run that Jellyfin accepted (or one already going that we follow): everything needed
 /// to track it, also after a restart (the daemon stores it in the in-flight marker).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,15 +161,18 @@ pub async fn start(
     let mut snapshot_before_first_send: Option<Option<SnapshotResult>> = None;
     let mut failures: u32 = 0;
     loop {
-        let error = match attempt_start(
+        // Held for the attempt only, not across a retry's wait. Never closed.
+        let slot = START_PHASE_SLOTS.acquire().await.ok();
+        let attempt = attempt_start(
             client,
             server,
             &mut attempts,
             &mut start_maybe_sent,
             &mut snapshot_before_first_send,
         )
-        .await
-        {
+        .await;
+        drop(slot);
+        let error = match attempt {
             Ok(AttemptResult::Started(started)) => {
                 events.started(&started);
                 return StartResult::Started(started);
