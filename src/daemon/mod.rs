@@ -24,7 +24,7 @@ use crate::record::RunRecord;
 use crate::runner::marker::Marker;
 use crate::runner::{self, Runner};
 use crate::sd_notify::Notifier;
-use crate::state::{ServerLock, StateDir};
+use crate::state::StateDir;
 use chrono::Utc;
 use ctx::Ctx;
 pub use ctx::DaemonObserver;
@@ -38,7 +38,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 /// How many of each history's newest records the daemon reads when it starts, from the
 /// end of the file: the board's last success and last time per outcome come from them,
@@ -210,32 +210,11 @@ impl Supervisor {
             .collect();
         let mut startups = self.read_startup(fresh, &to_arm, at_daemon_start).await;
         let added = to_arm.len();
-        self.prepare_files(&to_arm);
         for server in to_arm {
             let startup = startups.remove(&server.name).unwrap_or_default();
             self.spawn_loop(server, startup);
         }
         added
-    }
-
-    /// Create the files the runs of the servers being armed re-use (the lock file, the
-    /// in-flight marker's spare), in the background, so that a due instant creates no
-    /// file ([`ServerLock::prepare`], [`Markers::prepare`](crate::runner::marker::Markers::prepare)). A failure here is only
-    /// logged: the run's own attempt reports it.
-    fn prepare_files(&self, servers: &[ServerConfig]) {
-        let state = self.ctx.state.clone();
-        let markers = self.ctx.runner.markers().clone();
-        let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
-        tokio::task::spawn_blocking(move || {
-            for name in names {
-                if let Err(e) = ServerLock::prepare(&state, &name) {
-                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
-                }
-                if let Err(e) = markers.prepare(&name) {
-                    debug!(server = %name, error = %e, "cannot create the server's spare marker file ahead of its runs");
-                }
-            }
-        });
     }
 
     /// What each server's archive folder holds, onto the board (at start, and at every

@@ -25,13 +25,13 @@ use crate::config::{MIGRATOR_TASK_KEY, ServerConfig};
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
 use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
-use crate::state::StateDir;
+use crate::state::{ServerLock, StateDir};
 use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
 /// Why a finished run's record could not be made durable. The record itself is kept here
@@ -329,6 +329,26 @@ impl Runner {
         let result = self.append_and_clear(record, history_limit).await;
         self.keep_if_unwritten(&result, history_limit);
         result
+    }
+
+    /// Create the files a server's runs re-use if they are missing: its lock file in
+    /// `state` and its in-flight marker's spare ([`ServerLock::prepare`],
+    /// [`Markers::prepare`]), on a disk permit. The daemon does it ahead of the first due
+    /// instant, so that a due instant creates no file (1000 servers due the same second
+    /// spent 40 % of the daemon's CPU in that second creating them). A failure is only
+    /// logged: the run's own attempt reports it.
+    pub async fn prepare_server(&self, state: &StateDir, server: &str) {
+        let (state, markers, name) = (state.clone(), self.markers.clone(), server.to_owned());
+        let _ = self
+            .on_disk(move || {
+                if let Err(e) = ServerLock::prepare(&state, &name) {
+                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
+                }
+                if let Err(e) = markers.prepare(&name) {
+                    debug!(server = %name, error = %e, "cannot create the server's in-flight marker spare ahead of its runs");
+                }
+            })
+            .await;
     }
 
     /// `work` on the blocking pool once one of the [`DISK_WRITERS`] permits is free.
