@@ -13,7 +13,9 @@
 //! [`crate::record`]'s and its file [`crate::history`]'s. A verified export is archived
 //! here, between tracking and the record ([`crate::archive`]: the verify read staged its
 //! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
-//! and archive writes are blocking (fsync), so they run on tokio's blocking pool.
+//! and archive writes are blocking (fsync), so they run on tokio's blocking pool, those
+//! made here at most [`DISK_WRITERS`] at a time: 1000 runs ending together would
+//! otherwise start a thread each.
 
 pub mod marker;
 pub mod track;
@@ -23,12 +25,13 @@ use crate::config::{MIGRATOR_TASK_KEY, ServerConfig};
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
 use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
-use crate::state::StateDir;
+use crate::state::{ServerLock, StateDir};
 use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tracing::{info, warn};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
 /// Why a finished run's record could not be made durable. The record itself is kept here
@@ -91,6 +94,12 @@ pub trait RunObserver: RunEvents {
 
 impl RunObserver for NoEvents {}
 
+/// How many of a runner's marker, history and archive writes (the archive's rename,
+/// folder sync and pruning) run at once, each on a thread of the blocking pool. Each
+/// still fsyncs (a record is durable before it counts); more threads only cost memory,
+/// since the file system commits their fsyncs together anyway.
+pub const DISK_WRITERS: usize = 8;
+
 /// Runs and records on one state directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runner {
@@ -105,6 +114,8 @@ pub struct Runner {
     /// (the daemon). Only then may a new run replace the marker of a left-over run whose
     /// record the disk refused: a process that exits would lose that run.
     writes_later: bool,
+    /// [`DISK_WRITERS`] permits for the blocking file work.
+    disk: Arc<Semaphore>,
 }
 
 impl Runner {
@@ -117,6 +128,7 @@ impl Runner {
             unwritten: Arc::new(Mutex::new(Vec::new())),
             state_root: state.root().to_path_buf(),
             writes_later: false,
+            disk: Arc::new(Semaphore::new(DISK_WRITERS)),
         }
     }
 
@@ -273,11 +285,10 @@ impl Runner {
         }
         let taken_at = record.started_at.unwrap_or(record.triggered_at);
         let kept = match export {
-            Ok(staged) => {
-                tokio::task::spawn_blocking(move || archive::keep(staged, &keeper, taken_at))
-                    .await
-                    .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string())))
-            }
+            Ok(staged) => self
+                .on_disk(move || archive::keep(staged, &keeper, taken_at))
+                .await
+                .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string()))),
             Err(e) => Err(e),
         };
         match kept {
@@ -320,10 +331,40 @@ impl Runner {
         result
     }
 
+    /// Create the files a server's runs re-use if they are missing: its lock file in
+    /// `state` and its in-flight marker's spare ([`ServerLock::prepare`],
+    /// [`Markers::prepare`]), on a disk permit. The daemon does it ahead of the first due
+    /// instant, so that a due instant creates no file (1000 servers due the same second
+    /// spent 40 % of the daemon's CPU in that second creating them). A failure is only
+    /// logged: the run's own attempt reports it.
+    pub async fn prepare_server(&self, state: &StateDir, server: &str) {
+        let (state, markers, name) = (state.clone(), self.markers.clone(), server.to_owned());
+        let _ = self
+            .on_disk(move || {
+                if let Err(e) = ServerLock::prepare(&state, &name) {
+                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
+                }
+                if let Err(e) = markers.prepare(&name) {
+                    debug!(server = %name, error = %e, "cannot create the server's in-flight marker spare ahead of its runs");
+                }
+            })
+            .await;
+    }
+
+    /// `work` on the blocking pool once one of the [`DISK_WRITERS`] permits is free.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.disk.acquire().await;
+        tokio::task::spawn_blocking(work).await
+    }
+
     async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
         let history = self.history.clone();
         let (server, run_id) = (server.to_owned(), run_id.to_owned());
-        tokio::task::spawn_blocking(move || {
+        self.on_disk(move || {
             history
                 .read(&server)
                 .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
@@ -335,7 +376,7 @@ impl Runner {
 
     async fn write_marker(&self, marker: Marker) -> Result<(), MarkerError> {
         let markers = self.markers.clone();
-        tokio::task::spawn_blocking(move || markers.write(&marker))
+        self.on_disk(move || markers.write(&marker))
             .await
             .unwrap_or_else(|e| {
                 Err(MarkerError::Write {
@@ -353,11 +394,9 @@ impl Runner {
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
         let (history, markers) = (self.history.clone(), self.markers.clone());
-        tokio::task::spawn_blocking(move || {
-            append_then_clear(&history, &markers, record, history_limit)
-        })
-        .await
-        .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+        self.on_disk(move || append_then_clear(&history, &markers, record, history_limit))
+            .await
+            .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
     }
 
     fn is_unwritten(&self, run_id: &str) -> bool {
@@ -394,7 +433,7 @@ impl Runner {
             return;
         }
         let (history, markers) = (self.history.clone(), self.markers.clone());
-        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
+        let still: Vec<(RunRecord, usize)> = self.on_disk(move || {
             let mut still = Vec::new();
             for (record, limit) in pending {
                 match history.append(&record, limit) {
