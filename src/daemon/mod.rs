@@ -178,7 +178,8 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
 }
 
 struct LoopHandle {
-    config: watch::Sender<ServerConfig>,
+    /// Shared, not copied: the loop holds only a pointer to it across its sleep.
+    config: watch::Sender<Arc<ServerConfig>>,
     cancel: CancellationToken,
 }
 
@@ -282,12 +283,16 @@ impl Supervisor {
     fn spawn_loop(&mut self, server: ServerConfig, startup: Startup) {
         let name = server.name.clone();
         self.ctx.status.loop_started(&server);
-        let (tx, rx) = watch::channel(server);
         let cancel = self.stop.child_token();
         let span = info_span!("server", server = %name);
+        // Handed to a run task now, so the loop's future (one per server, alive as long
+        // as the daemon) need not carry it.
+        if !startup.is_empty() {
+            server_loop::startup_work(&self.ctx, server.clone(), startup, &span);
+        }
+        let (tx, rx) = watch::channel(Arc::new(server));
         tokio::spawn(
-            server_loop::server_loop(self.ctx.clone(), rx, cancel.clone(), startup)
-                .instrument(span),
+            server_loop::server_loop(self.ctx.clone(), rx, cancel.clone()).instrument(span),
         );
         self.loops.insert(name, LoopHandle { config: tx, cancel });
     }
@@ -378,7 +383,7 @@ impl Supervisor {
             if let Some(h) = self.loops.get(*name)
                 && !h.config.borrow().same_settings(server)
             {
-                let _ = h.config.send((*server).clone());
+                let _ = h.config.send(Arc::new((*server).clone()));
                 summary.changed += 1;
             }
         }

@@ -43,16 +43,11 @@ impl Startup {
 /// Sleep until due, dispatch, repeat; until `stop` is cancelled.
 pub async fn server_loop(
     ctx: Arc<Ctx>,
-    mut config: watch::Receiver<ServerConfig>,
+    mut config: watch::Receiver<Arc<ServerConfig>>,
     stop: CancellationToken,
-    startup: Startup,
 ) {
     let name = config.borrow().name.clone();
     let span = Span::current();
-    if !startup.is_empty() {
-        let cfg = config.borrow().clone();
-        startup_work(&ctx, cfg, startup, &span);
-    }
     // The last due instant handled: the next one is strictly later, whatever the clock does.
     let mut handled: Option<DateTime<Utc>> = None;
     let mut prepared = false;
@@ -80,7 +75,13 @@ pub async fn server_loop(
             }
         }
         handled = Some(due);
-        dispatch(&ctx, cfg, Trigger::Schedule, Some(due), &span);
+        dispatch(
+            &ctx,
+            ServerConfig::clone(&cfg),
+            Trigger::Schedule,
+            Some(due),
+            &span,
+        );
     }
 }
 
@@ -163,8 +164,9 @@ pub fn dispatch(
     );
 }
 
-/// A resumed run and/or a catch-up run, one after the other, as one run task.
-fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span: &Span) {
+/// A resumed run and/or a catch-up run, one after the other, as one run task (spawned
+/// before the server's loop starts).
+pub fn startup_work(ctx: &Arc<Ctx>, cfg: ServerConfig, startup: Startup, server_span: &Span) {
     let now = Utc::now();
     let first_id = startup
         .resume

@@ -96,9 +96,11 @@ impl RunObserver for NoEvents {}
 
 /// How many of a runner's marker, history and archive writes (the archive's rename,
 /// folder sync and pruning) run at once, each on a thread of the blocking pool. Each
-/// still fsyncs (a record is durable before it counts); more threads only cost memory,
-/// since the file system commits their fsyncs together anyway.
-pub const DISK_WRITERS: usize = 8;
+/// still fsyncs (a record is durable before it counts). Two, not more: the writes of a
+/// fleet land in the same few directories, and more writers only wait for each other on
+/// the directory's lock, spinning on the CPU the start phase needs (8 writers: fleet
+/// p99 580–613 ms; 2: 415–459 ms; 1: 435–456 ms, in paired runs of the fleet benchmark).
+pub const DISK_WRITERS: usize = 2;
 
 /// Runs and records on one state directory. Cheap to clone.
 #[derive(Clone, Debug)]
