@@ -7,7 +7,7 @@ use jellyfin_export_scheduler::commands::{
     CommandError, Verdict, archive, check, demo, healthcheck, history, reload, run, simulate,
     trigger,
 };
-use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
+use jellyfin_export_scheduler::config::{Backend, Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -192,7 +192,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             check::check(&config, after, next, format, std::io::stdout().lock())
         }
         Command::Run { log_format } => {
-            let config = warned(Config::load(path)?);
+            let config = files_backend(warned(Config::load(path)?))?;
             let format = log_format.unwrap_or(config.daemon.log_format);
             logging::init(format, &config.daemon.log_level);
             block_on(run::run(path, config, format))
@@ -223,7 +223,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             ))
         }
         Command::Trigger { server, no_wait } => {
-            let config = warned(Config::load(path)?);
+            let config = files_backend(warned(Config::load(path)?))?;
             // Progress is the output here; logs (stderr) only say what goes wrong unless asked.
             logging::init(LogFormat::Text, "warn");
             let stdout = std::io::stdout();
@@ -236,13 +236,13 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             format,
         } => {
             // Local state only: the secrets may well be unreadable here (outside the service).
-            let config = warned(Config::load_without_secrets(path)?);
+            let config = files_backend(warned(Config::load_without_secrets(path)?))?;
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             history::history(&config, server.as_deref(), limit, format, out, err)
         }
         Command::Archive(command) => {
             // Local files only: the secrets may well be unreadable here.
-            let config = warned(Config::load_without_secrets(path)?);
+            let config = files_backend(warned(Config::load_without_secrets(path)?))?;
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             match command {
                 ArchiveCommand::List { server, format } => {
@@ -270,6 +270,17 @@ fn warned(config: Config) -> Config {
         eprintln!("warning: {w}");
     }
     config
+}
+
+/// The config of a command that claims or reads runs, refused when it asks for a backend
+/// this version does not have (rather than quietly using the state directory).
+fn files_backend(config: Config) -> Result<Config, CommandError> {
+    match config.daemon.backend {
+        Backend::Files => Ok(config),
+        Backend::Postgres(_) => Err(CommandError::BackendNotBuilt {
+            config: config.path,
+        }),
+    }
 }
 
 /// `work` on a multi-threaded runtime.

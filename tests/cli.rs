@@ -441,3 +441,43 @@ async fn a_trigger_whose_left_over_run_cannot_be_recorded_starts_no_new_run() {
     assert_eq!(ids[0], left_over, "the left-over run is recorded first");
     assert!(marker_json(&env.state, "slow").is_none());
 }
+
+/// `backend = "postgres"` is read and checked, but this version has no PostgreSQL backend
+/// yet: the commands that claim or read runs refuse it (exit 2, saying so) instead of
+/// quietly using the state directory, and never show the database URL.
+#[test]
+fn commands_refuse_the_postgres_backend_this_version_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let config_text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nbackend = \"postgres\"\ndatabase_url_env = \"DB_URL\"\n\n[[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:9\"\napi_key = \"{KEY}\"\nschedule = \"@daily\"\ntimezone = \"UTC\"\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, config_text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let url = "postgresql://sched:PGSECRET-77@127.0.0.1:9/sched";
+    for args in [
+        vec!["run", "--config", cfg],
+        vec!["trigger", "a", "--config", cfg],
+        vec!["history", "--config", cfg],
+        vec!["archive", "list", "--config", cfg],
+    ] {
+        let o = run(command(&args).env("DB_URL", url));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", describe(&o));
+        let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(
+            all.contains("[daemon] backend = \"postgres\" is not available in this version yet"),
+            "{args:?}: {}",
+            describe(&o)
+        );
+        assert!(!all.contains("PGSECRET"), "{args:?}: the URL is shown");
+    }
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing was written to a state directory"
+    );
+    // `check` validates the keys (the URL included) and passes.
+    let o = run(command(["check", "--config", cfg]).env("DB_URL", url));
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(!format!("{}{}", text(&o.stdout), text(&o.stderr)).contains("PGSECRET"));
+}

@@ -111,6 +111,15 @@ pub enum CommandError {
     /// what it holds).
     #[error("error: {0}")]
     Identity(String),
+    /// `backend = "postgres"`: the config reads and checks its keys, but this version has
+    /// no PostgreSQL backend yet, and falling back to files would silently give up what
+    /// the user asked for (several instances, one leader).
+    #[error(
+        "error: {}: [daemon] backend = \"postgres\" is not available in this version yet \
+         (docs/high-availability.md says what it will do); use backend = \"files\", the default",
+        config.display()
+    )]
+    BackendNotBuilt { config: PathBuf },
     /// The command's output could not be written (a closed pipe: `check | head`). Not
     /// worth a message: whoever closed the pipe is not reading.
     #[error("cannot write the output: {0}")]
@@ -124,7 +133,8 @@ impl CommandError {
             CommandError::Config(_)
             | CommandError::Check(_)
             | CommandError::UnknownServer { .. }
-            | CommandError::Identity(_) => exit::USAGE,
+            | CommandError::Identity(_)
+            | CommandError::BackendNotBuilt { .. } => exit::USAGE,
             // A scenario file that does not load is bad usage; a port taken is not.
             CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
             CommandError::Simulate(_) => exit::USAGE,

@@ -350,6 +350,11 @@ impl Supervisor {
         if old.api_token != new.api_token {
             summary.needs_restart.push("api_token_file");
         }
+        // Where runs are claimed and recorded: switching it under running work would split
+        // a run's life between two stores.
+        if old.backend != new.backend {
+            summary.needs_restart.push("backend");
+        }
         // The grace applies to the next shutdown: nothing to restart for it.
         self.daemon.shutdown_grace = new.shutdown_grace;
 
