@@ -9,6 +9,7 @@
 pub mod bin;
 pub mod config;
 pub mod daemon;
+pub mod pg;
 pub mod records;
 pub mod sim;
 pub mod time;

@@ -1,0 +1,195 @@
+//! Run claims: one row per (server, due instant) or (server, `manual:<run_id>`), inserted
+//! before the start request in a statement that checks the claimant's lease, then moved
+//! `claimed → posting → started → done` by writes fenced by the claim's epoch: after a
+//! takeover has adopted the claim (a newer epoch), the old owner's writes change 0 rows.
+//! The history record is written in the same statement that marks the claim done, so a
+//! run has one record, written by its current owner.
+
+use super::PgError;
+use super::lease::LEASE_NAME;
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+/// What [`claim`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// The row is ours: go on and start the run.
+    Won,
+    /// The key was claimed already (by anyone, ever), or another run is active on the
+    /// server: start nothing.
+    Taken,
+    /// Our lease is not valid in the database (expired, or another holder): start nothing.
+    NotLeader,
+}
+
+/// Where a claim stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Inserted; the start request was not sent.
+    Claimed,
+    /// The start request may have been sent.
+    Posting,
+    /// Jellyfin accepted the start; the snapshot says how to re-attach.
+    Started,
+    Done,
+}
+
+impl ClaimState {
+    fn parse(s: &str) -> Option<ClaimState> {
+        Some(match s {
+            "claimed" => ClaimState::Claimed,
+            "posting" => ClaimState::Posting,
+            "started" => ClaimState::Started,
+            "done" => ClaimState::Done,
+            _ => return None,
+        })
+    }
+}
+
+/// A claim a takeover adopted: go on from where it stood.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adopted {
+    pub server: String,
+    pub claim_key: String,
+    pub run_id: String,
+    pub state: ClaimState,
+    /// What re-attaching needs (the in-flight marker), for `Started` claims.
+    pub snapshot: Option<serde_json::Value>,
+}
+
+/// Inserts the claim of `(server, claim_key)` for `run_id` under our lease `(holder,
+/// epoch)`, in one statement that checks the lease is still valid and holds it (`FOR
+/// SHARE`) so no takeover can slip between the check and the insert.
+pub async fn claim(
+    client: &Client,
+    holder: &str,
+    epoch: i64,
+    server: &str,
+    claim_key: &str,
+    run_id: &str,
+) -> Result<Claimed, PgError> {
+    let row = client
+        .query_one(
+            "WITH lease AS (
+                 SELECT epoch FROM scheduler_lease
+                  WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
+                    FOR SHARE
+             ), inserted AS (
+                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
+                 SELECT $4, $5, $6, epoch, $2, 'claimed' FROM lease
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM lease), EXISTS (SELECT 1 FROM inserted)",
+            &[&LEASE_NAME, &holder, &epoch, &server, &claim_key, &run_id],
+        )
+        .await?;
+    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+        (false, _) => Claimed::NotLeader,
+        (true, true) => Claimed::Won,
+        (true, false) => Claimed::Taken,
+    })
+}
+
+/// `claimed → posting`, just before the start request. `false`: the claim is no longer
+/// ours (adopted by a newer epoch): send nothing.
+pub async fn posting(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            "UPDATE run_claims SET state = 'posting', updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND state = 'claimed'",
+            &[&run_id, &epoch],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// `→ started` with the snapshot re-attaching needs, once Jellyfin accepted the start.
+/// `false`: the claim is no longer ours.
+pub async fn started(
+    client: &Client,
+    run_id: &str,
+    epoch: i64,
+    snapshot: &serde_json::Value,
+) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            "UPDATE run_claims SET state = 'started', snapshot = $3, updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND state IN ('claimed', 'posting', 'started')",
+            &[&run_id, &epoch, snapshot],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// `→ done` and the run's record, in one statement: the record is written if and only
+/// if the claim was ours and not done yet. `false`: nothing was written (another instance
+/// owns the run now and records it, or it is recorded already).
+pub async fn finish(
+    client: &Client,
+    run_id: &str,
+    epoch: i64,
+    started_at: Option<DateTime<Utc>>,
+    record: &serde_json::Value,
+) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            "WITH done AS (
+                 UPDATE run_claims SET state = 'done', updated_at = now()
+                  WHERE run_id = $1 AND epoch = $2 AND state <> 'done'
+              RETURNING run_id, server
+             )
+             INSERT INTO run_history (run_id, server, started_at, record)
+             SELECT run_id, server, $3, $4 FROM done",
+            &[&run_id, &epoch, &started_at, record],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// A takeover: every open claim (not done) of an older epoch becomes ours, under our
+/// lease, checked in the same statement. Returns them, to go on from where each stood.
+pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adopted>, PgError> {
+    let rows = client
+        .query(
+            "WITH lease AS (
+                 SELECT epoch FROM scheduler_lease
+                  WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
+                    FOR SHARE
+             )
+             UPDATE run_claims c SET epoch = lease.epoch, holder = $2, updated_at = now()
+               FROM lease
+              WHERE c.state <> 'done' AND c.epoch < lease.epoch
+          RETURNING c.server, c.claim_key, c.run_id, c.state, c.snapshot",
+            &[&LEASE_NAME, &holder, &epoch],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Adopted {
+            server: r.get(0),
+            claim_key: r.get(1),
+            run_id: r.get(2),
+            // The CHECK constraint allows no other value; were there one, re-attaching
+            // (never starting) is the safe reading.
+            state: ClaimState::parse(r.get(3)).unwrap_or(ClaimState::Posting),
+            snapshot: r.get(4),
+        })
+        .collect())
+}
+
+/// The newest `limit` records of `server`, newest first, as history JSON Lines hold them.
+pub async fn history(
+    client: &Client,
+    server: &str,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>, PgError> {
+    let rows = client
+        .query(
+            "SELECT record FROM run_history WHERE server = $1
+              ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT $2",
+            &[&server, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -1,0 +1,52 @@
+//! The PostgreSQL backend's parts (issue #18; docs/high-availability.md is the design):
+//! connecting ([`connect`]), the versioned schema applied at start ([`migrate`]), the
+//! leader's lease with its epoch and trust deadline ([`lease`]), and the run claims with
+//! their fenced writes and the history written with the claim's end ([`claims`]).
+//!
+//! Not wired into the daemon yet: the run's composer and the readers still use the files
+//! backend, and the commands refuse `backend = "postgres"`.
+
+pub mod claims;
+pub mod lease;
+pub mod migrate;
+
+use crate::secret::Secret;
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls};
+
+/// What went wrong talking to PostgreSQL. The URL is never part of it.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL did not answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error(
+        "the database's schema is version {found}, newer than this version of the program knows ({known}); \
+         upgrade this instance to the version the others run"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+}
+
+/// The `application_name` the sessions carry, so a DBA sees who is connected.
+const APPLICATION_NAME: &str = "jellyfin-export-scheduler";
+
+/// A connection to the database at `url` (checked by the config loader), its I/O driven
+/// by a task of its own. `timeout` bounds the connect; keepalives notice a dead peer.
+pub async fn connect(url: &Secret, timeout: Duration) -> Result<Client, PgError> {
+    let mut config: tokio_postgres::Config = url.expose().parse()?;
+    config
+        .application_name(APPLICATION_NAME)
+        .connect_timeout(timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5));
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| PgError::Timeout(timeout))??;
+    tokio::spawn(async move {
+        // The connection ends when the client is dropped or the server goes away; each
+        // statement on the client then fails and says why.
+        let _ = connection.await;
+    });
+    Ok(client)
+}

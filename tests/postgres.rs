@@ -1,0 +1,256 @@
+//! The PostgreSQL backend's parts against a real server (a private cluster per test, see
+//! `common::pg`): migrations applied once however many instances start together, the
+//! lease with its epoch and trust deadline, and claims whose writes are fenced by it.
+//! These are library-level; the failover scenarios that drive the binaries come with the
+//! backend's wiring (docs/high-availability.md).
+
+use jellyfin_export_scheduler::postgres::claims::{self, Adopted, ClaimState, Claimed};
+use jellyfin_export_scheduler::postgres::lease::{self, Lease};
+use jellyfin_export_scheduler::postgres::{PgError, connect, migrate};
+use jellyfin_export_scheduler::secret::Secret;
+use serde_json::json;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+mod common;
+
+use common::pg::Cluster;
+
+const CONNECT: Duration = Duration::from_secs(5);
+
+async fn client(cluster: &Cluster) -> Client {
+    connect(&Secret::new(cluster.url()), CONNECT)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect: {e}\nserver log:\n{}", cluster.log()))
+}
+
+/// A migrated database and two sessions on it, as two instances would have.
+async fn two_instances(cluster: &Cluster) -> (Client, Client) {
+    let (mut a, b) = (client(cluster).await, client(cluster).await);
+    migrate::migrate(&mut a).await.unwrap();
+    (a, b)
+}
+
+/// `lease.refresh` until it holds, at most `limit`; fails saying what never happened.
+async fn acquire_within(lease: &mut Lease, db: &Client, limit: Duration) -> (i64, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(epoch) = lease.refresh(db).await.unwrap() {
+            return (epoch, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} did not acquire the lease within {limit:?}",
+            lease.holder()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_when_instances_start_together() {
+    let cluster = Cluster::start();
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(client(&cluster).await);
+    }
+    assert_eq!(migrate::version(&sessions[0]).await.unwrap(), 0);
+    let results = futures_util::future::join_all(sessions.iter_mut().map(migrate::migrate)).await;
+    let before: Vec<i32> = results.into_iter().map(|r| r.unwrap()).collect();
+    // Exactly one found an empty database; the others found it migrated.
+    assert_eq!(before.iter().filter(|v| **v == 0).count(), 1, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|v| *v == 0 || *v == migrate::SCHEMA_VERSION)
+    );
+    let mut newer = sessions.pop().unwrap();
+    let db = &sessions[0];
+    assert_eq!(migrate::version(db).await.unwrap(), migrate::SCHEMA_VERSION);
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM scheduler_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows as i32, migrate::SCHEMA_VERSION);
+
+    // A database migrated by a newer program is refused, and left as it is.
+    db.execute("INSERT INTO scheduler_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let err = migrate::migrate(&mut newer).await.unwrap_err();
+    assert!(
+        matches!(err, PgError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(
+            "the database's schema is version 99, newer than this version of the program knows"
+        ),
+        "{err}"
+    );
+    assert_eq!(migrate::version(db).await.unwrap(), 99);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_has_one_holder_and_passes_on_only_when_it_expires() {
+    let cluster = Cluster::start();
+    let (a_db, b_db) = two_instances(&cluster).await;
+    let ttl = Duration::from_secs(2);
+    let (mut a, mut b) = (Lease::new("a", ttl), Lease::new("b", ttl));
+
+    let (epoch_a, _) = acquire_within(&mut a, &a_db, CONNECT).await;
+    assert_eq!(
+        b.refresh(&b_db).await.unwrap(),
+        None,
+        "b must not lead while a does"
+    );
+    assert_eq!(a.refresh(&a_db).await.unwrap(), Some(epoch_a), "a renews");
+    let shown = lease::current(&b_db).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.holder.as_str(), shown.epoch, shown.live),
+        ("a", epoch_a, true)
+    );
+
+    // a stops renewing (paused): b takes over once the lease ran out, with a new epoch.
+    let paused = Instant::now();
+    let (epoch_b, _) = acquire_within(&mut b, &b_db, ttl * 3).await;
+    assert_eq!(epoch_b, epoch_a + 1);
+    assert!(
+        paused.elapsed() >= ttl / 2,
+        "b took over before a's lease could expire"
+    );
+    // a's own deadline passed before b could take over: it trusts nothing any more...
+    assert_eq!(a.trusted_epoch(Instant::now()), None);
+    // ...and its renewal finds the lease gone.
+    assert_eq!(a.refresh(&a_db).await.unwrap(), None);
+    assert_eq!(a.last_epoch(), None);
+
+    // A clean shutdown hands over at once.
+    b.release(&b_db).await.unwrap();
+    let (epoch_a2, waited) = acquire_within(&mut a, &a_db, CONNECT).await;
+    assert_eq!(epoch_a2, epoch_b + 1);
+    assert!(waited < ttl, "a waited {waited:?} after a release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trust_deadline_runs_from_the_attempts_start_on_the_monotonic_clock() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let ttl = Duration::from_secs(10);
+    let mut a = Lease::new("a", ttl);
+    let before = Instant::now();
+    let (epoch, _) = acquire_within(&mut a, &db, CONNECT).await;
+    let after = Instant::now();
+    assert_eq!(a.trusted_epoch(after), Some(epoch));
+    // Trusted up to (attempt start + ttl) at the latest, which is no later than
+    // (after + ttl) and no earlier than (before + ttl).
+    assert_eq!(
+        a.trusted_epoch(before + ttl - Duration::from_millis(1)),
+        Some(epoch)
+    );
+    assert_eq!(a.trusted_epoch(after + ttl), None);
+    assert_eq!(a.interval(), ttl / 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
+    let cluster = Cluster::start();
+    let (a_db, b_db) = two_instances(&cluster).await;
+    let ttl = Duration::from_secs(2);
+    let (mut a, mut b) = (Lease::new("a", ttl), Lease::new("b", ttl));
+    let (ea, _) = acquire_within(&mut a, &a_db, CONNECT).await;
+    let due = "2026-11-30T03:30:00Z";
+
+    // Only the lease holder claims, and only once per (server, due instant).
+    assert_eq!(
+        claims::claim(&b_db, "b", 1, "lr", due, "r-b")
+            .await
+            .unwrap(),
+        Claimed::NotLeader
+    );
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", due, "r1")
+            .await
+            .unwrap(),
+        Claimed::Won
+    );
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", due, "r2")
+            .await
+            .unwrap(),
+        Claimed::Taken
+    );
+    // One active claim per server: a manual run waits for the scheduled one.
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", "manual:r3", "r3")
+            .await
+            .unwrap(),
+        Claimed::Taken
+    );
+    assert!(claims::posting(&a_db, "r1", ea).await.unwrap());
+    let marker = json!({"run_id": "r1", "last_end_before": null});
+    assert!(claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+
+    // a pauses; b takes over and adopts the run in flight, snapshot and all.
+    let (eb, _) = acquire_within(&mut b, &b_db, ttl * 3).await;
+    let adopted = claims::adopt(&b_db, "b", eb).await.unwrap();
+    assert_eq!(
+        adopted,
+        vec![Adopted {
+            server: "lr".into(),
+            claim_key: due.into(),
+            run_id: "r1".into(),
+            state: ClaimState::Started,
+            snapshot: Some(marker.clone()),
+        }]
+    );
+    // The old leader's late writes change nothing; it cannot claim either.
+    assert!(!claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+    let record = json!({"run_id": "r1", "outcome": "completed"});
+    assert!(
+        !claims::finish(&a_db, "r1", ea, None, &record)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", "2026-12-01T03:30:00Z", "r4")
+            .await
+            .unwrap(),
+        Claimed::NotLeader
+    );
+    // The new owner records the run once.
+    assert!(
+        claims::finish(&b_db, "r1", eb, Some(chrono::Utc::now()), &record)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !claims::finish(&b_db, "r1", eb, None, &record)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        claims::history(&a_db, "lr", 10).await.unwrap(),
+        vec![record]
+    );
+    // The due instant stays claimed after the run: never started again.
+    assert_eq!(
+        claims::claim(&b_db, "b", eb, "lr", due, "r5")
+            .await
+            .unwrap(),
+        Claimed::Taken
+    );
+    // The server is free for the next run.
+    assert_eq!(
+        claims::claim(&b_db, "b", eb, "lr", "manual:r6", "r6")
+            .await
+            .unwrap(),
+        Claimed::Won
+    );
+    assert!(
+        claims::adopt(&b_db, "b", eb).await.unwrap().is_empty(),
+        "nothing older to adopt"
+    );
+}
