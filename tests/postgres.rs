@@ -208,9 +208,9 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
     );
     // The old leader's late writes change nothing; it cannot claim either.
     assert!(!claims::started(&a_db, "r1", ea, &marker).await.unwrap());
-    let record = json!({"run_id": "r1", "outcome": "completed"});
+    let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
     assert!(
-        !claims::finish(&a_db, "r1", ea, None, &record)
+        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record)
             .await
             .unwrap()
     );
@@ -222,12 +222,12 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
     );
     // The new owner records the run once.
     assert!(
-        claims::finish(&b_db, "r1", eb, Some(chrono::Utc::now()), &record)
+        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
             .await
             .unwrap()
     );
     assert!(
-        !claims::finish(&b_db, "r1", eb, None, &record)
+        !claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
             .await
             .unwrap()
     );
@@ -253,4 +253,38 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
         claims::adopt(&b_db, "b", eb).await.unwrap().is_empty(),
         "nothing older to adopt"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_a_files_history_twice_adds_nothing_the_second_time() {
+    use jellyfin_export_scheduler::history::History;
+    use jellyfin_export_scheduler::postgres::import::{Imported, import_server};
+    use jellyfin_export_scheduler::state::StateDir;
+    let cluster = Cluster::start();
+    let (mut db, _) = two_instances(&cluster).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history/v1.jsonl");
+    std::fs::create_dir_all(dir.path().join("history")).unwrap();
+    std::fs::copy(&fixture, dir.path().join("history/living-room.jsonl")).unwrap();
+    let read = History::new(&state).read("living-room").unwrap();
+    let n = read.records.len();
+    assert!(n >= 9, "the fixture holds {n} records");
+
+    let first = import_server(&mut db, "living-room", &read.records)
+        .await
+        .unwrap();
+    assert_eq!(first, Imported { read: n, added: n });
+    let again = import_server(&mut db, "living-room", &read.records)
+        .await
+        .unwrap();
+    assert_eq!(again, Imported { read: n, added: 0 });
+
+    // Stored byte for byte as the lines hold them, newest first when read back.
+    let stored = claims::history(&db, "living-room", 1000).await.unwrap();
+    let mut by_time: Vec<&_> = read.records.iter().collect();
+    by_time.sort_by_key(|r| std::cmp::Reverse((r.record.triggered_at, r.record.run_id.clone())));
+    let lines: Vec<String> = by_time.iter().map(|r| r.raw.clone()).collect();
+    assert_eq!(stored, lines);
 }

@@ -122,15 +122,15 @@ pub async fn started(
     Ok(n == 1)
 }
 
-/// `→ done` and the run's record, in one statement: the record is written if and only
+/// `→ done` and the run's record (its JSON line), in one statement: the record is written if and only
 /// if the claim was ours and not done yet. `false`: nothing was written (another instance
 /// owns the run now and records it, or it is recorded already).
 pub async fn finish(
     client: &Client,
     run_id: &str,
     epoch: i64,
-    started_at: Option<DateTime<Utc>>,
-    record: &serde_json::Value,
+    triggered_at: DateTime<Utc>,
+    record: &str,
 ) -> Result<bool, PgError> {
     let n = client
         .execute(
@@ -139,9 +139,9 @@ pub async fn finish(
                   WHERE run_id = $1 AND epoch = $2 AND state <> 'done'
               RETURNING run_id, server
              )
-             INSERT INTO run_history (run_id, server, started_at, record)
-             SELECT run_id, server, $3, $4 FROM done",
-            &[&run_id, &epoch, &started_at, record],
+             INSERT INTO run_history (run_id, server, triggered_at, record)
+             SELECT run_id, server, $3, $4::text::json FROM done",
+            &[&run_id, &epoch, &triggered_at, &record],
         )
         .await?;
     Ok(n == 1)
@@ -178,16 +178,13 @@ pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adop
         .collect())
 }
 
-/// The newest `limit` records of `server`, newest first, as history JSON Lines hold them.
-pub async fn history(
-    client: &Client,
-    server: &str,
-    limit: i64,
-) -> Result<Vec<serde_json::Value>, PgError> {
+/// The newest `limit` records of `server`, newest first, each the line history JSON Lines
+/// would hold, byte for byte.
+pub async fn history(client: &Client, server: &str, limit: i64) -> Result<Vec<String>, PgError> {
     let rows = client
         .query(
-            "SELECT record FROM run_history WHERE server = $1
-              ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT $2",
+            "SELECT record::text FROM run_history WHERE server = $1
+              ORDER BY triggered_at DESC, run_id DESC LIMIT $2",
             &[&server, &limit],
         )
         .await?;

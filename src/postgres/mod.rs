@@ -1,12 +1,14 @@
 //! The PostgreSQL backend's parts (issue #18; docs/high-availability.md is the design):
 //! connecting ([`connect`]), the versioned schema applied at start ([`migrate`]), the
 //! leader's lease with its epoch and trust deadline ([`lease`]), and the run claims with
-//! their fenced writes and the history written with the claim's end ([`claims`]).
+//! their fenced writes and the history written with the claim's end ([`claims`]), and
+//! `history import`'s idempotent copy of JSON Lines history ([`import`]).
 //!
 //! Not wired into the daemon yet: the run's composer and the readers still use the files
 //! backend, and the commands refuse `backend = "postgres"`.
 
 pub mod claims;
+pub mod import;
 pub mod lease;
 pub mod migrate;
 

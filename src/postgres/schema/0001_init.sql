@@ -29,12 +29,15 @@ CREATE TABLE run_claims (
 CREATE UNIQUE INDEX run_claims_one_active ON run_claims (server)
     WHERE state IN ('claimed', 'posting', 'started');
 
--- The records, as history JSON Lines hold them; written in the transaction that marks
--- the claim done. Imported records (`history import`) have no claim.
+-- The records, as history JSON Lines hold them; written in the statement that marks the
+-- claim done. Imported records (`history import`) have no claim. `json`, not `jsonb`: it
+-- keeps the text as written, so `history --format json` prints what files would.
+-- Ordered by when the run was asked for (every record has it; a run that never started has
+-- no start time).
 CREATE TABLE run_history (
-    run_id      text PRIMARY KEY,
-    server      text NOT NULL,
-    started_at  timestamptz,
-    record      jsonb NOT NULL
+    run_id        text PRIMARY KEY,
+    server        text NOT NULL,
+    triggered_at  timestamptz NOT NULL,
+    record        json NOT NULL
 );
-CREATE INDEX run_history_by_server ON run_history (server, started_at DESC);
+CREATE INDEX run_history_by_server ON run_history (server, triggered_at DESC);
