@@ -288,3 +288,112 @@ async fn importing_a_files_history_twice_adds_nothing_the_second_time() {
     let lines: Vec<String> = by_time.iter().map(|r| r.raw.clone()).collect();
     assert_eq!(stored, lines);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_writes_change_nothing()
+ {
+    use common::proxy::Proxy;
+    let cluster = Cluster::start();
+    let (_, b_db) = two_instances(&cluster).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], cluster.port).into()).await;
+    let through_proxy = cluster.url().replace(
+        &format!(":{}/", cluster.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let a_db = connect(&Secret::new(through_proxy), CONNECT).await.unwrap();
+    let ttl = Duration::from_secs(2);
+    let (mut a, mut b) = (Lease::new("a", ttl), Lease::new("b", ttl));
+    let (ea, _) = acquire_within(&mut a, &a_db, CONNECT).await;
+    let due = "2026-11-30T03:30:00Z";
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", due, "r1")
+            .await
+            .unwrap(),
+        Claimed::Won
+    );
+    assert!(claims::posting(&a_db, "r1", ea).await.unwrap());
+    let marker = json!({"run_id": "r1"});
+    assert!(claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+
+    // The network between a and the database goes silent: a's renewal gets no answer,
+    // and the daemon bounds each attempt by the renew interval.
+    proxy.stop_forwarding();
+    let cut = Instant::now();
+    let renew = tokio::time::timeout(a.interval(), a.refresh(&a_db)).await;
+    assert!(
+        renew.is_err(),
+        "a renewal through a silent network must not answer"
+    );
+    // a trusts its lease until its deadline at the latest: one lease after the start of
+    // its last successful renewal, which was before the cut.
+    let deadline = cut + ttl;
+    assert_eq!(
+        a.trusted_epoch(deadline),
+        None,
+        "a still trusts its lease past its deadline"
+    );
+
+    // b takes over once the lease ran out in the database, and adopts the run in flight.
+    let (eb, _) = acquire_within(&mut b, &b_db, ttl * 3).await;
+    // b acquired before this instant, and a stopped trusting before b could acquire.
+    let b_leads = Instant::now();
+    assert!(eb > ea);
+    assert_eq!(
+        a.trusted_epoch(b_leads),
+        None,
+        "a and b both trusted a lease at once"
+    );
+    let adopted = claims::adopt(&b_db, "b", eb).await.unwrap();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].state, ClaimState::Started);
+
+    // The network comes back: the held renewal reaches the database late and changes
+    // nothing; so do a's other late writes. a learns it lost the lease.
+    proxy.resume();
+    let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
+    assert!(
+        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "lr", "2026-12-01T03:30:00Z", "r2")
+            .await
+            .unwrap(),
+        Claimed::NotLeader
+    );
+    assert_eq!(a.refresh(&a_db).await.unwrap(), None);
+    let shown = lease::current(&b_db).await.unwrap().unwrap();
+    assert_eq!((shown.holder.as_str(), shown.epoch), ("b", eb));
+    assert!(
+        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        claims::history(&b_db, "lr", 10).await.unwrap(),
+        vec![record]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_shorter_than_the_lease_keeps_the_leader_and_its_epoch() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let ttl = Duration::from_secs(10);
+    let mut a = Lease::new("a", ttl);
+    let (epoch, _) = acquire_within(&mut a, &db, CONNECT).await;
+    cluster.restart_immediate();
+    // The old session is gone: the attempt fails and changes nothing.
+    let err = a.refresh(&db).await.unwrap_err();
+    assert!(matches!(err, PgError::Database(_)), "{err}");
+    assert_eq!(a.last_epoch(), Some(epoch));
+    // Reconnected, the leader renews the same lease: no change of holder, no new epoch.
+    let db = client(&cluster).await;
+    assert_eq!(a.refresh(&db).await.unwrap(), Some(epoch));
+    let shown = lease::current(&db).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.holder.as_str(), shown.epoch, shown.live),
+        ("a", epoch, true)
+    );
+}

@@ -10,6 +10,7 @@ pub mod bin;
 pub mod config;
 pub mod daemon;
 pub mod pg;
+pub mod proxy;
 pub mod records;
 pub mod sim;
 pub mod time;
