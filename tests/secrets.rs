@@ -2,10 +2,10 @@
 //!
 //! One scenario hits every outcome through the real binary: the daemon with JSON logs at
 //! trace level, `trigger` with text logs at trace level, `check` (with and without
-//! secrets), `history` (text and JSON), `reload`, `healthcheck`, config errors, the HTTP
-//! endpoints (with, without and with a wrong API token), and every file in the state
-//! directory (the reload status file included). All of it is gathered and searched for
-//! every key (and a wrong key that a server refuses) and the endpoint's token.
+//! secrets), `doctor` (text and JSON), `history` (text and JSON), `reload`, `healthcheck`,
+//! config errors, the HTTP endpoints (with, without and with a wrong API token), and every
+//! file in the state directory (the reload status file included). All of it is gathered and
+//! searched for every key (and a wrong key that a server refuses) and the endpoint's token.
 
 use jellyfin_export_scheduler::sim::{CancelMode, Mode, RunOutcome, SimServerConfig, TaskState};
 use std::path::{Path, PathBuf};
@@ -294,6 +294,8 @@ async fn no_key_appears_in_anything_the_program_emits() {
         vec!["check", "--config", cfg],
         vec!["check", "--config", cfg, "--format", "json"],
         vec!["check", "--no-secrets", "--config", cfg],
+        vec!["doctor", "--config", cfg],
+        vec!["doctor", "--config", cfg, "--format", "json"],
         vec!["history", "--config", cfg, "--limit", "0"],
         vec![
             "history", "--config", cfg, "--limit", "0", "--format", "json",

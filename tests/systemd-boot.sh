@@ -8,9 +8,11 @@
 #     limit to the hard one (the unit's seccomp filter allows it) and `healthcheck` says so;
 #   - a scheduled run is recorded `completed` in the state directory, in a file owned by the
 #     service's dynamic user, mode 0600;
+#   - `doctor` (README step 3) passes against the simulator, read-only;
 #   - `systemctl reload` after a valid edit succeeds and the change shows in the status
 #     line; after an invalid edit it fails, with the problem in the journal, and the daemon
-#     runs on (same pid, old config);
+#     runs on (same pid, old config); a saved edit applies by itself (watch_config), with
+#     no reload command;
 #   - `history` as root prints the run;
 #   - `systemctl restart` during a run leaves exactly one record of that run;
 #   - with `log_format = "json"`, every line the service writes to the journal parses;
@@ -239,6 +241,15 @@ fi
 grep -q '1 secret cannot be read here (servers\[0\].api_key_file)' <<<"$out" ||
   fail "check without the credentials does not name the key it cannot read: $out"
 readme_run "sudo jellyfin-export-scheduler check --no-secrets --config /etc/jellyfin-export-scheduler/config.toml"
+doctor_cmd="sudo CREDENTIALS_DIRECTORY=/etc/jellyfin-export-scheduler/keys jellyfin-export-scheduler doctor --config /etc/jellyfin-export-scheduler/config.toml"
+readme_says "$doctor_cmd"
+echo "  \$ $doctor_cmd"
+out=$(podman exec -w /src "$ctr" sh -c "$doctor_cmd" 2>&1) || { echo "$out" >&2; fail "the README's doctor found a failure (above)."; }
+for want in "✓ address" "✓ key" "✓ plugin" "✓ task" "✓ mode" "✓ last_export" "✓ state_dir"; do
+  grep -q -- "$want" <<<"$out" || { echo "$out" >&2; fail "doctor's report has no \"$want\" line (above)."; }
+done
+grep -q "1 server checked: .* 0 failed" <<<"$out" || { echo "$out" >&2; fail "doctor's summary is not \"1 server checked: … 0 failed\"."; }
+echo "doctor: $(tail -1 <<<"$out")"
 
 step "README step 4: start"
 readme_run "sudo systemctl daemon-reload"
@@ -290,7 +301,10 @@ timezone = "UTC"'
 readme_run "sudo systemctl reload jellyfin-export-scheduler"
 two_servers() { [[ $(prop StatusText) == "2 servers"* ]]; }
 wait_until 10 two_servers || fail "after the reload the status line is \"$(prop StatusText)\", not \"2 servers…\"."
-journal_has 'applied by the daemon.*1 added' || fail "the journal does not say the reload was applied."
+# The watcher may have applied the saved file before the reload command's SIGHUP: either
+# way the daemon logged the change, and the command says the file was applied.
+journal_has 'applied by the daemon' || fail "the journal does not say the reload was applied."
+journal_has 'reloaded: 1 added, 0 removed, 0 changed' || fail "the journal does not hold the reload's summary."
 echo "status line: $(prop StatusText)"
 
 step "README day two: reload after an invalid edit fails, the daemon runs on"
@@ -307,7 +321,16 @@ journal_has 'servers\[1\].schedule: invalid cron expression' || fail "the journa
   fail "the daemon did not keep running (state $(prop ActiveState), pid $(prop MainPID), was $main_pid)."
 [[ $(prop StatusText) == "2 servers"* ]] || fail "the status line changed to \"$(prop StatusText)\" (was \"$before\")."
 echo "reload failed as it should; still active, pid $main_pid, \"$(prop StatusText)\""
+
+step "README day two: a saved edit applies by itself (watch_config)"
+readme_says "The daemon applies the saved file by itself"
 write_config text ""
+one_server() { [[ $(prop StatusText) == "1 server,"* ]]; }
+wait_until 20 one_server || fail "20 s after a saved edit without a reload command the status line is \"$(prop StatusText)\", not \"1 server,…\"."
+journal_has 'config file changed: reloading' || fail "the journal does not say the watcher reloaded the file."
+journal_has 'reloaded: 0 added, 1 removed, 0 changed' || fail "the journal does not hold the watcher's reload summary."
+[[ $(prop MainPID) == "$main_pid" ]] || fail "the daemon restarted (pid $(prop MainPID), was $main_pid)."
+echo "applied by the watcher: \"$(prop StatusText)\""
 readme_run "sudo systemctl reload jellyfin-export-scheduler"
 
 # ---- 6. restart during a run ---------------------------------------------------------------
@@ -370,4 +393,4 @@ result=$(prop Result) code=$(prop ExecMainStatus)
 [[ $result == success && $code == 0 ]] || fail "stop ended with Result=$result, exit status $code."
 echo "stopped: Result=$result, exit status $code"
 
-echo "PASS: $(in_ctr /lib/systemd/systemd --version | head -1) in Debian $suite: install, run, reload, history, restart, JSON logs, stop (steps $((SECONDS - boot_steps_at)) s, all $((SECONDS - started_at)) s)"
+echo "PASS: $(in_ctr /lib/systemd/systemd --version | head -1) in Debian $suite: install, doctor, run, reload, watched edit, history, restart, JSON logs, stop (steps $((SECONDS - boot_steps_at)) s, all $((SECONDS - started_at)) s)"

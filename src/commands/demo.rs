@@ -5,19 +5,25 @@
 //! refused), writes a real config file and state directory into a folder, runs the real
 //! daemon on schedules every 15 seconds for a minute (or until Ctrl-C), then prints the
 //! history. The folder stays, so `history --config <folder>/config.toml` works afterwards.
+//! The status page is served on a free loopback port while the demo runs; its URL is
+//! printed at the start and with the summary.
 
 use super::history::format_table;
 use super::{CommandError, Verdict};
 use crate::config::{Config, ConfigError};
 use crate::daemon;
+use crate::endpoint;
 use crate::history::History;
 use crate::record::RunRecord;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::sim::{Mode, RunOutcome, SimServerConfig, Simulator};
 use crate::state::{StateDir, StateError, write_private_file};
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 const DEMO_KEY: &str = "demo-key-0123456789abcdef01234567";
@@ -43,10 +49,10 @@ fn fleet() -> Vec<SimServerConfig> {
     ]
 }
 
-fn config_text(sim: &Simulator, state: &Path) -> String {
+fn config_text(sim: &Simulator, state: &Path, listen: SocketAddr) -> String {
     let mut t = format!(
         "# Written by `jellyfin-export-scheduler demo`: four simulated servers, exports every 15 s.\n\
-         [daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n\n\
+         [daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\nlisten = \"{listen}\"\n\n\
          [defaults]\nschedule = \"*/15 * * * * *\"\ntimezone = \"UTC\"\npoll_interval = \"1s\"\nstart_grace = \"10s\"\nretries = 1\nretry_backoff = \"1s\"\n",
         state.display()
     );
@@ -79,6 +85,8 @@ pub enum DemoError {
     Folder { dir: PathBuf, source: io::Error },
     #[error("cannot start the simulated Jellyfin: {0}")]
     Simulator(io::Error),
+    #[error("{0}")]
+    StatusPage(endpoint::BindError),
     #[error("cannot write {}: {source}", path.display())]
     WriteConfig { path: PathBuf, source: io::Error },
     #[error("the demo config is invalid (a bug):\n{0}")]
@@ -104,17 +112,32 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
     let sim = Simulator::start(([127, 0, 0, 1], 0).into(), fleet())
         .await
         .map_err(DemoError::Simulator)?;
-    write_private_file(&config_path, config_text(&sim, &state_dir).as_bytes()).map_err(
-        |source| DemoError::WriteConfig {
-            path: config_path.clone(),
+    // A free loopback port, written into the config so that `healthcheck --config` finds
+    // it while the demo runs.
+    let listener = endpoint::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(DemoError::StatusPage)?;
+    let listen = listener.local_addr().map_err(|source| {
+        DemoError::StatusPage(endpoint::BindError {
+            addr: ([127, 0, 0, 1], 0).into(),
             source,
-        },
-    )?;
+        })
+    })?;
+    let page = format!("http://{listen}/");
+    write_private_file(
+        &config_path,
+        config_text(&sim, &state_dir, listen).as_bytes(),
+    )
+    .map_err(|source| DemoError::WriteConfig {
+        path: config_path.clone(),
+        source,
+    })?;
     let config = Config::load(&config_path).map_err(DemoError::Config)?;
     let state = StateDir::open(&state_dir).map_err(DemoError::State)?;
     let mut signals = SignalEvents::register().ok();
     println!(
         "Demo: a simulated Jellyfin fleet on {} and the real daemon, exports every 15 s, for {}.\n\
+         Status page: {page}\n\
          Config: {}\nState:  {}\n\
          living-room exports fine; basement's export log has an ERROR line; attic is too slow \
          and times out; garage is in Import mode and is refused.\n\
@@ -125,6 +148,19 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
         state_dir.display()
     );
     let handle = daemon::start(config.clone(), state.clone()).await;
+    let history = Arc::new(History::new(&state));
+    let page_stop = CancellationToken::new();
+    tokio::spawn(endpoint::serve(
+        listener,
+        endpoint::Sources {
+            status: handle.status.clone(),
+            heartbeat_limit: daemon::heartbeat_limit(),
+            history: history.clone(),
+        },
+        // On loopback, for the person running the demo: no token.
+        endpoint::Policy::for_process(None),
+        page_stop.clone(),
+    ));
     tokio::select! {
         _ = tokio::time::sleep(duration) => {}
         _ = async {
@@ -136,9 +172,9 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
     }
     handle.shutdown();
     handle.wait().await;
+    page_stop.cancel();
     sim.shutdown().await;
 
-    let history = History::new(&state);
     let mut records: Vec<RunRecord> = config
         .servers
         .iter()
@@ -153,7 +189,8 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
     println!("\nHistory ({} runs), newest first:\n", records.len());
     print!("{}", format_table(&records, |_| chrono_tz::UTC));
     println!(
-        "\nThe same, any time later:\n  jellyfin-export-scheduler history --config {}",
+        "\nThe status page was served at {page} while the demo ran.\n\
+         The history, any time later:\n  jellyfin-export-scheduler history --config {}",
         config_path.display()
     );
     print_archive(&config, &state_dir);

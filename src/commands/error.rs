@@ -6,7 +6,7 @@
 //! is, so the `error: ` or `unhealthy: ` in front is part of each variant's text.
 
 use super::exit;
-use super::{check, demo, healthcheck, reload, run};
+use super::{check, demo, healthcheck, manpage, reload, run};
 use crate::config::ConfigError;
 use crate::history::HistoryError;
 use crate::jellyfin::JellyfinError;
@@ -97,6 +97,8 @@ pub enum CommandError {
     #[error("error: {0}")]
     Demo(#[from] demo::DemoError),
     #[error("error: {0}")]
+    Manpage(#[from] manpage::ManpageError),
+    #[error("error: {0}")]
     Simulate(#[from] SimError),
     /// The daemon could not start; `main` logs it, since the log is set up by then.
     #[error(transparent)]
@@ -149,6 +151,7 @@ impl CommandError {
             | CommandError::LeftOverNotRecorded { .. }
             | CommandError::Unhealthy(_)
             | CommandError::Demo(_)
+            | CommandError::Manpage(_)
             | CommandError::Daemon(_)
             | CommandError::Archive(_)
             | CommandError::Output(_) => exit::FAILED,

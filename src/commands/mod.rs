@@ -9,9 +9,12 @@ pub use error::{CommandError, Verdict};
 
 pub mod archive;
 pub mod check;
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod healthcheck;
 pub mod history;
+pub mod manpage;
 pub mod reload;
 pub mod run;
 pub mod simulate;

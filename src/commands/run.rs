@@ -2,12 +2,13 @@
 //! [`crate::reload`]).
 
 use super::{CommandError, Verdict};
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, WatchMode};
 use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
 use crate::history::History;
 use crate::notifications::NotifyObserver;
-use crate::reload::Reloader;
+use crate::reload::watch::{self, ConfigWatcher};
+use crate::reload::{ReloadCause, Reloader};
 use crate::sd_notify::Notifier;
 use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{InstanceLock, LockError, StateDir, StateError};
@@ -122,6 +123,7 @@ pub async fn run(
         log_format,
         notifier.clone(),
     );
+    let watch_settings = config.daemon.watch;
     let handle = daemon::start_with(
         config,
         state,
@@ -149,24 +151,47 @@ pub async fn run(
     notifier.ready();
     notifier.status(&summary);
 
-    while let Some(event) = signals.next().await {
-        match event {
-            SignalEvent::Reload => reloader.reload(&handle, "SIGHUP").await,
-            SignalEvent::Shutdown => {
-                info!(
-                    "shutting down: no new runs; waiting for runs in progress (a second signal exits at once)"
-                );
-                notifier.stopping();
-                notifier.status("stopping: waiting for runs in progress");
-                handle.shutdown();
-                break;
-            }
-        }
-    }
+    let watcher = ConfigWatcher::start(config_path, watch_settings);
+    until_shutdown(&handle, &mut reloader, &mut signals, watcher).await;
+    notifier.stopping();
+    notifier.status("stopping: waiting for runs in progress");
+    handle.shutdown();
     drain(handle, notifications, &mut signals).await;
     endpoint_stop.cancel();
     info!("stopped");
     Ok(Verdict::Fine)
+}
+
+/// Reload on SIGHUP and when the watcher saw the config change, until SIGTERM/SIGINT.
+async fn until_shutdown(
+    handle: &crate::daemon::DaemonHandle,
+    reloader: &mut Reloader,
+    signals: &mut SignalEvents,
+    mut watcher: Option<ConfigWatcher>,
+) {
+    let path = reloader.path().to_owned();
+    loop {
+        let applied = tokio::select! {
+            event = signals.next() => match event {
+                Some(SignalEvent::Reload) => reloader.reload(handle, ReloadCause::Signal).await,
+                Some(SignalEvent::Shutdown) | None => break,
+            },
+            () = watch::changed(&mut watcher) => {
+                reloader.reload_if_changed(handle, ReloadCause::Watch).await
+            }
+        };
+        // A reload that changed the watch settings takes effect now (a new watcher first
+        // looks by itself, so an edit made meanwhile is not lost).
+        if let Some(settings) = applied
+            && watcher.as_ref().map(ConfigWatcher::settings) != Some(settings)
+            && !(watcher.is_none() && settings.mode == WatchMode::Off)
+        {
+            watcher = ConfigWatcher::start(&path, settings);
+        }
+    }
+    info!(
+        "shutting down: no new runs; waiting for runs in progress (a second signal exits at once)"
+    );
 }
 
 /// Wait for the daemon's drain and the last notifications, unless a second signal asks to

@@ -2,7 +2,7 @@
 
 use super::backend::read_backend;
 use super::env::{Load, LoadEnv, expand_path};
-use super::model::{DaemonConfig, LogFormat};
+use super::model::{DaemonConfig, LogFormat, WatchConfig, WatchMode};
 use super::problem::{Problems, Reported};
 use super::reader::TableReader;
 use super::secret_source::{SecretRead, read_optional_secret_file};
@@ -30,12 +30,21 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "database_url_env",
     "lease_ttl",
     "instance_name",
+    "watch_config",
+    "watch_debounce",
+    "watch_poll_interval",
 ];
 
 /// The endpoint's API token: at least this long, so that guessing it is hopeless...
 const MIN_TOKEN_LEN: usize = 16;
 /// ...and at most this long, as it travels in a request header of at most 8 KiB.
 const MAX_TOKEN_LEN: usize = 1024;
+
+/// `watch_debounce` when the config does not say: longer than an editor's save (a
+/// rename, or a truncate and a write) takes, short enough to feel immediate.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_secs(1);
+/// `watch_poll_interval` when the config does not say: a stat and a read of a small file.
+pub const DEFAULT_WATCH_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The state directory when the config sets no `state_dir`: systemd's `$STATE_DIRECTORY`
 /// (StateDirectory=; the first when several), else [`DEFAULT_STATE_DIR`].
@@ -92,6 +101,7 @@ pub(super) fn read_daemon(
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
     let backend = read_backend(t, load, problems, warnings);
+    let watch = read_watch(t, problems);
     Ok(DaemonConfig {
         state_dir: state_dir?,
         log_format: log_format?.unwrap_or(LogFormat::Text),
@@ -102,6 +112,27 @@ pub(super) fn read_daemon(
         listen: listen?,
         api_token: api_token?,
         backend: backend?,
+        watch: watch?,
+    })
+}
+
+/// `watch_config`, `watch_debounce`, `watch_poll_interval`.
+fn read_watch(t: &TableReader<'_>, problems: &mut Problems) -> Result<WatchConfig, Reported> {
+    let mode = t.choice(
+        "watch_config",
+        &[
+            ("auto", WatchMode::Auto),
+            ("poll", WatchMode::Poll),
+            ("off", WatchMode::Off),
+        ],
+        problems,
+    );
+    let debounce = t.nonzero_duration("watch_debounce", problems);
+    let poll_interval = t.nonzero_duration("watch_poll_interval", problems);
+    Ok(WatchConfig {
+        mode: mode?.unwrap_or(WatchMode::Auto),
+        debounce: debounce?.map_or(DEFAULT_WATCH_DEBOUNCE, |d| d.value),
+        poll_interval: poll_interval?.map_or(DEFAULT_WATCH_POLL_INTERVAL, |d| d.value),
     })
 }
 

@@ -48,11 +48,14 @@ mod server;
 mod settings;
 
 pub use backend::{DEFAULT_LEASE_TTL, check_database_url};
-pub use daemon::{DEFAULT_LISTEN, DEFAULT_STATE_DIR, default_state_dir};
+pub use daemon::{
+    DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL_INTERVAL,
+    default_state_dir,
+};
 pub use env::LoadEnv;
 pub use model::{
     Backend, CatchUp, Config, DaemonConfig, IfRunning, KeySource, LogFormat, NotifyFormat,
-    NotifyOn, NotifyTarget, PostgresBackend, Secrets, ServerConfig,
+    NotifyOn, NotifyTarget, PostgresBackend, Secrets, ServerConfig, WatchConfig, WatchMode,
 };
 pub use problem::Problem;
 pub use reader::MAX_STRING_BYTES;

@@ -59,6 +59,43 @@ pub struct DaemonConfig {
     /// Where runs are claimed and recorded: files in `state_dir` (the default) or
     /// PostgreSQL, shared by several instances.
     pub backend: Backend,
+    /// Whether and how the config file is watched for changes.
+    pub watch: WatchConfig,
+}
+
+/// `watch_config` and its timings: how the running daemon notices an edited config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchConfig {
+    pub mode: WatchMode,
+    /// How long the file must stay unchanged after a change before it is read: a burst
+    /// of writes (an editor's save, a copy) becomes one reload.
+    pub debounce: Duration,
+    /// How often `poll` looks at the file.
+    pub poll_interval: Duration,
+}
+
+/// `watch_config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Change events of the config's folder from the kernel (inotify); `poll` where they
+    /// cannot be had.
+    Auto,
+    /// Look at the file's metadata and content every `watch_poll_interval`: for network
+    /// file systems, whose changes made on another machine raise no event here.
+    Poll,
+    /// Reload only on SIGHUP (`reload`).
+    Off,
+}
+
+impl WatchMode {
+    /// The spelling in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchMode::Auto => "auto",
+            WatchMode::Poll => "poll",
+            WatchMode::Off => "off",
+        }
+    }
 }
 
 /// `[daemon] backend`.

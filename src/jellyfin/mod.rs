@@ -14,7 +14,7 @@ pub mod strip;
 pub mod zip_field;
 
 use crate::secret::Secret;
-use model::{MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
+use model::{ExportContents, MigratorConfig, PluginInfo, PublicSystemInfo, TaskInfo};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
@@ -150,6 +150,29 @@ impl JellyfinError {
             _ => None,
         }
     }
+}
+
+/// What an answer said about the connection it came on ([`JellyfinClient::public_info_probe`]).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The server's `Date` header (whole seconds), if it sent one.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+    /// Our clock when the request went out and when the answer's head arrived.
+    pub sent: chrono::DateTime<chrono::Utc>,
+    pub received: chrono::DateTime<chrono::Utc>,
+    /// The TLS peer's certificate, DER (https, and a client with `tls_info(true)`).
+    pub peer_certificate: Option<Vec<u8>>,
+}
+
+/// The Migrator's configuration as [`JellyfinClient::migrator_document`] read it.
+#[derive(Clone, Debug)]
+pub struct MigratorDocument {
+    pub config: MigratorConfig,
+    /// What the next export will write; `None` when those fields are not of the types the
+    /// plugin writes.
+    pub contents: Option<ExportContents>,
+    /// Each `*ZipBase64` field skipped and the length of its value (base64 characters).
+    pub zip_fields: Vec<(String, u64)>,
 }
 
 /// What `DELETE /ScheduledTasks/Running/{id}` said.
@@ -440,6 +463,12 @@ impl JellyfinClient {
     /// (skipped while they stream in). A configuration without the Migrator's shape (another
     /// plugin built from the same template holds the id) is [`JellyfinError::NotMigrator`].
     pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
+        Ok(self.read_migrator_config(None).await?.0.config)
+    }
+
+    /// [`migrator_config`](Self::migrator_config), with what the next export will contain
+    /// and the length of each ZIP field that was skipped.
+    pub async fn migrator_document(&self) -> Result<MigratorDocument, JellyfinError> {
         Ok(self.read_migrator_config(None).await?.0)
     }
 
@@ -452,13 +481,14 @@ impl JellyfinClient {
         &self,
         zip: &mpsc::Sender<Vec<u8>>,
     ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
-        self.read_migrator_config(Some(zip)).await
+        let (document, read) = self.read_migrator_config(Some(zip)).await?;
+        Ok((document.config, read))
     }
 
     async fn read_migrator_config(
         &self,
         zip: Option<&mpsc::Sender<Vec<u8>>>,
-    ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
+    ) -> Result<(MigratorDocument, ExportZipRead), JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
@@ -517,7 +547,12 @@ impl JellyfinClient {
                 found: self.plugins_with_migrator_id().await,
             });
         }
-        Ok((config, read))
+        let document = MigratorDocument {
+            config,
+            contents: serde_json::from_slice(&kept).ok(),
+            zip_fields: stripper.skipped_fields().to_vec(),
+        };
+        Ok((document, read))
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.
@@ -551,6 +586,43 @@ impl JellyfinClient {
     /// `GET /System/Info/Public` (anonymous; 503 while the server starts).
     pub async fn public_info(&self) -> Result<PublicSystemInfo, JellyfinError> {
         self.get_json("System/Info/Public").await
+    }
+
+    /// [`public_info`](Self::public_info) with what the answer says about the connection:
+    /// the server's `Date` header, when the request went and came back, and the TLS
+    /// peer's certificate (when the client was built with `tls_info(true)`).
+    pub async fn public_info_probe(&self) -> Result<(PublicSystemInfo, Probe), JellyfinError> {
+        let path = "System/Info/Public";
+        let call = format!("GET /{path}");
+        let url = self.url(path);
+        let sent = chrono::Utc::now();
+        let response = self
+            .request(Method::GET, &url, &call, self.request_timeout, false)
+            .await?;
+        let received = chrono::Utc::now();
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(self.status_error(&call, response).await);
+        }
+        let probe = Probe {
+            date: response
+                .headers()
+                .get(header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+                .map(|d| d.with_timezone(&chrono::Utc)),
+            sent,
+            received,
+            peer_certificate: response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|t| t.peer_certificate())
+                .map(<[u8]>::to_vec),
+        };
+        let body = self
+            .read_body(response, TASK_BODY_LIMIT, &call, &url)
+            .await?;
+        Ok((self.decode(&call, &body)?, probe))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -630,11 +702,23 @@ impl JellyfinClient {
     ) -> Result<(StatusCode, Vec<u8>), JellyfinError> {
         let call = format!("{method} /{path}");
         let url = self.url(path);
-        let mut response = self.request(method, &url, &call, total, false).await?;
+        let response = self.request(method, &url, &call, total, false).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(&call, response).await);
         }
+        let body = self.read_body(response, limit, &call, &url).await?;
+        Ok((status, body))
+    }
+
+    /// The whole body of an answer, at most `limit` bytes.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+        call: &str,
+        url: &Url,
+    ) -> Result<Vec<u8>, JellyfinError> {
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
@@ -642,14 +726,14 @@ impl JellyfinClient {
                     if body.len() + chunk.len() > limit {
                         return Err(JellyfinError::TooLarge {
                             server: self.server.clone(),
-                            call,
+                            call: call.to_owned(),
                             limit: limit as u64,
                         });
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Ok((status, body)),
-                Err(e) => return Err(self.transport_error(&call, &url, e)),
+                Ok(None) => return Ok(body),
+                Err(e) => return Err(self.transport_error(call, url, e)),
             }
         }
     }
@@ -751,16 +835,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// The variable naming a PEM file of CA certificates trusted for Jellyfin servers besides
+/// the built-in (Mozilla) roots: for a Jellyfin behind a private CA or a self-signed
+/// certificate. Every command that contacts servers reads it (the daemon, `trigger`,
+/// `doctor`), so `doctor`'s TLS verdict is the daemon's.
+pub const CA_FILE_ENV: &str = "JELLYFIN_EXPORT_SCHEDULER_CA_FILE";
+
 /// The HTTP client every Jellyfin call goes through: our User-Agent, JSON accepted, no
-/// redirects followed, no proxy from the environment, connect and read timeouts. `server`
-/// names the server it is for in the error.
+/// redirects followed, no proxy from the environment, connect and read timeouts, the CA
+/// file of [`CA_FILE_ENV`]. `server` names the server it is for in the error.
 pub fn http_client(
     server: &str,
     request_timeout: Duration,
 ) -> Result<reqwest::Client, JellyfinError> {
+    client_builder(server, request_timeout)?
+        .build()
+        .map_err(|e| JellyfinError::Setup {
+            server: server.to_owned(),
+            cause: e.to_string(),
+        })
+}
+
+/// [`http_client`]'s settings, for a caller that adds its own (`doctor` asks for the TLS
+/// peer's certificate).
+pub fn client_builder(
+    server: &str,
+    request_timeout: Duration,
+) -> Result<reqwest::ClientBuilder, JellyfinError> {
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
@@ -768,12 +872,26 @@ pub fn http_client(
         .read_timeout(request_timeout)
         // Proxies from the environment would see the key in plain HTTP; Jellyfin is
         // usually on the LAN. Users who need one can put it in front explicitly.
-        .no_proxy()
-        .build()
-        .map_err(|e| JellyfinError::Setup {
+        .no_proxy();
+    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|p| !p.is_empty()) {
+        let setup = |cause: String| JellyfinError::Setup {
             server: server.to_owned(),
-            cause: e.to_string(),
-        })
+            cause: format!(
+                "{CA_FILE_ENV}={}: {cause}; name a PEM file of CA certificates, or unset the variable",
+                std::path::Path::new(&path).display()
+            ),
+        };
+        let pem = std::fs::read(&path).map_err(|e| setup(format!("cannot read it: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup(format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(setup("it holds no certificate".into()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.

@@ -213,6 +213,42 @@ impl MigratorConfig {
     }
 }
 
+/// The `Include*` and `Selected*` fields of the Migrator's configuration: what its next
+/// export writes. Defaults are the plugin's constructor's.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExportContents {
+    pub include_users: bool,
+    /// `users_basic.json` carries password hashes.
+    pub include_user_password_hashes: bool,
+    pub include_libraries: bool,
+    pub include_permissions: bool,
+    pub include_watch_history: bool,
+    /// `devices.json`, with each device's access token.
+    pub include_devices: bool,
+    /// Empty: every user.
+    pub selected_user_ids: Vec<String>,
+    pub selected_usernames: Vec<String>,
+    /// Empty: every library.
+    pub selected_library_ids: Vec<String>,
+}
+
+impl Default for ExportContents {
+    fn default() -> Self {
+        ExportContents {
+            include_users: true,
+            include_user_password_hashes: false,
+            include_libraries: true,
+            include_permissions: true,
+            include_watch_history: true,
+            include_devices: true,
+            selected_user_ids: Vec::new(),
+            selected_usernames: Vec::new(),
+            selected_library_ids: Vec::new(),
+        }
+    }
+}
+
 /// The operation one run of the Migrator's task performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {

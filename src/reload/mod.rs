@@ -1,5 +1,5 @@
 //! Reloading the config from its file in the running daemon: what SIGHUP does, and what
-//! any other cause of a reload (a config watcher) must do the same way.
+//! the config watcher ([`watch`]) has done the same way when the file changed.
 //!
 //! One attempt: tell the service manager (`RELOADING=1`), read and validate the file in the
 //! daemon's own environment (secrets included: the daemon is where they must be readable),
@@ -9,15 +9,43 @@
 //! count on the service manager having been told first.
 
 pub mod status;
+pub mod watch;
 
-use crate::config::{Config, ConfigError, LoadEnv, LogFormat, Secrets, sha256_hex};
+use crate::config::{Config, ConfigError, LoadEnv, LogFormat, Secrets, WatchConfig, sha256_hex};
 use crate::daemon::DaemonHandle;
 use crate::sd_notify::Notifier;
 use crate::state::StateDir;
 use chrono::{SecondsFormat, Utc};
 use status::{ReloadResult, ReloadStatus};
 use std::path::{Path, PathBuf};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
+
+/// What asked for a reload. Both do the same; the log and the reload status say which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadCause {
+    /// SIGHUP (`reload`, `systemctl reload`, `docker kill -s HUP`).
+    Signal,
+    /// The config watcher saw the file change.
+    Watch,
+}
+
+impl ReloadCause {
+    /// `cause` in the reload status file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadCause::Signal => "signal",
+            ReloadCause::Watch => "watch",
+        }
+    }
+
+    /// How the log line starts.
+    fn describe(self) -> &'static str {
+        match self {
+            ReloadCause::Signal => "SIGHUP",
+            ReloadCause::Watch => "config file changed",
+        }
+    }
+}
 
 /// The daemon's side of reloads: one per daemon.
 pub struct Reloader {
@@ -52,6 +80,7 @@ impl Reloader {
                 LogFormat::Text => "text".into(),
             },
             generation: 0,
+            cause: "start".into(),
             started_usec: crate::sd_notify::monotonic_usec(),
             at: now(),
             result: ReloadResult::Applied,
@@ -70,12 +99,51 @@ impl Reloader {
         reloader
     }
 
-    /// One reload attempt; `cause` says what asked for it (`SIGHUP`).
-    pub async fn reload(&mut self, handle: &DaemonHandle, cause: &str) {
-        info!("{cause}: reloading {}", self.path.display());
+    /// The config file it reloads from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A reload when the file's content differs from what the last attempt read (a
+    /// missing or unreadable file counts as content of its own): what the watcher asks
+    /// for, since it sees events that changed nothing. Returns what
+    /// [`reload`](Self::reload) returns, `None` when nothing changed.
+    pub async fn reload_if_changed(
+        &mut self,
+        handle: &DaemonHandle,
+        cause: ReloadCause,
+    ) -> Option<WatchConfig> {
+        let path = self.path.clone();
+        let now = tokio::task::spawn_blocking(move || {
+            Config::read_text(&path)
+                .ok()
+                .map(|t| sha256_hex(t.as_bytes()))
+        })
+        .await
+        .ok()?;
+        if now == self.last.sha256 {
+            debug!(
+                "config file touched but its content is what the last reload read; nothing to do"
+            );
+            return None;
+        }
+        self.reload(handle, cause).await
+    }
+
+    /// One reload attempt; `cause` says what asked for it. Returns the watch settings of
+    /// the config now in force when the file was applied (`None` when it was refused), so
+    /// that the caller can follow a change of them.
+    pub async fn reload(
+        &mut self,
+        handle: &DaemonHandle,
+        cause: ReloadCause,
+    ) -> Option<WatchConfig> {
+        info!("{}: reloading {}", cause.describe(), self.path.display());
         self.notifier.reloading();
         let mut next = self.last.clone();
         next.generation += 1;
+        next.cause = cause.as_str().into();
+        let mut applied = None;
         next.started_usec = crate::sd_notify::monotonic_usec();
         next.summary.clear();
         next.problems.clear();
@@ -87,6 +155,7 @@ impl Reloader {
                 next.sha256 = Some(config.digest.clone());
                 next.in_force_sha256 = config.digest.clone();
                 next.result = ReloadResult::Applied;
+                applied = Some(config.daemon.watch);
                 if let Some(summary) = handle.reload(config).await {
                     info!(
                         added = summary.added,
@@ -113,6 +182,7 @@ impl Reloader {
         next.at = now();
         self.last = next;
         self.record();
+        applied
     }
 
     fn record(&self) {

@@ -8,7 +8,7 @@
 //!
 //! ```json
 //! {"version":1,"pid":4242,"pid_start":1234567,"config":"/etc/jellyfin-export-scheduler/config.toml",
-//!  "log_format":"text","generation":2,"started_usec":81234567890,"at":"2026-11-27T02:30:00.123Z","result":"refused",
+//!  "log_format":"text","generation":2,"cause":"watch","started_usec":81234567890,"at":"2026-11-27T02:30:00.123Z","result":"refused",
 //!  "sha256":"9f86d0…","in_force_sha256":"2c26b4…","summary":"",
 //!  "problems":["/etc/jellyfin-export-scheduler/config.toml:7:12: servers[0].schedule: invalid cron expression …"]}
 //! ```
@@ -52,6 +52,10 @@ pub struct ReloadStatus {
     /// the same journal, writes lines of the same kind.
     pub log_format: String,
     pub generation: u64,
+    /// What asked for this attempt: `start` (generation 0), `signal` (SIGHUP) or `watch`
+    /// (the config watcher saw the file change). Absent in files of older versions.
+    #[serde(default)]
+    pub cause: String,
     /// When this attempt began (`CLOCK_MONOTONIC`, µs): `reload` waits for an attempt that
     /// began after its signal, so a reload still in progress from before is never taken
     /// for its own.
@@ -171,6 +175,7 @@ mod tests {
             config: "/etc/x.toml".into(),
             log_format: "json".into(),
             generation: 0,
+            cause: "start".into(),
             started_usec: 5,
             at: "2026-11-27T02:30:00.000Z".into(),
             result: ReloadResult::Applied,

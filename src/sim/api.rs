@@ -51,11 +51,18 @@ pub(crate) async fn handle(cell: &ServerCell, req: &Request, path: &str, base: &
         Some(Fault::Unavailable { retry_after }) => return Reply::Send(unavailable(retry_after)),
         _ => {}
     }
-    let reply = {
+    let (reply, skew) = {
         let mut inner = cell.lock();
         let now = Instant::now();
         inner.state.advance(now);
-        answer(&mut inner.state, &route, req, base, now)
+        let reply = answer(&mut inner.state, &route, req, base, now);
+        (reply, inner.state.cfg.clock_skew_secs)
+    };
+    // Kestrel dates every answer; `doctor` reads the server's clock from it.
+    let reply = match reply {
+        Reply::Send(r) => Reply::Send(dated(r, skew)),
+        Reply::Reset(r) => Reply::Reset(dated(r, skew)),
+        Reply::Drop => Reply::Drop,
     };
     match (verdict.fault, reply) {
         (Some(Fault::DropAfterProcessing), _) => Reply::Drop,
@@ -69,6 +76,12 @@ pub(crate) async fn handle(cell: &ServerCell, req: &Request, path: &str, base: &
         (Some(Fault::UnknownEnums), Reply::Send(r)) => Reply::Send(unknown_enums(r)),
         (_, reply) => reply,
     }
+}
+
+/// `r` with a `Date` header: now, on a clock `skew` seconds off.
+fn dated(r: Response, skew: i64) -> Response {
+    let now = chrono::Utc::now() + chrono::Duration::seconds(skew);
+    r.with_header("Date", now.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
 }
 
 fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: Instant) -> Reply {

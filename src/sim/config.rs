@@ -35,6 +35,9 @@ pub struct SimServerConfig {
     /// are stamped in it.
     #[serde(deserialize_with = "utc_offset")]
     pub utc_offset: FixedOffset,
+    /// How far the server's clock is off, in seconds (positive: ahead): every answer's
+    /// `Date` header is the real time plus this.
+    pub clock_skew_secs: i64,
     /// Which listed task the run behaviour below drives: the Migrator's
     /// (`JellyfinMigratorExport`) or a built-in one (`RefreshLibrary`, `DeleteCacheFiles`,
     /// `CleanLogFiles`), which ends `Cancelled` when cancelled and writes no export.
@@ -156,6 +159,7 @@ impl Default for SimServerConfig {
             legacy_auth: None,
             version: "10.11.5".into(),
             utc_offset: FixedOffset::east_opt(3600).expect("one hour east is a valid offset"),
+            clock_skew_secs: 0,
             task: SimTask::Migrator,
             starting_for: Duration::ZERO,
             retry_after: None,
