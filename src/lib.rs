@@ -12,6 +12,7 @@
 //! | [`schedule`] | cron expression + IANA timezone → next due instants; DST rules; pure |
 //! | [`timezone`] | IANA zone names with suggestions, and the system's zone (`$TZ`, `/etc`) |
 //! | [`secret`] | the masking type for API keys and other secrets |
+//! | [`digest`] | SHA-256 in lowercase hex, as `sha256sum` prints it |
 //! | [`record`] | the run record (outcomes, triggers, the history line's fields), the request that starts a run, and how a record reads for people (its one-line summary, durations) |
 //! | [`history`] | per-server run records on disk (JSON Lines): storage only |
 //! | [`postgres`] | the PostgreSQL backend's parts (issue #18, not wired in yet): schema, lease, fenced claims |
@@ -38,6 +39,7 @@ pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod doctor;
 pub mod endpoint;
 pub mod history;

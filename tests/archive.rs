@@ -7,12 +7,8 @@ use jellyfin_export_scheduler::archive::encrypt::{Recipient, Recipients};
 use jellyfin_export_scheduler::archive::retention::Retention;
 use jellyfin_export_scheduler::archive::store;
 use jellyfin_export_scheduler::config::ServerConfig;
-use jellyfin_export_scheduler::jellyfin::JellyfinClient;
-use jellyfin_export_scheduler::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
-use jellyfin_export_scheduler::runner::track::NoEvents;
-use jellyfin_export_scheduler::runner::{RunEnd, Runner, Wait};
+use jellyfin_export_scheduler::record::{Outcome, RunRecord};
 use jellyfin_export_scheduler::sim::{History, SimServerConfig, Simulator};
-use jellyfin_export_scheduler::state::StateDir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -41,31 +37,8 @@ fn server_config(url: &str) -> ServerConfig {
 
 /// One run through the runner on state directory `state`: its record.
 async fn run_on(state: &Path, server: &ServerConfig) -> RunRecord {
-    let client = JellyfinClient::new(
-        &server.name,
-        &server.url,
-        &server.api_key,
-        server.request_timeout,
-    )
-    .expect("client builds");
-    let runner = Runner::new(&StateDir::open(state).unwrap());
-    let now = chrono::Utc::now();
-    let request = RunRequest {
-        run_id: new_run_id(now),
-        trigger: Trigger::Manual,
-        scheduled_for: None,
-        triggered_at: now,
-    };
-    let end = tokio::time::timeout(
-        Duration::from_secs(60),
-        runner.run(&client, server, &request, &mut NoEvents, Wait::Follow),
-    )
-    .await
-    .expect("the run ended within 60 s");
-    match end {
-        RunEnd::Recorded(Ok(record)) => record,
-        other => panic!("the run was not recorded: {other:?}"),
-    }
+    let request = common::runs::manual_request();
+    common::runs::run_on(state, server, &request, Duration::from_secs(60)).await
 }
 
 async fn run_against(

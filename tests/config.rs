@@ -6,9 +6,10 @@ use jellyfin_export_scheduler::config::{
     KeySource, LoadEnv, LogFormat, NotifyFormat, NotifyOn, Secrets, sha256_hex,
 };
 use jellyfin_export_scheduler::record::Outcome;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod common;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
@@ -16,16 +17,7 @@ fn fixtures() -> PathBuf {
 
 /// Loads with a fixed environment: only the variables given, system zone UTC.
 fn load(path: &Path, vars: &[(&str, &str)]) -> Result<Config, String> {
-    let vars: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let var = move |name: &str| vars.get(name).cloned();
-    let env = LoadEnv {
-        var: &var,
-        system_timezone: &|| chrono_tz::UTC,
-    };
-    Config::load_with(path, &env).map_err(|e| e.to_string())
+    common::config::load(path, vars, Secrets::Resolve)
 }
 
 fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, String> {

@@ -6,14 +6,12 @@
 
 use jellyfin_export_scheduler::config::{IfRunning, ServerConfig};
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
-use jellyfin_export_scheduler::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id};
+use jellyfin_export_scheduler::record::{Outcome, RunRecord};
 use jellyfin_export_scheduler::runner::track::{self, NoEvents};
-use jellyfin_export_scheduler::runner::{RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::sim::{
     CANCELED, CancelMode, Endpoint, Fault, FaultRule, Mode, PluginStatus, Requests, RunOutcome,
     SimServerConfig, SimTask, Simulator, TaskState,
 };
-use jellyfin_export_scheduler::state::StateDir;
 use std::time::Duration;
 
 mod common;
@@ -56,39 +54,12 @@ async fn start_sim(cfg: SimServerConfig) -> Simulator {
     common::sim::simulator(vec![cfg]).await
 }
 
-fn request() -> RunRequest {
-    let now = chrono::Utc::now();
-    RunRequest {
-        run_id: new_run_id(now),
-        trigger: Trigger::Manual,
-        scheduled_for: None,
-        triggered_at: now,
-    }
-}
-
 /// One run through the runner, as the daemon and `trigger` run it, on a fresh state
 /// directory: its record.
 async fn run_once(server: &ServerConfig) -> RunRecord {
-    let client = JellyfinClient::new(
-        &server.name,
-        &server.url,
-        &server.api_key,
-        server.request_timeout,
-    )
-    .expect("client builds");
     let dir = tempfile::tempdir().unwrap();
-    let runner = Runner::new(&StateDir::open(dir.path()).unwrap());
-    // A bound on the whole run, so a tracking bug fails the test instead of hanging it.
-    let end = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner.run(&client, server, &request(), &mut NoEvents, Wait::Follow),
-    )
-    .await
-    .expect("the run ended within 30 s");
-    match end {
-        RunEnd::Recorded(Ok(record)) => record,
-        other => panic!("the run was not recorded: {other:?}"),
-    }
+    let request = common::runs::manual_request();
+    common::runs::run_on(dir.path(), server, &request, Duration::from_secs(30)).await
 }
 
 async fn run_against(sim: &Simulator, tweak: impl FnOnce(&mut ServerConfig)) -> RunRecord {
@@ -832,14 +803,14 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
         track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     // A resumed run that ended while nobody watched still gets its real outcome, even when
     // its timeout has passed by now.
     let mut late = server.clone();
     late.timeout = Duration::from_millis(1);
-    let ended = track::resume(&client, &late, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &late, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
     let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
@@ -850,7 +821,7 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
         track::StartResult::Started(s) => s,
         other => panic!("expected a start, got {other:?}"),
     };
-    let ended = track::resume(&client, &server, &started, &mut NoEvents).await;
+    let ended = track::resume(&client, &server, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
     assert!(ended.reason.unwrap().contains("no longer exists"));
 }

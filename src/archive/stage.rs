@@ -11,6 +11,7 @@ use super::encrypt::Recipients;
 use super::store::{self, FILE_MODE};
 use super::zipcheck::{self, EXPORT_LOG, USERS_FILE, ZipFacts, ZipProblem};
 use super::{ArchiveError, Archived, Keeper};
+use crate::digest::hex;
 use ring::digest::{Context, SHA256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -302,13 +303,4 @@ impl Write for HashingFile {
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
-}
-
-/// Lowercase hex, as `sha256sum` prints.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

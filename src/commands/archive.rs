@@ -7,10 +7,10 @@
 use super::history::align_columns;
 use super::{CommandError, Verdict};
 use crate::archive::encrypt::{decrypt, read_identities};
-use crate::archive::stage::hex;
 use crate::archive::store::{self, ArchiveFile};
 use crate::archive::zipcheck::{self, ZipFacts};
 use crate::config::{Config, ServerConfig};
+use crate::digest::hex;
 use crate::history::History;
 use crate::record::{RunRecord, format_bytes};
 use crate::runner;

@@ -47,6 +47,7 @@ mod secret_source;
 mod server;
 mod settings;
 
+pub use crate::digest::sha256_hex;
 pub use backend::{DEFAULT_LEASE_TTL, check_database_url};
 pub use daemon::{
     DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL_INTERVAL,
@@ -209,19 +210,6 @@ impl Config {
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name == name)
     }
-}
-
-/// The SHA-256 of `bytes` in lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {

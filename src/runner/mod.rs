@@ -171,8 +171,7 @@ impl Runner {
             warn!(server = %settings.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
         }
         let keeper = keeper(settings, &self.state_root, &request.run_id);
-        let ended =
-            track::track_keeping(client, settings, &started, observer, keeper.as_ref()).await;
+        let ended = track::track(client, settings, &started, observer, keeper.as_ref()).await;
         let record = self
             .record_keeping(settings, request, ended, started.attempts, keeper, observer)
             .await;
@@ -245,8 +244,7 @@ impl Runner {
         info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
         let keeper = keeper(settings, &self.state_root, run_id);
         let (started, request) = (&marker.started, &marker.request);
-        let ended =
-            track::resume_keeping(client, settings, started, observer, keeper.as_ref()).await;
+        let ended = track::resume(client, settings, started, observer, keeper.as_ref()).await;
         let record = self
             .record_keeping(settings, request, ended, started.attempts, keeper, observer)
             .await;

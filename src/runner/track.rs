@@ -300,18 +300,9 @@ async fn mode_refusal(
         .map(|reason| Ended::without_result(Outcome::Skipped, reason)))
 }
 
-/// Poll a started run to its end.
+/// Poll a started run to its end, keeping a verified export's ZIP as `keeper` says
+/// ([`Ended::export`]; `None`: nothing kept).
 pub async fn track(
-    client: &JellyfinClient,
-    server: &ServerConfig,
-    started: &Started,
-    events: &mut dyn RunEvents,
-) -> Ended {
-    track_inner(client, server, started, events, false, None).await
-}
-
-/// [`track`], keeping a verified export's ZIP as `keeper` says ([`Ended::export`]).
-pub async fn track_keeping(
     client: &JellyfinClient,
     server: &ServerConfig,
     started: &Started,
@@ -325,16 +316,6 @@ pub async fn track_keeping(
 /// [`track`], except that a task that no longer exists makes the run `interrupted`: we
 /// cannot know how it ended.
 pub async fn resume(
-    client: &JellyfinClient,
-    server: &ServerConfig,
-    started: &Started,
-    events: &mut dyn RunEvents,
-) -> Ended {
-    track_inner(client, server, started, events, true, None).await
-}
-
-/// [`resume`], keeping a verified export's ZIP as `keeper` says.
-pub async fn resume_keeping(
     client: &JellyfinClient,
     server: &ServerConfig,
     started: &Started,
