@@ -9,13 +9,14 @@
 //! do this for one server at once.
 //!
 //! Its parts: [`track`] talks to Jellyfin (preflight, start, poll, verify, the outcome as
-//! data) and [`marker`] keeps the markers on disk; the record itself is
-//! [`crate::record`]'s and its file [`crate::history`]'s. A verified export is archived
+//! data); [`store`] is the backend's side of a run (with files: the markers of [`marker`]
+//! and the history files of [`crate::history`]); the record itself is [`crate::record`]'s. A verified export is archived
 //! here, between tracking and the record ([`crate::archive`]: the verify read staged its
 //! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
 //! and archive writes are blocking (fsync), so they run on tokio's blocking pool.
 
 pub mod marker;
+pub mod store;
 pub mod track;
 
 use crate::archive::{self, ArchiveError, FAILURE_PREFIX, FolderStats, Keeper, Kept};
@@ -28,6 +29,7 @@ use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use store::RunStore;
 use tracing::{info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
@@ -91,11 +93,10 @@ pub trait RunObserver: RunEvents {
 
 impl RunObserver for NoEvents {}
 
-/// Runs and records on one state directory. Cheap to clone.
+/// Runs and records through one backend ([`RunStore`]). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    history: Arc<History>,
-    markers: Markers,
+    store: RunStore,
     /// Records the disk refused, with their server's `history_limit`: written again by
     /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
     unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
@@ -112,8 +113,7 @@ impl Runner {
     /// whose record cannot be written stops it before it starts a new one.
     pub fn new(state: &StateDir) -> Runner {
         Runner {
-            history: Arc::new(History::new(state)),
-            markers: Markers::new(state),
+            store: RunStore::files(state),
             unwritten: Arc::new(Mutex::new(Vec::new())),
             state_root: state.root().to_path_buf(),
             writes_later: false,
@@ -130,11 +130,15 @@ impl Runner {
     }
 
     pub fn history(&self) -> &History {
-        &self.history
+        match &self.store {
+            RunStore::Files { history, .. } => history,
+        }
     }
 
     pub fn markers(&self) -> &Markers {
-        &self.markers
+        match &self.store {
+            RunStore::Files { markers, .. } => markers,
+        }
     }
 
     /// A run's life: finish a run left in flight first, then start the one `request` asks
@@ -162,7 +166,7 @@ impl Runner {
             }
         };
         let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
-        let written = self.write_marker(marker).await;
+        let written = self.store.started(marker).await;
         if wait == Wait::StartOnly {
             return RunEnd::Started(written);
         }
@@ -187,7 +191,7 @@ impl Runner {
         settings: &ServerConfig,
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
-        let marker = match self.markers.read(&settings.name) {
+        let marker = match self.store.left_over(&settings.name) {
             Ok(m) => m?,
             Err(e) => {
                 warn!(server = %settings.name, error = %e, "in-flight marker skipped");
@@ -212,8 +216,8 @@ impl Runner {
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
         let marker = self
-            .markers
-            .read(&settings.name)
+            .store
+            .left_over(&settings.name)
             .ok()
             .flatten()
             .filter(|m| !self.is_unwritten(&m.request.run_id))?;
@@ -234,11 +238,9 @@ impl Runner {
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
         let run_id = &marker.request.run_id;
-        if self.already_recorded(&settings.name, run_id).await {
+        if self.store.already_recorded(&settings.name, run_id).await {
             info!(server = %settings.name, run_id = %run_id, "run left in flight was already recorded; clearing its marker");
-            if let Err(e) = self.markers.remove(&settings.name) {
-                warn!(server = %settings.name, run_id = %run_id, error = %e, "marker not removed");
-            }
+            self.store.clear_left_over(&settings.name, run_id);
             return None;
         }
         info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
@@ -320,44 +322,13 @@ impl Runner {
         result
     }
 
-    async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
-        let history = self.history.clone();
-        let (server, run_id) = (server.to_owned(), run_id.to_owned());
-        tokio::task::spawn_blocking(move || {
-            history
-                .read(&server)
-                .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    async fn write_marker(&self, marker: Marker) -> Result<(), MarkerError> {
-        let markers = self.markers.clone();
-        tokio::task::spawn_blocking(move || markers.write(&marker))
-            .await
-            .unwrap_or_else(|e| {
-                Err(MarkerError::Write {
-                    path: std::path::PathBuf::from("inflight"),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            })
-    }
-
-    /// Append the record, then remove the marker (in that order: a crash between the two
-    /// leaves a marker whose run id is in the history, which the next start just clears).
+    /// Write the record and close the run's life in the store ([`RunStore::record`]).
     async fn append_and_clear(
         &self,
         record: RunRecord,
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
-        let (history, markers) = (self.history.clone(), self.markers.clone());
-        tokio::task::spawn_blocking(move || {
-            append_then_clear(&history, &markers, record, history_limit)
-        })
-        .await
-        .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+        self.store.record(record, history_limit).await
     }
 
     fn is_unwritten(&self, run_id: &str) -> bool {
@@ -393,49 +364,11 @@ impl Runner {
         if pending.is_empty() {
             return;
         }
-        let (history, markers) = (self.history.clone(), self.markers.clone());
-        let still: Vec<(RunRecord, usize)> = tokio::task::spawn_blocking(move || {
-            let mut still = Vec::new();
-            for (record, limit) in pending {
-                match history.append(&record, limit) {
-                    Ok(()) => {
-                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
-                        let _ = markers.remove_if_run(&record.server, &record.run_id);
-                    }
-                    Err(e) => {
-                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
-                        still.push((record, limit));
-                    }
-                }
-            }
-            still
-        })
-        .await
-        .unwrap_or_default();
+        let still = self.store.record_again(pending).await;
         for (record, limit) in still {
             self.keep(record, limit);
         }
     }
-}
-
-/// [`Runner::append_and_clear`]'s blocking part.
-fn append_then_clear(
-    history: &History,
-    markers: &Markers,
-    record: RunRecord,
-    history_limit: usize,
-) -> Result<RunRecord, RecordError> {
-    if let Err(source) = history.append(&record, history_limit) {
-        // The marker stays: the next process resumes the run and records it.
-        return Err(RecordError::History {
-            record: Box::new(record),
-            source,
-        });
-    }
-    if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
-        warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
-    }
-    Ok(record)
 }
 
 /// Where run `run_id` of `settings`' server keeps its export: `None` when the server does

@@ -1,0 +1,172 @@
+//! Where a run's life is kept between its start and its record, and where the record
+//! goes: the one interface [`Runner`](super::Runner) composes a run through, whatever the
+//! backend (`[daemon] backend`).
+//!
+//! The files backend ([`RunStore::Files`]) is what the scheduler always did: an in-flight
+//! marker in the state directory while the run goes, a line appended to the server's
+//! history file at its end, then the marker removed. The caller holds the server's lock
+//! file for the run.
+//!
+//! The operations, as the PostgreSQL backend will answer them (docs/high-availability.md):
+//! a left-over run is an adopted claim handed to the runner, not something it looks for;
+//! "before the start request" marks the claim `posting` (fenced by its epoch); "started"
+//! stores the marker as the claim's snapshot; the record is written in the statement that
+//! marks the claim done.
+//!
+//! File writes are blocking (fsync), so they run on tokio's blocking pool.
+
+use super::RecordError;
+use super::marker::{Marker, MarkerError, Markers};
+use crate::history::History;
+use crate::record::RunRecord;
+use crate::state::StateDir;
+use std::sync::Arc;
+use tracing::warn;
+
+/// A backend's side of a run, cheap to clone.
+#[derive(Clone, Debug)]
+pub enum RunStore {
+    /// The state directory: in-flight markers and history JSON Lines.
+    Files {
+        history: Arc<History>,
+        markers: Markers,
+    },
+}
+
+impl RunStore {
+    /// The files backend on `state`.
+    pub fn files(state: &StateDir) -> RunStore {
+        RunStore::Files {
+            history: Arc::new(History::new(state)),
+            markers: Markers::new(state),
+        }
+    }
+
+    /// The run an earlier process left in flight on `server`, if any: one the runner must
+    /// finish before it starts another.
+    pub fn left_over(&self, server: &str) -> Result<Option<Marker>, MarkerError> {
+        match self {
+            RunStore::Files { markers, .. } => markers.read(server),
+        }
+    }
+
+    /// Forget the left-over run of `server` whose record is written already (a crash
+    /// between writing the record and clearing its marker).
+    pub fn clear_left_over(&self, server: &str, run_id: &str) {
+        match self {
+            RunStore::Files { markers, .. } => {
+                if let Err(e) = markers.remove(server) {
+                    warn!(server = %server, run_id = %run_id, error = %e, "marker not removed");
+                }
+            }
+        }
+    }
+
+    /// Whether `run_id`'s record is written already.
+    pub async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
+        match self {
+            RunStore::Files { history, .. } => {
+                let history = history.clone();
+                let (server, run_id) = (server.to_owned(), run_id.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    history
+                        .read(&server)
+                        .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
+                        .unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false)
+            }
+        }
+    }
+
+    /// Jellyfin accepted the start: keep what resuming the run needs.
+    pub async fn started(&self, marker: Marker) -> Result<(), MarkerError> {
+        match self {
+            RunStore::Files { markers, .. } => {
+                let markers = markers.clone();
+                tokio::task::spawn_blocking(move || markers.write(&marker))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(MarkerError::Write {
+                            path: std::path::PathBuf::from("inflight"),
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+            }
+        }
+    }
+
+    /// Write the run's record and close its life (the marker cleared): a crash between the
+    /// two leaves a left-over whose record is written, which the next start just clears.
+    pub async fn record(
+        &self,
+        record: RunRecord,
+        history_limit: usize,
+    ) -> Result<RunRecord, RecordError> {
+        match self {
+            RunStore::Files { history, markers } => {
+                let (history, markers) = (history.clone(), markers.clone());
+                tokio::task::spawn_blocking(move || {
+                    append_then_clear(&history, &markers, record, history_limit)
+                })
+                .await
+                .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+            }
+        }
+    }
+
+    /// Write again the records refused earlier; returns those still refused.
+    pub async fn record_again(&self, pending: Vec<(RunRecord, usize)>) -> Vec<(RunRecord, usize)> {
+        match self {
+            RunStore::Files { history, markers } => {
+                let (history, markers) = (history.clone(), markers.clone());
+                tokio::task::spawn_blocking(move || append_again(&history, &markers, pending))
+                    .await
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// [`RunStore::record`]'s blocking part for files.
+fn append_then_clear(
+    history: &History,
+    markers: &Markers,
+    record: RunRecord,
+    history_limit: usize,
+) -> Result<RunRecord, RecordError> {
+    if let Err(source) = history.append(&record, history_limit) {
+        // The marker stays: the next process resumes the run and records it.
+        return Err(RecordError::History {
+            record: Box::new(record),
+            source,
+        });
+    }
+    if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
+        warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
+    }
+    Ok(record)
+}
+
+/// [`RunStore::record_again`]'s blocking part for files.
+fn append_again(
+    history: &History,
+    markers: &Markers,
+    pending: Vec<(RunRecord, usize)>,
+) -> Vec<(RunRecord, usize)> {
+    let mut still = Vec::new();
+    for (record, limit) in pending {
+        match history.append(&record, limit) {
+            Ok(()) => {
+                tracing::info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
+                let _ = markers.remove_if_run(&record.server, &record.run_id);
+            }
+            Err(e) => {
+                warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
+                still.push((record, limit));
+            }
+        }
+    }
+    still
+}
