@@ -264,10 +264,22 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             limit,
             format,
         } => {
-            // Local state only: the secrets may well be unreadable here (outside the service).
-            let config = files_backend(warned(Config::load_without_secrets(path)?))?;
+            // Files: local state only, and the secrets may well be unreadable here (outside
+            // the service). PostgreSQL: the database URL is a secret, so they are read.
+            let config = Config::load_without_secrets(path)?;
+            let config = warned(match config.daemon.backend {
+                Backend::Files => config,
+                Backend::Postgres(_) => Config::load(path)?,
+            });
             let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            history::history(&config, server.as_deref(), limit, format, out, err)
+            block_on(history::history(
+                &config,
+                server.as_deref(),
+                limit,
+                format,
+                out,
+                err,
+            ))
         }
         Command::Archive(command) => run_archive(path, command),
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(

@@ -442,9 +442,10 @@ async fn a_trigger_whose_left_over_run_cannot_be_recorded_starts_no_new_run() {
     assert!(marker_json(&env.state, "slow").is_none());
 }
 
-/// `backend = "postgres"` is read and checked, but this version has no PostgreSQL backend
-/// yet: the commands that claim or read runs refuse it (exit 2, saying so) instead of
-/// quietly using the state directory, and never show the database URL.
+/// `backend = "postgres"` is read and checked, but its daemon side is not wired yet: the
+/// commands that claim runs refuse it (exit 2, saying so) instead of quietly using the
+/// state directory, and never show the database URL. `history` reads the database (here
+/// unreachable: exit 1, saying so, without the URL).
 #[test]
 fn commands_refuse_the_postgres_backend_this_version_lacks() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,7 +460,6 @@ fn commands_refuse_the_postgres_backend_this_version_lacks() {
     for args in [
         vec!["run", "--config", cfg],
         vec!["trigger", "a", "--config", cfg],
-        vec!["history", "--config", cfg],
         vec!["archive", "list", "--config", cfg],
     ] {
         let o = run(command(&args).env("DB_URL", url));
@@ -472,6 +472,18 @@ fn commands_refuse_the_postgres_backend_this_version_lacks() {
         );
         assert!(!all.contains("PGSECRET"), "{args:?}: the URL is shown");
     }
+    let o = run(command(["history", "--config", cfg]).env("DB_URL", url));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        all.lines().any(|l| l.starts_with("error: PostgreSQL: ")),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        !all.contains("PGSECRET") && !all.contains("127.0.0.1:9"),
+        "the URL is shown: {all}"
+    );
     assert!(
         !dir.path().join("state").exists(),
         "nothing was written to a state directory"

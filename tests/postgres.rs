@@ -397,3 +397,65 @@ async fn a_database_crash_shorter_than_the_lease_keeps_the_leader_and_its_epoch(
         ("a", epoch, true)
     );
 }
+
+/// `history` with `backend = "postgres"` shows what it shows with files, from the same
+/// records: a files history imported into `run_history`, read by the binary both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_command_reads_the_database_as_it_reads_the_files() {
+    use common::bin::bin_async;
+    use common::config::ConfigFile;
+    use jellyfin_export_scheduler::history::History;
+    use jellyfin_export_scheduler::postgres::import::import_server;
+    use jellyfin_export_scheduler::state::StateDir;
+    let cluster = Cluster::start();
+    let (mut db, _) = two_instances(&cluster).await;
+    let servers = [("living-room", "http://127.0.0.1:9".to_owned(), "")];
+    let files = ConfigFile::quick("", "schedule = \"@daily\"", &servers);
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history/v1.jsonl");
+    std::fs::create_dir_all(files.state.join("history")).unwrap();
+    for server in ["living-room", "den"] {
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        // Another server's records: its name and run ids of its own.
+        let text = text
+            .replace("living-room", server)
+            .replace("\"run_id\":\"019a", &format!("\"run_id\":\"{server}-019a"));
+        std::fs::write(files.state.join(format!("history/{server}.jsonl")), text).unwrap();
+        let read = History::new(&StateDir::open(&files.state).unwrap())
+            .read(server)
+            .unwrap();
+        import_server(&mut db, server, &read.records).await.unwrap();
+    }
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"",
+        cluster.url()
+    );
+    let postgres = ConfigFile::quick(&daemon, "schedule = \"@daily\"", &servers);
+
+    for args in [
+        &["history"][..],
+        &["history", "--format", "json"],
+        &["history", "--limit", "3", "--format", "json"],
+        &["history", "living-room", "--limit", "2"],
+        &["history", "den", "--format", "json"],
+    ] {
+        let from_files = bin_async(&[args, &["--config", files.arg()]].concat()).await;
+        let from_db = bin_async(&[args, &["--config", postgres.arg()]].concat()).await;
+        assert!(from_db.status.success(), "{args:?}: {}", from_db.how);
+        assert!(
+            !from_db.stdout.is_empty(),
+            "{args:?} printed records: {}",
+            from_db.how
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&from_db.stdout),
+            String::from_utf8_lossy(&from_files.stdout),
+            "{args:?}: the database's history differs from the files'"
+        );
+        let stderr = String::from_utf8_lossy(&from_db.stderr);
+        assert!(
+            !stderr.contains(&cluster.url()) && !stderr.contains("postgresql://"),
+            "the database URL is never shown: {stderr}"
+        );
+    }
+}

@@ -65,6 +65,9 @@ pub enum CommandError {
     Lock(#[from] LockError),
     #[error("error: {0}")]
     History(#[from] HistoryError),
+    /// The recorded runs could not be read (from either backend).
+    #[error("error: {0}")]
+    Records(#[from] crate::records::ReadError),
     #[error("error: {0}")]
     Jellyfin(#[from] JellyfinError),
     /// `trigger --no-wait`: Jellyfin accepted the start, but without its marker nobody
@@ -145,6 +148,7 @@ impl CommandError {
             | CommandError::State(_)
             | CommandError::Lock(_)
             | CommandError::History(_)
+            | CommandError::Records(_)
             | CommandError::Jellyfin(_)
             | CommandError::MarkerNotWritten { .. }
             | CommandError::RecordNotWritten(_)

@@ -5,8 +5,8 @@ use super::{CommandError, Verdict};
 use crate::config::{Config, LogFormat, WatchMode};
 use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
-use crate::history::History;
 use crate::notifications::NotifyObserver;
+use crate::records::Records;
 use crate::reload::watch::{self, ConfigWatcher};
 use crate::reload::{ReloadCause, Reloader};
 use crate::sd_notify::Notifier;
@@ -111,7 +111,7 @@ pub async fn run(
         mut signals,
     } = prepare(&config).await?;
     let notifier = Notifier::from_env();
-    let history = Arc::new(History::new(&state));
+    let history = Records::for_config(&config, &state);
     // The endpoint keeps the token's digest only; a new token takes a restart.
     let api_token = config.daemon.api_token.clone();
     // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.

@@ -11,6 +11,7 @@ pub mod claims;
 pub mod import;
 pub mod lease;
 pub mod migrate;
+pub mod records;
 
 use crate::secret::Secret;
 use std::time::Duration;
