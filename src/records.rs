@@ -8,16 +8,15 @@
 
 use crate::config::{Backend, Config};
 use crate::history::{History, HistoryError, HistoryRead, StoredRecord};
-use crate::postgres::{self, PgError};
+use crate::postgres::{self, PgError, Session};
 use crate::record::RunRecord;
 use crate::secret::Secret;
 use crate::state::StateDir;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
-/// How long a reader waits for PostgreSQL to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reader waits for PostgreSQL to accept a connection, and for a read.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the records could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -88,49 +87,33 @@ impl Records {
     }
 }
 
-/// Reads `run_history` on one connection, opened at the first read and opened again after
-/// it broke.
+/// Reads `run_history` on one [`Session`].
 #[derive(Debug)]
 pub struct PgRecords {
-    url: Secret,
-    client: Mutex<Option<tokio_postgres::Client>>,
+    session: Session,
 }
 
 impl PgRecords {
     pub fn new(url: Secret) -> PgRecords {
         PgRecords {
-            url,
-            client: Mutex::new(None),
+            session: Session::new(url, TIMEOUT),
         }
     }
 
     async fn read(&self, server: &str, newest: Option<usize>) -> Result<HistoryRead, ReadError> {
         let limit = newest.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        let mut slot = self.client.lock().await;
-        let client = self.connection(slot.take()).await?;
-        let lines = postgres::records::read(&client, server, limit).await?;
-        // Kept only after a statement worked: a broken one is replaced at the next read.
-        *slot = Some(client);
+        let lines = self
+            .session
+            .with(|c| async move { postgres::records::read(&c, server, limit).await })
+            .await?;
         Ok(parse(server, lines))
     }
 
     async fn servers(&self) -> Result<Vec<String>, ReadError> {
-        let mut slot = self.client.lock().await;
-        let client = self.connection(slot.take()).await?;
-        let servers = postgres::records::servers(&client).await?;
-        *slot = Some(client);
-        Ok(servers)
-    }
-
-    /// `kept` if it is still open, else a new connection.
-    async fn connection(
-        &self,
-        kept: Option<tokio_postgres::Client>,
-    ) -> Result<tokio_postgres::Client, ReadError> {
-        match kept.filter(|c| !c.is_closed()) {
-            Some(c) => Ok(c),
-            None => Ok(postgres::connect(&self.url, CONNECT_TIMEOUT).await?),
-        }
+        Ok(self
+            .session
+            .with(|c| async move { postgres::records::servers(&c).await })
+            .await?)
     }
 }
 

@@ -4,11 +4,20 @@
 //! These are library-level; the failover scenarios that drive the binaries come with the
 //! backend's wiring (docs/high-availability.md).
 
+use jellyfin_export_scheduler::config::ServerConfig;
+use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::postgres::claims::{self, Adopted, ClaimState, Claimed};
 use jellyfin_export_scheduler::postgres::lease::{self, Lease};
-use jellyfin_export_scheduler::postgres::{PgError, connect, migrate};
+use jellyfin_export_scheduler::postgres::{PgError, Session, connect, migrate};
+use jellyfin_export_scheduler::record::Outcome;
+use jellyfin_export_scheduler::runner::marker::Marker;
+use jellyfin_export_scheduler::runner::store::RunStore;
+use jellyfin_export_scheduler::runner::track::NoEvents;
+use jellyfin_export_scheduler::runner::{RecordError, RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::secret::Secret;
+use jellyfin_export_scheduler::state::StateDir;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
@@ -259,7 +268,6 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
 async fn importing_a_files_history_twice_adds_nothing_the_second_time() {
     use jellyfin_export_scheduler::history::History;
     use jellyfin_export_scheduler::postgres::import::{Imported, import_server};
-    use jellyfin_export_scheduler::state::StateDir;
     let cluster = Cluster::start();
     let (mut db, _) = two_instances(&cluster).await;
     let dir = tempfile::tempdir().unwrap();
@@ -406,7 +414,6 @@ async fn the_history_command_reads_the_database_as_it_reads_the_files() {
     use common::config::ConfigFile;
     use jellyfin_export_scheduler::history::History;
     use jellyfin_export_scheduler::postgres::import::import_server;
-    use jellyfin_export_scheduler::state::StateDir;
     let cluster = Cluster::start();
     let (mut db, _) = two_instances(&cluster).await;
     let servers = [("living-room", "http://127.0.0.1:9".to_owned(), "")];
@@ -458,4 +465,196 @@ async fn the_history_command_reads_the_database_as_it_reads_the_files() {
             "the database URL is never shown: {stderr}"
         );
     }
+}
+
+/// The server `t` of `sim` as a config's `[[servers]]` entry gives it.
+fn sim_server_config(sim: &jellyfin_export_scheduler::sim::Simulator) -> ServerConfig {
+    let text = common::config::text(
+        std::path::Path::new("/unused"),
+        "",
+        "",
+        &[("t", sim.url("t"), "schedule = \"@daily\"")],
+    );
+    common::config::parse(&text).servers.remove(0)
+}
+
+fn jellyfin(server: &ServerConfig) -> JellyfinClient {
+    JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )
+    .unwrap()
+}
+
+/// The runner of the runs claimed under `epoch`, on `cluster`.
+fn pg_runner(cluster: &Cluster, epoch: i64, state: &std::path::Path) -> Runner {
+    let session = Arc::new(Session::new(Secret::new(cluster.url()), CONNECT));
+    Runner::on(
+        RunStore::postgres(session, epoch),
+        &StateDir::open(state).unwrap(),
+    )
+}
+
+/// `(state, snapshot is set)` of `run_id`'s claim, and how many records it has.
+async fn claim_and_records(db: &Client, run_id: &str) -> (String, bool, i64) {
+    let claim = db
+        .query_one(
+            "SELECT state, snapshot IS NOT NULL FROM run_claims WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    let records: i64 = db
+        .query_one(
+            "SELECT count(*) FROM run_history WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (claim.get(0), claim.get(1), records)
+}
+
+/// A claimed run goes claimed → posting → started → done through the runner, its record
+/// written with the claim's end, byte for byte as a history line; run again under the
+/// same claim, it sends no second start request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_run_is_started_once_and_recorded_with_its_claims_end() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let server = sim_server_config(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lease = Lease::new("a", Duration::from_secs(30));
+    let epoch = lease.refresh(&db).await.unwrap().unwrap();
+    let request = common::runs::manual_request();
+    let key = format!("manual:{}", request.run_id);
+    let claimed = claims::claim(&db, "a", epoch, "t", &key, &request.run_id)
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claimed::Won);
+
+    let runner = pg_runner(&cluster, epoch, dir.path());
+    let end = runner
+        .run(
+            &jellyfin(&server),
+            &server,
+            &request,
+            &mut NoEvents,
+            Wait::Follow,
+        )
+        .await;
+    let record = match end {
+        RunEnd::Recorded(Ok(record)) => record,
+        other => panic!("the run was not recorded: {other:?}"),
+    };
+    assert_eq!(record.outcome, Outcome::Completed, "{record:?}");
+    assert_eq!(
+        claim_and_records(&db, &request.run_id).await,
+        ("done".to_owned(), true, 1)
+    );
+    let stored = claims::history(&db, "t", 10).await.unwrap();
+    assert_eq!(stored, vec![serde_json::to_string(&record).unwrap()]);
+    assert_eq!(sim.server("t").start_requests().len(), 1);
+
+    // The same claim again (a bug, a replay): nothing is sent.
+    let again = runner
+        .run(
+            &jellyfin(&server),
+            &server,
+            &request,
+            &mut NoEvents,
+            Wait::Follow,
+        )
+        .await;
+    assert!(matches!(again, RunEnd::TakenOver), "{again:?}");
+    assert_eq!(
+        sim.server("t").start_requests().len(),
+        1,
+        "one start request"
+    );
+    assert_eq!(claim_and_records(&db, &request.run_id).await.2, 1);
+}
+
+/// A leader stops after Jellyfin accepted the start; the instance that takes over adopts
+/// the claim and follows the run from its snapshot (no second start), and records it
+/// once; the old leader's own record, late, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_run_is_followed_from_its_snapshot_and_recorded_once() {
+    let cluster = Cluster::start();
+    let (a_db, b_db) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_millis(1500);
+    })])
+    .await;
+    let server = sim_server_config(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(600);
+    let (mut a, mut b) = (Lease::new("a", ttl), Lease::new("b", ttl));
+    let ea = a.refresh(&a_db).await.unwrap().unwrap();
+    let request = common::runs::manual_request();
+    let key = "2026-11-30T03:30:00Z";
+    assert_eq!(
+        claims::claim(&a_db, "a", ea, "t", key, &request.run_id)
+            .await
+            .unwrap(),
+        Claimed::Won
+    );
+    let a_runner = pg_runner(&cluster, ea, dir.path());
+    let started = a_runner
+        .run(
+            &jellyfin(&server),
+            &server,
+            &request,
+            &mut NoEvents,
+            Wait::StartOnly,
+        )
+        .await;
+    assert!(matches!(started, RunEnd::Started(Ok(()))), "{started:?}");
+    assert_eq!(
+        claim_and_records(&a_db, &request.run_id).await,
+        ("started".to_owned(), true, 0)
+    );
+
+    // a stops renewing; b takes over once the lease has expired and adopts the claim.
+    let (eb, _) = acquire_within(&mut b, &b_db, Duration::from_secs(5)).await;
+    assert!(eb > ea);
+    let adopted = claims::adopt(&b_db, "b", eb).await.unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(adopted[0].state, ClaimState::Started);
+    let marker: Marker = serde_json::from_value(adopted[0].snapshot.clone().unwrap()).unwrap();
+    assert_eq!(marker.request, request);
+
+    let b_runner = pg_runner(&cluster, eb, dir.path());
+    let recorded = b_runner
+        .resume_adopted(&jellyfin(&server), &server, marker.clone(), &mut NoEvents)
+        .await;
+    let record = match recorded {
+        Some(Ok(record)) => record,
+        other => panic!("b did not record the adopted run: {other:?}"),
+    };
+    assert_eq!(record.outcome, Outcome::Completed, "{record:?}");
+    assert_eq!(record.run_id, request.run_id);
+    assert_eq!(
+        sim.server("t").start_requests().len(),
+        1,
+        "never a second start"
+    );
+
+    // a wakes up and records the run it started: fenced out, nothing written.
+    let late = a_runner
+        .resume_adopted(&jellyfin(&server), &server, marker, &mut NoEvents)
+        .await;
+    assert!(
+        matches!(late, Some(Err(RecordError::TakenOver { epoch, .. })) if epoch == ea),
+        "{late:?}"
+    );
+    assert_eq!(a_runner.unwritten(), 0, "a fenced-out record is not kept");
+    assert_eq!(
+        claim_and_records(&b_db, &request.run_id).await,
+        ("done".to_owned(), true, 1)
+    );
+    assert_eq!(sim.server("t").start_requests().len(), 1);
 }

@@ -98,12 +98,12 @@ impl<W: Write + Send> RunObserver for Progress<W> {
     fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
         // A record the disk refused is still worth showing; the error itself is the
         // command's (printed once, by `main`).
-        match result {
-            Ok(record) => self.line(&format!("earlier run: {}", summary(record))),
-            Err(RecordError::History { record, .. }) => {
-                self.line(&format!("earlier run: {}", summary(record)))
-            }
-            Err(RecordError::Join(_)) => {}
+        let record = match result {
+            Ok(record) => Some(record),
+            Err(e) => e.record(),
+        };
+        if let Some(record) = record {
+            self.line(&format!("earlier run: {}", summary(record)));
         }
     }
 }
@@ -182,6 +182,14 @@ fn report(
                 out,
                 "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
                 server.name, request.run_id, server.name, server.name
+            );
+            Ok(Verdict::Fine)
+        }
+        RunEnd::TakenOver => {
+            let _ = writeln!(
+                out,
+                "{}: another instance took this run over before its start request [run {}]; it goes on with it; see `history {}`.",
+                server.name, request.run_id, server.name
             );
             Ok(Verdict::Fine)
         }

@@ -194,7 +194,12 @@ impl Supervisor {
     /// Start loops for every enabled server that has none. The board learns the config
     /// first; the servers new to it get the newest records of their history, read once.
     async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
-        let markers_left = self.ctx.runner.markers().servers();
+        let markers_left = self
+            .ctx
+            .runner
+            .markers()
+            .map(|m| m.servers())
+            .unwrap_or_default();
         for name in &markers_left {
             if !config.servers.iter().any(|s| &s.name == name && s.enabled) {
                 warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
@@ -257,9 +262,11 @@ impl Supervisor {
         let to_arm = to_arm.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut tails = HashMap::new();
+            let Some(history) = runner.history() else {
+                return HashMap::new();
+            };
             for name in fresh {
-                let tail = runner
-                    .history()
+                let tail = history
                     .tail(&name, STARTUP_RECORDS)
                     .map(|r| (r.warnings.clone(), r.into_records()));
                 if let Ok((_, records)) = &tail {
@@ -444,7 +451,8 @@ fn startup(
     tail: Option<&Tail>,
     at_daemon_start: bool,
 ) -> Startup {
-    let resume: Option<Marker> = match runner.markers().read(&server.name) {
+    let read = runner.markers().map_or(Ok(None), |m| m.read(&server.name));
+    let resume: Option<Marker> = match read {
         Ok(m) => m,
         Err(e) => {
             warn!(server = %server.name, error = %e, "in-flight marker ignored");

@@ -29,6 +29,8 @@ pub enum PgError {
          upgrade this instance to the version the others run"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    #[error("cannot encode a value for PostgreSQL: {0}; this is a bug, please report it")]
+    Encode(String),
 }
 
 /// The `application_name` the sessions carry, so a DBA sees who is connected.
@@ -52,4 +54,56 @@ pub async fn connect(url: &Secret, timeout: Duration) -> Result<Client, PgError>
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// One connection shared by its users (statements pipeline on it), opened at the first use
+/// and opened again once it has closed (the server went away, a statement broke it).
+#[derive(Debug)]
+pub struct Session {
+    url: Secret,
+    timeout: Duration,
+    client: tokio::sync::Mutex<Option<std::sync::Arc<Client>>>,
+}
+
+impl Session {
+    /// A session on `url`; `timeout` bounds each connect.
+    pub fn new(url: Secret, timeout: Duration) -> Session {
+        Session {
+            url,
+            timeout,
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The open connection, or a new one.
+    pub async fn client(&self) -> Result<std::sync::Arc<Client>, PgError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *slot = None;
+        let c = std::sync::Arc::new(connect(&self.url, self.timeout).await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// `work` on the connection, given at most `self.timeout` (a half-open connection
+    /// must not hold a caller forever): a connection that timed out is dropped, so the
+    /// next use connects again.
+    pub async fn with<T, F>(
+        &self,
+        work: impl FnOnce(std::sync::Arc<Client>) -> F,
+    ) -> Result<T, PgError>
+    where
+        F: std::future::Future<Output = Result<T, PgError>>,
+    {
+        let client = self.client().await?;
+        match tokio::time::timeout(self.timeout, work(client)).await {
+            Ok(result) => result,
+            Err(_) => {
+                *self.client.lock().await = None;
+                Err(PgError::Timeout(self.timeout))
+            }
+        }
+    }
 }

@@ -29,7 +29,7 @@ use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use store::RunStore;
+use store::{BeforeStart, RunStore};
 use tracing::{info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
@@ -44,6 +44,31 @@ pub enum RecordError {
     },
     #[error("history write did not finish: {0}")]
     Join(String),
+    /// PostgreSQL did not take the record (unreachable, a timeout): kept and written again
+    /// later, if the run's claim is still this instance's by then.
+    #[error("the run's record was not written to PostgreSQL: {source}")]
+    Database {
+        record: Box<RunRecord>,
+        source: crate::postgres::PgError,
+    },
+    /// PostgreSQL: another instance adopted the run's claim (a newer lease epoch than
+    /// `epoch`), so it records the run; this record is not written.
+    #[error(
+        "another instance took this run over (lease epoch {epoch} is past); it records the run"
+    )]
+    TakenOver { record: Box<RunRecord>, epoch: i64 },
+}
+
+impl RecordError {
+    /// The record that was not written, when the run got that far.
+    pub fn record(&self) -> Option<&RunRecord> {
+        match self {
+            RecordError::History { record, .. }
+            | RecordError::Database { record, .. }
+            | RecordError::TakenOver { record, .. } => Some(record),
+            RecordError::Join(_) => None,
+        }
+    }
 }
 
 /// How far [`Runner::run`] goes with the run it starts.
@@ -72,6 +97,9 @@ pub enum RunEnd {
     /// refused its record: no new run was started, so the left-over's marker stays and
     /// the next process records it. The record is in the error.
     LeftOverNotRecorded(RecordError),
+    /// PostgreSQL: another instance adopted the run's claim before the start request, so
+    /// nothing was sent; that instance goes on with the run.
+    TakenOver,
 }
 
 /// What the one who asked for a run hears as it goes, beyond Jellyfin's side of it
@@ -99,7 +127,8 @@ pub struct Runner {
     store: RunStore,
     /// Records the disk refused, with their server's `history_limit`: written again by
     /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
-    unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
+    /// Each with the store it goes to (with PostgreSQL, its claim's epoch).
+    unwritten: Arc<Mutex<Vec<Unwritten>>>,
     /// The state directory, under which the archive is by default.
     state_root: PathBuf,
     /// Whether this process lives on to call [`write_unwritten`](Self::write_unwritten)
@@ -129,15 +158,29 @@ impl Runner {
         }
     }
 
-    pub fn history(&self) -> &History {
-        match &self.store {
-            RunStore::Files { history, .. } => history,
+    /// A runner on `store` (the PostgreSQL backend: one per claim, [`RunStore::postgres`]),
+    /// for the daemon, which writes refused records again later.
+    /// `state` holds the archive (unless `[archive] dir` says otherwise).
+    pub fn on(store: RunStore, state: &StateDir) -> Runner {
+        Runner {
+            store,
+            ..Runner::writing_later(state)
         }
     }
 
-    pub fn markers(&self) -> &Markers {
+    /// The history files, with the files backend.
+    pub fn history(&self) -> Option<&History> {
         match &self.store {
-            RunStore::Files { markers, .. } => markers,
+            RunStore::Files { history, .. } => Some(history),
+            RunStore::Postgres { .. } => None,
+        }
+    }
+
+    /// The in-flight markers, with the files backend.
+    pub fn markers(&self) -> Option<&Markers> {
+        match &self.store {
+            RunStore::Files { markers, .. } => Some(markers),
+            RunStore::Postgres { .. } => None,
         }
     }
 
@@ -158,6 +201,18 @@ impl Runner {
             return RunEnd::LeftOverNotRecorded(e);
         }
         observer.starting(request);
+        match self.store.before_start(&request.run_id).await {
+            BeforeStart::Send => {}
+            BeforeStart::TakenOver => return RunEnd::TakenOver,
+            BeforeStart::Unmarked(e) => {
+                let reason = format!(
+                    "not started: the run's claim could not be marked before the start request ({e})"
+                );
+                let ended = Ended::without_result(Outcome::TriggerFailed, reason);
+                let record = record_of(settings, request, ended, 0);
+                return RunEnd::Recorded(self.record(record, settings, observer).await);
+            }
+        }
         let started = match track::start(client, settings, observer).await {
             StartResult::Started(started) => started,
             StartResult::NotStarted { ended, attempts } => {
@@ -198,6 +253,22 @@ impl Runner {
                 return None;
             }
         };
+        let result = self.finish(client, settings, marker, observer).await?;
+        self.keep_if_unwritten(&result, settings.history_limit);
+        observer.recorded(&result);
+        Some(result)
+    }
+
+    /// A run this instance adopted (PostgreSQL: a claim taken over from an instance that
+    /// stopped leading, its snapshot the marker it stored): tracked to its end and
+    /// recorded, never started again.
+    pub async fn resume_adopted(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        marker: Marker,
+        observer: &mut dyn RunObserver,
+    ) -> Option<Result<RunRecord, RecordError>> {
         let result = self.finish(client, settings, marker, observer).await?;
         self.keep_if_unwritten(&result, settings.history_limit);
         observer.recorded(&result);
@@ -334,21 +405,23 @@ impl Runner {
     fn is_unwritten(&self, run_id: &str) -> bool {
         self.unwritten
             .lock()
-            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
+            .map(|u| u.iter().any(|(r, _, _)| r.run_id == run_id))
             .unwrap_or(false)
     }
 
     /// Keep a record the disk refused, to write it again later (once per run).
     fn keep_if_unwritten(&self, result: &Result<RunRecord, RecordError>, history_limit: usize) {
-        if let Err(RecordError::History { record, .. }) = result {
+        if let Err(RecordError::History { record, .. } | RecordError::Database { record, .. }) =
+            result
+        {
             self.keep(RunRecord::clone(record), history_limit);
         }
     }
 
     fn keep(&self, record: RunRecord, history_limit: usize) {
         let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
-        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
-            u.push((record, history_limit));
+        if !u.iter().any(|(r, _, _)| r.run_id == record.run_id) {
+            u.push((record, history_limit, self.store.clone()));
         }
     }
 
@@ -359,17 +432,25 @@ impl Runner {
 
     /// Try again to write the records the disk refused; those it still refuses stay.
     pub async fn write_unwritten(&self) {
-        let pending: Vec<(RunRecord, usize)> =
+        let pending: Vec<Unwritten> =
             std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
+        let mut still = Vec::new();
+        for (record, limit, store) in pending {
+            for (record, limit) in store.record_again(vec![(record, limit)]).await {
+                still.push((record, limit, store.clone()));
+            }
         }
-        let still = self.store.record_again(pending).await;
-        for (record, limit) in still {
-            self.keep(record, limit);
+        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
+        for kept in still {
+            if !u.iter().any(|(r, _, _)| r.run_id == kept.0.run_id) {
+                u.push(kept);
+            }
         }
     }
 }
+
+/// A record not written yet, its server's `history_limit`, and where it goes.
+type Unwritten = (RunRecord, usize, RunStore);
 
 /// Where run `run_id` of `settings`' server keeps its export: `None` when the server does
 /// not archive (turned off, or runs whose export is not verified: only a verified

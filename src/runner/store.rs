@@ -7,21 +7,36 @@
 //! history file at its end, then the marker removed. The caller holds the server's lock
 //! file for the run.
 //!
-//! The operations, as the PostgreSQL backend will answer them (docs/high-availability.md):
-//! a left-over run is an adopted claim handed to the runner, not something it looks for;
-//! "before the start request" marks the claim `posting` (fenced by its epoch); "started"
-//! stores the marker as the claim's snapshot; the record is written in the statement that
-//! marks the claim done.
+//! The PostgreSQL backend ([`RunStore::Postgres`], docs/high-availability.md) works on the
+//! run's claim, inserted by the caller before the run under its lease epoch, and fences
+//! every write with that epoch: a left-over run is an adopted claim handed to the runner
+//! ([`Runner::resume_adopted`](super::Runner::resume_adopted)), not something it looks
+//! for; "before the start request" marks the claim `posting`; "started" stores the marker
+//! as the claim's snapshot; the record is written in the statement that marks the claim
+//! done. Once another instance has adopted the claim (a newer epoch), each of these
+//! changes nothing and says so.
 //!
 //! File writes are blocking (fsync), so they run on tokio's blocking pool.
 
 use super::RecordError;
 use super::marker::{Marker, MarkerError, Markers};
 use crate::history::History;
+use crate::postgres::{PgError, Session, claims};
 use crate::record::RunRecord;
 use crate::state::StateDir;
 use std::sync::Arc;
-use tracing::warn;
+use tracing::{info, warn};
+
+/// Whether the start request may be sent.
+#[derive(Debug)]
+pub enum BeforeStart {
+    Send,
+    /// The claim was adopted by another instance: send nothing, it goes on with the run.
+    TakenOver,
+    /// The claim could not be marked: send nothing (the claim stays `claimed`, so whoever
+    /// holds it next starts it).
+    Unmarked(PgError),
+}
 
 /// A backend's side of a run, cheap to clone.
 #[derive(Clone, Debug)]
@@ -31,6 +46,8 @@ pub enum RunStore {
         history: Arc<History>,
         markers: Markers,
     },
+    /// The claim of one run in PostgreSQL, held under lease epoch `epoch`.
+    Postgres { db: Arc<Session>, epoch: i64 },
 }
 
 impl RunStore {
@@ -42,11 +59,18 @@ impl RunStore {
         }
     }
 
+    /// The PostgreSQL backend for runs claimed under lease epoch `epoch`. Epochs start
+    /// at 1, so a store with epoch 0 changes nothing and starts nothing.
+    pub fn postgres(db: Arc<Session>, epoch: i64) -> RunStore {
+        RunStore::Postgres { db, epoch }
+    }
+
     /// The run an earlier process left in flight on `server`, if any: one the runner must
     /// finish before it starts another.
     pub fn left_over(&self, server: &str) -> Result<Option<Marker>, MarkerError> {
         match self {
             RunStore::Files { markers, .. } => markers.read(server),
+            RunStore::Postgres { .. } => Ok(None),
         }
     }
 
@@ -59,6 +83,7 @@ impl RunStore {
                     warn!(server = %server, run_id = %run_id, error = %e, "marker not removed");
                 }
             }
+            RunStore::Postgres { .. } => {}
         }
     }
 
@@ -77,6 +102,27 @@ impl RunStore {
                 .await
                 .unwrap_or(false)
             }
+            // A claim is done exactly when its record is written, and an adopted claim
+            // is never done.
+            RunStore::Postgres { .. } => false,
+        }
+    }
+
+    /// Just before the start request (files: nothing to do).
+    pub async fn before_start(&self, run_id: &str) -> BeforeStart {
+        match self {
+            RunStore::Files { .. } => BeforeStart::Send,
+            RunStore::Postgres { db, epoch } => {
+                let epoch = *epoch;
+                match db
+                    .with(|c| async move { claims::posting(&c, run_id, epoch).await })
+                    .await
+                {
+                    Ok(true) => BeforeStart::Send,
+                    Ok(false) => BeforeStart::TakenOver,
+                    Err(e) => BeforeStart::Unmarked(e),
+                }
+            }
         }
     }
 
@@ -93,6 +139,21 @@ impl RunStore {
                             source: std::io::Error::other(e.to_string()),
                         })
                     })
+            }
+            RunStore::Postgres { db, epoch } => {
+                let epoch = *epoch;
+                let snapshot = serde_json::to_value(&marker)
+                    .map_err(|e| MarkerError::Snapshot(PgError::Encode(e.to_string())))?;
+                let run_id = marker.request.run_id.as_str();
+                let stored = db
+                    .with(|c| async move { claims::started(&c, run_id, epoch, &snapshot).await })
+                    .await
+                    .map_err(MarkerError::Snapshot)?;
+                if stored {
+                    Ok(())
+                } else {
+                    Err(MarkerError::TakenOver)
+                }
             }
         }
     }
@@ -113,10 +174,13 @@ impl RunStore {
                 .await
                 .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
             }
+            RunStore::Postgres { db, epoch } => finish(db, *epoch, record).await,
         }
     }
 
-    /// Write again the records refused earlier; returns those still refused.
+    /// Write again the records refused earlier; returns those still refused. (A record
+    /// whose claim another instance adopted meanwhile is dropped: that instance records
+    /// the run.)
     pub async fn record_again(&self, pending: Vec<(RunRecord, usize)>) -> Vec<(RunRecord, usize)> {
         match self {
             RunStore::Files { history, markers } => {
@@ -125,7 +189,55 @@ impl RunStore {
                     .await
                     .unwrap_or_default()
             }
+            RunStore::Postgres { db, epoch } => {
+                let mut still = Vec::new();
+                for (record, limit) in pending {
+                    match finish(db, *epoch, record).await {
+                        Ok(r) => {
+                            info!(server = %r.server, run_id = %r.run_id, "record written after an earlier failure");
+                        }
+                        Err(RecordError::Database { record, source }) => {
+                            warn!(server = %record.server, run_id = %record.run_id, error = %source, "record still not written; will try again");
+                            still.push((*record, limit));
+                        }
+                        Err(e) => warn!(error = %e, "record dropped"),
+                    }
+                }
+                still
+            }
         }
+    }
+}
+
+/// The record, with the claim marked done, in one statement fenced by `epoch`.
+async fn finish(db: &Session, epoch: i64, record: RunRecord) -> Result<RunRecord, RecordError> {
+    // The line a history file would hold: the readers show both backends alike.
+    let line = match serde_json::to_string(&record) {
+        Ok(line) => line,
+        Err(e) => {
+            return Err(RecordError::Database {
+                record: Box::new(record),
+                source: PgError::Encode(e.to_string()),
+            });
+        }
+    };
+    let (run_id, at) = (record.run_id.as_str(), record.triggered_at);
+    let written = db
+        .with(|c| {
+            let line = line.as_str();
+            async move { claims::finish(&c, run_id, epoch, at, line).await }
+        })
+        .await;
+    match written {
+        Ok(true) => Ok(record),
+        Ok(false) => Err(RecordError::TakenOver {
+            record: Box::new(record),
+            epoch,
+        }),
+        Err(source) => Err(RecordError::Database {
+            record: Box::new(record),
+            source,
+        }),
     }
 }
 
