@@ -7,6 +7,7 @@
 use jellyfin_export_scheduler::config::ServerConfig;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::postgres::claims::{self, Adopted, ClaimState, Claimed};
+use jellyfin_export_scheduler::postgres::leadership::{Leadership, Role};
 use jellyfin_export_scheduler::postgres::lease::{self, Lease};
 use jellyfin_export_scheduler::postgres::{PgError, Session, connect, migrate};
 use jellyfin_export_scheduler::record::Outcome;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -657,4 +659,137 @@ async fn an_adopted_run_is_followed_from_its_snapshot_and_recorded_once() {
         ("done".to_owned(), true, 1)
     );
     assert_eq!(sim.server("t").start_requests().len(), 1);
+}
+
+/// Polls `what` every 10 ms until it gives `Some`, at most `limit`; fails naming `event`.
+async fn within<T>(
+    limit: Duration,
+    event: &str,
+    mut what: impl FnMut() -> Option<T>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = what() {
+            return (v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{event} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn spawn_leadership(
+    url: String,
+    holder: &str,
+    ttl: Duration,
+) -> (
+    Leadership,
+    tokio::sync::mpsc::Receiver<Vec<Adopted>>,
+    CancellationToken,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let stop = CancellationToken::new();
+    let l = Leadership::spawn(Secret::new(url), holder.to_owned(), ttl, tx, stop.clone());
+    (l, rx, stop)
+}
+
+/// Two instances' leadership tasks: one leads, the other follows and names it. The
+/// leader cut off from the database (a proxy that stops forwarding) stops trusting its
+/// lease before the other takes over; the new leader adopts the old one's open claim;
+/// once the network is back, the old leader follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_is_replaced_and_its_open_claims_adopted() {
+    use common::proxy::Proxy;
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], cluster.port).into()).await;
+    let through_proxy = cluster.url().replace(
+        &format!(":{}/", cluster.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let ttl = Duration::from_secs(1);
+    let (a, _a_adopted, a_stop) = spawn_leadership(through_proxy, "a", ttl);
+    let (ea, _) = within(Duration::from_secs(10), "a leading", || a.trusted_epoch()).await;
+    let (b, mut b_adopted, b_stop) = spawn_leadership(cluster.url(), "b", ttl);
+    within(Duration::from_secs(10), "b following a", || {
+        match b.role() {
+            Role::Following { leader: Some(h) } if h.holder == "a" && h.epoch == ea => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let claimed = claims::claim(&db, "a", ea, "t", "2026-11-30T03:30:00Z", "run-a")
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claimed::Won);
+
+    proxy.stop_forwarding();
+    let (eb, takeover) = within(Duration::from_secs(10), "b taking over", || {
+        let eb = b.trusted_epoch()?;
+        assert_eq!(
+            a.trusted_epoch(),
+            None,
+            "a still trusts its lease when b leads"
+        );
+        Some(eb)
+    })
+    .await;
+    assert!(eb > ea, "a new epoch: {eb} after {ea}");
+    // The lease runs out at most a ttl after a's last renewal, and b tries every ttl/3.
+    assert!(
+        takeover < ttl + ttl / 3 + Duration::from_secs(1),
+        "b took over after {takeover:?}"
+    );
+    println!(
+        "takeover after the leader was cut off: {} ms",
+        takeover.as_millis()
+    );
+    let adopted = tokio::time::timeout(Duration::from_secs(5), b_adopted.recv())
+        .await
+        .expect("b hands over the adopted claims")
+        .unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(
+        (adopted[0].run_id.as_str(), adopted[0].state),
+        ("run-a", ClaimState::Claimed)
+    );
+
+    proxy.resume();
+    within(Duration::from_secs(10), "a following b", || {
+        match a.role() {
+            Role::Following { leader: Some(h) } if h.holder == "b" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(b.trusted_epoch(), Some(eb), "b keeps leading");
+    a_stop.cancel();
+    b_stop.cancel();
+}
+
+/// A leader that stops cleanly gives its lease up: the other instance takes over at its
+/// next attempt, well before the lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_hands_the_lease_over_at_once() {
+    let cluster = Cluster::start();
+    two_instances(&cluster).await;
+    let ttl = Duration::from_secs(6);
+    let (a, _a_adopted, a_stop) = spawn_leadership(cluster.url(), "a", ttl);
+    within(Duration::from_secs(10), "a leading", || a.trusted_epoch()).await;
+    let (b, _b_adopted, b_stop) = spawn_leadership(cluster.url(), "b", ttl);
+    within(Duration::from_secs(10), "b following", || match b.role() {
+        Role::Following { leader: Some(_) } => Some(()),
+        _ => None,
+    })
+    .await;
+    a_stop.cancel();
+    let (_, takeover) = within(ttl, "b taking over", || b.trusted_epoch()).await;
+    assert!(
+        takeover < ttl / 3 + Duration::from_secs(1),
+        "b took over after {takeover:?}, as if the lease had expired"
+    );
+    assert_eq!(a.trusted_epoch(), None);
+    b_stop.cancel();
 }

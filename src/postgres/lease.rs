@@ -62,6 +62,11 @@ impl Lease {
         self.held.filter(|h| now < h.trusted_until).map(|h| h.epoch)
     }
 
+    /// The epoch held and until when it is trusted (trusted or not by now).
+    pub fn held(&self) -> Option<(i64, Instant)> {
+        self.held.map(|h| (h.epoch, h.trusted_until))
+    }
+
     /// The epoch last held, trusted or not (to fence late writes: they carry it and
     /// change nothing if another instance took over).
     pub fn last_epoch(&self) -> Option<i64> {

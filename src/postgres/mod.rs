@@ -9,6 +9,7 @@
 
 pub mod claims;
 pub mod import;
+pub mod leadership;
 pub mod lease;
 pub mod migrate;
 pub mod records;
