@@ -198,7 +198,7 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
         claims::claim(&a_db, "a", ea, "lr", "manual:r3", "r3")
             .await
             .unwrap(),
-        Claimed::Taken
+        Claimed::Busy
     );
     assert!(claims::posting(&a_db, "r1", ea).await.unwrap());
     let marker = json!({"run_id": "r1", "last_end_before": null});
@@ -792,4 +792,58 @@ async fn a_clean_stop_hands_the_lease_over_at_once() {
     );
     assert_eq!(a.trusted_epoch(), None);
     b_stop.cancel();
+}
+
+/// A due instant that arrives while the server's run is still going is Busy, recorded
+/// `skipped` under the lease in one statement, and never claimed again; a skip by an
+/// instance that does not hold the lease, or of a key already claimed, writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_instant_during_a_run_is_recorded_skipped_once() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let mut lease = Lease::new("a", Duration::from_secs(30));
+    let e = lease.refresh(&db).await.unwrap().unwrap();
+    let (due1, due2) = ("2026-11-30T03:30:00Z", "2026-11-30T03:31:00Z");
+    assert_eq!(
+        claims::claim(&db, "a", e, "t", due1, "r1").await.unwrap(),
+        Claimed::Won
+    );
+    assert_eq!(
+        claims::claim(&db, "a", e, "t", due2, "r2").await.unwrap(),
+        Claimed::Busy
+    );
+    let at = chrono::Utc::now();
+    let line = r#"{"run_id":"r2","outcome":"skipped"}"#;
+    assert!(
+        !claims::skip(&db, "b", e, "t", due2, "r2", at, line)
+            .await
+            .unwrap(),
+        "b does not hold the lease"
+    );
+    assert!(
+        !claims::skip(&db, "a", e, "t", due1, "r1b", at, line)
+            .await
+            .unwrap(),
+        "due1 is claimed by the run in progress"
+    );
+    assert!(
+        claims::skip(&db, "a", e, "t", due2, "r2", at, line)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        claim_and_records(&db, "r2").await,
+        ("done".to_owned(), false, 1)
+    );
+    assert_eq!(
+        claims::claim(&db, "a", e, "t", due2, "r2c").await.unwrap(),
+        Claimed::Taken,
+        "a skipped due instant is never claimed again"
+    );
+    let records: i64 = db
+        .query_one("SELECT count(*) FROM run_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(records, 1, "only the skip is recorded");
 }

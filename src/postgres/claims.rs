@@ -15,9 +15,11 @@ use tokio_postgres::Client;
 pub enum Claimed {
     /// The row is ours: go on and start the run.
     Won,
-    /// The key was claimed already (by anyone, ever), or another run is active on the
-    /// server: start nothing.
+    /// The key was claimed already (by anyone, ever): start nothing, record nothing.
     Taken,
+    /// Another run is active on the server: start nothing; the due instant is recorded
+    /// `skipped` ([`skip`]), as the files backend does.
+    Busy,
     /// Our lease is not valid in the database (expired, or another holder): start nothing.
     NotLeader,
 }
@@ -80,15 +82,26 @@ pub async fn claim(
                  ON CONFLICT DO NOTHING
                  RETURNING 1
              )
-             SELECT EXISTS (SELECT 1 FROM lease), EXISTS (SELECT 1 FROM inserted)",
+             SELECT EXISTS (SELECT 1 FROM lease), EXISTS (SELECT 1 FROM inserted),
+                    EXISTS (SELECT 1 FROM run_claims WHERE server = $4 AND claim_key = $5)",
             &[&LEASE_NAME, &holder, &epoch, &server, &claim_key, &run_id],
         )
         .await?;
-    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
-        (false, _) => Claimed::NotLeader,
-        (true, true) => Claimed::Won,
-        (true, false) => Claimed::Taken,
-    })
+    // Not inserted and the key not there before the statement: the one-active-claim index
+    // refused it. (A claim of the same key committed during the statement reads as Busy;
+    // the skip record it leads to then conflicts on the key and is not written.)
+    Ok(
+        match (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+        ) {
+            (false, _, _) => Claimed::NotLeader,
+            (true, true, _) => Claimed::Won,
+            (true, false, true) => Claimed::Taken,
+            (true, false, false) => Claimed::Busy,
+        },
+    )
 }
 
 /// `claimed → posting`, just before the start request. `false`: the claim is no longer
@@ -142,6 +155,50 @@ pub async fn finish(
              INSERT INTO run_history (run_id, server, triggered_at, record)
              SELECT run_id, server, $3, $4::text::json FROM done",
             &[&run_id, &epoch, &triggered_at, &record],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Records run `run_id` of `(server, claim_key)` as not started (`record`, its history
+/// line: `skipped` while another run is active), under our lease, in one statement: a
+/// claim already `done` and its record. `false`: the lease is not ours, or the key was
+/// claimed meanwhile (that claim's run is recorded instead).
+#[allow(clippy::too_many_arguments)]
+pub async fn skip(
+    client: &Client,
+    holder: &str,
+    epoch: i64,
+    server: &str,
+    claim_key: &str,
+    run_id: &str,
+    triggered_at: DateTime<Utc>,
+    record: &str,
+) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            "WITH lease AS (
+                 SELECT epoch FROM scheduler_lease
+                  WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
+                    FOR SHARE
+             ), done AS (
+                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
+                 SELECT $4, $5, $6, epoch, $2, 'done' FROM lease
+                 ON CONFLICT DO NOTHING
+                 RETURNING run_id, server
+             )
+             INSERT INTO run_history (run_id, server, triggered_at, record)
+             SELECT run_id, server, $7, $8::text::json FROM done",
+            &[
+                &LEASE_NAME,
+                &holder,
+                &epoch,
+                &server,
+                &claim_key,
+                &run_id,
+                &triggered_at,
+                &record,
+            ],
         )
         .await?;
     Ok(n == 1)
