@@ -221,7 +221,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             timeout,
         } => run_doctor(path, servers, format, timeout),
         Command::Run { log_format } => {
-            let config = files_backend(warned(Config::load(path)?))?;
+            let config = warned(Config::load(path)?);
             let format = log_format.unwrap_or(config.daemon.log_format);
             logging::init(format, &config.daemon.log_level);
             block_on(run::run(path, config, format))

@@ -442,9 +442,9 @@ async fn a_trigger_whose_left_over_run_cannot_be_recorded_starts_no_new_run() {
     assert!(marker_json(&env.state, "slow").is_none());
 }
 
-/// `backend = "postgres"` is read and checked, but its daemon side is not wired yet: the
-/// commands that claim runs refuse it (exit 2, saying so) instead of quietly using the
-/// state directory, and never show the database URL. `history` reads the database (here
+/// `backend = "postgres"` is read and checked, but `trigger` and `archive` do not have it
+/// yet: they refuse it (exit 2, saying so) instead of quietly using the state directory,
+/// and never show the database URL. `history` and `run` use the database (here
 /// unreachable: exit 1, saying so, without the URL).
 #[test]
 fn commands_refuse_the_postgres_backend_this_version_lacks() {
@@ -458,7 +458,6 @@ fn commands_refuse_the_postgres_backend_this_version_lacks() {
     let cfg = config.to_str().unwrap();
     let url = "postgresql://sched:PGSECRET-77@127.0.0.1:9/sched";
     for args in [
-        vec!["run", "--config", cfg],
         vec!["trigger", "a", "--config", cfg],
         vec!["archive", "list", "--config", cfg],
     ] {
@@ -487,6 +486,18 @@ fn commands_refuse_the_postgres_backend_this_version_lacks() {
     assert!(
         !dir.path().join("state").exists(),
         "nothing was written to a state directory"
+    );
+    let o = run(command(["run", "--config", cfg]).env("DB_URL", url));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        all.contains("cannot prepare the PostgreSQL database: PostgreSQL: "),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        !all.contains("PGSECRET") && !all.contains("127.0.0.1:9"),
+        "the URL is shown: {all}"
     );
     // `check` validates the keys (the URL included) and passes.
     let o = run(command(["check", "--config", cfg]).env("DB_URL", url));

@@ -6,7 +6,6 @@ use jellyfin_export_scheduler::endpoint::{self, Policy, Sources};
 use jellyfin_export_scheduler::records::Records;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;

@@ -847,3 +847,103 @@ async fn a_due_instant_during_a_run_is_recorded_skipped_once() {
         .get(0);
     assert_eq!(records, 1, "only the skip is recorded");
 }
+
+/// A daemon in-process on the PostgreSQL backend, as instance `name`, its state directory
+/// in `dir`, running server `t` of `sim` every 2 s.
+async fn pg_daemon(
+    cluster: &Cluster,
+    name: &str,
+    dir: &std::path::Path,
+    sim: &jellyfin_export_scheduler::sim::Simulator,
+) -> jellyfin_export_scheduler::daemon::DaemonHandle {
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"\nlease_ttl = \"2s\"\ninstance_name = \"{name}\"",
+        cluster.url()
+    );
+    let text = common::config::text(
+        &dir.join(name),
+        &daemon,
+        "",
+        &[("t", sim.url("t"), "schedule = \"*/2 * * * * *\"")],
+    );
+    common::daemon::start(common::config::parse(&text)).await
+}
+
+/// `(claim key, run id, outcome)` of every record, oldest first.
+async fn recorded(db: &Client) -> Vec<(String, String, String)> {
+    db.query(
+        "SELECT c.claim_key, h.run_id, h.record->>'outcome' FROM run_history h
+           JOIN run_claims c USING (run_id) ORDER BY h.triggered_at",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Two daemons on one database: only the leader runs the schedule, each due instant is
+/// started at most once and recorded once; when the leader stops, the other takes over
+/// the schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_run_each_due_instant_once_and_the_follower_takes_over() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_millis(300);
+    })])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = pg_daemon(&cluster, "a", dir.path(), &sim).await;
+    let b = pg_daemon(&cluster, "b", dir.path(), &sim).await;
+    let completed =
+        |rows: &[(String, String, String)]| rows.iter().filter(|r| r.2 == "completed").count();
+    let start = Instant::now();
+    while completed(&recorded(&db).await) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "three runs recorded within 30 s: {:?}",
+            recorded(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = lease::current(&db).await.unwrap().unwrap();
+    let (stays, goes) = if leader.holder == "a" { (b, a) } else { (a, b) };
+    common::daemon::stop(goes).await;
+    let before = recorded(&db).await.len();
+    let start = Instant::now();
+    loop {
+        let now = lease::current(&db).await.unwrap().unwrap();
+        let rows = recorded(&db).await;
+        if now.holder != leader.holder && rows.len() >= before + 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the other daemon took over and recorded two runs within 30 s: {now:?} {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    common::daemon::stop(stays).await;
+
+    let rows = recorded(&db).await;
+    let keys: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
+    assert_eq!(
+        keys.len(),
+        rows.len(),
+        "one record per due instant: {rows:?}"
+    );
+    let starts = sim.server("t").start_requests().len();
+    assert_eq!(
+        starts,
+        completed(&rows),
+        "one start request per completed run: {rows:?}"
+    );
+    let open: i64 = db
+        .query_one("SELECT count(*) FROM run_claims WHERE state <> 'done'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0, "every claim ended with its record");
+}

@@ -37,6 +37,9 @@ pub enum StartError {
     Listen(#[from] endpoint::BindError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// `backend = "postgres"`: the database could not be reached or its schema applied.
+    #[error("cannot prepare the PostgreSQL database: {0}")]
+    Database(#[from] crate::postgres::PgError),
 }
 
 /// What the daemon holds before it starts: the state directory and its instance lock, the
@@ -52,6 +55,9 @@ struct Prepared {
 async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let state = StateDir::open(&config.daemon.state_dir)?;
     let instance = InstanceLock::acquire(&state)?;
+    if let crate::config::Backend::Postgres(pg) = &config.daemon.backend {
+        prepare_database(&pg.url).await?;
+    }
     let listener = match config.daemon.listen {
         Some(addr) => {
             raise_open_file_limit();
@@ -66,6 +72,24 @@ async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         listener,
         signals,
     })
+}
+
+/// The schema brought up to this version's (under an advisory lock: instances starting
+/// together apply it once), before anything is claimed.
+async fn prepare_database(url: &crate::secret::Secret) -> Result<(), StartError> {
+    use crate::postgres::{connect, migrate};
+    let mut client = connect(url, std::time::Duration::from_secs(30)).await?;
+    let before = migrate::migrate(&mut client).await?;
+    if before < migrate::SCHEMA_VERSION {
+        info!(
+            from = before,
+            to = migrate::SCHEMA_VERSION,
+            "database schema applied"
+        );
+    } else {
+        info!(version = before, "database schema up to date");
+    }
+    Ok(())
 }
 
 /// The soft open-file limit up to the hard one, for the endpoint's connection cap (see

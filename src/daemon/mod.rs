@@ -13,15 +13,20 @@
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
 mod ctx;
+mod pg_task;
 mod run_task;
 mod server_loop;
 pub mod status;
 
 use crate::archive;
-use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
+use crate::config::{Backend, CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::history::HistoryError;
+use crate::postgres::Session;
+use crate::postgres::claims::Adopted;
+use crate::postgres::leadership::Leadership;
 use crate::record::RunRecord;
 use crate::runner::marker::Marker;
+use crate::runner::store::RunStore;
 use crate::runner::{self, Runner};
 use crate::sd_notify::Notifier;
 use crate::state::StateDir;
@@ -145,8 +150,15 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         o.config_applied(&config);
     }
     let status = Arc::new(StatusBoard::default());
+    let (pg, adopted, lease_stop) = postgres_backend(&config);
     let ctx = Arc::new(Ctx {
-        runner: Runner::writing_later(&state),
+        runner: match &pg {
+            // Epoch 0 is nobody's: this runner only writes refused records again, each
+            // through the claim's own store.
+            Some(pg) => Runner::on(RunStore::postgres(pg.session.clone(), 0), &state),
+            None => Runner::writing_later(&state),
+        },
+        pg,
         state,
         status: status.clone(),
         slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
@@ -164,6 +176,8 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         loops: BTreeMap::new(),
         stop: stop.clone(),
         notifier,
+        adopted,
+        lease_stop,
     };
     supervisor.arm(&config, true).await;
     status.set_armed();
@@ -188,7 +202,46 @@ struct Supervisor {
     loops: BTreeMap<String, LoopHandle>,
     stop: CancellationToken,
     notifier: Notifier,
+    /// PostgreSQL: the claims adopted at each takeover, to follow.
+    adopted: Option<mpsc::Receiver<Vec<Adopted>>>,
+    /// PostgreSQL: gives the lease up, after the drain.
+    lease_stop: CancellationToken,
 }
+
+/// The PostgreSQL backend's parts, with `backend = "postgres"`: a session for the claims
+/// and records, the leadership task, its adopted claims, and what stops it.
+fn postgres_backend(
+    config: &Config,
+) -> (
+    Option<pg_task::PgDaemon>,
+    Option<mpsc::Receiver<Vec<Adopted>>>,
+    CancellationToken,
+) {
+    let lease_stop = CancellationToken::new();
+    let Backend::Postgres(pg) = &config.daemon.backend else {
+        return (None, None, lease_stop);
+    };
+    let holder = pg.instance();
+    let (tx, rx) = mpsc::channel(16);
+    let leadership = Leadership::spawn(
+        pg.url.clone(),
+        holder.clone(),
+        pg.lease_ttl,
+        tx,
+        lease_stop.clone(),
+    );
+    info!(instance = %holder, lease_ttl_ms = pg.lease_ttl.as_millis() as u64, "PostgreSQL backend: runs are claimed by the instance that leads");
+    let session = Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT));
+    let daemon = pg_task::PgDaemon {
+        session,
+        leadership,
+        holder,
+    };
+    (Some(daemon), Some(rx), lease_stop)
+}
+
+/// How long a claim or record statement may take before it counts as failed.
+const PG_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Supervisor {
     /// Start loops for every enabled server that has none. The board learns the config
@@ -317,9 +370,44 @@ impl Supervisor {
                     }
                 },
                 _ = retry.tick() => self.ctx.runner.write_unwritten().await,
+                Some(claims) = next_adopted(&mut self.adopted) => self.follow_adopted(claims),
             }
         }
+        let lease_stop = self.lease_stop.clone();
         self.drain().await;
+        lease_stop.cancel();
+    }
+
+    /// Adopted claims (PostgreSQL, at a takeover), each followed by a run task of its own.
+    fn follow_adopted(&self, claims: Vec<Adopted>) {
+        for claim in claims {
+            let Some(cfg) = self
+                .loops
+                .get(&claim.server)
+                .map(|h| h.config.borrow().clone())
+            else {
+                warn!(server = %claim.server, run_id = %claim.run_id, "adopted a run of a server this instance does not schedule; it stays open until an instance that has it leads");
+                continue;
+            };
+            let on_board = self
+                .ctx
+                .status
+                .begin_run(&cfg, &claim.run_id, Utc::now())
+                .is_ok();
+            let ctx = self.ctx.clone();
+            let span = info_span!("server", server = %cfg.name);
+            self.ctx.runs.spawn(
+                async move {
+                    if let Some(pg) = &ctx.pg {
+                        pg_task::adopted(&ctx, pg, &cfg, claim).await;
+                    }
+                    if on_board {
+                        ctx.status.end_run(&cfg.name);
+                    }
+                }
+                .instrument(span),
+            );
+        }
     }
 
     /// Ping the watchdog only while every loop keeps waking: a stuck loop stops the pings
@@ -507,6 +595,14 @@ fn missed_due(
     let covered = records.iter().any(|r| r.scheduled_for == Some(latest))
         || marker.is_some_and(|m| m.request.scheduled_for == Some(latest));
     (!covered).then_some(latest)
+}
+
+/// The next adopted claims, when there is a PostgreSQL backend (never, otherwise).
+async fn next_adopted(rx: &mut Option<mpsc::Receiver<Vec<Adopted>>>) -> Option<Vec<Adopted>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The longest a healthy loop goes without waking.

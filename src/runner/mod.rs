@@ -168,6 +168,16 @@ impl Runner {
         }
     }
 
+    /// This runner on another store (the PostgreSQL backend: one per claim, with its
+    /// epoch), sharing its records not written yet, so one
+    /// [`write_unwritten`](Self::write_unwritten) retries them all.
+    pub fn with_store(&self, store: RunStore) -> Runner {
+        Runner {
+            store,
+            ..self.clone()
+        }
+    }
+
     /// The history files, with the files backend.
     pub fn history(&self) -> Option<&History> {
         match &self.store {

@@ -186,3 +186,11 @@ fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A session on `cluster`'s database, its I/O on a task of its own.
+pub async fn connect(cluster: &Cluster) -> tokio_postgres::Client {
+    let url = jellyfin_export_scheduler::secret::Secret::new(cluster.url());
+    jellyfin_export_scheduler::postgres::connect(&url, std::time::Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect: {e}\nserver log:\n{}", cluster.log()))
+}

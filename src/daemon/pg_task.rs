@@ -1,0 +1,205 @@
+//! Run tasks on the PostgreSQL backend (docs/high-availability.md): a claim in the
+//! database instead of the server's lock file, under this instance's lease epoch, and a
+//! runner bound to that claim ([`RunStore::postgres`]), whose every write is fenced by the
+//! epoch. Only the leader claims: a follower's loops tick but start nothing.
+//!
+//! Due work: `(server, due instant)` is claimed once, by anyone, ever; a due instant that
+//! arrives while the server's run goes on is recorded `skipped` in one statement with its
+//! claim. Adopted claims (from [`Leadership`]) go on from where they stood: `claimed` is
+//! started, `posting` or `started` is followed from its snapshot and never started again.
+
+use super::ctx::Ctx;
+use super::run_task::{DaemonRun, announce, jellyfin_client, take_slot};
+use crate::config::ServerConfig;
+use crate::postgres::claims::{self, Adopted, ClaimState, Claimed};
+use crate::postgres::leadership::Leadership;
+use crate::postgres::{PgError, Session};
+use crate::record::{Outcome, RunRequest, Trigger};
+use crate::runner::marker::Marker;
+use crate::runner::store::RunStore;
+use crate::runner::{self, Runner, Wait};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// What the daemon needs of the PostgreSQL backend.
+#[derive(Debug)]
+pub struct PgDaemon {
+    pub session: Arc<Session>,
+    pub leadership: Leadership,
+    /// The name this instance holds the lease and its claims under.
+    pub holder: String,
+}
+
+impl PgDaemon {
+    fn runner(&self, ctx: &Ctx, epoch: i64) -> Runner {
+        ctx.runner
+            .with_store(RunStore::postgres(self.session.clone(), epoch))
+    }
+}
+
+/// The claim key of a run: its due instant, or `manual:<run_id>` for a run asked for.
+pub fn claim_key(request: &RunRequest) -> String {
+    match request.scheduled_for {
+        Some(due) => due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        None => format!("manual:{}", request.run_id),
+    }
+}
+
+/// A new run: claimed under our trusted epoch, then run by a runner bound to the claim.
+pub(super) async fn run(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, request: RunRequest) {
+    let Some(_slot) = take_slot(ctx).await else {
+        return;
+    };
+    let Some(epoch) = pg.leadership.trusted_epoch() else {
+        info!("not leading (or the lease is no longer trusted); the leader runs it");
+        return;
+    };
+    let key = claim_key(&request);
+    let claimed = pg
+        .session
+        .with(|c| {
+            let (holder, key, run_id) = (&pg.holder, &key, &request.run_id);
+            async move { claims::claim(&c, holder, epoch, &cfg.name, key, run_id).await }
+        })
+        .await;
+    match claimed {
+        Ok(Claimed::Won) => {}
+        Ok(Claimed::Taken) => return info!(claim_key = %key, "claimed already; nothing to do"),
+        Ok(Claimed::NotLeader) => return info!("the lease is no longer ours; not started"),
+        Ok(Claimed::Busy) => {
+            let reason = "another run of this server is still in progress".to_owned();
+            return skip(ctx, pg, cfg, &request, reason).await;
+        }
+        Err(e) => return error!(error = %e, "cannot claim the run; not started"),
+    }
+    ctx.status.progress(&cfg.name, "starting", None);
+    let Some(client) = jellyfin_client(ctx, cfg) else {
+        return;
+    };
+    let mut observer = DaemonRun { ctx, cfg };
+    let runner = pg.runner(ctx, epoch);
+    let work = runner.run(&client, cfg, &request, &mut observer, Wait::Follow);
+    tokio::select! {
+        _ = work => {}
+        _ = ctx.abort_runs.cancelled() => {
+            info!("shutting down during the run; its claim lets the next leader follow it");
+        }
+    }
+}
+
+/// A due instant not started because of `reason`: recorded `skipped` with its claim, once.
+pub(super) async fn skip(
+    ctx: &Arc<Ctx>,
+    pg: &PgDaemon,
+    cfg: &ServerConfig,
+    request: &RunRequest,
+    reason: String,
+) {
+    let Some(epoch) = pg.leadership.trusted_epoch() else {
+        return;
+    };
+    let record = runner::not_started(cfg, request, Outcome::Skipped, reason);
+    let key = claim_key(request);
+    let written = match serde_json::to_string(&record) {
+        Ok(line) => {
+            pg.session
+                .with(|c| {
+                    let (holder, key, line) = (&pg.holder, &key, &line);
+                    let (run_id, at) = (&record.run_id, record.triggered_at);
+                    async move {
+                        claims::skip(&c, holder, epoch, &cfg.name, key, run_id, at, line).await
+                    }
+                })
+                .await
+        }
+        Err(e) => Err(PgError::Encode(e.to_string())),
+    };
+    match written {
+        Ok(true) => {
+            info!(outcome = %record.outcome, reason = %record.reason.as_deref().unwrap_or(""), "run not started");
+            announce(ctx, cfg, &record);
+        }
+        Ok(false) => {
+            info!(claim_key = %key, "not recorded: claimed meanwhile, or no longer leading")
+        }
+        Err(e) => error!(error = %e, "the skipped run's record was not written"),
+    }
+}
+
+/// An adopted claim, on from where it stood: never a second start.
+pub(super) async fn adopted(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, claim: Adopted) {
+    let Some(_slot) = take_slot(ctx).await else {
+        return;
+    };
+    let Some(epoch) = pg.leadership.trusted_epoch() else {
+        return warn!(run_id = %claim.run_id, "adopted run left: the lease is no longer trusted");
+    };
+    let Some(client) = jellyfin_client(ctx, cfg) else {
+        return;
+    };
+    let runner = pg.runner(ctx, epoch);
+    let mut observer = DaemonRun { ctx, cfg };
+    let snapshot: Option<Marker> = claim
+        .snapshot
+        .clone()
+        .and_then(|s| serde_json::from_value(s).ok());
+    let work = async {
+        match (claim.state, snapshot) {
+            (ClaimState::Claimed, _) => {
+                let request = request_of(&claim);
+                info!(claim_key = %claim.claim_key, "adopted a claimed run that was never started; starting it");
+                runner
+                    .run(&client, cfg, &request, &mut observer, Wait::Follow)
+                    .await;
+            }
+            (ClaimState::Started, Some(marker)) => {
+                info!(task_id = %marker.started.task_id, "adopted a run in flight; following it");
+                runner
+                    .resume_adopted(&client, cfg, marker, &mut observer)
+                    .await;
+            }
+            (_, _) => interrupted(&runner, cfg, &claim, &mut observer).await,
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = ctx.abort_runs.cancelled() => {}
+    }
+}
+
+/// A claim adopted between its start request and Jellyfin's answer (no snapshot): whether
+/// Jellyfin started an export cannot be known, and starting one could make it two, so it
+/// is recorded `interrupted`, saying so.
+async fn interrupted(
+    runner: &Runner,
+    cfg: &ServerConfig,
+    claim: &Adopted,
+    observer: &mut DaemonRun<'_>,
+) {
+    let request = request_of(claim);
+    let reason = "the instance that claimed this run stopped leading between its start request and Jellyfin's answer; it is not started again (at most one start per due instant)".to_owned();
+    let mut record = runner::not_started(cfg, &request, Outcome::Interrupted, reason);
+    record.duration_ms = None;
+    warn!(run_id = %record.run_id, "adopted run recorded as interrupted");
+    let result = runner.write(record, cfg.history_limit).await;
+    crate::runner::RunObserver::recorded(observer, &result);
+}
+
+/// The request a claim stands for (a claim keeps its key and run id; the request's time
+/// is not kept, so it reads as now).
+fn request_of(claim: &Adopted) -> RunRequest {
+    let due: Option<DateTime<Utc>> = DateTime::parse_from_rfc3339(&claim.claim_key)
+        .ok()
+        .map(|d| d.with_timezone(&Utc));
+    RunRequest {
+        run_id: claim.run_id.clone(),
+        trigger: if due.is_some() {
+            Trigger::Schedule
+        } else {
+            Trigger::Manual
+        },
+        scheduled_for: due,
+        triggered_at: Utc::now(),
+    }
+}
