@@ -3,8 +3,8 @@
 //! lease and a schedule every 3 s. Both daemons start at the same instant (so they also
 //! race to apply the schema). Each scenario then does something to the leader or the
 //! database and checks, from the simulator's own request log and the database:
-//! - at most one start request per claimed due instant, never one for a due instant
-//!   nobody claimed;
+//! - at most one start request per due instant (no two in one 3 s slot of the simulator's
+//!   log), and no more start requests than claims;
 //! - one record per finished claim, and one claim per due instant;
 //! - the other instance takes over within the promised 60 s (the table printed at the
 //!   end of each scenario says how long it took);
@@ -181,7 +181,15 @@ impl Stand {
                 d.wait_exit(Duration::from_secs(20)).await;
             }
         }
-        let starts = self.sim.server("t").start_requests().len() as i64;
+        let times = self.sim.server("t").start_requests();
+        let starts = times.len() as i64;
+        // A run is started right after its due instant (every 3 s, no jitter) and takes
+        // 1.5 s: two start requests in one 3 s slot would be two starts of one due instant.
+        let mut per_slot = std::collections::BTreeMap::<u64, usize>::new();
+        for t in &times {
+            let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            *per_slot.entry(secs / 3).or_default() += 1;
+        }
         let claimed = self
             .count("SELECT count(*) FROM run_claims c JOIN run_history h USING (run_id) WHERE h.record->>'outcome' <> 'skipped'")
             .await;
@@ -206,6 +214,10 @@ impl Stand {
             );
         }
         assert!(starts >= 1, "{scenario}: no run was ever started");
+        assert!(
+            per_slot.values().all(|n| *n == 1),
+            "{scenario}: two start requests for one due instant: {per_slot:?}"
+        );
         // Claims still open when the daemons stopped (a run cut by the stop) may have
         // had their start request too.
         assert!(
