@@ -856,6 +856,17 @@ async fn pg_daemon(
     dir: &std::path::Path,
     sim: &jellyfin_export_scheduler::sim::Simulator,
 ) -> jellyfin_export_scheduler::daemon::DaemonHandle {
+    pg_daemon_on(cluster, name, dir, sim, "*/2 * * * * *").await
+}
+
+/// [`pg_daemon`] on `schedule`.
+async fn pg_daemon_on(
+    cluster: &Cluster,
+    name: &str,
+    dir: &std::path::Path,
+    sim: &jellyfin_export_scheduler::sim::Simulator,
+    schedule: &str,
+) -> jellyfin_export_scheduler::daemon::DaemonHandle {
     let daemon = format!(
         "backend = \"postgres\"\ndatabase_url = \"{}\"\nlease_ttl = \"2s\"\ninstance_name = \"{name}\"",
         cluster.url()
@@ -864,7 +875,7 @@ async fn pg_daemon(
         &dir.join(name),
         &daemon,
         "",
-        &[("t", sim.url("t"), "schedule = \"*/2 * * * * *\"")],
+        &[("t", sim.url("t"), &format!("schedule = \"{schedule}\""))],
     );
     common::daemon::start(common::config::parse(&text)).await
 }
@@ -946,4 +957,51 @@ async fn two_daemons_run_each_due_instant_once_and_the_follower_takes_over() {
         .unwrap()
         .get(0);
     assert_eq!(open, 0, "every claim ended with its record");
+}
+
+/// A server that has run before, whose due instant passed while no instance led: the
+/// instance that starts leading runs it once (trigger `catch_up`, claimed under its key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_instant_missed_while_nobody_led_is_caught_up_once() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    db.execute(
+        "INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
+         VALUES ('t', '2026-01-01T03:30:00.000Z', 'earlier', 0, 'x', 'done')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missed = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let missed = chrono::Timelike::with_nanosecond(&missed, 0).unwrap();
+    let schedule = common::time::daily_at(missed);
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &schedule).await;
+    let start = Instant::now();
+    let rows = loop {
+        let rows = recorded(&db).await;
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the missed due instant was caught up within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    common::daemon::stop(a).await;
+    let key = missed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].2.as_str()),
+        (key.as_str(), "completed")
+    );
+    let trigger: String = db
+        .query_one("SELECT record->>'trigger' FROM run_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trigger, "catch_up");
+    assert_eq!(sim.server("t").start_requests().len(), 1);
 }

@@ -24,7 +24,7 @@ use crate::history::HistoryError;
 use crate::postgres::Session;
 use crate::postgres::claims::Adopted;
 use crate::postgres::leadership::Leadership;
-use crate::record::RunRecord;
+use crate::record::{RunRecord, Trigger};
 use crate::runner::marker::Marker;
 use crate::runner::store::RunStore;
 use crate::runner::{self, Runner};
@@ -43,7 +43,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 
 /// How many of each history's newest records the daemon reads when it starts, from the
 /// end of the file: the board's last success and last time per outcome come from them,
@@ -178,6 +178,7 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         notifier,
         adopted,
         lease_stop,
+        caught_up_epoch: None,
     };
     supervisor.arm(&config, true).await;
     status.set_armed();
@@ -206,6 +207,8 @@ struct Supervisor {
     adopted: Option<mpsc::Receiver<Vec<Adopted>>>,
     /// PostgreSQL: gives the lease up, after the drain.
     lease_stop: CancellationToken,
+    /// PostgreSQL: the epoch whose takeover was caught up on.
+    caught_up_epoch: Option<i64>,
 }
 
 /// The PostgreSQL backend's parts, with `backend = "postgres"`: a session for the claims
@@ -371,6 +374,9 @@ impl Supervisor {
                 },
                 _ = retry.tick() => self.ctx.runner.write_unwritten().await,
                 Some(claims) = next_adopted(&mut self.adopted) => self.follow_adopted(claims),
+                epoch = next_epoch(self.ctx.pg.as_ref().map(|pg| pg.leadership.clone()), self.caught_up_epoch) => {
+                    self.catch_up_at_takeover(epoch);
+                }
             }
         }
         let lease_stop = self.lease_stop.clone();
@@ -403,6 +409,41 @@ impl Supervisor {
                     }
                     if on_board {
                         ctx.status.end_run(&cfg.name);
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// PostgreSQL, when this instance starts leading under a new epoch: each server with
+    /// `catch_up = "last"` that has run before gets the latest due instant within its
+    /// `catch_up_window` dispatched once more. Its claim key makes that a no-op when that
+    /// due instant was claimed already (by the old leader); otherwise it was missed while
+    /// nobody led, and runs now.
+    fn catch_up_at_takeover(&mut self, epoch: i64) {
+        if self.caught_up_epoch == Some(epoch) {
+            return;
+        }
+        self.caught_up_epoch = Some(epoch);
+        for handle in self.loops.values() {
+            let cfg = handle.config.borrow().clone();
+            if cfg.catch_up != CatchUp::Last {
+                continue;
+            }
+            let jitter = crate::schedule::jitter_offset(&cfg.name, cfg.jitter);
+            let now = Utc::now() - chrono::Duration::from_std(jitter).unwrap_or_default();
+            let Some(due) = cfg.schedule.latest_at_or_before(now, cfg.catch_up_window) else {
+                continue;
+            };
+            let ctx = self.ctx.clone();
+            let span = info_span!("server", server = %cfg.name);
+            tokio::spawn(
+                async move {
+                    let Some(pg) = &ctx.pg else { return };
+                    if pg_task::has_run_before(pg, &cfg.name).await {
+                        info!(due = %due.to_rfc3339(), "leading now: catching up the latest due instant unless it was claimed");
+                        server_loop::dispatch(&ctx, cfg, Trigger::CatchUp, Some(due), &Span::current());
                     }
                 }
                 .instrument(span),
@@ -602,6 +643,24 @@ async fn next_adopted(rx: &mut Option<mpsc::Receiver<Vec<Adopted>>>) -> Option<V
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The epoch this instance leads under once it is not `seen`, when there is a PostgreSQL
+/// backend (never, otherwise): it waits for the leadership's role to change.
+async fn next_epoch(leadership: Option<Leadership>, seen: Option<i64>) -> i64 {
+    let Some(mut leadership) = leadership else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Some(epoch) = leadership.trusted_epoch()
+            && Some(epoch) != seen
+        {
+            return epoch;
+        }
+        if !leadership.changed().await {
+            return std::future::pending().await;
+        }
     }
 }
 

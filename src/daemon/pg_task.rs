@@ -88,6 +88,27 @@ pub(super) async fn run(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, reque
     }
 }
 
+/// Whether `server` has any claim (a run, a skip) in the database: catch-up, as with files,
+/// only makes up for a due instant missed by a server that has run before.
+pub(super) async fn has_run_before(pg: &PgDaemon, server: &str) -> bool {
+    let found = pg
+        .session
+        .with(|c| async move {
+            let row = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE server = $1)",
+                    &[&server],
+                )
+                .await?;
+            Ok(row.get::<_, bool>(0))
+        })
+        .await;
+    found.unwrap_or_else(|e| {
+        warn!(error = %e, "cannot tell whether the server ran before; no catch-up");
+        false
+    })
+}
+
 /// A due instant not started because of `reason`: recorded `skipped` with its claim, once.
 pub(super) async fn skip(
     ctx: &Arc<Ctx>,
