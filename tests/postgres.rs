@@ -5,6 +5,7 @@
 //! backend's wiring (docs/high-availability.md).
 
 use jellyfin_export_scheduler::config::ServerConfig;
+use jellyfin_export_scheduler::daemon::status::Leader;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::postgres::claims::{self, Adopted, ClaimState, Claimed};
 use jellyfin_export_scheduler::postgres::leadership::{Leadership, Role};
@@ -921,6 +922,42 @@ async fn two_daemons_run_each_due_instant_once_and_the_follower_takes_over() {
     }
     let leader = lease::current(&db).await.unwrap().unwrap();
     let (stays, goes) = if leader.holder == "a" { (b, a) } else { (a, b) };
+    // Who leads, as the board, sd_notify's status line and /metrics say it.
+    assert_eq!(
+        goes.status.leader(),
+        Some(Leader::Leading {
+            epoch: leader.epoch
+        })
+    );
+    let following = Leader::Following {
+        leader: Some((leader.holder.clone(), leader.epoch)),
+    };
+    assert_eq!(stays.status.leader(), Some(following));
+    let line = format!("leading (lease epoch {})", leader.epoch);
+    assert!(
+        goes.status.summary().ends_with(&line),
+        "{}",
+        goes.status.summary()
+    );
+    let line = format!("following {} (lease epoch {})", leader.holder, leader.epoch);
+    assert!(
+        stays.status.summary().ends_with(&line),
+        "{}",
+        stays.status.summary()
+    );
+    let metrics = metrics_of(&goes.status).await;
+    assert!(
+        metrics.contains("\njellyfin_export_leader 1\n"),
+        "{metrics}"
+    );
+    let epoch_line = format!("\njellyfin_export_lease_epoch {}\n", leader.epoch);
+    assert!(metrics.contains(&epoch_line), "{metrics}");
+    let metrics = metrics_of(&stays.status).await;
+    assert!(
+        metrics.contains("\njellyfin_export_leader 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&epoch_line), "{metrics}");
     common::daemon::stop(goes).await;
     let before = recorded(&db).await.len();
     let start = Instant::now();
@@ -1004,4 +1041,37 @@ async fn a_due_instant_missed_while_nobody_led_is_caught_up_once() {
         .get(0);
     assert_eq!(trigger, "catch_up");
     assert_eq!(sim.server("t").start_requests().len(), 1);
+}
+
+/// `/metrics` as the endpoint serves it for `status`.
+async fn metrics_of(
+    status: &Arc<jellyfin_export_scheduler::daemon::status::StatusBoard>,
+) -> String {
+    use jellyfin_export_scheduler::endpoint::{self, Policy, Sources};
+    let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(endpoint::serve(
+        listener,
+        Sources {
+            status: status.clone(),
+            heartbeat_limit: Duration::from_secs(60),
+            history: jellyfin_export_scheduler::records::Records::files(
+                &StateDir::open(dir.path()).unwrap(),
+            ),
+        },
+        Policy::for_process(None),
+        stop.clone(),
+    ));
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop.cancel();
+    body
 }

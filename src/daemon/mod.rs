@@ -151,6 +151,9 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
     }
     let status = Arc::new(StatusBoard::default());
     let (pg, adopted, lease_stop) = postgres_backend(&config);
+    if let Some(pg) = &pg {
+        status.set_leadership(pg.leadership.clone());
+    }
     let ctx = Arc::new(Ctx {
         runner: match &pg {
             // Epoch 0 is nobody's: this runner only writes refused records again, each
