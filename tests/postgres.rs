@@ -1075,3 +1075,78 @@ async fn metrics_of(
     stop.cancel();
     body
 }
+
+/// `doctor` checks the database: it answers, its schema version, who leads (none yet,
+/// then the instance holding the lease); an unreachable database fails its check, without
+/// the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_database_schema_and_leader() {
+    use common::bin::bin_async;
+    use common::config::ConfigFile;
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let servers = [("t", sim.url("t"), "schedule = \"@daily\"")];
+    let config_on = |url: &str| {
+        let daemon = format!("backend = \"postgres\"\ndatabase_url = \"{url}\"");
+        ConfigFile::quick(&daemon, "", &servers)
+    };
+    let local = |out: &[u8]| -> Vec<(String, String, String)> {
+        let doc: serde_json::Value = serde_json::from_slice(out).unwrap();
+        doc["local"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| ["database", "schema", "leader"].contains(&c["id"].as_str().unwrap()))
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
+                (s("id"), s("status"), s("summary"))
+            })
+            .collect()
+    };
+    let config = config_on(&cluster.url());
+    let o = bin_async(&["doctor", "--format", "json", "--config", config.arg()]).await;
+    let checks = local(&o.stdout);
+    assert_eq!(checks.len(), 3, "{checks:?}\n{}", o.how);
+    assert_eq!(
+        (checks[0].1.as_str(), checks[1].1.as_str()),
+        ("ok", "ok"),
+        "{checks:?}"
+    );
+    assert_eq!(checks[1].2, "schema version 1");
+    assert_eq!(
+        (checks[2].1.as_str(), checks[2].2.as_str()),
+        ("warn", "no instance has led yet")
+    );
+
+    let mut lease = Lease::new("backup-a", Duration::from_secs(30));
+    let epoch = lease.refresh(&db).await.unwrap().unwrap();
+    let o = bin_async(&["doctor", "--format", "json", "--config", config.arg()]).await;
+    let checks = local(&o.stdout);
+    assert_eq!(
+        (checks[2].1.as_str(), checks[2].2.as_str()),
+        (
+            "ok",
+            format!("backup-a leads (lease epoch {epoch})").as_str()
+        )
+    );
+
+    let down = config_on("postgresql://postgres:PW-4d2a@127.0.0.1:9/postgres");
+    let o = bin_async(&["doctor", "--format", "json", "--config", down.arg()]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", o.how);
+    let checks = local(&o.stdout);
+    assert_eq!(
+        (checks[0].0.as_str(), checks[0].1.as_str()),
+        ("database", "fail"),
+        "{checks:?}"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !all.contains("PW-4d2a") && !all.contains("127.0.0.1:9/"),
+        "{all}"
+    );
+}
