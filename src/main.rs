@@ -106,7 +106,10 @@ enum Command {
         no_wait: bool,
     },
     /// Show recorded runs, newest first.
+    #[command(args_conflicts_with_subcommands = true)]
     History {
+        #[command(subcommand)]
+        command: Option<HistoryCommand>,
         /// Only this server's runs.
         server: Option<String>,
         /// How many records to show (0: all).
@@ -139,6 +142,17 @@ enum Command {
         /// Write jellyfin-export-scheduler.1 and one page per command here instead.
         #[arg(long, value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Copy a files state directory's history into the PostgreSQL backend's database
+    /// (`backend = "postgres"`); importing twice adds nothing.
+    Import {
+        /// The state directory whose history/*.jsonl to import.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
     },
 }
 
@@ -260,6 +274,15 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             block_on(trigger::trigger(&config, &server, no_wait, stdout, live))
         }
         Command::History {
+            command: Some(HistoryCommand::Import { from }),
+            ..
+        } => {
+            let config = warned(Config::load(path)?);
+            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            block_on(history::import(&config, &from, out, err))
+        }
+        Command::History {
+            command: None,
             server,
             limit,
             format,

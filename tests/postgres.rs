@@ -6,6 +6,7 @@
 
 use jellyfin_export_scheduler::config::ServerConfig;
 use jellyfin_export_scheduler::daemon::status::Leader;
+use jellyfin_export_scheduler::history::History;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
 use jellyfin_export_scheduler::postgres::claims::{self, Adopted, ClaimState, Claimed};
 use jellyfin_export_scheduler::postgres::leadership::{Leadership, Role};
@@ -269,7 +270,6 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importing_a_files_history_twice_adds_nothing_the_second_time() {
-    use jellyfin_export_scheduler::history::History;
     use jellyfin_export_scheduler::postgres::import::{Imported, import_server};
     let cluster = Cluster::start();
     let (mut db, _) = two_instances(&cluster).await;
@@ -415,7 +415,6 @@ async fn a_database_crash_shorter_than_the_lease_keeps_the_leader_and_its_epoch(
 async fn the_history_command_reads_the_database_as_it_reads_the_files() {
     use common::bin::bin_async;
     use common::config::ConfigFile;
-    use jellyfin_export_scheduler::history::History;
     use jellyfin_export_scheduler::postgres::import::import_server;
     let cluster = Cluster::start();
     let (mut db, _) = two_instances(&cluster).await;
@@ -1149,4 +1148,63 @@ async fn doctor_checks_the_database_schema_and_leader() {
         !all.contains("PW-4d2a") && !all.contains("127.0.0.1:9/"),
         "{all}"
     );
+}
+
+/// `history import --from DIR` copies a files state directory's history into the
+/// database (applying the schema first), adds nothing the second time, and `history` then
+/// prints from the database what it printed from the files. With backend = "files" it is
+/// refused (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_import_moves_a_files_history_once() {
+    use common::bin::bin_async;
+    use common::config::ConfigFile;
+    let cluster = Cluster::start();
+    let servers = [("living-room", "http://127.0.0.1:9".to_owned(), "")];
+    let files = ConfigFile::quick("", "schedule = \"@daily\"", &servers);
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history/v1.jsonl");
+    std::fs::create_dir_all(files.state.join("history")).unwrap();
+    std::fs::copy(&fixture, files.state.join("history/living-room.jsonl")).unwrap();
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"",
+        cluster.url()
+    );
+    let postgres = ConfigFile::quick(&daemon, "schedule = \"@daily\"", &servers);
+    let from = files.state.to_str().unwrap();
+
+    let import = [
+        "history",
+        "import",
+        "--from",
+        from,
+        "--config",
+        postgres.arg(),
+    ];
+    let first = bin_async(&import).await;
+    assert!(first.status.success(), "{}", first.how);
+    let said = String::from_utf8_lossy(&first.stdout).into_owned();
+    let n = History::new(&StateDir::open(&files.state).unwrap())
+        .read("living-room")
+        .unwrap()
+        .records
+        .len();
+    assert_eq!(
+        said,
+        format!("living-room: {n} records read, {n} added (0 already there)\n")
+    );
+    let again = bin_async(&import).await;
+    let said = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert_eq!(
+        said,
+        format!("living-room: {n} records read, 0 added ({n} already there)\n")
+    );
+
+    let json = ["history", "--format", "json", "--limit", "0", "--config"];
+    let from_files = bin_async(&[&json[..], &[files.arg()]].concat()).await;
+    let from_db = bin_async(&[&json[..], &[postgres.arg()]].concat()).await;
+    assert!(!from_db.stdout.is_empty());
+    assert_eq!(from_db.stdout, from_files.stdout);
+
+    let refused = bin_async(&["history", "import", "--from", from, "--config", files.arg()]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.how);
 }

@@ -125,6 +125,13 @@ pub enum CommandError {
         config.display()
     )]
     BackendNotBuilt { config: PathBuf },
+    /// `history import` copies into the PostgreSQL backend's database: the config must
+    /// say which.
+    #[error(
+        "error: {}: history import copies into the PostgreSQL backend's database, but this config has backend = \"files\"; run it with the config of the instances that use PostgreSQL",
+        config.display()
+    )]
+    ImportNeedsPostgres { config: PathBuf },
     /// The command's output could not be written (a closed pipe: `check | head`). Not
     /// worth a message: whoever closed the pipe is not reading.
     #[error("cannot write the output: {0}")]
@@ -139,7 +146,8 @@ impl CommandError {
             | CommandError::Check(_)
             | CommandError::UnknownServer { .. }
             | CommandError::Identity(_)
-            | CommandError::BackendNotBuilt { .. } => exit::USAGE,
+            | CommandError::BackendNotBuilt { .. }
+            | CommandError::ImportNeedsPostgres { .. } => exit::USAGE,
             // A scenario file that does not load is bad usage; a port taken is not.
             CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
             CommandError::Simulate(_) => exit::USAGE,

@@ -88,6 +88,51 @@ pub async fn history(
     Ok(Verdict::Fine)
 }
 
+/// `history import --from DIR`: each server's JSON Lines history in `from` copied into the
+/// database of `config`'s PostgreSQL backend (its schema applied first), one transaction
+/// per server, keyed by run id: importing twice adds nothing. One line per server on
+/// `out`; lines that could not be read are warned about on `err`.
+pub async fn import(
+    config: &Config,
+    from: &std::path::Path,
+    mut out: impl Write,
+    mut err: impl Write,
+) -> Result<Verdict, CommandError> {
+    let Backend::Postgres(pg) = &config.daemon.backend else {
+        return Err(CommandError::ImportNeedsPostgres {
+            config: config.path.clone(),
+        });
+    };
+    let state = StateDir::open_existing(from)?;
+    let history = crate::history::History::new(&state);
+    let mut client = crate::postgres::connect(&pg.url, IMPORT_TIMEOUT)
+        .await
+        .map_err(crate::records::ReadError::from)?;
+    crate::postgres::migrate::migrate(&mut client)
+        .await
+        .map_err(crate::records::ReadError::from)?;
+    for server in history.servers()? {
+        let read = history.read(&server)?;
+        for w in &read.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        let done = crate::postgres::import::import_server(&mut client, &server, &read.records)
+            .await
+            .map_err(crate::records::ReadError::from)?;
+        let _ = writeln!(
+            out,
+            "{server}: {} records read, {} added ({} already there)",
+            done.read,
+            done.added,
+            done.read - done.added
+        );
+    }
+    Ok(Verdict::Fine)
+}
+
+/// How long `history import` waits for the database to accept a connection.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the records are: the config's backend. `None` (said on `err`) when the files
 /// backend's state directory does not exist: nothing was ever recorded.
 fn source(config: &Config, err: &mut impl Write) -> Result<Option<Records>, CommandError> {
