@@ -274,36 +274,11 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             block_on(trigger::trigger(&config, &server, no_wait, stdout, live))
         }
         Command::History {
-            command: Some(HistoryCommand::Import { from }),
-            ..
-        } => {
-            let config = warned(Config::load(path)?);
-            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            block_on(history::import(&config, &from, out, err))
-        }
-        Command::History {
-            command: None,
+            command,
             server,
             limit,
             format,
-        } => {
-            // Files: local state only, and the secrets may well be unreadable here (outside
-            // the service). PostgreSQL: the database URL is a secret, so they are read.
-            let config = Config::load_without_secrets(path)?;
-            let config = warned(match config.daemon.backend {
-                Backend::Files => config,
-                Backend::Postgres(_) => Config::load(path)?,
-            });
-            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            block_on(history::history(
-                &config,
-                server.as_deref(),
-                limit,
-                format,
-                out,
-                err,
-            ))
-        }
+        } => run_history(path, command, server, limit, format),
         Command::Archive(command) => run_archive(path, command),
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(
             listen,
@@ -317,6 +292,36 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             manpage::manpage(Cli::command(), dir.as_deref(), std::io::stdout())
         }
     }
+}
+
+/// `history` (and `history import`).
+fn run_history(
+    path: &Path,
+    command: Option<HistoryCommand>,
+    server: Option<String>,
+    limit: usize,
+    format: history::Format,
+) -> Result<Verdict, CommandError> {
+    let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    if let Some(HistoryCommand::Import { from }) = command {
+        let config = warned(Config::load(path)?);
+        return block_on(history::import(&config, &from, out, err));
+    }
+    // Files: local state only, and the secrets may well be unreadable here (outside the
+    // service). PostgreSQL: the database URL is a secret, so they are read.
+    let config = Config::load_without_secrets(path)?;
+    let config = warned(match config.daemon.backend {
+        Backend::Files => config,
+        Backend::Postgres(_) => Config::load(path)?,
+    });
+    block_on(history::history(
+        &config,
+        server.as_deref(),
+        limit,
+        format,
+        out,
+        err,
+    ))
 }
 
 /// `doctor`: the report is the output; logs (stderr) only say what goes wrong.
