@@ -119,7 +119,7 @@ impl PgRecords {
 
 /// The stored texts as records; one that does not parse as a record is skipped with a
 /// sentence, as a bad line of a history file is.
-fn parse(server: &str, lines: Vec<(String, String)>) -> HistoryRead {
+pub(crate) fn parse(server: &str, lines: Vec<(String, String)>) -> HistoryRead {
     let mut read = HistoryRead::default();
     for (run_id, raw) in lines {
         match serde_json::from_str::<RunRecord>(&raw) {

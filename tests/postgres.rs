@@ -1042,6 +1042,69 @@ async fn a_due_instant_missed_while_nobody_led_is_caught_up_once() {
     assert_eq!(sim.server("t").start_requests().len(), 1);
 }
 
+/// A daemon started on PostgreSQL puts each server's newest records from `run_history` on
+/// its board, as it does from the history files' tails: the status page's last runs and
+/// `/metrics`' last-success time are right after a restart; they are shown, not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_starting_on_postgres_shows_the_last_runs_from_the_database() {
+    use jellyfin_export_scheduler::history::StoredRecord;
+    let cluster = Cluster::start();
+    let (mut db, _) = two_instances(&cluster).await;
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history/v1.jsonl");
+    let text = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("\"living-room\"", "\"t\"");
+    // Read as history files are (the fixture ends with a torn line, skipped).
+    let files = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(files.path().join("history")).unwrap();
+    std::fs::write(files.path().join("history/t.jsonl"), text).unwrap();
+    let stored: Vec<StoredRecord> = History::new(&StateDir::open(files.path()).unwrap())
+        .read("t")
+        .unwrap()
+        .records;
+    assert!(stored.len() > 5, "{stored:?}");
+    jellyfin_export_scheduler::postgres::import::import_server(&mut db, "t", &stored)
+        .await
+        .unwrap();
+    let newest_success = stored
+        .iter()
+        .filter(|s| s.record.outcome == Outcome::Completed)
+        .map(|s| s.record.finished_at.unwrap_or(s.record.triggered_at))
+        .max()
+        .expect("the fixture has a completed run");
+    let newest = stored
+        .iter()
+        .max_by_key(|s| (s.record.triggered_at, s.record.run_id.clone()))
+        .unwrap();
+
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &far).await;
+    let view = a.status.get("t").expect("server t is on the board");
+    let metrics = metrics_of(&a.status).await;
+    common::daemon::stop(a).await;
+
+    assert_eq!(view.recent.len(), stored.len(), "{:?}", view.recent);
+    assert_eq!(
+        view.recent.back().map(|r| r.run_id.as_str()),
+        Some(newest.record.run_id.as_str()),
+        "the newest run last"
+    );
+    assert_eq!(view.last_success, Some(newest_success));
+    assert!(view.runs_total.is_empty(), "shown, not counted: {view:?}");
+    let line = format!(
+        "\njellyfin_export_last_success_timestamp_seconds{{server=\"t\"}} {:.3}\n",
+        newest_success.timestamp_millis() as f64 / 1000.0
+    );
+    assert!(metrics.contains(&line), "{line} in {metrics}");
+    assert!(
+        sim.server("t").start_requests().is_empty(),
+        "nothing was due"
+    );
+}
+
 /// `/metrics` as the endpoint serves it for `status`.
 async fn metrics_of(
     status: &Arc<jellyfin_export_scheduler::daemon::status::StatusBoard>,

@@ -307,8 +307,8 @@ impl Supervisor {
         .await;
     }
 
-    /// From disk, on the blocking pool: the newest records of each server new to the
-    /// board (onto it), and for each server to arm, what it must do before its schedule:
+    /// The newest records of each server new to the board (onto it; from the database
+    /// with PostgreSQL, else from disk on the blocking pool), and for each server to arm, what it must do before its schedule:
     /// resume a marker, catch up a missed due instant.
     async fn read_startup(
         &self,
@@ -316,6 +316,9 @@ impl Supervisor {
         to_arm: &[ServerConfig],
         at_daemon_start: bool,
     ) -> HashMap<String, Startup> {
+        if let Some(pg) = &self.ctx.pg {
+            pg_task::remember_records(pg, &self.ctx.status, &fresh, STARTUP_RECORDS).await;
+        }
         let runner = self.ctx.runner.clone();
         let status = self.ctx.status.clone();
         let to_arm = to_arm.to_vec();

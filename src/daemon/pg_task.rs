@@ -10,10 +10,11 @@
 
 use super::ctx::Ctx;
 use super::run_task::{DaemonRun, announce, jellyfin_client, take_slot};
+use super::status::StatusBoard;
 use crate::config::ServerConfig;
 use crate::postgres::claims::{self, Adopted, ClaimState, Claimed};
 use crate::postgres::leadership::Leadership;
-use crate::postgres::{PgError, Session};
+use crate::postgres::{self, PgError, Session};
 use crate::record::{Outcome, RunRequest, Trigger};
 use crate::runner::marker::Marker;
 use crate::runner::store::RunStore;
@@ -107,6 +108,37 @@ pub(super) async fn has_run_before(pg: &PgDaemon, server: &str) -> bool {
         warn!(error = %e, "cannot tell whether the server ran before; no catch-up");
         false
     })
+}
+
+/// The newest `newest` records of each of `servers` from `run_history`, onto the board
+/// (shown, not counted), as the files backend reads its histories' tails at start: the
+/// status page's last runs and the metrics' last-success times survive a restart. A
+/// database that cannot be read leaves the board empty for that server, said in the log.
+pub(super) async fn remember_records(
+    pg: &PgDaemon,
+    status: &StatusBoard,
+    servers: &[String],
+    newest: usize,
+) {
+    let newest = i64::try_from(newest).unwrap_or(i64::MAX);
+    for server in servers {
+        let read = pg
+            .session
+            .with(|c| async move { postgres::records::read(&c, server, Some(newest)).await })
+            .await;
+        match read {
+            Ok(lines) => {
+                let read = crate::records::parse(server, lines);
+                for w in &read.warnings {
+                    warn!(server = %server, "{w}");
+                }
+                status.remember(server, &read.into_records());
+            }
+            Err(e) => {
+                warn!(server = %server, error = %e, "cannot read the server's last runs from the database; the status page shows none until its next run")
+            }
+        }
+    }
 }
 
 /// A due instant not started because of `reason`: recorded `skipped` with its claim, once.
