@@ -343,9 +343,14 @@ fn run_doctor(
     block_on(doctor::doctor(&config, &options, stdout))
 }
 
-/// `archive list|verify|prune`: local files only, so the secrets may well be unreadable.
+/// `archive list|verify|prune`. Files: local files only, so the secrets may well be
+/// unreadable. PostgreSQL: the records are in the database, whose URL is a secret.
 fn run_archive(path: &Path, command: ArchiveCommand) -> Result<Verdict, CommandError> {
-    let config = files_backend(warned(Config::load_without_secrets(path)?))?;
+    let config = Config::load_without_secrets(path)?;
+    let config = warned(match config.daemon.backend {
+        Backend::Files => config,
+        Backend::Postgres(_) => Config::load(path)?,
+    });
     let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
     match command {
         ArchiveCommand::List { server, format } => {

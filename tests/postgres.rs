@@ -1271,3 +1271,82 @@ async fn history_import_moves_a_files_history_once() {
     let refused = bin_async(&["history", "import", "--from", from, "--config", files.arg()]).await;
     assert_eq!(refused.status.code(), Some(2), "{}", refused.how);
 }
+
+/// A config file for server `t` of `sim` on state directory `state`, archiving, with
+/// `daemon` lines in `[daemon]`.
+fn archiving_config(
+    state: &std::path::Path,
+    daemon: &str,
+    sim: &jellyfin_export_scheduler::sim::Simulator,
+) -> String {
+    let servers = [("t", sim.url("t"), "schedule = \"@daily\"")];
+    let mut text = common::config::text(state, daemon, "", &servers);
+    text.push_str("\n[archive]\nkeep_last = 5\n");
+    text
+}
+
+/// `archive list` and `archive verify` on PostgreSQL read the archived runs' records from
+/// `run_history` (this host's archive folder, the fleet's records); `prune` works on the
+/// folder alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_commands_read_the_records_from_the_database() {
+    use common::bin::{bin_async, describe, text};
+    use common::config::ConfigFile;
+    let cluster = Cluster::start();
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let files = ConfigFile::new(|state| archiving_config(state, "", &sim));
+    let ran = bin_async(&["trigger", "t", "--config", files.arg()]).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"",
+        cluster.url()
+    );
+    let postgres = ConfigFile::new(|_| archiving_config(&files.state, &daemon, &sim));
+    let from = files.state.to_str().unwrap();
+    let import = ["history", "import", "--from", from, "--config"];
+    let ran = bin_async(&[&import[..], &[postgres.arg()]].concat()).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    // From here on the record is only in the database.
+    std::fs::remove_file(files.state.join("history/t.jsonl")).unwrap();
+
+    let list = ["archive", "list", "--format", "json", "--config"];
+    let ran = bin_async(&[&list[..], &[postgres.arg()]].concat()).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    let line = common::json_body(ran.stdout.trim_ascii());
+    assert_eq!(line["server"], "t", "{}", describe(&ran));
+    assert_eq!(
+        line["export_users"],
+        3,
+        "from the record: {}",
+        describe(&ran)
+    );
+    assert!(line["sha256"].is_string(), "{}", describe(&ran));
+
+    let verify = ["archive", "verify", "--config", postgres.arg()];
+    let ran = bin_async(&verify).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    assert!(text(&ran.stdout).starts_with("ok "), "{}", describe(&ran));
+
+    let prune = ["archive", "prune", "--dry-run", "--config", postgres.arg()];
+    let ran = bin_async(&prune).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    assert!(
+        text(&ran.stdout).contains(": keep (newest"),
+        "{}",
+        describe(&ran)
+    );
+
+    // Without its record in the database, the file has nothing to be checked against.
+    let db = client(&cluster).await;
+    db.execute("DELETE FROM run_history", &[]).await.unwrap();
+    let ran = bin_async(&verify).await;
+    assert!(
+        text(&ran.stderr).contains("no record of run"),
+        "{}",
+        describe(&ran)
+    );
+    assert!(
+        !describe(&ran).contains(&cluster.url()),
+        "the database URL never appears"
+    );
+}
