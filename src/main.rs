@@ -266,7 +266,7 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             ))
         }
         Command::Trigger { server, no_wait } => {
-            let config = files_backend(warned(Config::load(path)?))?;
+            let config = warned(Config::load(path)?);
             // Progress is the output here; logs (stderr) only say what goes wrong unless asked.
             logging::init(LogFormat::Text, "warn");
             let stdout = std::io::stdout();
@@ -371,17 +371,6 @@ fn warned(config: Config) -> Config {
         eprintln!("warning: {w}");
     }
     config
-}
-
-/// The config of a command that claims or reads runs, refused when it asks for a backend
-/// this version does not have (rather than quietly using the state directory).
-fn files_backend(config: Config) -> Result<Config, CommandError> {
-    match config.daemon.backend {
-        Backend::Files => Ok(config),
-        Backend::Postgres(_) => Err(CommandError::BackendNotBuilt {
-            config: config.path,
-        }),
-    }
 }
 
 /// `work` on a multi-threaded runtime.

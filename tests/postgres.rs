@@ -1350,3 +1350,184 @@ async fn archive_commands_read_the_records_from_the_database() {
         "the database URL never appears"
     );
 }
+
+/// The binary's config file on the PostgreSQL backend of `cluster`: server `t` of `sim`,
+/// due once a day, 12 hours from now (nothing falls due during a test).
+fn pg_config_file(
+    cluster: &Cluster,
+    sim: &jellyfin_export_scheduler::sim::Simulator,
+) -> common::config::ConfigFile {
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"\ninstance_name = \"cli\"",
+        cluster.url()
+    );
+    let far = common::time::schedule_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    common::config::ConfigFile::new(|state| {
+        common::config::text(state, &daemon, "", &[("t", sim.url("t"), &far)])
+    })
+}
+
+/// `(claim key, epoch, holder)` of the one claim there is.
+async fn the_claim(db: &Client) -> (String, i64, String) {
+    let rows = db
+        .query("SELECT claim_key, epoch, holder FROM run_claims", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one claim");
+    (rows[0].get(0), rows[0].get(1), rows[0].get(2))
+}
+
+/// Waits until `daemon` leads; its epoch.
+async fn leading(daemon: &jellyfin_export_scheduler::daemon::DaemonHandle) -> i64 {
+    within(
+        Duration::from_secs(20),
+        "the daemon leading",
+        || match daemon.status.leader() {
+            Some(Leader::Leading { epoch }) => Some(epoch),
+            _ => None,
+        },
+    )
+    .await
+    .0
+}
+
+/// `trigger` with no daemon running claims the run (`manual:<run_id>`), starts it once,
+/// follows it and records it once, its claim done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_with_no_daemon_running_runs_and_records_once() {
+    use common::bin::{bin_async, describe, text};
+    let cluster = Cluster::start();
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let cfg = pg_config_file(&cluster, &sim);
+    let ran = bin_async(&["trigger", "t", "--config", cfg.arg()]).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    assert!(
+        text(&ran.stdout).contains("completed"),
+        "{}",
+        describe(&ran)
+    );
+    let db = client(&cluster).await;
+    let rows = recorded(&db).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, format!("manual:{}", rows[0].1));
+    assert_eq!(rows[0].2, "completed");
+    assert_eq!(sim.server("t").start_requests().len(), 1);
+    let (_, epoch, holder) = the_claim(&db).await;
+    assert_eq!(epoch, claims::HANDED_OVER, "no lease ever: epoch 0");
+    assert!(
+        holder.starts_with("trigger ") && holder.ends_with(" on cli"),
+        "{holder}"
+    );
+    let trigger: String = db
+        .query_one("SELECT record->>'trigger' FROM run_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trigger, "manual");
+
+    // A second trigger while nothing runs: a run of its own, recorded too.
+    let ran = bin_async(&["trigger", "t", "--config", cfg.arg()]).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    assert_eq!(recorded(&db).await.len(), 2);
+    assert_eq!(sim.server("t").start_requests().len(), 2);
+}
+
+/// `trigger` while a daemon leads claims under the leader's epoch, read in its claim's
+/// statement; the leader does not adopt it (same epoch), so it is started once and
+/// recorded once, by the trigger. While it runs, the server is busy for another trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_while_a_daemon_leads_claims_under_its_epoch_and_runs_once() {
+    use common::bin::{Running, bin_async, command, describe};
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_secs(3);
+    })])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &far).await;
+    let epoch = leading(&a).await;
+    let cfg = pg_config_file(&cluster, &sim);
+    let first = Running::start(
+        command(["trigger", "t", "--config", cfg.arg()]).stdin(std::process::Stdio::null()),
+    );
+    within(
+        Duration::from_secs(20),
+        "the trigger's run starting",
+        || (!sim.server("t").start_requests().is_empty()).then_some(()),
+    )
+    .await;
+    let busy = bin_async(&["trigger", "t", "--config", cfg.arg()]).await;
+    assert_eq!(busy.status.code(), Some(1), "{}", describe(&busy));
+    assert!(
+        common::bin::text(&busy.stderr).contains("server t is busy"),
+        "{}",
+        describe(&busy)
+    );
+    let ran = first.finish().await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    common::daemon::stop(a).await;
+    let (key, claim_epoch, holder) = the_claim(&db).await;
+    assert!(key.starts_with("manual:"), "{key}");
+    assert_eq!(claim_epoch, epoch, "claimed under the leader's epoch");
+    assert_ne!(holder, "a", "the trigger kept its claim");
+    let rows = recorded(&db).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].2, "completed");
+    assert_eq!(sim.server("t").start_requests().len(), 1);
+}
+
+/// `trigger --no-wait` while a daemon leads: it starts the run and hands its claim over
+/// (epoch 0); the leader adopts it at its next renewal, follows it from its snapshot
+/// (never starting it again) and records it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_no_wait_hands_the_run_to_the_leader_which_records_it_once() {
+    use common::bin::{bin_async, describe, text};
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_secs(2);
+    })])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &far).await;
+    let epoch = leading(&a).await;
+    let cfg = pg_config_file(&cluster, &sim);
+    let ran = bin_async(&["trigger", "t", "--no-wait", "--config", cfg.arg()]).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    assert!(
+        text(&ran.stdout).contains("The instance that leads records its outcome"),
+        "{}",
+        describe(&ran)
+    );
+    let start = Instant::now();
+    let rows = loop {
+        let rows = recorded(&db).await;
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the leader recorded the handed-over run within 20 s: {:?}",
+            the_claim(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    common::daemon::stop(a).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].0.starts_with("manual:"), "{rows:?}");
+    assert_eq!(rows[0].2, "completed");
+    let (_, claim_epoch, holder) = the_claim(&db).await;
+    assert_eq!(
+        (claim_epoch, holder.as_str()),
+        (epoch, "a"),
+        "adopted by the leader"
+    );
+    assert_eq!(
+        sim.server("t").start_requests().len(),
+        1,
+        "never started again"
+    );
+}

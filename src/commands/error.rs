@@ -116,15 +116,26 @@ pub enum CommandError {
     /// what it holds).
     #[error("error: {0}")]
     Identity(String),
-    /// `backend = "postgres"`: the config reads and checks its keys, but this version has
-    /// no PostgreSQL backend yet, and falling back to files would silently give up what
-    /// the user asked for (several instances, one leader).
+    /// `backend = "postgres"`: the database could not be reached, or refused a statement
+    /// (PostgreSQL's reason; never the URL).
+    #[error("error: {0}")]
+    Database(#[from] crate::postgres::PgError),
+    /// `trigger` on PostgreSQL: the server has an open claim (a run in progress, by the
+    /// leader or another `trigger`), as the lock file says with files.
     #[error(
-        "error: {}: [daemon] backend = \"postgres\" is not available in this version yet \
-         (docs/high-availability.md says what it will do); use backend = \"files\", the default",
-        config.display()
+        "error: server {server} is busy: another run of it is in progress (it has an open claim in the database); see `history {server}` once it has ended, then trigger again"
     )]
-    BackendNotBuilt { config: PathBuf },
+    ClaimBusy { server: String },
+    /// `trigger --no-wait` on PostgreSQL: Jellyfin accepted the start, but the claim could
+    /// not be handed over to the leader.
+    #[error(
+        "error: the run started [run {run_id}] but could not be handed over to the leader: {source}; \
+         it is recorded by the next instance that takes the lease over"
+    )]
+    NotHandedOver {
+        run_id: String,
+        source: crate::postgres::PgError,
+    },
     /// `history import` copies into the PostgreSQL backend's database: the config must
     /// say which.
     #[error(
@@ -146,7 +157,6 @@ impl CommandError {
             | CommandError::Check(_)
             | CommandError::UnknownServer { .. }
             | CommandError::Identity(_)
-            | CommandError::BackendNotBuilt { .. }
             | CommandError::ImportNeedsPostgres { .. } => exit::USAGE,
             // A scenario file that does not load is bad usage; a port taken is not.
             CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
@@ -166,6 +176,9 @@ impl CommandError {
             | CommandError::Manpage(_)
             | CommandError::Daemon(_)
             | CommandError::Archive(_)
+            | CommandError::Database(_)
+            | CommandError::ClaimBusy { .. }
+            | CommandError::NotHandedOver { .. }
             | CommandError::Output(_) => exit::FAILED,
         }
     }

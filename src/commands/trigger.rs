@@ -1,6 +1,9 @@
 //! `trigger SERVER`: one run now, followed to its end with progress shown, recorded in
 //! the history like a scheduled one (trigger `manual`).
 //!
+//! With `backend = "postgres"` it claims the run in the database like the daemon (claim
+//! key `manual:<run_id>`) instead of taking the lock file: see `on_postgres`.
+//!
 //! It takes the server's lock, so it never runs a server the daemon is running (and the
 //! daemon skips the server while it holds the lock). A run an earlier process left in
 //! flight is finished and recorded first. With `--no-wait` it returns once Jellyfin has
@@ -8,15 +11,18 @@
 //! `trigger`) records the outcome.
 
 use super::{CommandError, Verdict};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Backend, Config, PostgresBackend, ServerConfig};
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
+use crate::postgres::{self, Session, claims};
 use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id, summary};
 use crate::runner::marker::Marker;
+use crate::runner::store::RunStore;
 use crate::runner::track::{RunEvents, Started};
 use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where progress goes: a live, rewritten line on a terminal, plain lines otherwise.
@@ -130,17 +136,71 @@ pub async fn trigger<W: Write + Send>(
         scheduled_for: None,
         triggered_at: now,
     };
-    let (state, _lock, client) = prepare(config, server, &request)?;
-    let mut progress = Progress::new(out, live, &server.name);
     let wait = if no_wait {
         Wait::StartOnly
     } else {
         Wait::Follow
     };
+    if let Backend::Postgres(pg) = &config.daemon.backend {
+        return on_postgres(config, pg, server, &request, wait, out, live).await;
+    }
+    let (state, _lock, client) = prepare(config, server, &request)?;
+    let mut progress = Progress::new(out, live, &server.name);
     let end = Runner::new(&state)
         .run(&client, server, &request, &mut progress, wait)
         .await;
     report(progress.finish(), end, wait, config, server, &request)
+}
+
+/// How long `trigger` waits for PostgreSQL to accept a connection, and for a statement.
+const PG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The run on the PostgreSQL backend: claimed (`manual:<run_id>`) under the lease's epoch
+/// instead of the lock file, then run by a runner bound to that claim, every write fenced
+/// by its epoch: should another instance take the lease over meanwhile, it adopts the run
+/// and this process's writes change nothing. With `--no-wait` the started claim is handed
+/// over to the leader, which follows the run and records it.
+async fn on_postgres<W: Write + Send>(
+    config: &Config,
+    pg: &PostgresBackend,
+    server: &ServerConfig,
+    request: &RunRequest,
+    wait: Wait,
+    out: W,
+    live: bool,
+) -> Result<Verdict, CommandError> {
+    let mut client = postgres::connect(&pg.url, PG_TIMEOUT).await?;
+    postgres::migrate::migrate(&mut client).await?;
+    let holder = format!("trigger {} on {}", request.run_id, pg.instance());
+    let epoch = claims::claim_manual(&client, &holder, &server.name, &request.run_id)
+        .await?
+        .ok_or_else(|| CommandError::ClaimBusy {
+            server: server.name.clone(),
+        })?;
+    drop(client);
+    let session = Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT));
+    let state = StateDir::open(&config.daemon.state_dir)?;
+    let jellyfin = JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )?;
+    let mut progress = Progress::new(out, live, &server.name);
+    let end = Runner::on(RunStore::postgres(session.clone(), epoch), &state)
+        .run(&jellyfin, server, request, &mut progress, wait)
+        .await;
+    if matches!(end, RunEnd::Started(Ok(()))) {
+        let run_id = request.run_id.as_str();
+        session
+            .with(|c| async move { claims::hand_over(&c, run_id, epoch).await })
+            .await
+            .map_err(|source| CommandError::NotHandedOver {
+                run_id: request.run_id.clone(),
+                source,
+            })?;
+    }
+    report(progress.finish(), end, wait, config, server, request)
 }
 
 /// The state directory, the server's lock and a client for it.
@@ -178,10 +238,14 @@ fn report(
 ) -> Result<Verdict, CommandError> {
     match end {
         RunEnd::Started(Ok(())) => {
+            let who = match config.daemon.backend {
+                Backend::Files => format!("The daemon (or the next `trigger {}`)", server.name),
+                Backend::Postgres(_) => "The instance that leads".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
-                server.name, request.run_id, server.name, server.name
+                "{}: started [run {}]; not waiting. {who} records its outcome; see `history {}`.",
+                server.name, request.run_id, server.name
             );
             Ok(Verdict::Fine)
         }

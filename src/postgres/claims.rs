@@ -104,6 +104,55 @@ pub async fn claim(
     )
 }
 
+/// The epoch a claim handed over ([`hand_over`]) carries: older than any lease's, so the
+/// next leader adopts it (at its next renewal, or at its takeover).
+pub const HANDED_OVER: i64 = 0;
+
+/// Inserts the claim of a run asked for by `trigger` (`holder`, which never holds the
+/// lease), key `manual:<run_id>`, under the epoch the lease row holds now, read and held
+/// (`FOR SHARE`) in the same statement: the live leader's, or the last leader's when none
+/// is live, [`HANDED_OVER`] when none ever led. A takeover (a newer epoch) adopts it like
+/// any other claim, and the trigger's writes are then fenced out. `None`: another run is
+/// active on the server.
+pub async fn claim_manual(
+    client: &Client,
+    holder: &str,
+    server: &str,
+    run_id: &str,
+) -> Result<Option<i64>, PgError> {
+    let key = format!("manual:{run_id}");
+    let row = client
+        .query_one(
+            "WITH lease AS (
+                 SELECT epoch FROM scheduler_lease WHERE name = $1 FOR SHARE
+             ), inserted AS (
+                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
+                 VALUES ($3, $4, $5, COALESCE((SELECT epoch FROM lease), $6), $2, 'claimed')
+                 ON CONFLICT DO NOTHING
+                 RETURNING epoch
+             )
+             SELECT (SELECT epoch FROM inserted)",
+            &[&LEASE_NAME, &holder, &server, &key, &run_id, &HANDED_OVER],
+        )
+        .await?;
+    Ok(row.get::<_, Option<i64>>(0))
+}
+
+/// A `started` claim of ours handed over to whoever leads (`trigger --no-wait`): its epoch
+/// becomes [`HANDED_OVER`], so the leader adopts it at its next renewal and follows the run
+/// from its snapshot to its record, never starting it again. `false`: it was not ours
+/// (adopted meanwhile) or not started.
+pub async fn hand_over(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            "UPDATE run_claims SET epoch = $3, updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND state = 'started'",
+            &[&run_id, &epoch, &HANDED_OVER],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// `claimed → posting`, just before the start request. `false`: the claim is no longer
 /// ours (adopted by a newer epoch): send nothing.
 pub async fn posting(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
@@ -204,8 +253,10 @@ pub async fn skip(
     Ok(n == 1)
 }
 
-/// A takeover: every open claim (not done) of an older epoch becomes ours, under our
-/// lease, checked in the same statement. Returns them, to go on from where each stood.
+/// A takeover (and, after it, every renewal: claims handed over, and `trigger` claims made
+/// under an older epoch): every open claim (not done) of an older epoch becomes ours,
+/// under our lease, checked in the same statement. Returns them, to go on from where each
+/// stood.
 pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adopted>, PgError> {
     let rows = client
         .query(

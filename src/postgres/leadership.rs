@@ -7,9 +7,10 @@
 //! leader cut off from the database stops trusting it at that instant even though no new
 //! role is published (its renewals hang or fail).
 //!
-//! On every new epoch (an acquisition, never a renewal) the open claims of older epochs
-//! are adopted ([`super::claims::adopt`]) and handed over on `adopted`, before the role says
-//! `Leading`: the run tasks re-attach them, and due work is claimed only after that.
+//! On every new epoch (an acquisition) the open claims of older epochs are adopted
+//! ([`super::claims::adopt`]) and handed over on `adopted`, before the role says
+//! `Leading`: the run tasks re-attach them, and due work is claimed only after that. Every
+//! renewal adopts again, for the claims handed over since (`trigger --no-wait`).
 
 use super::claims::{self, Adopted};
 use super::lease::{self, Holder, Lease};
@@ -133,13 +134,21 @@ impl Task {
         let Some((epoch, trusted_until)) = self.lease.held() else {
             return Ok(Role::Unknown);
         };
+        // At a new epoch, the claims the old leader left; at every renewal after it, the
+        // claims handed over since (`trigger --no-wait`) or made under an older epoch.
+        let adopted = claims::adopt(client, self.lease.holder(), epoch).await?;
         if self.adopted_epoch != Some(epoch) {
-            let adopted = claims::adopt(client, self.lease.holder(), epoch).await?;
             info!(epoch, adopted = adopted.len(), "leading: lease acquired");
-            if !adopted.is_empty() && self.adopted.send(adopted).await.is_err() {
-                warn!("nobody takes the adopted runs any more");
-            }
             self.adopted_epoch = Some(epoch);
+        } else if !adopted.is_empty() {
+            info!(
+                epoch,
+                adopted = adopted.len(),
+                "adopted runs handed over to the leader"
+            );
+        }
+        if !adopted.is_empty() && self.adopted.send(adopted).await.is_err() {
+            warn!("nobody takes the adopted runs any more");
         }
         Ok(Role::Leading {
             epoch,

@@ -4,8 +4,8 @@
 //! their fenced writes and the history written with the claim's end ([`claims`]), and
 //! `history import`'s idempotent copy of JSON Lines history ([`import`]).
 //!
-//! Not wired into the daemon yet: the run's composer and the readers still use the files
-//! backend, and the commands refuse `backend = "postgres"`.
+//! The run's composer reaches it through [`crate::runner::store::RunStore`], the readers
+//! through [`crate::records::Records`], the daemon through its leadership task.
 
 pub mod claims;
 pub mod import;
