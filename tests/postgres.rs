@@ -223,7 +223,7 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
     assert!(!claims::started(&a_db, "r1", ea, &marker).await.unwrap());
     let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
     assert!(
-        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record)
+        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -235,12 +235,12 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
     );
     // The new owner records the run once.
     assert!(
-        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
+        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
     assert!(
-        !claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
+        !claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -363,7 +363,7 @@ async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_
     proxy.resume();
     let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
     assert!(
-        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record)
+        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -377,7 +377,7 @@ async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_
     let shown = lease::current(&b_db).await.unwrap().unwrap();
     assert_eq!((shown.holder.as_str(), shown.epoch), ("b", eb));
     assert!(
-        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record)
+        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -815,19 +815,19 @@ async fn a_due_instant_during_a_run_is_recorded_skipped_once() {
     let at = chrono::Utc::now();
     let line = r#"{"run_id":"r2","outcome":"skipped"}"#;
     assert!(
-        !claims::skip(&db, "b", e, "t", due2, "r2", at, line)
+        !claims::skip(&db, "b", e, "t", due2, "r2", at, line, 1000)
             .await
             .unwrap(),
         "b does not hold the lease"
     );
     assert!(
-        !claims::skip(&db, "a", e, "t", due1, "r1b", at, line)
+        !claims::skip(&db, "a", e, "t", due1, "r1b", at, line, 1000)
             .await
             .unwrap(),
         "due1 is claimed by the run in progress"
     );
     assert!(
-        claims::skip(&db, "a", e, "t", due2, "r2", at, line)
+        claims::skip(&db, "a", e, "t", due2, "r2", at, line, 1000)
             .await
             .unwrap()
     );
@@ -1530,4 +1530,112 @@ async fn trigger_no_wait_hands_the_run_to_the_leader_which_records_it_once() {
         1,
         "never started again"
     );
+}
+
+/// The run ids of `server`'s records, newest first.
+async fn history_ids(db: &Client, server: &str) -> Vec<String> {
+    db.query(
+        "SELECT run_id FROM run_history WHERE server = $1 ORDER BY triggered_at DESC, run_id DESC",
+        &[&server],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// `history_limit` on PostgreSQL: the statement that writes a record (a claim's end, a
+/// skip) also trims that server's `run_history` to `history_limit`, the new record always
+/// kept and the others newest first, as the files backend trims its history file. Only
+/// a write that counts trims: one fenced out (the claim done already, the lease not ours)
+/// deletes nothing. Other servers are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_a_record_trims_the_servers_history_to_its_limit() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let t0 = chrono::Utc::now() - chrono::Duration::days(10);
+    for (server, i) in [("t", 1), ("t", 2), ("t", 3), ("t", 4), ("t", 5), ("u", 1)] {
+        let at = t0 + chrono::Duration::days(i);
+        let record = format!(r#"{{"run_id":"{server}{i}"}}"#);
+        db.execute(
+            "INSERT INTO run_history (run_id, server, triggered_at, record)
+             VALUES ($1, $2, $3, $4::text::json)",
+            &[&format!("{server}{i}"), &server, &at, &record],
+        )
+        .await
+        .unwrap();
+    }
+    let mut lease = Lease::new("a", Duration::from_secs(30));
+    let e = lease.refresh(&db).await.unwrap().unwrap();
+    let due = "2026-11-30T03:30:00Z";
+    assert_eq!(
+        claims::claim(&db, "a", e, "t", due, "new").await.unwrap(),
+        Claimed::Won
+    );
+    // The new run was asked for before the newest kept one: it stays all the same.
+    let at = t0 + chrono::Duration::hours(36);
+    let line = r#"{"run_id":"new","outcome":"completed"}"#;
+    assert!(claims::finish(&db, "new", e, at, line, 3).await.unwrap());
+    assert_eq!(history_ids(&db, "t").await, ["t5", "t4", "new"]);
+    assert_eq!(
+        history_ids(&db, "u").await,
+        ["u1"],
+        "another server's history"
+    );
+
+    // Fenced out: nothing written, nothing trimmed.
+    assert!(!claims::finish(&db, "new", e, at, line, 1).await.unwrap());
+    let skipped = r#"{"run_id":"s","outcome":"skipped"}"#;
+    let later = "2026-11-30T03:31:00Z";
+    assert!(
+        !claims::skip(&db, "b", e, "t", later, "s", at, skipped, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(history_ids(&db, "t").await, ["t5", "t4", "new"]);
+
+    // A skip written under the lease trims too.
+    let now = chrono::Utc::now();
+    assert!(
+        claims::skip(&db, "a", e, "t", later, "s", now, skipped, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(history_ids(&db, "t").await, ["s", "t5"]);
+    assert_eq!(history_ids(&db, "u").await, ["u1"]);
+}
+
+/// The runs `trigger` records on PostgreSQL follow the server's `history_limit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_runs_follow_the_servers_history_limit() {
+    use common::bin::{bin_async, describe};
+    let cluster = Cluster::start();
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let daemon = format!(
+        "backend = \"postgres\"\ndatabase_url = \"{}\"",
+        cluster.url()
+    );
+    let extra = "schedule = \"@daily\"\nhistory_limit = 2";
+    let cfg = common::config::ConfigFile::new(|state| {
+        common::config::text(state, &daemon, "", &[("t", sim.url("t"), extra)])
+    });
+    for _ in 0..3 {
+        let ran = bin_async(&["trigger", "t", "--config", cfg.arg()]).await;
+        assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    }
+    let db = client(&cluster).await;
+    let kept = history_ids(&db, "t").await;
+    let claims: Vec<String> = db
+        .query(
+            "SELECT run_id FROM run_claims ORDER BY claimed_at DESC, run_id DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(claims.len(), 3);
+    assert_eq!(kept, claims[..2], "the two newest runs are kept");
 }

@@ -160,8 +160,9 @@ pub(super) async fn skip(
                 .with(|c| {
                     let (holder, key, line) = (&pg.holder, &key, &line);
                     let (run_id, at) = (&record.run_id, record.triggered_at);
+                    let (server, limit) = (&cfg.name, cfg.history_limit);
                     async move {
-                        claims::skip(&c, holder, epoch, &cfg.name, key, run_id, at, line).await
+                        claims::skip(&c, holder, epoch, server, key, run_id, at, line, limit).await
                     }
                 })
                 .await

@@ -184,35 +184,71 @@ pub async fn started(
     Ok(n == 1)
 }
 
-/// `→ done` and the run's record (its JSON line), in one statement: the record is written if and only
-/// if the claim was ours and not done yet. `false`: nothing was written (another instance
-/// owns the run now and records it, or it is recorded already).
+/// The tail of the statements that write a record (`$n` is the record's text): the record
+/// into `run_history` from the `done` rows (none when the fenced write before it changed
+/// nothing), then the server's older records beyond `history_limit` deleted, as the files
+/// backend trims its history file. The new record always stays; the others are kept
+/// newest first by when their run was asked for. Selects whether the record was written.
+fn record_and_trim(first: usize) -> String {
+    // `$keep`: how many of the older records stay ([`others_kept`]).
+    let (at, record, keep) = (first, first + 1, first + 2);
+    format!(
+        "written AS (
+             INSERT INTO run_history (run_id, server, triggered_at, record)
+             SELECT run_id, server, ${at}, ${record}::text::json FROM done
+          RETURNING server
+         ), beyond AS (
+             SELECT run_id FROM run_history
+              WHERE server = (SELECT server FROM written)
+              ORDER BY triggered_at DESC, run_id DESC
+             OFFSET ${keep}
+         ), trimmed AS (
+             DELETE FROM run_history WHERE run_id IN (SELECT run_id FROM beyond)
+         )
+         SELECT EXISTS (SELECT 1 FROM written)"
+    )
+}
+
+/// The records kept besides the new one, for a `history_limit`.
+fn others_kept(history_limit: usize) -> i64 {
+    i64::try_from(history_limit.saturating_sub(1)).unwrap_or(i64::MAX)
+}
+
+/// `→ done` and the run's record (its JSON line), in one statement: the record is written
+/// (and the server's history trimmed to `history_limit`) if and only if the claim was ours
+/// and not done yet. `false`: nothing was written (another instance owns the run now and
+/// records it, or it is recorded already).
 pub async fn finish(
     client: &Client,
     run_id: &str,
     epoch: i64,
     triggered_at: DateTime<Utc>,
     record: &str,
+    history_limit: usize,
 ) -> Result<bool, PgError> {
-    let n = client
-        .execute(
-            "WITH done AS (
-                 UPDATE run_claims SET state = 'done', updated_at = now()
-                  WHERE run_id = $1 AND epoch = $2 AND state <> 'done'
-              RETURNING run_id, server
-             )
-             INSERT INTO run_history (run_id, server, triggered_at, record)
-             SELECT run_id, server, $3, $4::text::json FROM done",
-            &[&run_id, &epoch, &triggered_at, &record],
+    let keep = others_kept(history_limit);
+    let statement = format!(
+        "WITH done AS (
+             UPDATE run_claims SET state = 'done', updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND state <> 'done'
+          RETURNING run_id, server
+         ), {}",
+        record_and_trim(3)
+    );
+    let row = client
+        .query_one(
+            &statement,
+            &[&run_id, &epoch, &triggered_at, &record, &keep],
         )
         .await?;
-    Ok(n == 1)
+    Ok(row.get(0))
 }
 
 /// Records run `run_id` of `(server, claim_key)` as not started (`record`, its history
 /// line: `skipped` while another run is active), under our lease, in one statement: a
-/// claim already `done` and its record. `false`: the lease is not ours, or the key was
-/// claimed meanwhile (that claim's run is recorded instead).
+/// claim already `done` and its record (the history trimmed to `history_limit`). `false`:
+/// the lease is not ours, or the key was claimed meanwhile (that claim's run is recorded
+/// instead).
 #[allow(clippy::too_many_arguments)]
 pub async fn skip(
     client: &Client,
@@ -223,21 +259,25 @@ pub async fn skip(
     run_id: &str,
     triggered_at: DateTime<Utc>,
     record: &str,
+    history_limit: usize,
 ) -> Result<bool, PgError> {
-    let n = client
-        .execute(
-            "WITH lease AS (
-                 SELECT epoch FROM scheduler_lease
-                  WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
-                    FOR SHARE
-             ), done AS (
-                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
-                 SELECT $4, $5, $6, epoch, $2, 'done' FROM lease
-                 ON CONFLICT DO NOTHING
-                 RETURNING run_id, server
-             )
-             INSERT INTO run_history (run_id, server, triggered_at, record)
-             SELECT run_id, server, $7, $8::text::json FROM done",
+    let keep = others_kept(history_limit);
+    let statement = format!(
+        "WITH lease AS (
+             SELECT epoch FROM scheduler_lease
+              WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
+                FOR SHARE
+         ), done AS (
+             INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
+             SELECT $4, $5, $6, epoch, $2, 'done' FROM lease
+             ON CONFLICT DO NOTHING
+             RETURNING run_id, server
+         ), {}",
+        record_and_trim(7)
+    );
+    let row = client
+        .query_one(
+            &statement,
             &[
                 &LEASE_NAME,
                 &holder,
@@ -247,10 +287,11 @@ pub async fn skip(
                 &run_id,
                 &triggered_at,
                 &record,
+                &keep,
             ],
         )
         .await?;
-    Ok(n == 1)
+    Ok(row.get(0))
 }
 
 /// A takeover (and, after it, every renewal: claims handed over, and `trigger` claims made

@@ -174,7 +174,7 @@ impl RunStore {
                 .await
                 .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
             }
-            RunStore::Postgres { db, epoch } => finish(db, *epoch, record).await,
+            RunStore::Postgres { db, epoch } => finish(db, *epoch, record, history_limit).await,
         }
     }
 
@@ -192,7 +192,7 @@ impl RunStore {
             RunStore::Postgres { db, epoch } => {
                 let mut still = Vec::new();
                 for (record, limit) in pending {
-                    match finish(db, *epoch, record).await {
+                    match finish(db, *epoch, record, limit).await {
                         Ok(r) => {
                             info!(server = %r.server, run_id = %r.run_id, "record written after an earlier failure");
                         }
@@ -209,8 +209,14 @@ impl RunStore {
     }
 }
 
-/// The record, with the claim marked done, in one statement fenced by `epoch`.
-async fn finish(db: &Session, epoch: i64, record: RunRecord) -> Result<RunRecord, RecordError> {
+/// The record, with the claim marked done and the server's history trimmed to
+/// `history_limit`, in one statement fenced by `epoch`.
+async fn finish(
+    db: &Session,
+    epoch: i64,
+    record: RunRecord,
+    history_limit: usize,
+) -> Result<RunRecord, RecordError> {
     // The line a history file would hold: the readers show both backends alike.
     let line = match serde_json::to_string(&record) {
         Ok(line) => line,
@@ -225,7 +231,7 @@ async fn finish(db: &Session, epoch: i64, record: RunRecord) -> Result<RunRecord
     let written = db
         .with(|c| {
             let line = line.as_str();
-            async move { claims::finish(&c, run_id, epoch, at, line).await }
+            async move { claims::finish(&c, run_id, epoch, at, line, history_limit).await }
         })
         .await;
     match written {
