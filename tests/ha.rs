@@ -35,15 +35,18 @@ struct Stand {
     daemons: Vec<Daemon>,
 }
 
-/// A config for instance `name`, on the database at `url`.
-fn config(name: &str, url: &str, sim: &Simulator) -> ConfigFile {
+/// Every 3 s: the scenarios' schedule.
+const EVERY_3S: &str = "*/3 * * * * *";
+
+/// A config for instance `name`, on the database at `url`, server `t` on `schedule`.
+fn config(name: &str, url: &str, sim: &Simulator, schedule: &str) -> ConfigFile {
     let daemon = format!(
         "backend = \"postgres\"\ndatabase_url = \"{url}\"\nlease_ttl = \"2s\"\ninstance_name = \"{name}\"\nlisten = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"info\"\nshutdown_grace = \"200ms\""
     );
     ConfigFile::quick(
         &daemon,
         "",
-        &[("t", sim.url("t"), "schedule = \"*/3 * * * * *\"")],
+        &[("t", sim.url("t"), &format!("schedule = \"{schedule}\""))],
     )
 }
 
@@ -51,9 +54,18 @@ impl Stand {
     /// The cluster, the simulator, and daemons `a` and `b` started together; `a` reaches
     /// the database through `proxy` when given.
     async fn start(proxy_for_a: bool) -> (Stand, Option<Proxy>) {
+        Stand::start_on(proxy_for_a, EVERY_3S, Duration::from_millis(1500)).await
+    }
+
+    /// [`Stand::start`] with server `t` on `schedule`, each run taking `run_length`.
+    async fn start_on(
+        proxy_for_a: bool,
+        schedule: &str,
+        run_length: Duration,
+    ) -> (Stand, Option<Proxy>) {
         let cluster = Cluster::start();
         let sim = simulator(vec![sim_server("t", |c| {
-            c.run_length = Duration::from_millis(1500);
+            c.run_length = run_length;
         })])
         .await;
         let proxy = if proxy_for_a {
@@ -68,7 +80,10 @@ impl Stand {
             ),
             None => cluster.url(),
         };
-        let configs = vec![config("a", &a_url, &sim), config("b", &cluster.url(), &sim)];
+        let configs = vec![
+            config("a", &a_url, &sim, schedule),
+            config("b", &cluster.url(), &sim, schedule),
+        ];
         let daemons = configs
             .iter()
             .map(|c| Daemon::run(&c.path, &c.dir.path().join("daemon.log")))
@@ -342,5 +357,64 @@ async fn a_proxy_that_stops_forwarding_cuts_the_leader_off() {
     s.completed_runs(1, before).await;
     header();
     s.check("a proxy that stops forwarding", Some(takeover))
+        .await;
+}
+
+/// `trigger --no-wait` while two daemons run (nothing scheduled meanwhile): the started
+/// run is handed over to the leader, which adopts it at its next renewal; `kill -9` of
+/// the leader while it follows the run: the other instance takes the lease over, adopts
+/// the run and records it, once, never starting it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_no_wait_then_kill_9_of_the_leader() {
+    use common::bin::{bin_async, describe};
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    let (mut s, _) = Stand::start_on(false, &far, Duration::from_secs(6)).await;
+    let leader = s.leader().await;
+    let trigger = ["trigger", "t", "--no-wait", "--config", s.configs[0].arg()];
+    let ran = bin_async(&trigger).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    let start = Instant::now();
+    while s
+        .count(&format!(
+            "SELECT count(*) FROM run_claims WHERE state = 'started' AND holder = '{leader}'"
+        ))
+        .await
+        < 1
+    {
+        s.assert_within(start, WAIT, "the leader adopted the handed-over run")
+            .await;
+    }
+    s.daemons[Stand::index(&leader)].signal("KILL");
+    let since = Instant::now();
+    let (_, takeover) = s.takeover_from(&leader, since).await;
+    s.completed_runs(1, 0).await;
+    let _ = s.daemons[Stand::index(&leader)]
+        .wait_exit(Duration::from_secs(5))
+        .await;
+    // The new leader also catches up the schedule's last due instant (12 h ago, before
+    // the stand existed), which it finds busy with the adopted run: recorded `skipped`.
+    let records: Vec<String> =
+        s.db.query(
+            "SELECT record::text FROM run_history WHERE record->>'outcome' <> 'skipped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let logs = format!("{}\n---\n{}", s.daemons[0].log(), s.daemons[1].log());
+    assert_eq!(
+        records.len(),
+        1,
+        "one record of the run: {records:#?}\n{logs}"
+    );
+    assert!(
+        records[0].contains("\"trigger\":\"manual\""),
+        "{records:#?}"
+    );
+    assert_eq!(s.sim.server("t").start_requests().len(), 1, "started once");
+    header();
+    s.check("trigger --no-wait, kill -9 of the leader", Some(takeover))
         .await;
 }
