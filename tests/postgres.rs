@@ -1639,3 +1639,64 @@ async fn recorded_runs_follow_the_servers_history_limit() {
     assert_eq!(claims.len(), 3);
     assert_eq!(kept, claims[..2], "the two newest runs are kept");
 }
+
+/// A `trigger` interrupted (SIGINT) while it follows its run hands the claim over rather
+/// than leave it open: the leader adopts it at its next renewal, follows the run from its
+/// snapshot and records it once; one start request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_trigger_hands_its_run_to_the_leader() {
+    use common::bin::{Running, command, describe, text};
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_secs(4);
+    })])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &far).await;
+    let epoch = leading(&a).await;
+    let cfg = pg_config_file(&cluster, &sim);
+    let trigger = Running::start(
+        command(["trigger", "t", "--config", cfg.arg()]).stdin(std::process::Stdio::null()),
+    );
+    within(Duration::from_secs(20), "the trigger's run started", || {
+        (!sim.server("t").start_requests().is_empty()).then_some(())
+    })
+    .await;
+    common::bin::signal(trigger.child.id(), "INT");
+    let ran = trigger.finish().await;
+    assert_eq!(ran.status.code(), Some(1), "{}", describe(&ran));
+    assert!(
+        text(&ran.stderr).contains("error: interrupted; run "),
+        "{}",
+        describe(&ran)
+    );
+    let start = Instant::now();
+    let rows = loop {
+        let rows = recorded(&db).await;
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the leader recorded the interrupted trigger's run within 20 s: {:?}",
+            the_claim(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    common::daemon::stop(a).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].2, "completed", "{rows:?}");
+    let (_, claim_epoch, holder) = the_claim(&db).await;
+    assert_eq!(
+        (claim_epoch, holder.as_str()),
+        (epoch, "a"),
+        "adopted by the leader"
+    );
+    assert_eq!(
+        sim.server("t").start_requests().len(),
+        1,
+        "never started again"
+    );
+}

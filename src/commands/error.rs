@@ -126,6 +126,12 @@ pub enum CommandError {
         "error: server {server} is busy: another run of it is in progress (it has an open claim in the database); see `history {server}` once it has ended, then trigger again"
     )]
     ClaimBusy { server: String },
+    /// `trigger` on PostgreSQL, interrupted (SIGINT, SIGTERM) while it waited: the run's
+    /// claim went to the instance that leads.
+    #[error(
+        "error: interrupted; run {run_id} of {server} is handed over to the instance that leads, which records it (see `history {server}`)"
+    )]
+    Interrupted { server: String, run_id: String },
     /// `trigger --no-wait` on PostgreSQL: Jellyfin accepted the start, but the claim could
     /// not be handed over to the leader.
     #[error(
@@ -179,6 +185,7 @@ impl CommandError {
             | CommandError::Database(_)
             | CommandError::ClaimBusy { .. }
             | CommandError::NotHandedOver { .. }
+            | CommandError::Interrupted { .. }
             | CommandError::Output(_) => exit::FAILED,
         }
     }

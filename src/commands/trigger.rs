@@ -20,6 +20,7 @@ use crate::runner::marker::Marker;
 use crate::runner::store::RunStore;
 use crate::runner::track::{RunEvents, Started};
 use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
+use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
 use std::sync::Arc;
@@ -159,7 +160,8 @@ const PG_TIMEOUT: Duration = Duration::from_secs(10);
 /// instead of the lock file, then run by a runner bound to that claim, every write fenced
 /// by its epoch: should another instance take the lease over meanwhile, it adopts the run
 /// and this process's writes change nothing. With `--no-wait` the started claim is handed
-/// over to the leader, which follows the run and records it.
+/// over to the leader, which follows the run and records it; so is the claim of a trigger
+/// interrupted (SIGINT, SIGTERM) while it waits.
 async fn on_postgres<W: Write + Send>(
     config: &Config,
     pg: &PostgresBackend,
@@ -169,6 +171,7 @@ async fn on_postgres<W: Write + Send>(
     out: W,
     live: bool,
 ) -> Result<Verdict, CommandError> {
+    let mut signals = catch_shutdown();
     let mut client = postgres::connect(&pg.url, PG_TIMEOUT).await?;
     postgres::migrate::migrate(&mut client).await?;
     let holder = format!("trigger {} on {}", request.run_id, pg.instance());
@@ -187,10 +190,12 @@ async fn on_postgres<W: Write + Send>(
         server.request_timeout,
     )?;
     let mut progress = Progress::new(out, live, &server.name);
-    let end = Runner::on(RunStore::postgres(session.clone(), epoch), &state)
-        .run(&jellyfin, server, request, &mut progress, wait)
-        .await;
-    if matches!(end, RunEnd::Started(Ok(()))) {
+    let runner = Runner::on(RunStore::postgres(session.clone(), epoch), &state);
+    let end = tokio::select! {
+        end = runner.run(&jellyfin, server, request, &mut progress, wait) => Some(end),
+        () = shutdown_asked(signals.as_mut()) => None,
+    };
+    let hand_over = || async {
         let run_id = request.run_id.as_str();
         session
             .with(|c| async move { claims::hand_over(&c, run_id, epoch).await })
@@ -198,9 +203,45 @@ async fn on_postgres<W: Write + Send>(
             .map_err(|source| CommandError::NotHandedOver {
                 run_id: request.run_id.clone(),
                 source,
-            })?;
+            })
+    };
+    let Some(end) = end else {
+        // Its claim would otherwise keep the server busy until the lease changes hands.
+        progress.line("interrupted; handing the run over to the instance that leads");
+        hand_over().await?;
+        return Err(CommandError::Interrupted {
+            server: server.name.clone(),
+            run_id: request.run_id.clone(),
+        });
+    };
+    if matches!(end, RunEnd::Started(Ok(()))) {
+        hand_over().await?;
     }
     report(progress.finish(), end, wait, config, server, request)
+}
+
+/// SIGINT or SIGTERM, caught so that an interrupted `trigger` on PostgreSQL hands its run
+/// over rather than leave its claim open; `None` (could not be caught): never.
+fn catch_shutdown() -> Option<SignalEvents> {
+    match SignalEvents::register() {
+        Ok(signals) => Some(signals),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGINT and SIGTERM; a trigger interrupted now leaves its run's claim open until the lease changes hands");
+            None
+        }
+    }
+}
+
+/// Until SIGINT or SIGTERM arrives (never, without `signals`).
+async fn shutdown_asked(signals: Option<&mut SignalEvents>) {
+    if let Some(signals) = signals {
+        while let Some(event) = signals.next().await {
+            if event == SignalEvent::Shutdown {
+                return;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// The state directory, the server's lock and a client for it.

@@ -138,15 +138,16 @@ pub async fn claim_manual(
     Ok(row.get::<_, Option<i64>>(0))
 }
 
-/// A `started` claim of ours handed over to whoever leads (`trigger --no-wait`): its epoch
-/// becomes [`HANDED_OVER`], so the leader adopts it at its next renewal and follows the run
-/// from its snapshot to its record, never starting it again. `false`: it was not ours
-/// (adopted meanwhile) or not started.
+/// An open claim of ours handed over to whoever leads (`trigger --no-wait` once started,
+/// or a `trigger` interrupted): its epoch becomes [`HANDED_OVER`], so the leader adopts it
+/// at its next renewal and goes on from where it stood (a `started` run is followed from
+/// its snapshot to its record, never started again). `false`: it was not ours (adopted
+/// meanwhile) or is done.
 pub async fn hand_over(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
     let n = client
         .execute(
             "UPDATE run_claims SET epoch = $3, updated_at = now()
-              WHERE run_id = $1 AND epoch = $2 AND state = 'started'",
+              WHERE run_id = $1 AND epoch = $2 AND state <> 'done'",
             &[&run_id, &epoch, &HANDED_OVER],
         )
         .await?;
