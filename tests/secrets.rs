@@ -350,8 +350,8 @@ async fn no_key_appears_in_anything_the_program_emits() {
 }
 
 /// The database URL (its password) never leaves either: the daemon on the PostgreSQL
-/// backend at trace level, `check`, `history` (text and JSON), the commands that refuse
-/// the backend, a database that cannot be reached, and every file in the state directory.
+/// backend at trace level, `check`, `history` (text and JSON), `trigger`, `archive`, a
+/// database that cannot be reached, and every file in the state directory.
 /// (The test cluster trusts loopback, so it accepts the URL's password without checking it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_url_appears_in_nothing_the_program_emits() {
@@ -401,7 +401,12 @@ async fn the_database_url_appears_in_nothing_the_program_emits() {
     }
     let unreachable = format!("postgresql://postgres:{DB_PASSWORD}@127.0.0.1:9/postgres");
     let down = [("DB_URL", unreachable.as_str())];
-    for args in [&["history", "--config", cfg][..], &["run", "--config", cfg]] {
+    for args in [
+        &["history", "--config", cfg][..],
+        &["run", "--config", cfg],
+        &["trigger", "t", "--config", cfg],
+        &["archive", "list", "--config", cfg],
+    ] {
         let (code, out) = run(args, &down);
         assert_eq!(code, Some(1), "{args:?}: {out}");
         emitted.push_str(&out);
