@@ -48,6 +48,7 @@ use chrono::{
 use chrono_tz::{GapInfo, OffsetName, Tz};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use std::sync::Arc;
 
 /// A cron expression bound to a timezone: answers "when is the next run?".
 #[derive(Clone, Debug)]
@@ -56,7 +57,9 @@ pub struct Schedule {
     expr: String,
     tz: Tz,
     /// Always 6 numeric fields by the time croner sees it (names and aliases expanded).
-    cron: Cron,
+    /// Shared: croner's parsed pattern is about 10 KiB, and a server's schedule is cloned
+    /// with its settings (the loop, the status board, each run), 1000 servers at once.
+    cron: Arc<Cron>,
     /// Hour field `*`, stepped or all 24 hours: croner's clock-following DST rule applies.
     /// Otherwise the fixed-hour rule, computed in this module.
     follows_clock: bool,
@@ -259,7 +262,7 @@ impl Schedule {
         Ok(Schedule {
             expr: trimmed.to_string(),
             tz,
-            cron,
+            cron: Arc::new(cron),
             follows_clock,
             shows_seconds,
         })

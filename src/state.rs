@@ -367,6 +367,14 @@ impl ServerLock {
         })
     }
 
+    /// Creates the server's lock file if it is missing, without locking it: the daemon
+    /// does this for every server when it arms them, so that at a due instant taking the
+    /// lock is a lookup, not a file creation (1000 creations in one directory in the same
+    /// second took 40% of the daemon's CPU in the fleet benchmark's start phase).
+    pub fn prepare(state: &StateDir, server: &str) -> Result<(), LockError> {
+        open_lock_file(&state.server_lock_path(server)?).map(drop)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -383,6 +383,34 @@ async fn a_huge_import_upload_in_the_configuration_is_skipped_while_streaming() 
 }
 
 #[tokio::test]
+async fn the_preflight_stops_reading_the_configuration_once_it_has_mode_and_the_shape() {
+    // The first read of the configuration (the preflight's) breaks off half-way through
+    // its body, inside the 64 KiB ZIP: Mode and the shape fields are long past by then,
+    // so a reader that stops once it has them never meets the break and the run starts.
+    let sim = start_sim(sim_server(|c| {
+        c.zip_base64_len = 64 * 1024;
+        c.faults.push(FaultRule::new(
+            Some(Endpoint::PluginConfig),
+            Requests::nth(1),
+            Fault::ResetMidBody,
+        ));
+    }))
+    .await;
+    let r = run_against(&sim, |_| {}).await;
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    // One read before the start: a reader that went on to the break would have failed
+    // and read again (the retry of a transient failure).
+    let before_start: Vec<Endpoint> = sim
+        .server("t")
+        .requests()
+        .iter()
+        .map(|q| q.endpoint)
+        .take_while(|e| *e != Endpoint::StartTask)
+        .collect();
+    assert_eq!(before_start, [Endpoint::TaskList, Endpoint::PluginConfig]);
+}
+
+#[tokio::test]
 async fn following_checks_the_mode_first_and_never_records_an_import_or_verify_as_completed() {
     for mode in [Mode::Import, Mode::Verify] {
         let sim = start_sim(sim_server(|c| {

@@ -13,9 +13,10 @@
 //! and the ZIP last, so a second read could pair this run's log with the next run's
 //! ZIP, or the reverse). It also moves the document over the network once instead of
 //! twice. The price is that the ZIP is written before the verdict is known; a run that is
-//! not a good export just has its temporary file removed. A reader that stops early once
-//! it has the fields it needs (issue #17's preflight) can do so wherever no archive is
-//! kept; when one is, this read is the one that goes on to the end.
+//! not a good export just has its temporary file removed. The preflight, and a
+//! verification without the archive, stop reading once they have the fields they need
+//! (`jellyfin::members`); this read goes on through the ZIP and stops after it, so an
+//! Import upload stored after the ZIP is not read.
 //!
 //! # What happens to a run
 //!

@@ -24,6 +24,9 @@ use tracing::{Instrument, Span, info, info_span, warn};
 /// The longest a loop sleeps before looking at the clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How long before its first due instant a loop makes the files its runs re-use.
+const PREPARE_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// Work for a server's first moments: a run left in flight, a missed due instant.
 #[derive(Debug, Default)]
 pub struct Startup {
@@ -52,6 +55,7 @@ pub async fn server_loop(
     }
     // The last due instant handled: the next one is strictly later, whatever the clock does.
     let mut handled: Option<DateTime<Utc>> = None;
+    let mut prepared = false;
     'schedule: loop {
         let cfg = config.borrow_and_update().clone();
         let now = Utc::now();
@@ -67,7 +71,7 @@ pub async fn server_loop(
         ctx.status.set_next_due(&name, Some(fire_at));
         info!(next_due = %fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "next export");
         tokio::select! {
-            _ = sleep_until_due(fire_at, || ctx.status.heartbeat(&name)) => {}
+            _ = prepare_and_wait(&ctx, &name, fire_at, &mut prepared) => {}
             _ = stop.cancelled() => return,
             r = config.changed() => {
                 if r.is_err() { return }
@@ -78,6 +82,22 @@ pub async fn server_loop(
         handled = Some(due);
         dispatch(&ctx, cfg, Trigger::Schedule, Some(due), &span);
     }
+}
+
+/// Sleep until `fire_at`; the first time, a minute before it, make the files the server's
+/// runs re-use ([`Runner::prepare_server`](crate::runner::Runner::prepare_server)): not at
+/// start-up, where a daemon with 10 000 servers would spend seconds on it before anything
+/// is due. Once per state directory in practice: the files stay.
+async fn prepare_and_wait(ctx: &Ctx, name: &str, fire_at: DateTime<Utc>, prepared: &mut bool) {
+    if !*prepared {
+        sleep_until_due(fire_at - PREPARE_AHEAD, || ctx.status.heartbeat(name)).await;
+        // In the background: the fire must not wait for it (a run that comes first
+        // creates what it needs itself).
+        let (runner, state, server) = (ctx.runner.clone(), ctx.state.clone(), name.to_owned());
+        tokio::spawn(async move { runner.prepare_server(&state, &server).await });
+        *prepared = true;
+    }
+    sleep_until_due(fire_at, || ctx.status.heartbeat(name)).await;
 }
 
 /// The next due instant strictly after `after` and the instant the loop fires for it (the

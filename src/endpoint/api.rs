@@ -53,7 +53,7 @@ pub fn servers(status: &StatusBoard) -> String {
                     state: r.state.clone(),
                     progress: r.percent,
                 }),
-                last: v.recent.back(),
+                last: v.recent.back().map(|r| &**r),
             })
             .collect(),
     };

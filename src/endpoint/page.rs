@@ -65,7 +65,7 @@ fn local(t: DateTime<Utc>, tz: &str) -> String {
     }
 }
 
-fn strip(recent: &std::collections::VecDeque<RunRecord>) -> String {
+fn strip(recent: &std::collections::VecDeque<Box<RunRecord>>) -> String {
     let mut s = String::new();
     for r in recent {
         let _ = write!(

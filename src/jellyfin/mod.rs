@@ -9,6 +9,7 @@
 //! output of a request shows it), never in a URL. Redirects are not followed: Jellyfin's API
 //! never redirects, and following one would carry the key to wherever it points.
 
+pub mod members;
 pub mod model;
 pub mod strip;
 pub mod zip_field;
@@ -31,6 +32,9 @@ pub const CONFIG_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// The plugin configuration with its ZIP fields (which are skipped as they stream in):
 /// an export and an Import upload of a few GiB each.
 pub const CONFIG_STREAM_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Idle connections kept per host (one host often serves many servers behind a proxy).
+pub const POOL_IDLE_PER_HOST: usize = 64;
 
 const USER_AGENT: &str = concat!("jellyfin-export-scheduler/", env!("CARGO_PKG_VERSION"));
 
@@ -175,6 +179,16 @@ pub struct MigratorDocument {
     pub zip_fields: Vec<(String, u64)>,
 }
 
+/// What one read of the configuration kept.
+struct ConfigBody {
+    /// The document with its ZIP fields blanked (cut short and closed when it could be).
+    kept: Vec<u8>,
+    /// How many times the export's ZIP member was met.
+    captures: u32,
+    /// Each ZIP field skipped, with its length.
+    zip_fields: Vec<(String, u64)>,
+}
+
 /// What `DELETE /ScheduledTasks/Running/{id}` said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelAnswer {
@@ -186,6 +200,19 @@ pub enum CancelAnswer {
 
 /// The configuration member that holds the last run's ZIP.
 pub const EXPORT_ZIP_FIELD: &str = "LastExportZipBase64";
+/// What the verification reads when it also keeps the export: [`MigratorConfig::VERIFY`]
+/// and the ZIP (`LastImportZipBase64`, an Import upload of any size, comes after both).
+const VERIFY_WITH_EXPORT: &[&str] = &[
+    "Mode",
+    "IncludeUsers",
+    "IncludeLibraries",
+    "IncludeWatchHistory",
+    "IncludeDevices",
+    "LastExportLog",
+    "LastExportPath",
+    "LastExportUtc",
+    EXPORT_ZIP_FIELD,
+];
 /// The largest piece of ZIP [`JellyfinClient::migrator_config_with_export`] sends at once.
 pub const ZIP_PIECE: usize = 64 * 1024;
 
@@ -460,84 +487,63 @@ impl JellyfinClient {
     }
 
     /// `GET /Plugins/{id}/Configuration` for the Migrator plugin, without its ZIP fields
-    /// (skipped while they stream in). A configuration without the Migrator's shape (another
-    /// plugin built from the same template holds the id) is [`JellyfinError::NotMigrator`].
-    pub async fn migrator_config(&self) -> Result<MigratorConfig, JellyfinError> {
-        Ok(self.read_migrator_config(None).await?.0.config)
+    /// (skipped while they stream in), read only as far as it takes to see every member
+    /// in `needs` ([`MigratorConfig::PREFLIGHT`] or [`MigratorConfig::VERIFY`]); the
+    /// connection is then dropped with the rest unread. A configuration without the
+    /// Migrator's shape (another plugin built from the same template holds the id) is
+    /// [`JellyfinError::NotMigrator`].
+    pub async fn migrator_config(
+        &self,
+        needs: &'static [&'static str],
+    ) -> Result<MigratorConfig, JellyfinError> {
+        Ok(self.read_migrator_config(Some(needs), None).await?.0.config)
     }
 
-    /// [`migrator_config`](Self::migrator_config), with what the next export will contain
-    /// and the length of each ZIP field that was skipped.
+    /// The whole configuration (not cut short: `doctor` shows all of it), with what the
+    /// next export will contain and the length of each ZIP field that was skipped.
     pub async fn migrator_document(&self) -> Result<MigratorDocument, JellyfinError> {
-        Ok(self.read_migrator_config(None).await?.0)
+        Ok(self.read_migrator_config(None, None).await?.0)
     }
 
-    /// [`migrator_config`](Self::migrator_config), and the ZIP in `LastExportZipBase64`
-    /// decoded as it streams past and sent to `zip` in pieces of at most [`ZIP_PIECE`]
-    /// bytes: one read gives the fields that judge a run and the ZIP they describe, from
-    /// the same document. If `zip`'s receiver goes away, the rest of the ZIP is skipped
-    /// and the document still read.
+    /// [`migrator_config`](Self::migrator_config) for the verification, and the ZIP in
+    /// `LastExportZipBase64` decoded as it streams past and sent to `zip` in pieces of at
+    /// most [`ZIP_PIECE`] bytes: one read gives the fields that judge a run and the ZIP
+    /// they describe, from the same document. It stops once those fields and the ZIP
+    /// have passed (an Import upload after them is not read). If `zip`'s receiver goes
+    /// away, the rest of the ZIP is skipped and the document still read.
     pub async fn migrator_config_with_export(
         &self,
         zip: &mpsc::Sender<Vec<u8>>,
     ) -> Result<(MigratorConfig, ExportZipRead), JellyfinError> {
-        let (document, read) = self.read_migrator_config(Some(zip)).await?;
+        let (document, read) = self
+            .read_migrator_config(Some(VERIFY_WITH_EXPORT), Some(zip))
+            .await?;
         Ok((document.config, read))
     }
 
+    /// The configuration up to the members in `needs` (all of it for `None`).
     async fn read_migrator_config(
         &self,
+        needs: Option<&'static [&'static str]>,
         zip: Option<&mpsc::Sender<Vec<u8>>>,
     ) -> Result<(MigratorDocument, ExportZipRead), JellyfinError> {
         let path = format!("Plugins/{MIGRATOR_PLUGIN_ID}/Configuration");
         let call = format!("GET /{path}");
         let url = self.url(&path);
         // The document can be as large as the export itself: give it more time.
-        let mut response = self
+        let response = self
             .request(Method::GET, &url, &call, self.request_timeout * 10, true)
             .await?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(self.status_error(&call, response).await);
         }
-        let mut stripper = match zip {
-            Some(_) => strip::ZipStripper::capturing(EXPORT_ZIP_FIELD),
-            None => strip::ZipStripper::new(),
-        };
         let mut export = ExportSender::new(zip);
-        let mut kept = Vec::new();
-        let mut total: u64 = 0;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    total += chunk.len() as u64;
-                    if export.wants_more() {
-                        let mut raw = Vec::new();
-                        stripper.feed_capturing(&chunk, &mut kept, &mut raw);
-                        export.feed(&raw).await;
-                    } else {
-                        stripper.feed(&chunk, &mut kept);
-                    }
-                    if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
-                        return Err(JellyfinError::TooLarge {
-                            server: self.server.clone(),
-                            call,
-                            limit: if total > CONFIG_STREAM_LIMIT {
-                                CONFIG_STREAM_LIMIT
-                            } else {
-                                CONFIG_BODY_LIMIT as u64
-                            },
-                        });
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.transport_error(&call, &url, e)),
-            }
-        }
-        for (field, bytes) in stripper.skipped_fields() {
-            tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
-        }
-        let read = export.finish(stripper.captures()).await;
+        let body = self
+            .read_config_members(response, needs, &mut export, &call, &url)
+            .await?;
+        let (kept, zip_fields) = (body.kept, body.zip_fields);
+        let read = export.finish(body.captures).await;
         let config: MigratorConfig = self.decode(&call, &kept)?;
         let missing = config.missing_fields();
         if !missing.is_empty() {
@@ -550,9 +556,71 @@ impl JellyfinClient {
         let document = MigratorDocument {
             config,
             contents: serde_json::from_slice(&kept).ok(),
-            zip_fields: stripper.skipped_fields().to_vec(),
+            zip_fields,
         };
         Ok((document, read))
+    }
+
+    /// The configuration's bytes with its ZIP fields blanked (the export's ZIP handed to
+    /// `export` as it passes), up to the end of the last member in `needs` (then closed
+    /// with `}`), or all of it when one never comes or `needs` is `None`.
+    async fn read_config_members(
+        &self,
+        mut response: reqwest::Response,
+        needs: Option<&'static [&'static str]>,
+        export: &mut ExportSender<'_>,
+        call: &str,
+        url: &Url,
+    ) -> Result<ConfigBody, JellyfinError> {
+        let mut stripper = match export.zip {
+            Some(_) => strip::ZipStripper::capturing(EXPORT_ZIP_FIELD),
+            None => strip::ZipStripper::new(),
+        };
+        let mut watch = needs.map(members::MemberWatch::new);
+        let mut kept = Vec::new();
+        let mut total: u64 = 0;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len() as u64;
+                    let watched = kept.len();
+                    if export.wants_more() {
+                        let mut raw = Vec::new();
+                        stripper.feed_capturing(&chunk, &mut kept, &mut raw);
+                        export.feed(&raw).await;
+                    } else {
+                        stripper.feed(&chunk, &mut kept);
+                    }
+                    if let Some(end) = watch.as_mut().and_then(|w| w.feed(&kept[watched..])) {
+                        kept.truncate(end);
+                        kept.push(b'}');
+                        tracing::debug!(server = %self.server, read = total, "stopped reading the plugin configuration: every member needed was there");
+                        break;
+                    }
+                    if kept.len() > CONFIG_BODY_LIMIT || total > CONFIG_STREAM_LIMIT {
+                        return Err(JellyfinError::TooLarge {
+                            server: self.server.clone(),
+                            call: call.to_owned(),
+                            limit: if total > CONFIG_STREAM_LIMIT {
+                                CONFIG_STREAM_LIMIT
+                            } else {
+                                CONFIG_BODY_LIMIT as u64
+                            },
+                        });
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transport_error(call, url, e)),
+            }
+        }
+        for (field, bytes) in stripper.skipped_fields() {
+            tracing::debug!(server = %self.server, field = %field, bytes, "skipped while reading the plugin configuration");
+        }
+        Ok(ConfigBody {
+            kept,
+            captures: stripper.captures(),
+            zip_fields: stripper.skipped_fields().to_vec(),
+        })
     }
 
     /// The plugins `/Plugins` lists under the Migrator's id, for an error message.
@@ -870,6 +938,9 @@ pub fn client_builder(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(request_timeout)
         .read_timeout(request_timeout)
+        // A fleet's polls come in bursts; idle connections beyond these are closed
+        // rather than kept (each holds its buffers and its task, about 30 KiB).
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
         // Proxies from the environment would see the key in plain HTTP; Jellyfin is
         // usually on the LAN. Users who need one can put it in front explicitly.
         .no_proxy();
@@ -949,6 +1020,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn the_archives_read_needs_the_verifications_members_and_the_zip() {
+        let (zip, verify) = VERIFY_WITH_EXPORT.split_last().unwrap();
+        assert_eq!(*zip, EXPORT_ZIP_FIELD);
+        assert_eq!(verify, MigratorConfig::VERIFY);
     }
 
     #[test]

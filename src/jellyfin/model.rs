@@ -169,6 +169,28 @@ pub struct MigratorConfig {
 }
 
 impl MigratorConfig {
+    /// The members the preflight reads: `Mode` and the shape fields (a few hundred bytes
+    /// into the document).
+    pub const PREFLIGHT: &'static [&'static str] = &[
+        "Mode",
+        "IncludeUsers",
+        "IncludeLibraries",
+        "IncludeWatchHistory",
+        "IncludeDevices",
+    ];
+    /// The members the verification reads: the preflight's and the last run's log, path
+    /// and time (all before the ZIPs).
+    pub const VERIFY: &'static [&'static str] = &[
+        "Mode",
+        "IncludeUsers",
+        "IncludeLibraries",
+        "IncludeWatchHistory",
+        "IncludeDevices",
+        "LastExportLog",
+        "LastExportPath",
+        "LastExportUtc",
+    ];
+
     /// A configuration with the Migrator's shape and this `Mode` (tests, fixtures).
     pub fn with_mode(mode: Option<&str>) -> Self {
         MigratorConfig {
@@ -483,6 +505,40 @@ mod tests {
         let no_mode = migrator.replace(r#""Mode":null,"#, "");
         let c: MigratorConfig = serde_json::from_str(&no_mode).unwrap();
         assert_eq!(c.missing_fields(), ["Mode"]);
+    }
+
+    /// `doc` with only the members named in `keep`.
+    fn only(doc: &serde_json::Value, keep: &[&str]) -> MigratorConfig {
+        let kept: serde_json::Map<String, serde_json::Value> = doc
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(kept)).unwrap()
+    }
+
+    #[test]
+    fn the_member_lists_hold_every_field_a_read_uses() {
+        let doc: serde_json::Value = serde_json::from_str(
+            r#"{"ExportDirectory":"","Mode":"Verify","IncludeUsers":true,"IncludeLibraries":true,
+            "IncludeWatchHistory":false,"IncludeDevices":true,"SelectedUserIds":[],
+            "LastExportLog":"07:49:12 Migrator Export started","LastExportPath":"/x/20251007_064912",
+            "LastExportUtc":"2025-10-07T06:49:22.5Z","LastExportZipBase64":"",
+            "ImportIncludeUsers":true}"#,
+        )
+        .unwrap();
+        let whole: MigratorConfig = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(only(&doc, MigratorConfig::VERIFY), whole);
+        let preflight = only(&doc, MigratorConfig::PREFLIGHT);
+        assert_eq!(preflight.mode, whole.mode);
+        assert_eq!(preflight.missing_fields(), whole.missing_fields());
+        assert!(
+            MigratorConfig::PREFLIGHT
+                .iter()
+                .all(|m| MigratorConfig::VERIFY.contains(m))
+        );
     }
 
     #[test]

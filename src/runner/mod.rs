@@ -13,7 +13,9 @@
 //! and the history files of [`crate::history`]); the record itself is [`crate::record`]'s. A verified export is archived
 //! here, between tracking and the record ([`crate::archive`]: the verify read staged its
 //! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
-//! and archive writes are blocking (fsync), so they run on tokio's blocking pool.
+//! and archive writes are blocking (fsync), so they run on tokio's blocking pool, at most
+//! [`DISK_WRITERS`] at a time ([`DiskPermits`], shared with the store): 1000 runs ending
+//! together would otherwise start a thread each.
 
 pub mod marker;
 pub mod store;
@@ -24,13 +26,14 @@ use crate::config::{MIGRATOR_TASK_KEY, ServerConfig};
 use crate::history::{History, HistoryError};
 use crate::jellyfin::JellyfinClient;
 use crate::record::{Outcome, RunRecord, RunRequest, SCHEDULER_VERSION};
-use crate::state::StateDir;
+use crate::state::{ServerLock, StateDir};
 use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use store::{BeforeStart, RunStore};
-use tracing::{info, warn};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
 
 /// Why a finished run's record could not be made durable. The record itself is kept here
@@ -121,6 +124,39 @@ pub trait RunObserver: RunEvents {
 
 impl RunObserver for NoEvents {}
 
+/// How many of a runner's marker, history and archive writes (the archive's rename,
+/// folder sync and pruning) run at once, each on a thread of the blocking pool. Each
+/// still fsyncs (a record is durable before it counts); more threads only cost memory,
+/// since the file system commits their fsyncs together anyway.
+pub const DISK_WRITERS: usize = 8;
+
+/// [`DISK_WRITERS`] permits for blocking file work, shared by a runner, its clones and its
+/// files store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiskPermits(Arc<Semaphore>);
+
+impl DiskPermits {
+    pub fn new() -> DiskPermits {
+        DiskPermits(Arc::new(Semaphore::new(DISK_WRITERS)))
+    }
+
+    /// `work` on the blocking pool once a permit is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.0.acquire().await;
+        tokio::task::spawn_blocking(work).await
+    }
+}
+
+impl Default for DiskPermits {
+    fn default() -> Self {
+        DiskPermits::new()
+    }
+}
+
 /// Runs and records through one backend ([`RunStore`]). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runner {
@@ -135,17 +171,21 @@ pub struct Runner {
     /// (the daemon). Only then may a new run replace the marker of a left-over run whose
     /// record the disk refused: a process that exits would lose that run.
     writes_later: bool,
+    /// Permits for the blocking file work (the files store shares them).
+    disk: DiskPermits,
 }
 
 impl Runner {
     /// A runner for one process that exits after its run (`trigger`): a left-over run
     /// whose record cannot be written stops it before it starts a new one.
     pub fn new(state: &StateDir) -> Runner {
+        let disk = DiskPermits::new();
         Runner {
-            store: RunStore::files(state),
+            store: RunStore::files(state, disk.clone()),
             unwritten: Arc::new(Mutex::new(Vec::new())),
             state_root: state.root().to_path_buf(),
             writes_later: false,
+            disk,
         }
     }
 
@@ -184,6 +224,27 @@ impl Runner {
             RunStore::Files { history, .. } => Some(history),
             RunStore::Postgres { .. } => None,
         }
+    }
+
+    /// Create the files a server's runs re-use if they are missing: its lock file in
+    /// `state` and, with the files backend, its in-flight marker's spare
+    /// ([`ServerLock::prepare`], [`Markers::prepare`]), on a disk permit. The daemon does
+    /// it ahead of the first due instant, so that a due instant creates no file (1000
+    /// servers due the same second spent 40 % of the daemon's CPU in that second creating
+    /// them). A failure is only logged: the run's own attempt reports it.
+    pub async fn prepare_server(&self, state: &StateDir, server: &str) {
+        let (state, markers, name) = (state.clone(), self.markers().cloned(), server.to_owned());
+        let _ = self
+            .disk
+            .run(move || {
+                if let Err(e) = ServerLock::prepare(&state, &name) {
+                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
+                }
+                if let Some(Err(e)) = markers.map(|m| m.prepare(&name)) {
+                    debug!(server = %name, error = %e, "cannot create the server's in-flight marker spare ahead of its runs");
+                }
+            })
+            .await;
     }
 
     /// The in-flight markers, with the files backend.
@@ -356,11 +417,11 @@ impl Runner {
         }
         let taken_at = record.started_at.unwrap_or(record.triggered_at);
         let kept = match export {
-            Ok(staged) => {
-                tokio::task::spawn_blocking(move || archive::keep(staged, &keeper, taken_at))
-                    .await
-                    .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string())))
-            }
+            Ok(staged) => self
+                .disk
+                .run(move || archive::keep(staged, &keeper, taken_at))
+                .await
+                .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string()))),
             Err(e) => Err(e),
         };
         match kept {

@@ -16,10 +16,11 @@
 //! done. Once another instance has adopted the claim (a newer epoch), each of these
 //! changes nothing and says so.
 //!
-//! File writes are blocking (fsync), so they run on tokio's blocking pool.
+//! File writes are blocking (fsync), so they run on tokio's blocking pool, on the
+//! runner's [`DiskPermits`].
 
-use super::RecordError;
 use super::marker::{Marker, MarkerError, Markers};
+use super::{DiskPermits, RecordError};
 use crate::history::History;
 use crate::postgres::{PgError, Session, claims};
 use crate::record::RunRecord;
@@ -45,17 +46,19 @@ pub enum RunStore {
     Files {
         history: Arc<History>,
         markers: Markers,
+        disk: DiskPermits,
     },
     /// The claim of one run in PostgreSQL, held under lease epoch `epoch`.
     Postgres { db: Arc<Session>, epoch: i64 },
 }
 
 impl RunStore {
-    /// The files backend on `state`.
-    pub fn files(state: &StateDir) -> RunStore {
+    /// The files backend on `state`, its writes on `disk`'s permits.
+    pub fn files(state: &StateDir, disk: DiskPermits) -> RunStore {
         RunStore::Files {
             history: Arc::new(History::new(state)),
             markers: Markers::new(state),
+            disk,
         }
     }
 
@@ -90,10 +93,10 @@ impl RunStore {
     /// Whether `run_id`'s record is written already.
     pub async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
         match self {
-            RunStore::Files { history, .. } => {
+            RunStore::Files { history, disk, .. } => {
                 let history = history.clone();
                 let (server, run_id) = (server.to_owned(), run_id.to_owned());
-                tokio::task::spawn_blocking(move || {
+                disk.run(move || {
                     history
                         .read(&server)
                         .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
@@ -129,9 +132,9 @@ impl RunStore {
     /// Jellyfin accepted the start: keep what resuming the run needs.
     pub async fn started(&self, marker: Marker) -> Result<(), MarkerError> {
         match self {
-            RunStore::Files { markers, .. } => {
+            RunStore::Files { markers, disk, .. } => {
                 let markers = markers.clone();
-                tokio::task::spawn_blocking(move || markers.write(&marker))
+                disk.run(move || markers.write(&marker))
                     .await
                     .unwrap_or_else(|e| {
                         Err(MarkerError::Write {
@@ -166,13 +169,15 @@ impl RunStore {
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
         match self {
-            RunStore::Files { history, markers } => {
+            RunStore::Files {
+                history,
+                markers,
+                disk,
+            } => {
                 let (history, markers) = (history.clone(), markers.clone());
-                tokio::task::spawn_blocking(move || {
-                    append_then_clear(&history, &markers, record, history_limit)
-                })
-                .await
-                .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+                disk.run(move || append_then_clear(&history, &markers, record, history_limit))
+                    .await
+                    .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
             }
             RunStore::Postgres { db, epoch } => finish(db, *epoch, record, history_limit).await,
         }
@@ -183,9 +188,13 @@ impl RunStore {
     /// the run.)
     pub async fn record_again(&self, pending: Vec<(RunRecord, usize)>) -> Vec<(RunRecord, usize)> {
         match self {
-            RunStore::Files { history, markers } => {
+            RunStore::Files {
+                history,
+                markers,
+                disk,
+            } => {
                 let (history, markers) = (history.clone(), markers.clone());
-                tokio::task::spawn_blocking(move || append_again(&history, &markers, pending))
+                disk.run(move || append_again(&history, &markers, pending))
                     .await
                     .unwrap_or_default()
             }

@@ -24,7 +24,23 @@ use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
+
+/// How many verifications that keep their export (stream its ZIP to a file, checked and
+/// fsynced, on a blocking thread each) run at once in this process. 1000 runs ending
+/// together otherwise held 512 threads and 158 MiB (the fleet bench); a slot is held for
+/// the one read, so the others wait a few milliseconds each.
+pub const ARCHIVE_READS: usize = 8;
+static ARCHIVE_READ_SLOTS: Semaphore = Semaphore::const_new(ARCHIVE_READS);
+
+/// How many runs are in their start phase (task lookup, `Mode` check, start request) at
+/// once in this process. When a whole fleet is due the same second, every run's start
+/// waits behind the work of all the others either way; a bound keeps that work (and its
+/// connections and buffers) to a few dozen at a time, so starts go out in a steady
+/// stream from the first milliseconds instead of all together at the end.
+pub const START_PHASES: usize = 64;
+static START_PHASE_SLOTS: Semaphore = Semaphore::const_new(START_PHASES);
 
 /// A run that Jellyfin accepted (or one already going that we follow): everything needed
 /// to track it, also after a restart (the daemon stores it in the in-flight marker).
@@ -145,15 +161,18 @@ pub async fn start(
     let mut snapshot_before_first_send: Option<Option<SnapshotResult>> = None;
     let mut failures: u32 = 0;
     loop {
-        let error = match attempt_start(
+        // Held for the attempt only, not across a retry's wait. Never closed.
+        let slot = START_PHASE_SLOTS.acquire().await.ok();
+        let attempt = attempt_start(
             client,
             server,
             &mut attempts,
             &mut start_maybe_sent,
             &mut snapshot_before_first_send,
         )
-        .await
-        {
+        .await;
+        drop(slot);
+        let error = match attempt {
             Ok(AttemptResult::Started(started)) => {
                 events.started(&started);
                 return StartResult::Started(started);
@@ -295,7 +314,7 @@ async fn mode_refusal(
     if server.task_key != MIGRATOR_TASK_KEY {
         return Ok(None);
     }
-    let config = client.migrator_config().await?;
+    let config = client.migrator_config(MigratorConfig::PREFLIGHT).await?;
     Ok(migrator::refusal(&config, &server.task_key, running)
         .map(|reason| Ended::without_result(Outcome::Skipped, reason)))
 }
@@ -536,6 +555,8 @@ impl Tracker<'_> {
     async fn verify(&self, result: &TaskResult, ended: &mut Ended) {
         let judged = match self.keeper {
             Some(keeper) => {
+                // Never closed, so a slot always comes.
+                let _slot = ARCHIVE_READ_SLOTS.acquire().await;
                 archive::read_keeping(self.client, keeper)
                     .await
                     .map(|(config, staged)| {
@@ -577,7 +598,7 @@ impl Tracker<'_> {
 
     /// Read the plugin's configuration and judge the run that produced `result`.
     async fn judge(&self, result: &TaskResult) -> Result<Verdict, JellyfinError> {
-        let config = self.client.migrator_config().await?;
+        let config = self.client.migrator_config(MigratorConfig::VERIFY).await?;
         Ok(self.verdict(&config, result))
     }
 

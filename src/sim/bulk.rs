@@ -7,6 +7,7 @@
 //! its plugin configuration at the cost of a few hundred bytes, and serve it (and an Import
 //! upload beside it) without ever holding it whole.
 
+use base64::Engine as _;
 use std::sync::Arc;
 
 /// The largest chunk [`Bulk::chunks`] yields.
@@ -216,10 +217,10 @@ impl Base64Stream {
             self.carry.clear();
         }
         let whole = bytes.len() / 3 * 3;
-        out.reserve(whole / 3 * 4);
-        for group in bytes[..whole].chunks(3) {
-            encode_group(group, out);
-        }
+        // The base64 crate's encoder: the byte-at-a-time loop took a quarter of the
+        // simulator's CPU in the fleet bench (every config read sends a 64 KiB ZIP).
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes[..whole]);
+        out.extend_from_slice(text.as_bytes());
         self.carry.extend_from_slice(&bytes[whole..]);
     }
 
