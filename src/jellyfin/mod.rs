@@ -202,17 +202,17 @@ pub enum CancelAnswer {
 pub const EXPORT_ZIP_FIELD: &str = "LastExportZipBase64";
 /// What the verification reads when it also keeps the export: [`MigratorConfig::VERIFY`]
 /// and the ZIP (`LastImportZipBase64`, an Import upload of any size, comes after both).
-const VERIFY_WITH_EXPORT: &[&str] = &[
-    "Mode",
-    "IncludeUsers",
-    "IncludeLibraries",
-    "IncludeWatchHistory",
-    "IncludeDevices",
-    "LastExportLog",
-    "LastExportPath",
-    "LastExportUtc",
-    EXPORT_ZIP_FIELD,
-];
+const VERIFY_WITH_EXPORT: &[&str] = &{
+    // Built from VERIFY so the two lists cannot drift apart.
+    let verify = MigratorConfig::VERIFY;
+    let mut all = [EXPORT_ZIP_FIELD; MigratorConfig::VERIFY.len() + 1];
+    let mut i = 0;
+    while i < verify.len() {
+        all[i] = verify[i];
+        i += 1;
+    }
+    all
+};
 /// The largest piece of ZIP [`JellyfinClient::migrator_config_with_export`] sends at once.
 pub const ZIP_PIECE: usize = 64 * 1024;
 
