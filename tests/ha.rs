@@ -418,3 +418,143 @@ async fn trigger_no_wait_then_kill_9_of_the_leader() {
     s.check("trigger --no-wait, kill -9 of the leader", Some(takeover))
         .await;
 }
+
+impl Stand {
+    /// Until `sql` counts at least one row; fails naming `what`.
+    async fn until_some(&self, sql: &str, what: &str) {
+        self.until_some_within(sql, WAIT, what).await
+    }
+
+    /// [`until_some`](Self::until_some), for at most `limit`.
+    async fn until_some_within(&self, sql: &str, limit: Duration, what: &str) {
+        let start = Instant::now();
+        while self.count(sql).await < 1 {
+            self.assert_within(start, limit, what).await;
+        }
+    }
+
+    /// A `trigger` of `t` (on a's config), waiting, once Jellyfin has accepted its start:
+    /// the process and its run id.
+    async fn trigger_in_flight(&self) -> (common::bin::Running, String) {
+        use common::bin::{Running, command};
+        let args = ["trigger", "t", "--config", self.configs[0].arg()];
+        let running = Running::start(command(args).stdin(std::process::Stdio::null()));
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(row)) = self
+                .db
+                .query_opt(
+                    "SELECT run_id FROM run_claims WHERE state = 'started' AND holder LIKE 'trigger %'",
+                    &[],
+                )
+                .await
+            {
+                return (running, row.get(0));
+            }
+            self.assert_within(start, WAIT, "the trigger's run started")
+                .await;
+        }
+    }
+
+    /// Until the leader has adopted `run_id` and recorded it (`completed`): how long after
+    /// `since` it was adopted.
+    async fn adopted_and_recorded(&self, run_id: &str, leader: &str, since: Instant) -> Duration {
+        let adopted = format!(
+            "SELECT count(*) FROM run_claims WHERE run_id = '{run_id}' AND holder = '{leader}'"
+        );
+        self.until_some(&adopted, "the leader adopted the trigger's claim")
+            .await;
+        let took = since.elapsed();
+        let recorded = format!(
+            "SELECT count(*) FROM run_history WHERE run_id = '{run_id}' AND record->>'outcome' = 'completed'"
+        );
+        self.until_some(&recorded, "the leader recorded the adopted run")
+            .await;
+        took
+    }
+}
+
+/// A `trigger` waiting on its run while two daemons run: SIGSTOP of the trigger past its
+/// lease (its heartbeat goes stale), the leader adopts the claim under the same epoch,
+/// follows the run and records it; SIGCONT: the trigger's late writes change nothing and
+/// it says so in one line, exit 1. Then `kill -9` of a second trigger: adopted and
+/// recorded once the same way. Then the server's next scheduled due instant runs as usual
+/// (nothing is left busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_paused_or_killed_while_it_waits_is_taken_over_by_the_leader() {
+    use common::bin::describe;
+    // One due instant, well after both triggers' runs (3 s each) and their takeovers.
+    let due = chrono::Utc::now() + chrono::Duration::seconds(45);
+    let schedule = common::time::daily_at(due);
+    let (s, _) = Stand::start_on(false, &schedule, Duration::from_secs(3)).await;
+    let leader = s.leader().await;
+
+    let (paused, paused_run) = s.trigger_in_flight().await;
+    common::bin::signal(paused.child.id(), "STOP");
+    let stopped = Instant::now();
+    let paused_takeover = s.adopted_and_recorded(&paused_run, &leader, stopped).await;
+    common::bin::signal(paused.child.id(), "CONT");
+    let woke = paused.finish().await;
+    assert_eq!(woke.status.code(), Some(1), "{}", describe(&woke));
+    let said = common::bin::text(&woke.output.stderr);
+    assert_eq!(
+        said.lines().count(),
+        1,
+        "one line on stderr: {}",
+        describe(&woke)
+    );
+    assert!(
+        said.contains(&format!(
+            "run {paused_run} of t was taken over by the instance that leads"
+        )),
+        "{}",
+        describe(&woke)
+    );
+
+    let (mut killed, killed_run) = s.trigger_in_flight().await;
+    killed.child.kill().expect("kill -9 of the trigger");
+    let _ = killed.child.wait();
+    let since = Instant::now();
+    let killed_takeover = s.adopted_and_recorded(&killed_run, &leader, since).await;
+
+    // Both runs recorded once, by the leader; each started once.
+    for run_id in [&paused_run, &killed_run] {
+        let records = s
+            .count(&format!(
+                "SELECT count(*) FROM run_history WHERE run_id = '{run_id}'"
+            ))
+            .await;
+        assert_eq!(records, 1, "{run_id} recorded once");
+    }
+    assert_eq!(
+        s.sim.server("t").start_requests().len(),
+        2,
+        "one start each"
+    );
+    assert!(
+        chrono::Utc::now() < due,
+        "this machine was too slow for the scenario: the due instant {due} passed before both triggers' runs were recorded"
+    );
+    // The next due instant: claimed and run by the leader, not found busy.
+    let until_due = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+    s.until_some_within(
+        "SELECT count(*) FROM run_history WHERE record->>'trigger' = 'schedule' AND record->>'outcome' = 'completed'",
+        until_due + WAIT,
+        "the scheduled due instant ran to completion",
+    )
+    .await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM run_history WHERE record->>'outcome' = 'skipped'")
+            .await,
+        0,
+        "nothing was skipped as busy"
+    );
+    header();
+    s.check("trigger SIGSTOP past its lease", Some(paused_takeover))
+        .await;
+    println!(
+        "| {:<34} | {:>9} |",
+        "trigger kill -9",
+        format!("{} ms", killed_takeover.as_millis())
+    );
+}

@@ -32,6 +32,10 @@ use common::pg::Cluster;
 
 const CONNECT: Duration = Duration::from_secs(5);
 
+/// The `lease_ttl` the tests' triggers and leases run with: how old a `trigger`'s
+/// heartbeat may grow before `adopt` takes its claim.
+const STALE: Duration = Duration::from_secs(30);
+
 async fn client(cluster: &Cluster) -> Client {
     connect(&Secret::new(cluster.url()), CONNECT)
         .await
@@ -202,9 +206,13 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
             .unwrap(),
         Claimed::Busy
     );
-    assert!(claims::posting(&a_db, "r1", ea).await.unwrap());
+    assert!(claims::posting(&a_db, "r1", ea, "a").await.unwrap());
     let marker = json!({"run_id": "r1", "last_end_before": null});
-    assert!(claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+    assert!(
+        claims::started(&a_db, "r1", ea, "a", &marker)
+            .await
+            .unwrap()
+    );
 
     // a pauses; b takes over and adopts the run in flight, snapshot and all.
     let (eb, _) = acquire_within(&mut b, &b_db, ttl * 3).await;
@@ -217,13 +225,18 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
             run_id: "r1".into(),
             state: ClaimState::Started,
             snapshot: Some(marker.clone()),
+            posted_at: adopted[0].posted_at,
         }]
     );
     // The old leader's late writes change nothing; it cannot claim either.
-    assert!(!claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+    assert!(
+        !claims::started(&a_db, "r1", ea, "a", &marker)
+            .await
+            .unwrap()
+    );
     let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
     assert!(
-        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record, 1000)
+        !claims::finish(&a_db, "r1", (ea, "a"), chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -235,12 +248,12 @@ async fn claims_are_unique_per_due_instant_and_fenced_by_the_epoch() {
     );
     // The new owner records the run once.
     assert!(
-        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
+        claims::finish(&b_db, "r1", (eb, "b"), chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
     assert!(
-        !claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
+        !claims::finish(&b_db, "r1", (eb, "b"), chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -322,9 +335,13 @@ async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_
             .unwrap(),
         Claimed::Won
     );
-    assert!(claims::posting(&a_db, "r1", ea).await.unwrap());
+    assert!(claims::posting(&a_db, "r1", ea, "a").await.unwrap());
     let marker = json!({"run_id": "r1"});
-    assert!(claims::started(&a_db, "r1", ea, &marker).await.unwrap());
+    assert!(
+        claims::started(&a_db, "r1", ea, "a", &marker)
+            .await
+            .unwrap()
+    );
 
     // The network between a and the database goes silent: a's renewal gets no answer,
     // and the daemon bounds each attempt by the renew interval.
@@ -363,7 +380,7 @@ async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_
     proxy.resume();
     let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
     assert!(
-        !claims::finish(&a_db, "r1", ea, chrono::Utc::now(), &record, 1000)
+        !claims::finish(&a_db, "r1", (ea, "a"), chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -377,7 +394,7 @@ async fn a_leader_cut_off_trusts_its_lease_only_until_its_deadline_and_its_late_
     let shown = lease::current(&b_db).await.unwrap().unwrap();
     assert_eq!((shown.holder.as_str(), shown.epoch), ("b", eb));
     assert!(
-        claims::finish(&b_db, "r1", eb, chrono::Utc::now(), &record, 1000)
+        claims::finish(&b_db, "r1", (eb, "b"), chrono::Utc::now(), &record, 1000)
             .await
             .unwrap()
     );
@@ -490,11 +507,11 @@ fn jellyfin(server: &ServerConfig) -> JellyfinClient {
     .unwrap()
 }
 
-/// The runner of the runs claimed under `epoch`, on `cluster`.
-fn pg_runner(cluster: &Cluster, epoch: i64, state: &std::path::Path) -> Runner {
+/// The runner of the runs claimed by `holder` under `epoch`, on `cluster`.
+fn pg_runner(cluster: &Cluster, (epoch, holder): (i64, &str), state: &std::path::Path) -> Runner {
     let session = Arc::new(Session::new(Secret::new(cluster.url()), CONNECT));
     Runner::on(
-        RunStore::postgres(session, epoch),
+        RunStore::postgres(session, epoch, holder),
         &StateDir::open(state).unwrap(),
     )
 }
@@ -538,7 +555,7 @@ async fn a_claimed_run_is_started_once_and_recorded_with_its_claims_end() {
         .unwrap();
     assert_eq!(claimed, Claimed::Won);
 
-    let runner = pg_runner(&cluster, epoch, dir.path());
+    let runner = pg_runner(&cluster, (epoch, "a"), dir.path());
     let end = runner
         .run(
             &jellyfin(&server),
@@ -604,7 +621,7 @@ async fn an_adopted_run_is_followed_from_its_snapshot_and_recorded_once() {
             .unwrap(),
         Claimed::Won
     );
-    let a_runner = pg_runner(&cluster, ea, dir.path());
+    let a_runner = pg_runner(&cluster, (ea, "a"), dir.path());
     let started = a_runner
         .run(
             &jellyfin(&server),
@@ -629,7 +646,7 @@ async fn an_adopted_run_is_followed_from_its_snapshot_and_recorded_once() {
     let marker: Marker = serde_json::from_value(adopted[0].snapshot.clone().unwrap()).unwrap();
     assert_eq!(marker.request, request);
 
-    let b_runner = pg_runner(&cluster, eb, dir.path());
+    let b_runner = pg_runner(&cluster, (eb, "b"), dir.path());
     let recorded = b_runner
         .resume_adopted(&jellyfin(&server), &server, marker.clone(), &mut NoEvents)
         .await;
@@ -1175,7 +1192,7 @@ async fn doctor_checks_the_database_schema_and_leader() {
         ("ok", "ok"),
         "{checks:?}"
     );
-    assert_eq!(checks[1].2, "schema version 1");
+    assert_eq!(checks[1].2, "schema version 2");
     assert_eq!(
         (checks[2].1.as_str(), checks[2].2.as_str()),
         ("warn", "no instance has led yet")
@@ -1576,7 +1593,11 @@ async fn writing_a_record_trims_the_servers_history_to_its_limit() {
     // The new run was asked for before the newest kept one: it stays all the same.
     let at = t0 + chrono::Duration::hours(36);
     let line = r#"{"run_id":"new","outcome":"completed"}"#;
-    assert!(claims::finish(&db, "new", e, at, line, 3).await.unwrap());
+    assert!(
+        claims::finish(&db, "new", (e, "a"), at, line, 3)
+            .await
+            .unwrap()
+    );
     assert_eq!(history_ids(&db, "t").await, ["t5", "t4", "new"]);
     assert_eq!(
         history_ids(&db, "u").await,
@@ -1585,7 +1606,11 @@ async fn writing_a_record_trims_the_servers_history_to_its_limit() {
     );
 
     // Fenced out: nothing written, nothing trimmed.
-    assert!(!claims::finish(&db, "new", e, at, line, 1).await.unwrap());
+    assert!(
+        !claims::finish(&db, "new", (e, "a"), at, line, 1)
+            .await
+            .unwrap()
+    );
     let skipped = r#"{"run_id":"s","outcome":"skipped"}"#;
     let later = "2026-11-30T03:31:00Z";
     assert!(
@@ -1698,5 +1723,232 @@ async fn an_interrupted_trigger_hands_its_run_to_the_leader() {
         sim.server("t").start_requests().len(),
         1,
         "never started again"
+    );
+}
+
+/// The holder a `trigger` claims under.
+const TRIGGER: &str = "trigger r1 on host:42";
+
+/// Ages `run_id`'s heartbeat past [`STALE`], as a trigger killed (or paused) that long
+/// leaves it.
+async fn age_heartbeat(db: &Client, run_id: &str) {
+    let n = db
+        .execute(
+            "UPDATE run_claims SET heartbeat_at = now() - interval '31 seconds' WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "no claim {run_id} to age");
+}
+
+/// `(holder, heartbeat is set)` of `run_id`'s claim.
+async fn holder_of(db: &Client, run_id: &str) -> (String, bool) {
+    let row = db
+        .query_one(
+            "SELECT holder, heartbeat_at IS NOT NULL FROM run_claims WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A `trigger`'s claim, made under the leader's epoch, is the trigger's while its
+/// heartbeat is fresh; once it is older than the lease (the trigger killed with -9), the
+/// leader's next renewal adopts it, under the same epoch; the trigger's late writes
+/// (it was only paused) then change nothing, and the run is recorded once, by the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triggers_claim_is_adopted_once_its_heartbeat_is_stale_and_its_late_writes_change_nothing()
+ {
+    let cluster = Cluster::start();
+    let (a_db, t_db) = two_instances(&cluster).await;
+    let mut a = Lease::new("a", STALE);
+    let e = a.refresh(&a_db).await.unwrap().unwrap();
+    assert_eq!(
+        claims::claim_manual(&t_db, TRIGGER, "t", "r1", STALE)
+            .await
+            .unwrap(),
+        Some(e),
+        "the trigger claims under the leader's epoch"
+    );
+    assert_eq!(holder_of(&a_db, "r1").await, (TRIGGER.to_owned(), true));
+
+    // Fresh: the leader's renewals leave it alone, however often they adopt.
+    assert!(claims::adopt(&a_db, "a", e).await.unwrap().is_empty());
+    assert!(claims::heartbeat(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(claims::posting(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(claims::heartbeat(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(claims::adopt(&a_db, "a", e).await.unwrap().is_empty());
+    // While it is the trigger's, the server is busy for the leader.
+    assert_eq!(
+        claims::claim(&a_db, "a", e, "t", "2026-11-30T03:30:00Z", "r2")
+            .await
+            .unwrap(),
+        Claimed::Busy
+    );
+
+    // Stale: adopted, under the same epoch, the heartbeat gone, with when it went posting.
+    age_heartbeat(&a_db, "r1").await;
+    let adopted = claims::adopt(&a_db, "a", e).await.unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(
+        (adopted[0].claim_key.as_str(), adopted[0].state),
+        ("manual:r1", ClaimState::Posting)
+    );
+    assert!(adopted[0].is_manual());
+    assert!(adopted[0].posted_at.is_some(), "{adopted:?}");
+    assert_eq!(holder_of(&a_db, "r1").await, ("a".to_owned(), false));
+    assert!(
+        claims::adopt(&a_db, "a", e).await.unwrap().is_empty(),
+        "adopted once"
+    );
+
+    // The trigger wakes: every write of its own changes nothing, and it can tell.
+    let marker = json!({"run_id": "r1"});
+    let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
+    let at = chrono::Utc::now();
+    assert!(!claims::heartbeat(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(!claims::posting(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(
+        !claims::started(&t_db, "r1", e, TRIGGER, &marker)
+            .await
+            .unwrap()
+    );
+    assert!(!claims::hand_over(&t_db, "r1", e, TRIGGER).await.unwrap());
+    assert!(
+        !claims::finish(&t_db, "r1", (e, TRIGGER), at, &record, 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(holder_of(&a_db, "r1").await, ("a".to_owned(), false));
+    // The leader records it, once.
+    assert!(
+        claims::finish(&a_db, "r1", (e, "a"), at, &record, 1000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !claims::finish(&a_db, "r1", (e, "a"), at, &record, 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(claims::history(&a_db, "t", 10).await.unwrap(), vec![record]);
+}
+
+/// A takeover (a newer epoch) leaves a live trigger's claim to the trigger, which goes on
+/// and records its run; a claim the trigger hands over is adopted at the next renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_triggers_claim_survives_a_takeover_and_is_adopted_once_handed_over() {
+    let cluster = Cluster::start();
+    let (a_db, b_db) = two_instances(&cluster).await;
+    let t_db = client(&cluster).await;
+    let (mut a, mut b) = (Lease::new("a", STALE), Lease::new("b", STALE));
+    let ea = a.refresh(&a_db).await.unwrap().unwrap();
+    assert_eq!(
+        claims::claim_manual(&t_db, TRIGGER, "t", "r1", STALE)
+            .await
+            .unwrap(),
+        Some(ea)
+    );
+    let other = "trigger r3 on host:43";
+    assert_eq!(
+        claims::claim_manual(&t_db, other, "u", "r3", STALE)
+            .await
+            .unwrap(),
+        Some(ea)
+    );
+    // a stops cleanly; b leads under a newer epoch.
+    a.release(&a_db).await.unwrap();
+    let eb = b.refresh(&b_db).await.unwrap().unwrap();
+    assert!(eb > ea);
+    assert!(
+        claims::adopt(&b_db, "b", eb).await.unwrap().is_empty(),
+        "live triggers' claims stay theirs"
+    );
+    assert!(claims::heartbeat(&t_db, "r1", ea, TRIGGER).await.unwrap());
+    let record = json!({"run_id": "r1", "outcome": "completed"}).to_string();
+    let at = chrono::Utc::now();
+    assert!(
+        claims::finish(&t_db, "r1", (ea, TRIGGER), at, &record, 1000)
+            .await
+            .unwrap()
+    );
+    // Its claim done, the trigger's heartbeat still says the claim is its own.
+    assert!(claims::heartbeat(&t_db, "r1", ea, TRIGGER).await.unwrap());
+
+    // The other trigger is interrupted and hands its claim over: the next renewal adopts it.
+    assert!(claims::hand_over(&t_db, "r3", ea, other).await.unwrap());
+    let adopted = claims::adopt(&b_db, "b", eb).await.unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(
+        (adopted[0].run_id.as_str(), adopted[0].state),
+        ("r3", ClaimState::Claimed)
+    );
+    assert!(!claims::heartbeat(&t_db, "r3", ea, other).await.unwrap());
+    assert_eq!(holder_of(&b_db, "r3").await, ("b".to_owned(), false));
+}
+
+/// A claim adopted in `posting` (its start request may have gone out, Jellyfin's answer
+/// never stored) is looked up on Jellyfin, never posted again: a run begun since is
+/// followed and recorded; none is recorded `interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_adopted_in_posting_is_looked_up_never_posted_again() {
+    let cluster = Cluster::start();
+    let (a_db, t_db) = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |c| {
+        c.run_length = Duration::from_millis(300);
+    })])
+    .await;
+    let server = sim_server_config(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Lease::new("a", STALE);
+    let e = a.refresh(&a_db).await.unwrap().unwrap();
+    let runner = pg_runner(&cluster, (e, "a"), dir.path());
+    let jf = jellyfin(&server);
+
+    for sent in [true, false] {
+        let request = common::runs::manual_request();
+        let run_id = request.run_id.as_str();
+        claims::claim_manual(&t_db, TRIGGER, "t", run_id, STALE)
+            .await
+            .unwrap()
+            .expect("the server is free");
+        assert!(claims::posting(&t_db, run_id, e, TRIGGER).await.unwrap());
+        if sent {
+            // The trigger's start request reaches Jellyfin; then it is killed.
+            let task = jf.find_task(&server.task_key).await.unwrap();
+            jf.start_task(&task.id).await.unwrap();
+        }
+        age_heartbeat(&a_db, run_id).await;
+        let adopted = claims::adopt(&a_db, "a", e).await.unwrap();
+        assert_eq!(adopted.len(), 1, "{adopted:?}");
+        let posted_at = adopted[0].posted_at.expect("posting keeps its time");
+        let recorded = runner
+            .resume_posted(&jf, &server, &request, posted_at, &mut NoEvents)
+            .await;
+        let record = match recorded {
+            Some(Ok(record)) => record,
+            other => panic!("the adopted run was not recorded: {other:?}"),
+        };
+        let expected = if sent {
+            Outcome::Completed
+        } else {
+            Outcome::Interrupted
+        };
+        assert_eq!(record.outcome, expected, "sent: {sent}: {record:?}");
+        if !sent {
+            let reason = record.reason.as_deref().unwrap_or_default();
+            assert!(reason.contains("not started again"), "{reason}");
+        }
+        assert_eq!(
+            claim_and_records(&a_db, run_id).await,
+            ("done".to_owned(), sent, 1)
+        );
+    }
+    assert_eq!(
+        sim.server("t").start_requests().len(),
+        1,
+        "only the trigger's start request, never one from the leader"
     );
 }

@@ -132,6 +132,13 @@ pub enum CommandError {
         "error: interrupted; run {run_id} of {server} is handed over to the instance that leads, which records it (see `history {server}`)"
     )]
     Interrupted { server: String, run_id: String },
+    /// `trigger` on PostgreSQL: the leader adopted the run's claim (this process was
+    /// paused, or cut off from the database, for longer than `lease_ttl`): its writes
+    /// change nothing, and it stops.
+    #[error(
+        "error: run {run_id} of {server} was taken over by the instance that leads: this trigger was unheard of for longer than lease_ttl (paused, or cut off from the database), so nothing more is done here and the leader records what became of the run (see `history {server}`)"
+    )]
+    TakenOver { server: String, run_id: String },
     /// `trigger --no-wait` on PostgreSQL: Jellyfin accepted the start, but the claim could
     /// not be handed over to the leader.
     #[error(
@@ -186,6 +193,7 @@ impl CommandError {
             | CommandError::ClaimBusy { .. }
             | CommandError::NotHandedOver { .. }
             | CommandError::Interrupted { .. }
+            | CommandError::TakenOver { .. }
             | CommandError::Output(_) => exit::FAILED,
         }
     }

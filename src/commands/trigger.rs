@@ -158,10 +158,12 @@ const PG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The run on the PostgreSQL backend: claimed (`manual:<run_id>`) under the lease's epoch
 /// instead of the lock file, then run by a runner bound to that claim, every write fenced
-/// by its epoch: should another instance take the lease over meanwhile, it adopts the run
-/// and this process's writes change nothing. With `--no-wait` the started claim is handed
-/// over to the leader, which follows the run and records it; so is the claim of a trigger
-/// interrupted (SIGINT, SIGTERM) while it waits.
+/// by its epoch and holder. While it waits, the trigger keeps its claim's heartbeat fresh
+/// ([`TriggerClaim::heartbeats`]); should it be killed, or paused or cut off for longer
+/// than `lease_ttl`, the leader adopts the claim, and this process's writes change
+/// nothing: it stops, saying so. With `--no-wait` the started claim is handed over to the
+/// leader, which follows the run and records it; so is the claim of a trigger interrupted
+/// (SIGINT, SIGTERM) while it waits.
 async fn on_postgres<W: Write + Send>(
     config: &Config,
     pg: &PostgresBackend,
@@ -172,16 +174,7 @@ async fn on_postgres<W: Write + Send>(
     live: bool,
 ) -> Result<Verdict, CommandError> {
     let mut signals = catch_shutdown();
-    let mut client = postgres::connect(&pg.url, PG_TIMEOUT).await?;
-    postgres::migrate::migrate(&mut client).await?;
-    let holder = format!("trigger {} on {}", request.run_id, pg.instance());
-    let epoch = claims::claim_manual(&client, &holder, &server.name, &request.run_id)
-        .await?
-        .ok_or_else(|| CommandError::ClaimBusy {
-            server: server.name.clone(),
-        })?;
-    drop(client);
-    let session = Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT));
+    let claim = TriggerClaim::take(pg, server, request).await?;
     let state = StateDir::open(&config.daemon.state_dir)?;
     let jellyfin = JellyfinClient::new(
         &server.name,
@@ -190,34 +183,113 @@ async fn on_postgres<W: Write + Send>(
         server.request_timeout,
     )?;
     let mut progress = Progress::new(out, live, &server.name);
-    let runner = Runner::on(RunStore::postgres(session.clone(), epoch), &state);
+    let store = RunStore::postgres(claim.session.clone(), claim.epoch, &claim.holder);
+    let runner = Runner::on(store, &state);
+    let taken_over = CommandError::TakenOver {
+        server: server.name.clone(),
+        run_id: request.run_id.clone(),
+    };
     let end = tokio::select! {
-        end = runner.run(&jellyfin, server, request, &mut progress, wait) => Some(end),
-        () = shutdown_asked(signals.as_mut()) => None,
-    };
-    let hand_over = || async {
-        let run_id = request.run_id.as_str();
-        session
-            .with(|c| async move { claims::hand_over(&c, run_id, epoch).await })
-            .await
-            .map_err(|source| CommandError::NotHandedOver {
+        end = runner.run(&jellyfin, server, request, &mut progress, wait) => end,
+        () = shutdown_asked(signals.as_mut()) => {
+            // Its claim would otherwise keep the server busy until the leader adopts it.
+            progress.line("interrupted; handing the run over to the instance that leads");
+            claim.hand_over().await?;
+            return Err(CommandError::Interrupted {
+                server: server.name.clone(),
                 run_id: request.run_id.clone(),
-                source,
-            })
+            });
+        }
+        () = claim.heartbeats(pg.lease_ttl / 3) => {
+            progress.finish();
+            return Err(taken_over);
+        }
     };
-    let Some(end) = end else {
-        // Its claim would otherwise keep the server busy until the lease changes hands.
-        progress.line("interrupted; handing the run over to the instance that leads");
-        hand_over().await?;
-        return Err(CommandError::Interrupted {
-            server: server.name.clone(),
-            run_id: request.run_id.clone(),
-        });
-    };
-    if matches!(end, RunEnd::Started(Ok(()))) {
-        hand_over().await?;
+    match end {
+        RunEnd::Started(Ok(())) => {
+            claim.hand_over().await?;
+        }
+        RunEnd::TakenOver | RunEnd::Recorded(Err(RecordError::TakenOver { .. })) => {
+            progress.finish();
+            return Err(taken_over);
+        }
+        _ => {}
     }
     report(progress.finish(), end, wait, config, server, request)
+}
+
+/// The claim a `trigger` holds on PostgreSQL: its run, the epoch it was claimed under, and
+/// the holder name that fences its writes (`trigger <run id> on <instance_name>`).
+struct TriggerClaim {
+    session: Arc<Session>,
+    run_id: String,
+    epoch: i64,
+    holder: String,
+}
+
+impl TriggerClaim {
+    /// Claims `request`'s run of `server` (the schema brought up to date first); another
+    /// run active on the server is [`CommandError::ClaimBusy`].
+    async fn take(
+        pg: &PostgresBackend,
+        server: &ServerConfig,
+        request: &RunRequest,
+    ) -> Result<TriggerClaim, CommandError> {
+        let mut client = postgres::connect(&pg.url, PG_TIMEOUT).await?;
+        postgres::migrate::migrate(&mut client).await?;
+        let holder = format!("trigger {} on {}", request.run_id, pg.instance());
+        let (name, run_id) = (server.name.as_str(), request.run_id.as_str());
+        let epoch = claims::claim_manual(&client, &holder, name, run_id, pg.lease_ttl)
+            .await?
+            .ok_or_else(|| CommandError::ClaimBusy {
+                server: server.name.clone(),
+            })?;
+        Ok(TriggerClaim {
+            session: Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT)),
+            run_id: request.run_id.clone(),
+            epoch,
+            holder,
+        })
+    }
+
+    /// The claim's heartbeat, every `interval`, until the claim is no longer this
+    /// trigger's (the leader adopted it: this process was paused or cut off for longer
+    /// than the lease). A heartbeat the database does not take is said in the log and
+    /// tried again at the next tick: should that last a lease, the leader adopts the claim
+    /// and the next one that gets through says so.
+    async fn heartbeats(&self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let (run_id, epoch, holder) = (self.run_id.as_str(), self.epoch, self.holder.as_str());
+            let beat = self
+                .session
+                .with(|c| async move { claims::heartbeat(&c, run_id, epoch, holder).await })
+                .await;
+            match beat {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the claim's heartbeat was not written; should this last lease_ttl, the leader takes the run over")
+                }
+            }
+        }
+    }
+
+    /// Hands the claim over to whoever leads (fenced: only if it is still this
+    /// trigger's).
+    async fn hand_over(&self) -> Result<bool, CommandError> {
+        let (run_id, epoch, holder) = (self.run_id.as_str(), self.epoch, self.holder.as_str());
+        self.session
+            .with(|c| async move { claims::hand_over(&c, run_id, epoch, holder).await })
+            .await
+            .map_err(|source| CommandError::NotHandedOver {
+                run_id: self.run_id.clone(),
+                source,
+            })
+    }
 }
 
 /// SIGINT or SIGTERM, caught so that an interrupted `trigger` on PostgreSQL hands its run
@@ -290,14 +362,10 @@ fn report(
             );
             Ok(Verdict::Fine)
         }
-        RunEnd::TakenOver => {
-            let _ = writeln!(
-                out,
-                "{}: another instance took this run over before its start request [run {}]; it goes on with it; see `history {}`.",
-                server.name, request.run_id, server.name
-            );
-            Ok(Verdict::Fine)
-        }
+        RunEnd::TakenOver => Err(CommandError::TakenOver {
+            server: server.name.clone(),
+            run_id: request.run_id.clone(),
+        }),
         RunEnd::Started(Err(source)) => Err(CommandError::MarkerNotWritten {
             source,
             state_dir: config.daemon.state_dir.clone(),

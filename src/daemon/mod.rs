@@ -158,7 +158,10 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         runner: match &pg {
             // Epoch 0 is nobody's: this runner only writes refused records again, each
             // through the claim's own store.
-            Some(pg) => Runner::on(RunStore::postgres(pg.session.clone(), 0), &state),
+            Some(pg) => Runner::on(
+                RunStore::postgres(pg.session.clone(), 0, &pg.holder),
+                &state,
+            ),
             None => Runner::writing_later(&state),
         },
         pg,

@@ -5,8 +5,11 @@
 //!
 //! Due work: `(server, due instant)` is claimed once, by anyone, ever; a due instant that
 //! arrives while the server's run goes on is recorded `skipped` in one statement with its
-//! claim. Adopted claims (from [`Leadership`]) go on from where they stood: `claimed` is
-//! started, `posting` or `started` is followed from its snapshot and never started again.
+//! claim. Adopted claims (from [`Leadership`]) go on from where they stood, never started
+//! twice: a due instant's `claimed` claim is started; a `trigger`'s `claimed` claim (the
+//! trigger is gone: interrupted, killed, or unheard of for a lease) is recorded
+//! `interrupted`, not started in its place; `started` is followed from its snapshot;
+//! `posting` is looked up on Jellyfin and followed if it began.
 
 use super::ctx::Ctx;
 use super::run_task::{DaemonRun, announce, jellyfin_client, take_slot};
@@ -34,8 +37,11 @@ pub struct PgDaemon {
 
 impl PgDaemon {
     fn runner(&self, ctx: &Ctx, epoch: i64) -> Runner {
-        ctx.runner
-            .with_store(RunStore::postgres(self.session.clone(), epoch))
+        ctx.runner.with_store(RunStore::postgres(
+            self.session.clone(),
+            epoch,
+            &self.holder,
+        ))
     }
 }
 
@@ -198,22 +204,35 @@ pub(super) async fn adopted(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, c
         .snapshot
         .clone()
         .and_then(|s| serde_json::from_value(s).ok());
+    let request = request_of(&claim);
     let work = async {
-        match (claim.state, snapshot) {
-            (ClaimState::Claimed, _) => {
-                let request = request_of(&claim);
+        match (claim.state, snapshot, claim.posted_at) {
+            (ClaimState::Claimed, _, _) if claim.is_manual() => {
+                let reason = "the `trigger` that asked for this run stopped (interrupted, killed, or unheard of for longer than lease_ttl) before its start request; the leader does not start it in its place".to_owned();
+                interrupted(&runner, cfg, &request, reason, &mut observer).await;
+            }
+            (ClaimState::Claimed, _, _) => {
                 info!(claim_key = %claim.claim_key, "adopted a claimed run that was never started; starting it");
                 runner
                     .run(&client, cfg, &request, &mut observer, Wait::Follow)
                     .await;
             }
-            (ClaimState::Started, Some(marker)) => {
+            (_, Some(marker), _) => {
                 info!(task_id = %marker.started.task_id, "adopted a run in flight; following it");
                 runner
                     .resume_adopted(&client, cfg, marker, &mut observer)
                     .await;
             }
-            (_, _) => interrupted(&runner, cfg, &claim, &mut observer).await,
+            (_, None, Some(posted_at)) => {
+                info!(claim_key = %claim.claim_key, "adopted a run whose start request may have gone out; looking it up on Jellyfin");
+                runner
+                    .resume_posted(&client, cfg, &request, posted_at, &mut observer)
+                    .await;
+            }
+            (_, None, None) => {
+                let reason = "the instance that claimed this run stopped between its start request and Jellyfin's answer; it is not started again (at most one start per due instant)".to_owned();
+                interrupted(&runner, cfg, &request, reason, &mut observer).await;
+            }
         }
     };
     tokio::select! {
@@ -222,18 +241,17 @@ pub(super) async fn adopted(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, c
     }
 }
 
-/// A claim adopted between its start request and Jellyfin's answer (no snapshot): whether
-/// Jellyfin started an export cannot be known, and starting one could make it two, so it
-/// is recorded `interrupted`, saying so.
+/// An adopted claim that is not run: recorded `interrupted` for `reason`, starting nothing
+/// (a `trigger`'s claim never started, or a `posting` claim from before schema version 2,
+/// which has no time to look the run up by).
 async fn interrupted(
     runner: &Runner,
     cfg: &ServerConfig,
-    claim: &Adopted,
+    request: &RunRequest,
+    reason: String,
     observer: &mut DaemonRun<'_>,
 ) {
-    let request = request_of(claim);
-    let reason = "the instance that claimed this run stopped leading between its start request and Jellyfin's answer; it is not started again (at most one start per due instant)".to_owned();
-    let mut record = runner::not_started(cfg, &request, Outcome::Interrupted, reason);
+    let mut record = runner::not_started(cfg, request, Outcome::Interrupted, reason);
     record.duration_ms = None;
     warn!(run_id = %record.run_id, "adopted run recorded as interrupted");
     let result = runner.write(record, cfg.history_limit).await;

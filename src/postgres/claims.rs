@@ -1,13 +1,16 @@
 //! Run claims: one row per (server, due instant) or (server, `manual:<run_id>`), inserted
 //! before the start request in a statement that checks the claimant's lease, then moved
-//! `claimed → posting → started → done` by writes fenced by the claim's epoch: after a
-//! takeover has adopted the claim (a newer epoch), the old owner's writes change 0 rows.
+//! `claimed → posting → started → done` by writes fenced by the claim's epoch and holder:
+//! once another instance has adopted the claim (a takeover's newer epoch, or the leader
+//! taking over a `trigger`'s claim whose heartbeat went stale), the old owner's writes
+//! change 0 rows.
 //! The history record is written in the same statement that marks the claim done, so a
 //! run has one record, written by its current owner.
 
 use super::PgError;
 use super::lease::LEASE_NAME;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 use tokio_postgres::Client;
 
 /// What [`claim`] found.
@@ -57,6 +60,16 @@ pub struct Adopted {
     pub state: ClaimState,
     /// What re-attaching needs (the in-flight marker), for `Started` claims.
     pub snapshot: Option<serde_json::Value>,
+    /// When the claim went `posting` (the database's clock): a run of the task begun since
+    /// may be this claim's.
+    pub posted_at: Option<DateTime<Utc>>,
+}
+
+impl Adopted {
+    /// Whether a `trigger` asked for the run (claim key `manual:<run_id>`).
+    pub fn is_manual(&self) -> bool {
+        self.claim_key.starts_with("manual:")
+    }
 }
 
 /// Inserts the claim of `(server, claim_key)` for `run_id` under our lease `(holder,
@@ -111,28 +124,44 @@ pub const HANDED_OVER: i64 = 0;
 /// Inserts the claim of a run asked for by `trigger` (`holder`, which never holds the
 /// lease), key `manual:<run_id>`, under the epoch the lease row holds now, read and held
 /// (`FOR SHARE`) in the same statement: the live leader's, or the last leader's when none
-/// is live, [`HANDED_OVER`] when none ever led. A takeover (a newer epoch) adopts it like
-/// any other claim, and the trigger's writes are then fenced out. `None`: another run is
-/// active on the server.
+/// is live, [`HANDED_OVER`] when none ever led. Its epoch and holder fence the trigger's
+/// writes. `None`: another run is active on the server.
+///
+/// The claim's heartbeat starts now; the trigger keeps it fresh ([`heartbeat`]) every
+/// third of `ttl` (its `lease_ttl`) while it waits, and the leader adopts a trigger's
+/// claim whose heartbeat is older than `ttl` ([`adopt`]). The trigger's own `ttl` is kept
+/// with the claim, so a leader configured with another `lease_ttl` judges it right.
 pub async fn claim_manual(
     client: &Client,
     holder: &str,
     server: &str,
     run_id: &str,
+    ttl: Duration,
 ) -> Result<Option<i64>, PgError> {
+    let ttl_secs = ttl.as_secs_f64();
     let key = format!("manual:{run_id}");
     let row = client
         .query_one(
             "WITH lease AS (
                  SELECT epoch FROM scheduler_lease WHERE name = $1 FOR SHARE
              ), inserted AS (
-                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state)
-                 VALUES ($3, $4, $5, COALESCE((SELECT epoch FROM lease), $6), $2, 'claimed')
+                 INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state,
+                                         heartbeat_at, heartbeat_ttl)
+                 VALUES ($3, $4, $5, COALESCE((SELECT epoch FROM lease), $6), $2, 'claimed',
+                         now(), make_interval(secs => $7))
                  ON CONFLICT DO NOTHING
                  RETURNING epoch
              )
              SELECT (SELECT epoch FROM inserted)",
-            &[&LEASE_NAME, &holder, &server, &key, &run_id, &HANDED_OVER],
+            &[
+                &LEASE_NAME,
+                &holder,
+                &server,
+                &key,
+                &run_id,
+                &HANDED_OVER,
+                &ttl_secs,
+            ],
         )
         .await?;
     Ok(row.get::<_, Option<i64>>(0))
@@ -143,25 +172,62 @@ pub async fn claim_manual(
 /// at its next renewal and goes on from where it stood (a `started` run is followed from
 /// its snapshot to its record, never started again). `false`: it was not ours (adopted
 /// meanwhile) or is done.
-pub async fn hand_over(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
+pub async fn hand_over(
+    client: &Client,
+    run_id: &str,
+    epoch: i64,
+    holder: &str,
+) -> Result<bool, PgError> {
     let n = client
         .execute(
-            "UPDATE run_claims SET epoch = $3, updated_at = now()
-              WHERE run_id = $1 AND epoch = $2 AND state <> 'done'",
-            &[&run_id, &epoch, &HANDED_OVER],
+            "UPDATE run_claims
+                SET epoch = $4, heartbeat_at = NULL, heartbeat_ttl = NULL, updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND holder = $3 AND state <> 'done'",
+            &[&run_id, &epoch, &holder, &HANDED_OVER],
         )
         .await?;
     Ok(n == 1)
 }
 
+/// A `trigger`'s heartbeat on its claim while it waits: `heartbeat_at = now()`, fenced by
+/// epoch and holder. `false`: the claim is no longer its own (the leader adopted it after
+/// the heartbeat went stale): the trigger stops, changing nothing. `true`: it is (a claim
+/// the trigger has just marked done is still its own; its heartbeat is then not written).
+pub async fn heartbeat(
+    client: &Client,
+    run_id: &str,
+    epoch: i64,
+    holder: &str,
+) -> Result<bool, PgError> {
+    let row = client
+        .query_one(
+            "WITH beat AS (
+                 UPDATE run_claims SET heartbeat_at = now()
+                  WHERE run_id = $1 AND epoch = $2 AND holder = $3 AND state <> 'done'
+              RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM beat)
+                 OR EXISTS (SELECT 1 FROM run_claims
+                             WHERE run_id = $1 AND epoch = $2 AND holder = $3)",
+            &[&run_id, &epoch, &holder],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// `claimed → posting`, just before the start request. `false`: the claim is no longer
-/// ours (adopted by a newer epoch): send nothing.
-pub async fn posting(client: &Client, run_id: &str, epoch: i64) -> Result<bool, PgError> {
+/// ours (adopted): send nothing.
+pub async fn posting(
+    client: &Client,
+    run_id: &str,
+    epoch: i64,
+    holder: &str,
+) -> Result<bool, PgError> {
     let n = client
         .execute(
-            "UPDATE run_claims SET state = 'posting', updated_at = now()
-              WHERE run_id = $1 AND epoch = $2 AND state = 'claimed'",
-            &[&run_id, &epoch],
+            "UPDATE run_claims SET state = 'posting', posted_at = now(), updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND holder = $3 AND state = 'claimed'",
+            &[&run_id, &epoch, &holder],
         )
         .await?;
     Ok(n == 1)
@@ -173,13 +239,15 @@ pub async fn started(
     client: &Client,
     run_id: &str,
     epoch: i64,
+    holder: &str,
     snapshot: &serde_json::Value,
 ) -> Result<bool, PgError> {
     let n = client
         .execute(
-            "UPDATE run_claims SET state = 'started', snapshot = $3, updated_at = now()
-              WHERE run_id = $1 AND epoch = $2 AND state IN ('claimed', 'posting', 'started')",
-            &[&run_id, &epoch, snapshot],
+            "UPDATE run_claims SET state = 'started', snapshot = $4, updated_at = now()
+              WHERE run_id = $1 AND epoch = $2 AND holder = $3
+                AND state IN ('claimed', 'posting', 'started')",
+            &[&run_id, &epoch, &holder, snapshot],
         )
         .await?;
     Ok(n == 1)
@@ -222,7 +290,7 @@ fn others_kept(history_limit: usize) -> i64 {
 pub async fn finish(
     client: &Client,
     run_id: &str,
-    epoch: i64,
+    (epoch, holder): (i64, &str),
     triggered_at: DateTime<Utc>,
     record: &str,
     history_limit: usize,
@@ -231,15 +299,15 @@ pub async fn finish(
     let statement = format!(
         "WITH done AS (
              UPDATE run_claims SET state = 'done', updated_at = now()
-              WHERE run_id = $1 AND epoch = $2 AND state <> 'done'
+              WHERE run_id = $1 AND epoch = $2 AND holder = $3 AND state <> 'done'
           RETURNING run_id, server
          ), {}",
-        record_and_trim(3)
+        record_and_trim(4)
     );
     let row = client
         .query_one(
             &statement,
-            &[&run_id, &epoch, &triggered_at, &record, &keep],
+            &[&run_id, &epoch, &holder, &triggered_at, &record, &keep],
         )
         .await?;
     Ok(row.get(0))
@@ -295,10 +363,19 @@ pub async fn skip(
     Ok(row.get(0))
 }
 
-/// A takeover (and, after it, every renewal: claims handed over, and `trigger` claims made
-/// under an older epoch): every open claim (not done) of an older epoch becomes ours,
-/// under our lease, checked in the same statement. Returns them, to go on from where each
-/// stood.
+/// A takeover, and after it every renewal: the open claims (not done) the leader takes
+/// over become ours, under our lease, checked in the same statement:
+///
+/// - a claim of an older epoch without a heartbeat: the last leader's, or one handed over
+///   ([`HANDED_OVER`]);
+/// - a `trigger`'s claim (it has a heartbeat) whose heartbeat is older than the trigger's
+///   `lease_ttl` (kept with the claim): the trigger was killed, or paused or cut off that
+///   long. A trigger's claim with a fresh heartbeat stays the trigger's, whatever its
+///   epoch.
+///
+/// Adopted claims lose their heartbeat (the lease is theirs now), and the old holder's
+/// writes, fenced by holder as well as epoch, change nothing. Returns them, to go on from
+/// where each stood.
 pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adopted>, PgError> {
     let rows = client
         .query(
@@ -307,10 +384,14 @@ pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adop
                   WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
                     FOR SHARE
              )
-             UPDATE run_claims c SET epoch = lease.epoch, holder = $2, updated_at = now()
+             UPDATE run_claims c
+                SET epoch = lease.epoch, holder = $2, heartbeat_at = NULL,
+                    heartbeat_ttl = NULL, updated_at = now()
                FROM lease
-              WHERE c.state <> 'done' AND c.epoch < lease.epoch
-          RETURNING c.server, c.claim_key, c.run_id, c.state, c.snapshot",
+              WHERE c.state <> 'done'
+                AND CASE WHEN c.heartbeat_at IS NULL THEN c.epoch < lease.epoch
+                         ELSE c.heartbeat_at < now() - c.heartbeat_ttl END
+          RETURNING c.server, c.claim_key, c.run_id, c.state, c.snapshot, c.posted_at",
             &[&LEASE_NAME, &holder, &epoch],
         )
         .await?;
@@ -324,6 +405,7 @@ pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adop
             // (never starting) is the safe reading.
             state: ClaimState::parse(r.get(3)).unwrap_or(ClaimState::Posting),
             snapshot: r.get(4),
+            posted_at: r.get(5),
         })
         .collect())
 }

@@ -10,7 +10,8 @@
 //! On every new epoch (an acquisition) the open claims of older epochs are adopted
 //! ([`super::claims::adopt`]) and handed over on `adopted`, before the role says
 //! `Leading`: the run tasks re-attach them, and due work is claimed only after that. Every
-//! renewal adopts again, for the claims handed over since (`trigger --no-wait`).
+//! renewal adopts again, for the claims handed over since (`trigger --no-wait`) and the
+//! `trigger` claims whose heartbeat is older than the lease.
 
 use super::claims::{self, Adopted};
 use super::lease::{self, Holder, Lease};
@@ -135,7 +136,8 @@ impl Task {
             return Ok(Role::Unknown);
         };
         // At a new epoch, the claims the old leader left; at every renewal after it, the
-        // claims handed over since (`trigger --no-wait`) or made under an older epoch.
+        // claims handed over since (`trigger --no-wait`) and the `trigger` claims whose
+        // heartbeat went stale (killed, or paused longer than the lease).
         let adopted = claims::adopt(client, self.lease.holder(), epoch).await?;
         if self.adopted_epoch != Some(epoch) {
             info!(epoch, adopted = adopted.len(), "leading: lease acquired");

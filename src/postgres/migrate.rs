@@ -7,7 +7,10 @@ use super::PgError;
 use tokio_postgres::Client;
 
 /// The migrations, in order: (version, SQL). Never edit one that has shipped; add one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("schema/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("schema/0001_init.sql")),
+    (2, include_str!("schema/0002_claim_heartbeat.sql")),
+];
 
 /// The schema version this program knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -68,7 +68,7 @@ pub enum MarkerError {
     Snapshot(crate::postgres::PgError),
     /// PostgreSQL: another instance adopted the run's claim; it follows the run now.
     #[error(
-        "another instance took this run over (its claim has a newer lease epoch); it follows the run and records it"
+        "another instance took this run over (its claim is no longer this process's); it follows the run and records it"
     )]
     TakenOver,
     #[error("cannot remove in-flight marker {}: {source}; the run was recorded, and the marker will be cleared at the next start", path.display())]

@@ -55,9 +55,10 @@ pub enum RecordError {
         source: crate::postgres::PgError,
     },
     /// PostgreSQL: another instance adopted the run's claim (a newer lease epoch than
-    /// `epoch`), so it records the run; this record is not written.
+    /// `epoch`, or the leader took over a `trigger`'s claim gone stale), so it records the
+    /// run; this record is not written.
     #[error(
-        "another instance took this run over (lease epoch {epoch} is past); it records the run"
+        "another instance took this run over (its claim, held under lease epoch {epoch}, is no longer this process's); it records the run"
     )]
     TakenOver { record: Box<RunRecord>, epoch: i64 },
 }
@@ -100,8 +101,8 @@ pub enum RunEnd {
     /// refused its record: no new run was started, so the left-over's marker stays and
     /// the next process records it. The record is in the error.
     LeftOverNotRecorded(RecordError),
-    /// PostgreSQL: another instance adopted the run's claim before the start request, so
-    /// nothing was sent; that instance goes on with the run.
+    /// PostgreSQL: another instance adopted the run's claim, so this process does nothing
+    /// more (before the start request: nothing was sent); that instance goes on with it.
     TakenOver,
 }
 
@@ -293,6 +294,11 @@ impl Runner {
         };
         let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
         let written = self.store.started(marker).await;
+        if matches!(written, Err(MarkerError::TakenOver)) {
+            // The instance that adopted the claim follows the run and records it: tracking
+            // it here too would only end in a record that changes nothing.
+            return RunEnd::TakenOver;
+        }
         if wait == Wait::StartOnly {
             return RunEnd::Started(written);
         }
@@ -344,6 +350,50 @@ impl Runner {
         self.keep_if_unwritten(&result, settings.history_limit);
         observer.recorded(&result);
         Some(result)
+    }
+
+    /// A run adopted in `posting` (PostgreSQL: its start request may have gone out at
+    /// `posted_at`, but Jellyfin's answer was never stored): looked up on Jellyfin
+    /// ([`track::look_up`]), never started again. Found: its snapshot is stored in the
+    /// claim and it is followed to its record. Not found (or Jellyfin did not answer):
+    /// recorded `interrupted`, saying why. `None`: the claim was adopted again meanwhile.
+    pub async fn resume_posted(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        request: &RunRequest,
+        posted_at: chrono::DateTime<Utc>,
+        observer: &mut dyn RunObserver,
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let posted = posted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let reason = match track::look_up(client, settings, posted_at).await {
+            Ok(Some(started)) => {
+                let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
+                match self.store.started(marker.clone()).await {
+                    Err(MarkerError::TakenOver) => return None,
+                    Err(e) => {
+                        warn!(server = %settings.name, run_id = %request.run_id, error = %e, "snapshot of the adopted run not stored")
+                    }
+                    Ok(()) => {}
+                }
+                return self
+                    .resume_adopted(client, settings, marker, observer)
+                    .await;
+            }
+            Ok(None) => format!(
+                "the instance that claimed this run stopped after its start request may have gone out ({posted}); Jellyfin showed no run of {} begun since, for start_grace ({}), so it is not started again (at most one start per claim)",
+                settings.task_key,
+                humantime::format_duration(settings.start_grace)
+            ),
+            Err(e) => format!(
+                "the instance that claimed this run stopped after its start request may have gone out ({posted}), and Jellyfin did not answer the look-up ({e}); it is not started again (at most one start per claim)"
+            ),
+        };
+        let ended = Ended::without_result(Outcome::Interrupted, reason);
+        let mut record = record_of(settings, request, ended, 0);
+        // The request's time is not kept in the claim: no duration to tell.
+        record.duration_ms = None;
+        Some(self.record(record, settings, observer).await)
     }
 
     /// Before a new run: finish the one left in flight (a `trigger --no-wait`, or a marker

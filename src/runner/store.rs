@@ -9,12 +9,12 @@
 //!
 //! The PostgreSQL backend ([`RunStore::Postgres`], docs/high-availability.md) works on the
 //! run's claim, inserted by the caller before the run under its lease epoch, and fences
-//! every write with that epoch: a left-over run is an adopted claim handed to the runner
+//! every write with that epoch and the claim's holder: a left-over run is an adopted claim handed to the runner
 //! ([`Runner::resume_adopted`](super::Runner::resume_adopted)), not something it looks
 //! for; "before the start request" marks the claim `posting`; "started" stores the marker
 //! as the claim's snapshot; the record is written in the statement that marks the claim
-//! done. Once another instance has adopted the claim (a newer epoch), each of these
-//! changes nothing and says so.
+//! done. Once another instance has adopted the claim (a newer epoch, or the leader taking
+//! over a `trigger`'s claim gone stale), each of these changes nothing and says so.
 //!
 //! File writes are blocking (fsync), so they run on tokio's blocking pool, on the
 //! runner's [`DiskPermits`].
@@ -48,8 +48,12 @@ pub enum RunStore {
         markers: Markers,
         disk: DiskPermits,
     },
-    /// The claim of one run in PostgreSQL, held under lease epoch `epoch`.
-    Postgres { db: Arc<Session>, epoch: i64 },
+    /// The claim of one run in PostgreSQL, held by `holder` under lease epoch `epoch`.
+    Postgres {
+        db: Arc<Session>,
+        epoch: i64,
+        holder: Arc<str>,
+    },
 }
 
 impl RunStore {
@@ -62,10 +66,14 @@ impl RunStore {
         }
     }
 
-    /// The PostgreSQL backend for runs claimed under lease epoch `epoch`. Epochs start
-    /// at 1, so a store with epoch 0 changes nothing and starts nothing.
-    pub fn postgres(db: Arc<Session>, epoch: i64) -> RunStore {
-        RunStore::Postgres { db, epoch }
+    /// The PostgreSQL backend for runs claimed by `holder` under lease epoch `epoch`.
+    /// Epochs start at 1, so a store with epoch 0 changes nothing and starts nothing.
+    pub fn postgres(db: Arc<Session>, epoch: i64, holder: &str) -> RunStore {
+        RunStore::Postgres {
+            db,
+            epoch,
+            holder: Arc::from(holder),
+        }
     }
 
     /// The run an earlier process left in flight on `server`, if any: one the runner must
@@ -115,10 +123,10 @@ impl RunStore {
     pub async fn before_start(&self, run_id: &str) -> BeforeStart {
         match self {
             RunStore::Files { .. } => BeforeStart::Send,
-            RunStore::Postgres { db, epoch } => {
-                let epoch = *epoch;
+            RunStore::Postgres { db, epoch, holder } => {
+                let (epoch, holder) = (*epoch, &**holder);
                 match db
-                    .with(|c| async move { claims::posting(&c, run_id, epoch).await })
+                    .with(|c| async move { claims::posting(&c, run_id, epoch, holder).await })
                     .await
                 {
                     Ok(true) => BeforeStart::Send,
@@ -143,13 +151,15 @@ impl RunStore {
                         })
                     })
             }
-            RunStore::Postgres { db, epoch } => {
-                let epoch = *epoch;
+            RunStore::Postgres { db, epoch, holder } => {
+                let (epoch, holder) = (*epoch, &**holder);
                 let snapshot = serde_json::to_value(&marker)
                     .map_err(|e| MarkerError::Snapshot(PgError::Encode(e.to_string())))?;
                 let run_id = marker.request.run_id.as_str();
-                let stored = db
-                    .with(|c| async move { claims::started(&c, run_id, epoch, &snapshot).await })
+                let stored =
+                    db.with(|c| async move {
+                        claims::started(&c, run_id, epoch, holder, &snapshot).await
+                    })
                     .await
                     .map_err(MarkerError::Snapshot)?;
                 if stored {
@@ -179,7 +189,9 @@ impl RunStore {
                     .await
                     .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
             }
-            RunStore::Postgres { db, epoch } => finish(db, *epoch, record, history_limit).await,
+            RunStore::Postgres { db, epoch, holder } => {
+                finish(db, (*epoch, holder), record, history_limit).await
+            }
         }
     }
 
@@ -198,10 +210,10 @@ impl RunStore {
                     .await
                     .unwrap_or_default()
             }
-            RunStore::Postgres { db, epoch } => {
+            RunStore::Postgres { db, epoch, holder } => {
                 let mut still = Vec::new();
                 for (record, limit) in pending {
-                    match finish(db, *epoch, record, limit).await {
+                    match finish(db, (*epoch, holder), record, limit).await {
                         Ok(r) => {
                             info!(server = %r.server, run_id = %r.run_id, "record written after an earlier failure");
                         }
@@ -219,10 +231,10 @@ impl RunStore {
 }
 
 /// The record, with the claim marked done and the server's history trimmed to
-/// `history_limit`, in one statement fenced by `epoch`.
+/// `history_limit`, in one statement fenced by the claim's epoch and holder.
 async fn finish(
     db: &Session,
-    epoch: i64,
+    (epoch, holder): (i64, &str),
     record: RunRecord,
     history_limit: usize,
 ) -> Result<RunRecord, RecordError> {
@@ -240,7 +252,7 @@ async fn finish(
     let written = db
         .with(|c| {
             let line = line.as_str();
-            async move { claims::finish(&c, run_id, epoch, at, line, history_limit).await }
+            async move { claims::finish(&c, run_id, (epoch, holder), at, line, history_limit).await }
         })
         .await;
     match written {
