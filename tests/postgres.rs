@@ -1952,3 +1952,99 @@ async fn a_run_adopted_in_posting_is_looked_up_never_posted_again() {
         "only the trigger's start request, never one from the leader"
     );
 }
+
+/// Claim retention: the leader deletes the done claims older than what it is told to keep,
+/// in batches, each statement fenced by its lease; open claims and recent ones stay, and a
+/// leader that lost its lease deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_done_claims_are_pruned_by_the_leader_in_fenced_batches() {
+    let cluster = Cluster::start();
+    let (a_db, b_db) = two_instances(&cluster).await;
+    let mut a = Lease::new("a", STALE);
+    let e = a.refresh(&a_db).await.unwrap().unwrap();
+    // Five done claims ten days old, one done yesterday, one open and old.
+    a_db.batch_execute(
+        "INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
+         SELECT 't', 'old' || i, 'old' || i, 1, 'a', 'done', now() - interval '10 days'
+           FROM generate_series(1, 5) AS i;
+         INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
+         VALUES ('t', 'recent', 'recent', 1, 'a', 'done', now() - interval '1 day'),
+                ('u', 'open', 'open', 1, 'a', 'started', now() - interval '30 days');",
+    )
+    .await
+    .unwrap();
+    let kept_for = Duration::from_secs(9 * 24 * 3600);
+    let left = || async {
+        let rows = a_db
+            .query("SELECT run_id FROM run_claims ORDER BY run_id", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
+    };
+
+    // Not the leader (another holder, or an old epoch): nothing goes.
+    assert_eq!(
+        claims::prune(&b_db, ("b", e), kept_for, 2).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        claims::prune(&b_db, ("a", e - 1), kept_for, 2)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(left().await.len(), 7);
+
+    // The leader: two, two, one, then none (a short batch says it is done).
+    let batches: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(claims::prune(&a_db, ("a", e), kept_for, 2).await.unwrap());
+        }
+        v
+    };
+    assert_eq!(batches, [2, 2, 1, 0]);
+    assert_eq!(left().await, ["open", "recent"]);
+}
+
+/// The daemon on PostgreSQL prunes old done claims when it starts leading: a claim done
+/// long before the longest catch-up window (plus the week's margin) goes, a recent one
+/// stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leading_daemon_prunes_claims_older_than_catch_up_can_reach() {
+    let cluster = Cluster::start();
+    let (db, _) = two_instances(&cluster).await;
+    db.batch_execute(
+        "INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
+         VALUES ('t', 'ancient', 'ancient', 1, 'x', 'done', now() - interval '9 days'),
+                ('t', 'recent', 'recent', 1, 'x', 'done', now() - interval '7 days');",
+    )
+    .await
+    .unwrap();
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let far = common::time::daily_at(chrono::Utc::now() + chrono::Duration::hours(12));
+    // The default catch_up_window, 24 h: claims done for over 8 days go.
+    let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &far).await;
+    leading(&a).await;
+    let ids = || async {
+        let rows = db
+            .query("SELECT run_id FROM run_claims ORDER BY run_id", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
+    };
+    let start = Instant::now();
+    while ids().await.contains(&"ancient".to_owned()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader did not prune the old claim: {:?}",
+            ids().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    common::daemon::stop(a).await;
+    // (It has run before, so the leader also caught up the latest due instant: a claim.)
+    let left = ids().await;
+    assert!(left.contains(&"recent".to_owned()), "{left:?}");
+}

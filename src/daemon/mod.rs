@@ -55,6 +55,9 @@ const STARTUP_RECORDS: usize = 1000;
 /// How often records that could not be written (full disk) are tried again.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
 
+/// PostgreSQL: how often the leader deletes old done claims (and once at each takeover).
+const CLAIM_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Options of [`start_with`].
 #[derive(Default)]
 pub struct DaemonOptions {
@@ -371,6 +374,8 @@ impl Supervisor {
         let mut watch =
             tokio::time::interval(self.notifier.watchdog_interval().unwrap_or(MAX_SLEEP));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune = tokio::time::interval(CLAIM_PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break,
@@ -382,9 +387,11 @@ impl Supervisor {
                     }
                 },
                 _ = retry.tick() => self.ctx.runner.write_unwritten().await,
+                _ = prune.tick() => self.prune_claims(),
                 Some(claims) = next_adopted(&mut self.adopted) => self.follow_adopted(claims),
                 epoch = next_epoch(self.ctx.pg.as_ref().map(|pg| pg.leadership.clone()), self.caught_up_epoch) => {
                     self.catch_up_at_takeover(epoch);
+                    self.prune_claims();
                 }
             }
         }
@@ -458,6 +465,30 @@ impl Supervisor {
                 .instrument(span),
             );
         }
+    }
+
+    /// PostgreSQL, on the leader: a pass of claim retention in a task of its own (the done
+    /// claims older than [`pg_task::claims_kept_for`] the servers' catch-up windows).
+    fn prune_claims(&self) {
+        let Some(epoch) = self
+            .ctx
+            .pg
+            .as_ref()
+            .and_then(|pg| pg.leadership.trusted_epoch())
+        else {
+            return;
+        };
+        let windows = self
+            .loops
+            .values()
+            .map(|h| h.config.borrow().catch_up_window);
+        let kept_for = pg_task::claims_kept_for(windows.collect::<Vec<_>>());
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            if let Some(pg) = &ctx.pg {
+                pg_task::prune_claims(pg, epoch, kept_for).await;
+            }
+        });
     }
 
     /// Ping the watchdog only while every loop keeps waking: a stuck loop stops the pings

@@ -24,6 +24,7 @@ use crate::runner::store::RunStore;
 use crate::runner::{self, Runner, Wait};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{error, info, warn};
 
 /// What the daemon needs of the PostgreSQL backend.
@@ -95,15 +96,17 @@ pub(super) async fn run(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, reque
     }
 }
 
-/// Whether `server` has any claim (a run, a skip) in the database: catch-up, as with files,
-/// only makes up for a due instant missed by a server that has run before.
+/// Whether `server` has any claim (a run, a skip) or record in the database: catch-up, as
+/// with files, only makes up for a due instant missed by a server that has run before.
+/// (Old claims are pruned, [`prune_claims`]; the newest record always stays.)
 pub(super) async fn has_run_before(pg: &PgDaemon, server: &str) -> bool {
     let found = pg
         .session
         .with(|c| async move {
             let row = c
                 .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE server = $1)",
+                    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE server = $1)
+                         OR EXISTS (SELECT 1 FROM run_history WHERE server = $1)",
                     &[&server],
                 )
                 .await?;
@@ -114,6 +117,63 @@ pub(super) async fn has_run_before(pg: &PgDaemon, server: &str) -> bool {
         warn!(error = %e, "cannot tell whether the server ran before; no catch-up");
         false
     })
+}
+
+/// How long a done claim is kept: the longest `catch_up_window` of `servers` (at least the
+/// default, 24 h) plus [`CLAIM_MARGIN`]. A due instant is dispatched at its time, or again
+/// by catch-up as the latest due instant within `catch_up_window` of now, never older:
+/// past that, its claim cannot meet a second dispatch, so deleting it cannot make a
+/// second start.
+pub fn claims_kept_for(servers: impl IntoIterator<Item = Duration>) -> Duration {
+    let window = servers
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+        .max(Duration::from_secs(24 * 3600));
+    window.saturating_add(CLAIM_MARGIN)
+}
+
+/// The margin on top of the catch-up window: for a leader whose clock is behind, and for
+/// instances rolled out one by one with a longer `catch_up_window` than the one pruning.
+/// A claim is a short row; a week of them is nothing to keep.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Claims deleted per statement, so one pass never holds many rows locked at once.
+pub const PRUNE_BATCH: i64 = 1000;
+
+/// Statements per pass: a backlog larger than this goes at the next pass.
+const PRUNE_BATCHES_PER_PASS: usize = 100;
+
+/// One pass of claim retention, by the leader: the done claims older than `kept_for`,
+/// deleted in batches of [`PRUNE_BATCH`], each statement fenced by the lease (under
+/// `epoch`; a leader that lost its lease deletes nothing). Returns how many went.
+pub(super) async fn prune_claims(pg: &PgDaemon, epoch: i64, kept_for: Duration) -> u64 {
+    let mut total = 0;
+    for _ in 0..PRUNE_BATCHES_PER_PASS {
+        let holder = pg.holder.as_str();
+        let pruned = pg
+            .session
+            .with(
+                |c| async move { claims::prune(&c, (holder, epoch), kept_for, PRUNE_BATCH).await },
+            )
+            .await;
+        match pruned {
+            Ok(n) => {
+                total += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "old claims not pruned; the next pass tries again");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        info!(pruned = total, kept_for = %humantime::format_duration(kept_for), "old done claims deleted");
+    }
+    total
 }
 
 /// The newest `newest` records of each of `servers` from `run_history`, onto the board
@@ -273,5 +333,25 @@ fn request_of(claim: &Adopted) -> RunRequest {
         },
         scheduled_for: due,
         triggered_at: Utc::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    #[test]
+    fn claims_are_kept_for_the_longest_catch_up_window_and_a_week() {
+        let table = [
+            (vec![], DAY + CLAIM_MARGIN),
+            (vec![Duration::from_secs(3600)], DAY + CLAIM_MARGIN),
+            (vec![DAY, 3 * DAY, 2 * DAY], 3 * DAY + CLAIM_MARGIN),
+            (vec![Duration::MAX], Duration::MAX),
+        ];
+        for (windows, kept) in table {
+            assert_eq!(claims_kept_for(windows.clone()), kept, "{windows:?}");
+        }
     }
 }

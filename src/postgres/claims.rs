@@ -410,6 +410,38 @@ pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adop
         .collect())
 }
 
+/// Deletes at most `batch` claims that are done and have been for longer than `kept_for`,
+/// under our lease `(holder, epoch)`, checked in the same statement (a leader cut off
+/// deletes nothing). Such a claim can no longer matter once no instance would dispatch
+/// its due instant again (the daemon says how long that is: the longest
+/// `catch_up_window` plus a margin). Returns how many went: fewer than `batch` means none
+/// is left.
+pub async fn prune(
+    client: &Client,
+    (holder, epoch): (&str, i64),
+    kept_for: Duration,
+    batch: i64,
+) -> Result<u64, PgError> {
+    let kept_secs = kept_for.as_secs_f64();
+    let n = client
+        .execute(
+            "WITH lease AS (
+                 SELECT epoch FROM scheduler_lease
+                  WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()
+                    FOR SHARE
+             ), old AS (
+                 SELECT c.server, c.claim_key FROM run_claims c, lease
+                  WHERE c.state = 'done' AND c.updated_at < now() - make_interval(secs => $4)
+                  LIMIT $5
+             )
+             DELETE FROM run_claims c USING old
+              WHERE c.server = old.server AND c.claim_key = old.claim_key",
+            &[&LEASE_NAME, &holder, &epoch, &kept_secs, &batch],
+        )
+        .await?;
+    Ok(n)
+}
+
 /// The newest `limit` records of `server`, newest first, each the line history JSON Lines
 /// would hold, byte for byte.
 pub async fn history(client: &Client, server: &str, limit: i64) -> Result<Vec<String>, PgError> {
