@@ -20,6 +20,8 @@ use jellyfin_export_scheduler::notifications::{NotifyObserver, NotifyOptions, pi
 use jellyfin_export_scheduler::record::{
     Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id, summary,
 };
+use jellyfin_export_scheduler::records::Records;
+use jellyfin_export_scheduler::secret::Secret;
 use jellyfin_export_scheduler::sim::http1::{Conn, Request, Response, TEXT};
 use jellyfin_export_scheduler::sim::{RunOutcome, SimServerConfig};
 use jellyfin_export_scheduler::state::StateDir;
@@ -232,7 +234,7 @@ fn fast() -> NotifyOptions {
 }
 
 fn observer(state: &Path, options: NotifyOptions) -> Arc<NotifyObserver> {
-    NotifyObserver::start_with(StateDir::open(state).unwrap(), options)
+    NotifyObserver::start_with(Records::files(&StateDir::open(state).unwrap()), options)
 }
 
 fn notify_table(url: &str, extra: &str) -> String {
@@ -468,6 +470,66 @@ async fn recovered_is_sent_once_after_failures_counted_from_the_history() {
     );
     obs.shutdown(Duration::from_secs(2)).await;
     assert_eq!(rx.requests().len(), 4, "nothing after the last recovery");
+}
+
+/// With `backend = "postgres"` the streak is seeded from `run_history`, the records every
+/// instance wrote, not from this host's history files (which may say otherwise: here they
+/// say the last run completed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovered_counts_the_failures_the_database_holds_on_postgres() {
+    let cluster = common::pg::Cluster::start();
+    let db = common::pg::connect(&cluster).await;
+    let mut session = jellyfin_export_scheduler::postgres::connect(
+        &Secret::new(cluster.url()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    jellyfin_export_scheduler::postgres::migrate::migrate(&mut session)
+        .await
+        .unwrap();
+    let rx = Receiver::start(Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[("r", String::new())],
+        &notify_table(&rx.url("/hook"), ""),
+    );
+    // The database: r's last two real runs failed (written by another instance).
+    for o in [Outcome::Completed, Outcome::Failed, Outcome::TimedOut] {
+        let r = record("r", o);
+        db.execute(
+            "INSERT INTO run_history (run_id, server, triggered_at, record)
+             VALUES ($1, $2, $3, $4::text::json)",
+            &[
+                &r.run_id,
+                &r.server,
+                &r.triggered_at,
+                &serde_json::to_string(&r).unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    // This host's files say the opposite: they must not be read.
+    append(dir.path(), &record("r", Outcome::Failed));
+    append(dir.path(), &record("r", Outcome::Completed));
+
+    let records = Records::Postgres(Arc::new(
+        jellyfin_export_scheduler::records::PgRecords::new(Secret::new(cluster.url())),
+    ));
+    let obs = NotifyObserver::start_with(records, fast());
+    obs.config_applied(&cfg);
+    let done = record("r", Outcome::Completed);
+    obs.run_recorded(&server(&cfg, "r"), &done);
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got[0].server_and_on(), ("r".into(), "recovered".into()));
+    assert_eq!(
+        got[0].json()["summary"],
+        format!("{} (recovered after 2 failed runs)", summary(&done)).as_str()
+    );
+    obs.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(rx.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,8 +138,8 @@ pub async fn run(
     let history = Records::for_config(&config, &state);
     // The endpoint keeps the token's digest only; a new token takes a restart.
     let api_token = config.daemon.api_token.clone();
-    // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
-    let notifications = NotifyObserver::start(state.clone());
+    // Webhooks and pings; it reads the recorded runs (to seed `recovered`) from the backend.
+    let notifications = NotifyObserver::start(history.clone());
     let mut reloader = Reloader::start(
         config_path,
         state.clone(),
