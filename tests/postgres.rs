@@ -2048,3 +2048,50 @@ async fn the_leading_daemon_prunes_claims_older_than_catch_up_can_reach() {
     let left = ids().await;
     assert!(left.contains(&"recent".to_owned()), "{left:?}");
 }
+
+/// The systemd way (`LoadCredential=database-url:…`, the unit unchanged): the URL read
+/// from `${CREDENTIALS_DIRECTORY}/database-url`, a 0600 file, by the real binary, whose
+/// `doctor` then reaches the database; the URL shows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_url_comes_as_a_credential_like_an_api_key() {
+    use common::bin::{command, run_async};
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start();
+    let _ = two_instances(&cluster).await;
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let credentials = tempfile::tempdir().unwrap();
+    let file = credentials.path().join("database-url");
+    std::fs::write(&file, format!("{}\n", cluster.url())).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon =
+        "backend = \"postgres\"\ndatabase_url_file = \"${CREDENTIALS_DIRECTORY}/database-url\"";
+    let config = common::config::ConfigFile::quick(
+        daemon,
+        "",
+        &[("t", sim.url("t"), "schedule = \"@daily\"")],
+    );
+    let mut doctor = command(["doctor", "--format", "json", "--config", config.arg()]);
+    doctor.env("CREDENTIALS_DIRECTORY", credentials.path());
+    let o = run_async(doctor).await;
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("doctor --format json: {e}\n{}", o.how));
+    let status = |id: &str| {
+        doc["local"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(status("database").as_deref(), Some("ok"), "{doc:#}");
+    assert_eq!(status("schema").as_deref(), Some("ok"), "{doc:#}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !all.contains(&cluster.url()),
+        "the URL is never shown: {all}"
+    );
+}
