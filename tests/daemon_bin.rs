@@ -53,9 +53,18 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         c.run_length = Duration::from_millis(2500)
     })])
     .await;
-    let soon = common::time::daily_in(1500);
-    let env = env_with(&sim.url("s"), &soon, "shutdown_grace = \"200ms\"");
+    // The run must begin whatever the daemon's start takes on a busy machine, so it is a
+    // catch-up, not a due instant a little ahead that a slow start would miss: the server
+    // has run before (an earlier record), and its due instant passed a second ago.
+    let missed = common::time::daily_in(-1000);
+    let env = env_with(&sim.url("s"), &missed, "shutdown_grace = \"200ms\"");
     let state = env.state.clone();
+    let earlier = earlier_record();
+    jellyfin_export_scheduler::history::History::new(
+        &jellyfin_export_scheduler::state::StateDir::open(&state).unwrap(),
+    )
+    .append(&earlier, 1000)
+    .unwrap();
     let mut first = spawn(&env, 1);
     wait_until(
         Duration::from_secs(10),
@@ -85,21 +94,27 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         assert!(log.contains("left in flight"), "{log}");
     }
     assert!(marker(&state).is_some(), "the marker outlives the daemon");
-    assert!(history(&state).is_empty(), "the run is not recorded yet");
+    assert_eq!(history(&state).len(), 1, "the run is not recorded yet");
 
     let mut second = spawn(&env, 2);
     wait_until(
         Duration::from_secs(15),
         "the second daemon recorded the resumed run",
-        || !history(&state).is_empty(),
+        || history(&state).len() > 1,
     )
     .await;
     second.signal("TERM");
     assert_eq!(second.wait_exit(Duration::from_secs(10)).await, Some(0));
     let records = history(&state);
-    assert_eq!(records.len(), 1, "exactly one record: {records:#?}");
-    assert_eq!(records[0]["run_id"], run_id.as_str());
-    assert_eq!(records[0]["outcome"], "completed", "{records:#?}");
+    assert_eq!(
+        records.len(),
+        2,
+        "the earlier record and one more: {records:#?}"
+    );
+    assert_eq!(records[0]["run_id"], earlier.run_id.as_str());
+    assert_eq!(records[1]["run_id"], run_id.as_str());
+    assert_eq!(records[1]["outcome"], "completed", "{records:#?}");
+    assert_eq!(records[1]["trigger"], "catch_up", "{records:#?}");
     assert!(marker(&state).is_none());
     assert_eq!(
         sim.server("s").start_requests().len(),
@@ -107,6 +122,37 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         "the run was not started twice"
     );
     assert!(log_text(&env, 2).contains("resuming a run left in flight"));
+}
+
+/// A record of server `s` from two days ago, so the server has run before.
+fn earlier_record() -> jellyfin_export_scheduler::record::RunRecord {
+    use jellyfin_export_scheduler::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
+    let at = chrono::Utc::now() - chrono::Duration::days(2);
+    RunRecord {
+        run_id: jellyfin_export_scheduler::record::new_run_id(at),
+        server: "s".into(),
+        task_key: "JellyfinMigratorExport".into(),
+        trigger: Trigger::Manual,
+        scheduled_for: None,
+        triggered_at: at,
+        started_at: None,
+        finished_at: Some(at),
+        duration_ms: None,
+        outcome: Outcome::Skipped,
+        jellyfin_status: None,
+        reason: Some("an earlier run".into()),
+        export_path: None,
+        attempts: 0,
+        scheduler_version: SCHEDULER_VERSION.into(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
