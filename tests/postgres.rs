@@ -1962,14 +1962,22 @@ async fn old_done_claims_are_pruned_by_the_leader_in_fenced_batches() {
     let (a_db, b_db) = two_instances(&cluster).await;
     let mut a = Lease::new("a", STALE);
     let e = a.refresh(&a_db).await.unwrap().unwrap();
-    // Five done claims ten days old, one done yesterday, one open and old.
+    // Five done claims ten days old, one done yesterday, one open and old, and a server
+    // whose only claim is old (its newest: kept, catch-up reads it).
     a_db.batch_execute(
-        "INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
-         SELECT 't', 'old' || i, 'old' || i, 1, 'a', 'done', now() - interval '10 days'
+        "INSERT INTO run_claims
+                (server, claim_key, run_id, epoch, holder, state, claimed_at, updated_at)
+         SELECT 't', 'old' || i, 'old' || i, 1, 'a', 'done',
+                now() - interval '10 days', now() - interval '10 days'
            FROM generate_series(1, 5) AS i;
-         INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
-         VALUES ('t', 'recent', 'recent', 1, 'a', 'done', now() - interval '1 day'),
-                ('u', 'open', 'open', 1, 'a', 'started', now() - interval '30 days');",
+         INSERT INTO run_claims
+                (server, claim_key, run_id, epoch, holder, state, claimed_at, updated_at)
+         VALUES ('t', 'recent', 'recent', 1, 'a', 'done',
+                 now() - interval '1 day', now() - interval '1 day'),
+                ('u', 'open', 'open', 1, 'a', 'started',
+                 now() - interval '30 days', now() - interval '30 days'),
+                ('v', 'lonely', 'lonely', 1, 'a', 'done',
+                 now() - interval '30 days', now() - interval '30 days');",
     )
     .await
     .unwrap();
@@ -1993,7 +2001,7 @@ async fn old_done_claims_are_pruned_by_the_leader_in_fenced_batches() {
             .unwrap(),
         0
     );
-    assert_eq!(left().await.len(), 7);
+    assert_eq!(left().await.len(), 8);
 
     // The leader: two, two, one, then none (a short batch says it is done).
     let batches: Vec<u64> = {
@@ -2004,7 +2012,7 @@ async fn old_done_claims_are_pruned_by_the_leader_in_fenced_batches() {
         v
     };
     assert_eq!(batches, [2, 2, 1, 0]);
-    assert_eq!(left().await, ["open", "recent"]);
+    assert_eq!(left().await, ["lonely", "open", "recent"]);
 }
 
 /// The daemon on PostgreSQL prunes old done claims when it starts leading: a claim done
@@ -2015,9 +2023,12 @@ async fn the_leading_daemon_prunes_claims_older_than_catch_up_can_reach() {
     let cluster = Cluster::start();
     let (db, _) = two_instances(&cluster).await;
     db.batch_execute(
-        "INSERT INTO run_claims (server, claim_key, run_id, epoch, holder, state, updated_at)
-         VALUES ('t', 'ancient', 'ancient', 1, 'x', 'done', now() - interval '9 days'),
-                ('t', 'recent', 'recent', 1, 'x', 'done', now() - interval '7 days');",
+        "INSERT INTO run_claims
+                (server, claim_key, run_id, epoch, holder, state, claimed_at, updated_at)
+         VALUES ('t', 'ancient', 'ancient', 1, 'x', 'done',
+                 now() - interval '9 days', now() - interval '9 days'),
+                ('t', 'recent', 'recent', 1, 'x', 'done',
+                 now() - interval '7 days', now() - interval '7 days');",
     )
     .await
     .unwrap();

@@ -96,17 +96,18 @@ pub(super) async fn run(ctx: &Arc<Ctx>, pg: &PgDaemon, cfg: &ServerConfig, reque
     }
 }
 
-/// Whether `server` has any claim (a run, a skip) or record in the database: catch-up, as
-/// with files, only makes up for a due instant missed by a server that has run before.
-/// (Old claims are pruned, [`prune_claims`]; the newest record always stays.)
+/// Whether `server` has any claim (a run, a skip) in the database: catch-up, as with files,
+/// only makes up for a due instant missed by a server that has run before. (Pruning,
+/// [`prune_claims`], keeps each server's newest claim. Records are not asked: a history
+/// imported from files has records without claims, and the due instant the files daemon
+/// ran last would be run again.)
 pub(super) async fn has_run_before(pg: &PgDaemon, server: &str) -> bool {
     let found = pg
         .session
         .with(|c| async move {
             let row = c
                 .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE server = $1)
-                         OR EXISTS (SELECT 1 FROM run_history WHERE server = $1)",
+                    "SELECT EXISTS (SELECT 1 FROM run_claims WHERE server = $1)",
                     &[&server],
                 )
                 .await?;

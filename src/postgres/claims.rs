@@ -412,7 +412,10 @@ pub async fn adopt(client: &Client, holder: &str, epoch: i64) -> Result<Vec<Adop
 
 /// Deletes at most `batch` claims that are done and have been for longer than `kept_for`,
 /// under our lease `(holder, epoch)`, checked in the same statement (a leader cut off
-/// deletes nothing). Such a claim can no longer matter once no instance would dispatch
+/// deletes nothing). Each server's newest claim stays, whatever its age: catch-up at a
+/// takeover asks whether a server has run before by its claims (a history imported from
+/// files has none, and must not make the first leader run again a due instant the files
+/// daemon ran). Such a claim can no longer matter once no instance would dispatch
 /// its due instant again (the daemon says how long that is: the longest
 /// `catch_up_window` plus a margin). Returns how many went: fewer than `batch` means none
 /// is left.
@@ -432,6 +435,8 @@ pub async fn prune(
              ), old AS (
                  SELECT c.server, c.claim_key FROM run_claims c, lease
                   WHERE c.state = 'done' AND c.updated_at < now() - make_interval(secs => $4)
+                    AND EXISTS (SELECT 1 FROM run_claims n
+                                 WHERE n.server = c.server AND n.claimed_at > c.claimed_at)
                   LIMIT $5
              )
              DELETE FROM run_claims c USING old
