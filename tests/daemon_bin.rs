@@ -59,12 +59,11 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
     let missed = common::time::daily_in(-1000);
     let env = env_with(&sim.url("s"), &missed, "shutdown_grace = \"200ms\"");
     let state = env.state.clone();
-    let earlier = earlier_record();
-    jellyfin_export_scheduler::history::History::new(
-        &jellyfin_export_scheduler::state::StateDir::open(&state).unwrap(),
-    )
-    .append(&earlier, 1000)
-    .unwrap();
+    let earlier = common::records::ran_before(
+        &state,
+        "s",
+        jellyfin_export_scheduler::record::Outcome::Skipped,
+    );
     let mut first = spawn(&env, 1);
     wait_until(
         Duration::from_secs(10),
@@ -122,37 +121,6 @@ async fn interrupted_run_is_recorded_once_after_restart(sig: &str) {
         "the run was not started twice"
     );
     assert!(log_text(&env, 2).contains("resuming a run left in flight"));
-}
-
-/// A record of server `s` from two days ago, so the server has run before.
-fn earlier_record() -> jellyfin_export_scheduler::record::RunRecord {
-    use jellyfin_export_scheduler::record::{Outcome, RunRecord, SCHEDULER_VERSION, Trigger};
-    let at = chrono::Utc::now() - chrono::Duration::days(2);
-    RunRecord {
-        run_id: jellyfin_export_scheduler::record::new_run_id(at),
-        server: "s".into(),
-        task_key: "JellyfinMigratorExport".into(),
-        trigger: Trigger::Manual,
-        scheduled_for: None,
-        triggered_at: at,
-        started_at: None,
-        finished_at: Some(at),
-        duration_ms: None,
-        outcome: Outcome::Skipped,
-        jellyfin_status: None,
-        reason: Some("an earlier run".into()),
-        export_path: None,
-        attempts: 0,
-        scheduler_version: SCHEDULER_VERSION.into(),
-        archive_path: None,
-        archive_bytes: None,
-        archive_sha256: None,
-        archive_encrypted: None,
-        export_bytes: None,
-        export_sha256: None,
-        export_entries: None,
-        export_users: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
