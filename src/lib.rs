@@ -15,6 +15,8 @@
 //! | [`digest`] | SHA-256 in lowercase hex, as `sha256sum` prints it |
 //! | [`record`] | the run record (outcomes, triggers, the history line's fields), the request that starts a run, and how a record reads for people (its one-line summary, durations) |
 //! | [`history`] | per-server run records on disk (JSON Lines): storage only |
+//! | [`records`] | the recorded runs as the readers see them, from either backend |
+//! | [`postgres`] | the PostgreSQL backend's parts (issue #18, not wired in yet): schema, lease, fenced claims |
 //! | [`state`] | the state directory's layout and its lock files |
 //! | [`jellyfin`] | typed HTTP client for the Jellyfin calls a run needs |
 //! | [`migrator`] | what the Migrator's configuration says about a run: the Mode check, the verdict |
@@ -46,7 +48,9 @@ pub mod jellyfin;
 pub mod logging;
 pub mod migrator;
 pub mod notifications;
+pub mod postgres;
 pub mod record;
+pub mod records;
 pub mod reload;
 pub mod runner;
 pub mod schedule;

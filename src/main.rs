@@ -7,7 +7,7 @@ use jellyfin_export_scheduler::commands::{
     CommandError, Verdict, archive, check, completions, demo, doctor, healthcheck, history,
     manpage, reload, run, simulate, trigger,
 };
-use jellyfin_export_scheduler::config::{Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
+use jellyfin_export_scheduler::config::{Backend, Config, DEFAULT_CONFIG_PATH, LoadEnv, LogFormat};
 use jellyfin_export_scheduler::logging::{self, FORMAT_ENV};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -106,7 +106,10 @@ enum Command {
         no_wait: bool,
     },
     /// Show recorded runs, newest first.
+    #[command(args_conflicts_with_subcommands = true)]
     History {
+        #[command(subcommand)]
+        command: Option<HistoryCommand>,
         /// Only this server's runs.
         server: Option<String>,
         /// How many records to show (0: all).
@@ -139,6 +142,17 @@ enum Command {
         /// Write jellyfin-export-scheduler.1 and one page per command here instead.
         #[arg(long, value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Copy a files state directory's history into the PostgreSQL backend's database
+    /// (`backend = "postgres"`); importing twice adds nothing.
+    Import {
+        /// The state directory whose history/*.jsonl to import.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
     },
 }
 
@@ -260,15 +274,11 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             block_on(trigger::trigger(&config, &server, no_wait, stdout, live))
         }
         Command::History {
+            command,
             server,
             limit,
             format,
-        } => {
-            // Local state only: the secrets may well be unreadable here (outside the service).
-            let config = warned(Config::load_without_secrets(path)?);
-            let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            history::history(&config, server.as_deref(), limit, format, out, err)
-        }
+        } => run_history(path, command, server, limit, format),
         Command::Archive(command) => run_archive(path, command),
         Command::Simulate { listen, scenario } => block_on(simulate::simulate(
             listen,
@@ -282,6 +292,36 @@ fn dispatch(cli: Cli) -> Result<Verdict, CommandError> {
             manpage::manpage(Cli::command(), dir.as_deref(), std::io::stdout())
         }
     }
+}
+
+/// `history` (and `history import`).
+fn run_history(
+    path: &Path,
+    command: Option<HistoryCommand>,
+    server: Option<String>,
+    limit: usize,
+    format: history::Format,
+) -> Result<Verdict, CommandError> {
+    let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    if let Some(HistoryCommand::Import { from }) = command {
+        let config = warned(Config::load(path)?);
+        return block_on(history::import(&config, &from, out, err));
+    }
+    // Files: local state only, and the secrets may well be unreadable here (outside the
+    // service). PostgreSQL: the database URL is a secret, so they are read.
+    let config = Config::load_without_secrets(path)?;
+    let config = warned(match config.daemon.backend {
+        Backend::Files => config,
+        Backend::Postgres(_) => Config::load(path)?,
+    });
+    block_on(history::history(
+        &config,
+        server.as_deref(),
+        limit,
+        format,
+        out,
+        err,
+    ))
 }
 
 /// `doctor`: the report is the output; logs (stderr) only say what goes wrong.
@@ -303,9 +343,14 @@ fn run_doctor(
     block_on(doctor::doctor(&config, &options, stdout))
 }
 
-/// `archive list|verify|prune`: local files only, so the secrets may well be unreadable.
+/// `archive list|verify|prune`. Files: local files only, so the secrets may well be
+/// unreadable. PostgreSQL: the records are in the database, whose URL is a secret.
 fn run_archive(path: &Path, command: ArchiveCommand) -> Result<Verdict, CommandError> {
-    let config = warned(Config::load_without_secrets(path)?);
+    let config = Config::load_without_secrets(path)?;
+    let config = warned(match config.daemon.backend {
+        Backend::Files => config,
+        Backend::Postgres(_) => Config::load(path)?,
+    });
     let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
     match command {
         ArchiveCommand::List { server, format } => {

@@ -441,3 +441,57 @@ async fn a_trigger_whose_left_over_run_cannot_be_recorded_starts_no_new_run() {
     assert_eq!(ids[0], left_over, "the left-over run is recorded first");
     assert!(marker_json(&env.state, "slow").is_none());
 }
+
+/// With `backend = "postgres"`, `trigger`, `history`, `archive` and `run` use the database
+/// (here unreachable: exit 1, saying so, without the URL), and never quietly fall back to
+/// the state directory.
+#[test]
+fn commands_on_postgres_say_an_unreachable_database_without_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let config_text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nbackend = \"postgres\"\ndatabase_url_env = \"DB_URL\"\n\n[[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:9\"\napi_key = \"{KEY}\"\nschedule = \"@daily\"\ntimezone = \"UTC\"\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, config_text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let url = "postgresql://sched:PGSECRET-77@127.0.0.1:9/sched";
+    for args in [
+        vec!["trigger", "a", "--config", cfg],
+        vec!["history", "--config", cfg],
+        vec!["archive", "list", "--config", cfg],
+    ] {
+        let o = run(command(&args).env("DB_URL", url));
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+        let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(
+            all.lines().any(|l| l.starts_with("error: PostgreSQL: ")),
+            "{args:?}: {}",
+            describe(&o)
+        );
+        assert!(
+            !all.contains("PGSECRET") && !all.contains("127.0.0.1:9"),
+            "{args:?}: the URL is shown: {all}"
+        );
+    }
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing was written to a state directory"
+    );
+    let o = run(command(["run", "--config", cfg]).env("DB_URL", url));
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        all.contains("cannot prepare the PostgreSQL database: PostgreSQL: "),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        !all.contains("PGSECRET") && !all.contains("127.0.0.1:9"),
+        "the URL is shown: {all}"
+    );
+    // `check` validates the keys (the URL included) and passes.
+    let o = run(command(["check", "--config", cfg]).env("DB_URL", url));
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(!format!("{}{}", text(&o.stdout), text(&o.stderr)).contains("PGSECRET"));
+}

@@ -2,8 +2,8 @@
 //! message it names, and values and defaults come out as documented.
 
 use jellyfin_export_scheduler::config::{
-    CatchUp, Config, ConfigError, DEFAULT_STATE_DIR, IfRunning, KeySource, LoadEnv, LogFormat,
-    NotifyFormat, NotifyOn, Secrets, sha256_hex,
+    Backend, CatchUp, Config, ConfigError, DEFAULT_LEASE_TTL, DEFAULT_STATE_DIR, IfRunning,
+    KeySource, LoadEnv, LogFormat, NotifyFormat, NotifyOn, Secrets, sha256_hex,
 };
 use jellyfin_export_scheduler::record::Outcome;
 use std::path::{Path, PathBuf};
@@ -877,4 +877,150 @@ fn archive_tables_layer_per_key_and_refuse_mistakes_where_they_are() {
         assert!(e.contains(want), "{table}: {e}");
         assert!(!e.contains("QQQQQQ"), "a secret key is never repeated: {e}");
     }
+}
+
+/// One server, and `[daemon]` with `daemon`'s lines.
+fn with_daemon(daemon: &str) -> String {
+    format!(
+        "[daemon]\n{daemon}\n\n[[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k0123456789\"\nschedule = \"0 30 3 * * *\"\ntimezone = \"UTC\"\n"
+    )
+}
+
+#[test]
+fn the_files_backend_is_the_default() {
+    let c = parse(&with_daemon(""), &[]).unwrap();
+    assert_eq!(c.daemon.backend, Backend::Files);
+    let c = parse(&with_daemon("backend = \"files\""), &[]).unwrap();
+    assert_eq!(c.daemon.backend, Backend::Files);
+}
+
+#[test]
+fn the_postgres_backend_reads_its_url_like_a_key_and_never_shows_it() {
+    const URL: &str = "postgresql://sched:PGSECRET-3f9a@127.0.0.1:5432/sched?sslmode=disable";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("database-url"), format!("{URL}\n")).unwrap();
+    let c = parse(
+        &with_daemon(
+            "backend = \"postgres\"\ndatabase_url_file = \"${CREDENTIALS_DIRECTORY}/database-url\"",
+        ),
+        &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())],
+    )
+    .unwrap();
+    let Backend::Postgres(pg) = &c.daemon.backend else {
+        panic!("backend = \"postgres\" must give the PostgreSQL backend");
+    };
+    assert_eq!(pg.url.expose(), URL, "read from the file and trimmed");
+    assert_eq!(
+        pg.url_source,
+        KeySource::File(dir.path().join("database-url"))
+    );
+    assert_eq!(pg.lease_ttl, DEFAULT_LEASE_TTL);
+    assert_eq!(pg.lease_ttl, Duration::from_secs(15));
+    assert_eq!(pg.instance_name, None);
+    let instance = pg.instance();
+    assert!(
+        instance.ends_with(&format!(":{}", std::process::id())),
+        "the default instance name is host:pid, not {instance:?}"
+    );
+    assert!(
+        !format!("{c:?}").contains("PGSECRET"),
+        "Debug shows the URL"
+    );
+
+    // The environment variable and the inline value, with the other keys.
+    let c = parse(
+        &with_daemon(
+            "backend = \"postgres\"\ndatabase_url_env = \"DB_URL\"\nlease_ttl = \"4s\"\ninstance_name = \"backup-a\"",
+        ),
+        &[("DB_URL", URL)],
+    )
+    .unwrap();
+    let Backend::Postgres(pg) = &c.daemon.backend else {
+        panic!("backend = \"postgres\" must give the PostgreSQL backend");
+    };
+    assert_eq!(pg.url_source, KeySource::Env("DB_URL".into()));
+    assert_eq!(pg.lease_ttl, Duration::from_secs(4));
+    assert_eq!(pg.instance(), "backup-a");
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("[daemon]")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn a_bad_database_url_is_described_but_never_quoted() {
+    for (url, expect) in [
+        ("PGSECRET-only-text", "is not a URL"),
+        ("mysql://u:PGSECRET@db/x", "uses scheme \"mysql\""),
+        ("postgresql:///x?password=PGSECRET", "has no host"),
+        (
+            "postgresql://u:PGSECRET@db/x?sslmode=verify-full",
+            "asks for sslmode=verify-full, but this version connects to PostgreSQL without TLS",
+        ),
+        (
+            "postgresql://u:PGSECRET@db/x?sslmode=PGSECRET",
+            "has an sslmode that is not one of",
+        ),
+    ] {
+        let err = parse(
+            &with_daemon("backend = \"postgres\"\ndatabase_url_env = \"DB_URL\""),
+            &[("DB_URL", url)],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "daemon.database_url_env: the database URL from database_url_env {expect}"
+            )),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("PGSECRET"), "{url}: the URL is quoted: {err}");
+    }
+    // The modes that connect in the clear are accepted.
+    for mode in ["disable", "allow", "prefer"] {
+        let url = format!("postgres://u:p@127.0.0.1:5432/x?sslmode={mode}");
+        parse(
+            &with_daemon("backend = \"postgres\"\ndatabase_url_env = \"DB_URL\""),
+            &[("DB_URL", &url)],
+        )
+        .unwrap_or_else(|e| panic!("sslmode={mode} must load: {e}"));
+    }
+}
+
+#[test]
+fn a_lease_too_long_for_the_promised_takeover_is_a_warning() {
+    let c = parse(
+        &with_daemon(
+            "backend = \"postgres\"\ndatabase_url = \"postgresql://u@db/x\"\nlease_ttl = \"1m\"",
+        ),
+        &[],
+    )
+    .unwrap();
+    let daemon: Vec<&String> = c
+        .warnings
+        .iter()
+        .filter(|w| w.contains("[daemon]"))
+        .collect();
+    assert_eq!(daemon.len(), 1, "{:?}", c.warnings);
+    assert!(
+        daemon[0].contains("[daemon] lease_ttl = \"1m\" is above 45s: another instance takes over up to 1m 20s after the leader dies, later than the 60 s promised"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn without_secrets_the_database_url_is_named_not_read() {
+    let c = load_skipping(&with_daemon(
+        "backend = \"postgres\"\ndatabase_url_file = \"${CREDENTIALS_DIRECTORY}/database-url\"",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Backend::Postgres(pg) = &c.daemon.backend else {
+        panic!("backend = \"postgres\" must give the PostgreSQL backend");
+    };
+    assert!(!pg.url.is_resolved());
+    assert_eq!(
+        pg.url_source,
+        KeySource::File(PathBuf::from("${CREDENTIALS_DIRECTORY}/database-url"))
+    );
 }

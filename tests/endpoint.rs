@@ -3,10 +3,9 @@
 
 use jellyfin_export_scheduler::daemon::heartbeat_limit;
 use jellyfin_export_scheduler::endpoint::{self, Policy, Sources};
-use jellyfin_export_scheduler::history::History;
+use jellyfin_export_scheduler::records::Records;
 use jellyfin_export_scheduler::sim::{Mode, RunOutcome, Simulator};
 use jellyfin_export_scheduler::state::StateDir;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -47,7 +46,7 @@ async fn setup() -> Setup {
         &servers,
     ));
     let state = StateDir::open(dir.path()).unwrap();
-    let history = Arc::new(History::new(&state));
+    let history = Records::files(&state);
     let handle = common::daemon::start(config).await;
     let listener = endpoint::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -241,7 +240,7 @@ async fn healthz_fails_when_a_loop_stops_waking() {
         Sources {
             status: s.handle.status.clone(),
             heartbeat_limit: Duration::ZERO,
-            history: Arc::new(History::new(&state)),
+            history: Records::files(&state),
         },
         Policy::for_process(None),
         tokio_util::sync::CancellationToken::new(),

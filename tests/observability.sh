@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Proves the daemon's HTTP endpoint with real outside tools:
-#   1. `promtool check metrics` (Debian's prometheus package) accepts /metrics, and
+#   1. `promtool check metrics` (Debian's prometheus package) accepts /metrics, with the
+#      files backend and with the PostgreSQL backend (a private cluster from Debian's
+#      postgresql package, which .ci/run installs; its leader and lease-epoch gauges), and
 #      `promtool check config` the scrape config docs/monitoring.md shows (with the
 #      `authorization: credentials_file:` that the endpoint's API token needs);
 #   2. headless Chromium (Debian's chromium package) loads the status page, and the DOM
@@ -76,6 +78,36 @@ promtool check metrics <"$work/metrics.txt" || fail "promtool rejected /metrics 
 grep -q 'jellyfin_export_runs_total{server="basement",outcome="failed"} 1' "$work/metrics.txt" ||
   fail "/metrics does not count basement's failed run."
 echo "promtool: /metrics accepted ($(grep -vc '^#' "$work/metrics.txt") samples)"
+
+step "promtool check metrics on the PostgreSQL backend (a private cluster, one instance leading)"
+# Debian's server binaries (.ci/run installs the package postgresql), off PATH; as root,
+# initdb and the server run as postgres (initdb refuses root), in a folder it can reach.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[[ -n $pg_bin && -x $pg_bin/initdb ]] ||
+  fail "no PostgreSQL server binaries in /usr/lib/postgresql/<version>/bin (apt-get install postgresql; .ci/run does)."
+pg_dir=$(mktemp -d)
+chmod 777 "$pg_dir"
+as_pg=()
+((EUID == 0)) && as_pg=(runuser -u postgres --)
+pg_port=$(free_port)
+pg_stop() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; }
+trap 'cleanup; pg_stop' EXIT
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres -N --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1 ||
+  { cat "$pg_dir/initdb.log" >&2; fail "initdb failed (above)."; }
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+  -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null ||
+  { cat "$pg_dir/server.log" >&2; fail "PostgreSQL did not start (its log is above)."; }
+pg_http_port=$(free_port)
+sed -e "s#^state_dir = .*#state_dir = \"$work/pg-state\"\nbackend = \"postgres\"\ndatabase_url = \"postgresql://postgres@127.0.0.1:$pg_port/postgres\"\nlease_ttl = \"2s\"\ninstance_name = \"observability\"#" \
+  -e "s#^listen = .*#listen = \"127.0.0.1:$pg_http_port\"#" "$work/config.toml" >"$work/pg-config.toml"
+chmod 600 "$work/pg-config.toml"
+"$bin" run --config "$work/pg-config.toml" 2>"$work/pg-daemon.log" &
+pids+=($!)
+leads() { curl -fsS "http://127.0.0.1:$pg_http_port/metrics" >"$work/pg-metrics.txt" 2>/dev/null && grep -q '^jellyfin_export_leader 1$' "$work/pg-metrics.txt"; }
+wait_until 30 leads || { cat "$work/pg-daemon.log" >&2; fail "the instance on PostgreSQL did not lead within 30 s (no jellyfin_export_leader 1 in /metrics)."; }
+promtool check metrics <"$work/pg-metrics.txt" || fail "promtool rejected /metrics on the PostgreSQL backend (above)."
+grep -q '^jellyfin_export_lease_epoch [1-9]' "$work/pg-metrics.txt" || fail "/metrics on PostgreSQL has no lease epoch."
+echo "promtool: /metrics on PostgreSQL accepted ($(grep -vc '^#' "$work/pg-metrics.txt") samples, leader 1)"
 
 step "promtool check config: the scrape config of docs/monitoring.md"
 awk '/^### Prometheus scrape config/ { section = 1 }

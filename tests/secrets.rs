@@ -1,4 +1,4 @@
-//! API keys never leave through anything the program emits.
+//! API keys (and the database URL) never leave through anything the program emits.
 //!
 //! One scenario hits every outcome through the real binary: the daemon with JSON logs at
 //! trace level, `trigger` with text logs at trace level, `check` (with and without
@@ -146,7 +146,18 @@ async fn no_key_appears_in_anything_the_program_emits() {
     let dir = tempfile::tempdir().unwrap();
     let state: PathBuf = dir.path().join("state");
     let port = common::free_port();
-    let soon = common::time::daily_in(3000);
+    // Every server has run before (an earlier record, with an outcome other than the one
+    // this test expects of it) and its due instant passed a second ago: the daemon catches
+    // each one up at its start, however long the commands before it and the start take.
+    let soon = common::time::daily_in(-1000);
+    for (n, _, _, _) in &fleet {
+        let earlier = if *n == "good" {
+            jellyfin_export_scheduler::record::Outcome::Skipped
+        } else {
+            jellyfin_export_scheduler::record::Outcome::Completed
+        };
+        common::records::ran_before(&state, n, earlier);
+    }
     let token_file = dir.path().join("endpoint-token");
     std::fs::write(&token_file, format!("{ENDPOINT_TOKEN}\n")).unwrap();
     let mut text = format!(
@@ -346,5 +357,90 @@ async fn no_key_appears_in_anything_the_program_emits() {
     assert!(
         !emitted.contains(ENDPOINT_TOKEN),
         "the endpoint's API token appears in the output"
+    );
+}
+
+/// The database URL (its password) never leaves either: the daemon on the PostgreSQL
+/// backend at trace level, `check`, `history` (text and JSON), `trigger`, `archive`, a
+/// database that cannot be reached, and every file in the state directory.
+/// (The test cluster trusts loopback, so it accepts the URL's password without checking it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_url_appears_in_nothing_the_program_emits() {
+    const DB_PASSWORD: &str = "DBPASS-7c1e9b24f05d";
+    let cluster = common::pg::Cluster::start();
+    let url = cluster
+        .url()
+        .replace("postgres@", &format!("postgres:{DB_PASSWORD}@"));
+    let sim = common::sim::simulator(vec![common::sim::sim_server("t", |_| {})]).await;
+    let daemon = "backend = \"postgres\"\ndatabase_url_env = \"DB_URL\"\nlease_ttl = \"2s\"\nlisten = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"trace\"";
+    let env = common::config::ConfigFile::quick(
+        daemon,
+        "",
+        &[("t", sim.url("t"), "schedule = \"*/2 * * * * *\"")],
+    );
+    let cfg = env.arg();
+    let log = env.dir.path().join("daemon.log");
+    let mut d = Daemon::spawn(command(["run", "--config", cfg]).env("DB_URL", &url), &log);
+    let db = common::pg::connect(&cluster).await;
+    let start = Instant::now();
+    loop {
+        let n: i64 = match db.query_one("SELECT count(*) FROM run_history", &[]).await {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        };
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "two runs recorded within 30 s; log:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut emitted = String::new();
+    let with_url = [("DB_URL", url.as_str())];
+    for args in [
+        &["check", "--config", cfg][..],
+        &["history", "--config", cfg],
+        &["history", "--config", cfg, "--format", "json"],
+        &["trigger", "t", "--config", cfg],
+        &["archive", "list", "--config", cfg],
+    ] {
+        let (_, out) = run(args, &with_url);
+        emitted.push_str(&out);
+    }
+    let unreachable = format!("postgresql://postgres:{DB_PASSWORD}@127.0.0.1:9/postgres");
+    let down = [("DB_URL", unreachable.as_str())];
+    for args in [
+        &["history", "--config", cfg][..],
+        &["run", "--config", cfg],
+        &["trigger", "t", "--config", cfg],
+        &["archive", "list", "--config", cfg],
+    ] {
+        let (code, out) = run(args, &down);
+        assert_eq!(code, Some(1), "{args:?}: {out}");
+        emitted.push_str(&out);
+    }
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(20)).await;
+    emitted.push_str(&d.log());
+    all_files(&env.state, &mut emitted);
+    assert!(
+        emitted.contains("\"outcome\":\"completed\"") && emitted.contains("\"level\":\"TRACE\""),
+        "history printed the runs and the daemon logged at trace level"
+    );
+    assert!(
+        !emitted.contains(DB_PASSWORD),
+        "the database password leaked:\n{}",
+        emitted
+            .lines()
+            .filter(|l| l.contains(DB_PASSWORD))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !emitted.contains("127.0.0.1:9/"),
+        "the unreachable URL was shown"
     );
 }

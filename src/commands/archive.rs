@@ -1,24 +1,27 @@
 //! `archive list|verify|prune`: the archived exports on disk, checked against the history
 //! that recorded them, and pruned by the retention in the config.
 //!
-//! Local files only, no Jellyfin: the config is loaded without its secrets. An identity
-//! file given to `verify --identity` is secret: only its path is ever printed.
+//! No Jellyfin: the archive folder is this host's, the records come from the backend (the
+//! state directory's history files, or PostgreSQL's `run_history`, where the config's
+//! secrets give the database URL). An identity file given to `verify --identity` is
+//! secret: only its path is ever printed.
 
 use super::history::align_columns;
 use super::{CommandError, Verdict};
 use crate::archive::encrypt::{decrypt, read_identities};
 use crate::archive::store::{self, ArchiveFile};
 use crate::archive::zipcheck::{self, ZipFacts};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Backend, Config, ServerConfig};
 use crate::digest::hex;
-use crate::history::History;
 use crate::record::{RunRecord, format_bytes};
+use crate::records::{PgRecords, Records};
 use crate::runner;
 use crate::state::StateDir;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -81,24 +84,57 @@ fn list_files(folder: &Folder<'_>) -> Result<Vec<ArchiveFile>, CommandError> {
     })
 }
 
-/// The history's records of `server` that archived a file, by run id. A state directory
-/// that does not exist has none.
-fn archived_records(
-    config: &Config,
-    server: &str,
-) -> Result<HashMap<String, RunRecord>, CommandError> {
-    let dir = &config.daemon.state_dir;
-    if !dir.exists() {
-        return Ok(HashMap::new());
+/// Where `list` and `verify` read the records of the archived runs: the backend's
+/// ([`Records`]: the state directory's history files, or PostgreSQL's `run_history`),
+/// on a runtime of their own, since the rest of these commands is plain file work.
+struct ArchivedRecords {
+    /// `None`: a files backend whose state directory does not exist has no records.
+    records: Option<Records>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl ArchivedRecords {
+    fn for_config(config: &Config) -> Result<ArchivedRecords, CommandError> {
+        let records = match &config.daemon.backend {
+            Backend::Files => {
+                let dir = &config.daemon.state_dir;
+                match dir.exists() {
+                    true => Some(Records::files(&StateDir::open_existing(dir)?)),
+                    false => None,
+                }
+            }
+            Backend::Postgres(pg) => {
+                Some(Records::Postgres(Arc::new(PgRecords::new(pg.url.clone()))))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(CommandError::Runtime)?;
+        Ok(ArchivedRecords { records, runtime })
     }
-    let state = StateDir::open_existing(dir)?;
-    let read = History::new(&state).read(server)?;
-    Ok(read
-        .into_records()
-        .into_iter()
-        .filter(|r| r.archive_path.is_some())
-        .map(|r| (r.run_id.clone(), r))
-        .collect())
+
+    /// The records of `server` that archived a file, by run id; what was wrong with the
+    /// records skipped, on `err`.
+    fn of(
+        &self,
+        server: &str,
+        err: &mut impl Write,
+    ) -> Result<HashMap<String, RunRecord>, CommandError> {
+        let Some(records) = &self.records else {
+            return Ok(HashMap::new());
+        };
+        let read = self.runtime.block_on(records.read(server, None))?;
+        for w in &read.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        Ok(read
+            .into_records()
+            .into_iter()
+            .filter(|r| r.archive_path.is_some())
+            .map(|r| (r.run_id.clone(), r))
+            .collect())
+    }
 }
 
 /// `archive list [SERVER]`: each archived file, oldest first per server.
@@ -122,8 +158,9 @@ pub fn list(
         .to_vec(),
     ];
     let mut lines = String::new();
+    let archived = ArchivedRecords::for_config(config)?;
     for folder in folders(config, server, &mut err)? {
-        let records = archived_records(config, &folder.server.name)?;
+        let records = archived.of(&folder.server.name, &mut err)?;
         for f in list_files(&folder)? {
             let record = records.get(&f.run_id);
             let users = record.and_then(|r| r.export_users);
@@ -183,8 +220,9 @@ pub fn verify(
         None => None,
     };
     let (mut checked, mut bad) = (0, 0);
+    let archived = ArchivedRecords::for_config(config)?;
     for folder in folders(config, server, &mut err)? {
-        let records = archived_records(config, &folder.server.name)?;
+        let records = archived.of(&folder.server.name, &mut err)?;
         for f in list_files(&folder)? {
             checked += 1;
             let Some(record) = records.get(&f.run_id) else {

@@ -155,7 +155,7 @@ pub async fn demo(dir: Option<PathBuf>, duration: Duration) -> Result<Verdict, C
         endpoint::Sources {
             status: handle.status.clone(),
             heartbeat_limit: daemon::heartbeat_limit(),
-            history: history.clone(),
+            history: crate::records::Records::Files(history.clone()),
         },
         // On loopback, for the person running the demo: no token.
         endpoint::Policy::for_process(None),

@@ -65,6 +65,9 @@ pub enum CommandError {
     Lock(#[from] LockError),
     #[error("error: {0}")]
     History(#[from] HistoryError),
+    /// The recorded runs could not be read (from either backend).
+    #[error("error: {0}")]
+    Records(#[from] crate::records::ReadError),
     #[error("error: {0}")]
     Jellyfin(#[from] JellyfinError),
     /// `trigger --no-wait`: Jellyfin accepted the start, but without its marker nobody
@@ -113,6 +116,46 @@ pub enum CommandError {
     /// what it holds).
     #[error("error: {0}")]
     Identity(String),
+    /// `backend = "postgres"`: the database could not be reached, or refused a statement
+    /// (PostgreSQL's reason; never the URL).
+    #[error("error: {0}")]
+    Database(#[from] crate::postgres::PgError),
+    /// `trigger` on PostgreSQL: the server has an open claim (a run in progress, by the
+    /// leader or another `trigger`), as the lock file says with files.
+    #[error(
+        "error: server {server} is busy: another run of it is in progress (it has an open claim in the database); see `history {server}` once it has ended, then trigger again"
+    )]
+    ClaimBusy { server: String },
+    /// `trigger` on PostgreSQL, interrupted (SIGINT, SIGTERM) while it waited: the run's
+    /// claim went to the instance that leads.
+    #[error(
+        "error: interrupted; run {run_id} of {server} is handed over to the instance that leads, which records it (see `history {server}`)"
+    )]
+    Interrupted { server: String, run_id: String },
+    /// `trigger` on PostgreSQL: the leader adopted the run's claim (this process was
+    /// paused, or cut off from the database, for longer than `lease_ttl`): its writes
+    /// change nothing, and it stops.
+    #[error(
+        "error: run {run_id} of {server} was taken over by the instance that leads: this trigger was unheard of for longer than lease_ttl (paused, or cut off from the database), so nothing more is done here and the leader records what became of the run (see `history {server}`)"
+    )]
+    TakenOver { server: String, run_id: String },
+    /// `trigger --no-wait` on PostgreSQL: Jellyfin accepted the start, but the claim could
+    /// not be handed over to the leader.
+    #[error(
+        "error: the run started [run {run_id}] but could not be handed over to the leader: {source}; \
+         it is recorded by the next instance that takes the lease over"
+    )]
+    NotHandedOver {
+        run_id: String,
+        source: crate::postgres::PgError,
+    },
+    /// `history import` copies into the PostgreSQL backend's database: the config must
+    /// say which.
+    #[error(
+        "error: {}: history import copies into the PostgreSQL backend's database, but this config has backend = \"files\"; run it with the config of the instances that use PostgreSQL",
+        config.display()
+    )]
+    ImportNeedsPostgres { config: PathBuf },
     /// The command's output could not be written (a closed pipe: `check | head`). Not
     /// worth a message: whoever closed the pipe is not reading.
     #[error("cannot write the output: {0}")]
@@ -126,7 +169,8 @@ impl CommandError {
             CommandError::Config(_)
             | CommandError::Check(_)
             | CommandError::UnknownServer { .. }
-            | CommandError::Identity(_) => exit::USAGE,
+            | CommandError::Identity(_)
+            | CommandError::ImportNeedsPostgres { .. } => exit::USAGE,
             // A scenario file that does not load is bad usage; a port taken is not.
             CommandError::Simulate(SimError::Listen { .. }) => exit::FAILED,
             CommandError::Simulate(_) => exit::USAGE,
@@ -135,6 +179,7 @@ impl CommandError {
             | CommandError::State(_)
             | CommandError::Lock(_)
             | CommandError::History(_)
+            | CommandError::Records(_)
             | CommandError::Jellyfin(_)
             | CommandError::MarkerNotWritten { .. }
             | CommandError::RecordNotWritten(_)
@@ -144,6 +189,11 @@ impl CommandError {
             | CommandError::Manpage(_)
             | CommandError::Daemon(_)
             | CommandError::Archive(_)
+            | CommandError::Database(_)
+            | CommandError::ClaimBusy { .. }
+            | CommandError::NotHandedOver { .. }
+            | CommandError::Interrupted { .. }
+            | CommandError::TakenOver { .. }
             | CommandError::Output(_) => exit::FAILED,
         }
     }

@@ -4,13 +4,15 @@
 //! Reading the files is [`crate::history`]'s job.
 
 use super::{CommandError, Verdict};
-use crate::config::Config;
-use crate::history::{History, StoredRecord};
+use crate::config::{Backend, Config};
+use crate::history::StoredRecord;
 use crate::record::{RunRecord, format_bytes, format_duration};
+use crate::records::{PgRecords, Records};
 use crate::state::{StateDir, check_server_name};
 use chrono_tz::Tz;
 use std::borrow::Borrow;
 use std::io::Write;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -19,8 +21,8 @@ pub enum Format {
 }
 
 /// The command: the records on `out`, notes and warnings (lines that could not be read)
-/// on `err`. `limit` 0 means every record.
-pub fn history(
+/// on `err`. `limit` 0 means every record. The records come from the config's backend.
+pub async fn history(
     config: &Config,
     server: Option<&str>,
     limit: usize,
@@ -38,25 +40,20 @@ pub fn history(
             });
         }
     }
-    let dir = &config.daemon.state_dir;
-    if !dir.exists() {
-        let _ = writeln!(
-            err,
-            "no runs recorded yet: the state directory {} does not exist",
-            dir.display()
-        );
+    let Some(source) = source(config, &mut err)? else {
         return Ok(Verdict::Fine);
-    }
-    // Read only: nothing is created, whoever runs this (root, on the service's directory).
-    let state = StateDir::open_existing(dir)?;
-    let history = History::new(&state);
+    };
     let servers = match server {
         Some(s) => vec![s.to_owned()],
-        None => history.servers()?,
+        None => source.servers().await?,
     };
+    // PostgreSQL sends one server's newest `limit` only (its order is the one shown); a
+    // history file is read whole, since its order is the file's.
+    let by_time = matches!(source, Records::Postgres(_));
+    let newest = (by_time && limit > 0 && servers.len() == 1).then_some(limit);
     let mut records: Vec<StoredRecord> = Vec::new();
     for name in &servers {
-        let read = history.read(name)?;
+        let read = source.read(name, newest).await?;
         for w in &read.warnings {
             let _ = writeln!(err, "warning: {w}");
         }
@@ -89,6 +86,73 @@ pub fn history(
         .and_then(|()| out.flush())
         .map_err(CommandError::Output)?;
     Ok(Verdict::Fine)
+}
+
+/// `history import --from DIR`: each server's JSON Lines history in `from` copied into the
+/// database of `config`'s PostgreSQL backend (its schema applied first), one transaction
+/// per server, keyed by run id: importing twice adds nothing. One line per server on
+/// `out`; lines that could not be read are warned about on `err`.
+pub async fn import(
+    config: &Config,
+    from: &std::path::Path,
+    mut out: impl Write,
+    mut err: impl Write,
+) -> Result<Verdict, CommandError> {
+    let Backend::Postgres(pg) = &config.daemon.backend else {
+        return Err(CommandError::ImportNeedsPostgres {
+            config: config.path.clone(),
+        });
+    };
+    let state = StateDir::open_existing(from)?;
+    let history = crate::history::History::new(&state);
+    let mut client = crate::postgres::connect(&pg.url, IMPORT_TIMEOUT)
+        .await
+        .map_err(crate::records::ReadError::from)?;
+    crate::postgres::migrate::migrate(&mut client)
+        .await
+        .map_err(crate::records::ReadError::from)?;
+    for server in history.servers()? {
+        let read = history.read(&server)?;
+        for w in &read.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        let done = crate::postgres::import::import_server(&mut client, &server, &read.records)
+            .await
+            .map_err(crate::records::ReadError::from)?;
+        let _ = writeln!(
+            out,
+            "{server}: {} records read, {} added ({} already there)",
+            done.read,
+            done.added,
+            done.read - done.added
+        );
+    }
+    Ok(Verdict::Fine)
+}
+
+/// How long `history import` waits for the database to accept a connection.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where the records are: the config's backend. `None` (said on `err`) when the files
+/// backend's state directory does not exist: nothing was ever recorded.
+fn source(config: &Config, err: &mut impl Write) -> Result<Option<Records>, CommandError> {
+    if let Backend::Postgres(pg) = &config.daemon.backend {
+        return Ok(Some(Records::Postgres(Arc::new(PgRecords::new(
+            pg.url.clone(),
+        )))));
+    }
+    let dir = &config.daemon.state_dir;
+    if !dir.exists() {
+        let _ = writeln!(
+            err,
+            "no runs recorded yet: the state directory {} does not exist",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    // Read only: nothing is created, whoever runs this (root, on the service's directory).
+    let state = StateDir::open_existing(dir)?;
+    Ok(Some(Records::files(&state)))
 }
 
 /// The `history` command's table: one row per record, in the order given (the caller

@@ -5,8 +5,8 @@ use super::{CommandError, Verdict};
 use crate::config::{Config, LogFormat, WatchMode};
 use crate::daemon::{self, DaemonOptions, heartbeat_limit};
 use crate::endpoint;
-use crate::history::History;
 use crate::notifications::NotifyObserver;
+use crate::records::Records;
 use crate::reload::watch::{self, ConfigWatcher};
 use crate::reload::{ReloadCause, Reloader};
 use crate::sd_notify::Notifier;
@@ -37,6 +37,9 @@ pub enum StartError {
     Listen(#[from] endpoint::BindError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// `backend = "postgres"`: the database could not be reached or its schema applied.
+    #[error("cannot prepare the PostgreSQL database: {0}")]
+    Database(#[from] crate::postgres::PgError),
 }
 
 /// What the daemon holds before it starts: the state directory and its instance lock, the
@@ -52,6 +55,9 @@ struct Prepared {
 async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let state = StateDir::open(&config.daemon.state_dir)?;
     let instance = InstanceLock::acquire(&state)?;
+    if let crate::config::Backend::Postgres(pg) = &config.daemon.backend {
+        prepare_database(&pg.url).await?;
+    }
     let listener = match config.daemon.listen {
         Some(addr) => {
             raise_open_file_limit();
@@ -66,6 +72,24 @@ async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         listener,
         signals,
     })
+}
+
+/// The schema brought up to this version's (under an advisory lock: instances starting
+/// together apply it once), before anything is claimed.
+async fn prepare_database(url: &crate::secret::Secret) -> Result<(), StartError> {
+    use crate::postgres::{connect, migrate};
+    let mut client = connect(url, std::time::Duration::from_secs(30)).await?;
+    let before = migrate::migrate(&mut client).await?;
+    if before < migrate::SCHEMA_VERSION {
+        info!(
+            from = before,
+            to = migrate::SCHEMA_VERSION,
+            "database schema applied"
+        );
+    } else {
+        info!(version = before, "database schema up to date");
+    }
+    Ok(())
 }
 
 /// The soft open-file limit up to the hard one, for the endpoint's connection cap (see
@@ -111,11 +135,11 @@ pub async fn run(
         mut signals,
     } = prepare(&config).await?;
     let notifier = Notifier::from_env();
-    let history = Arc::new(History::new(&state));
+    let history = Records::for_config(&config, &state);
     // The endpoint keeps the token's digest only; a new token takes a restart.
     let api_token = config.daemon.api_token.clone();
-    // Webhooks and pings; it reads the histories (to seed `recovered`) of this state dir.
-    let notifications = NotifyObserver::start(state.clone());
+    // Webhooks and pings; it reads the recorded runs (to seed `recovered`) from the backend.
+    let notifications = NotifyObserver::start(history.clone());
     let mut reloader = Reloader::start(
         config_path,
         state.clone(),

@@ -1,6 +1,9 @@
 //! `trigger SERVER`: one run now, followed to its end with progress shown, recorded in
 //! the history like a scheduled one (trigger `manual`).
 //!
+//! With `backend = "postgres"` it claims the run in the database like the daemon (claim
+//! key `manual:<run_id>`) instead of taking the lock file: see `on_postgres`.
+//!
 //! It takes the server's lock, so it never runs a server the daemon is running (and the
 //! daemon skips the server while it holds the lock). A run an earlier process left in
 //! flight is finished and recorded first. With `--no-wait` it returns once Jellyfin has
@@ -8,15 +11,19 @@
 //! `trigger`) records the outcome.
 
 use super::{CommandError, Verdict};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Backend, Config, PostgresBackend, ServerConfig};
 use crate::jellyfin::model::TaskState;
 use crate::jellyfin::{JellyfinClient, JellyfinError};
+use crate::postgres::{self, Session, claims};
 use crate::record::{Outcome, RunRecord, RunRequest, Trigger, new_run_id, summary};
 use crate::runner::marker::Marker;
+use crate::runner::store::RunStore;
 use crate::runner::track::{RunEvents, Started};
 use crate::runner::{RecordError, RunEnd, RunObserver, Runner, Wait};
+use crate::signals::{SignalEvent, SignalEvents};
 use crate::state::{ServerLock, StateDir};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where progress goes: a live, rewritten line on a terminal, plain lines otherwise.
@@ -98,12 +105,12 @@ impl<W: Write + Send> RunObserver for Progress<W> {
     fn left_over_recorded(&mut self, result: &Result<RunRecord, RecordError>) {
         // A record the disk refused is still worth showing; the error itself is the
         // command's (printed once, by `main`).
-        match result {
-            Ok(record) => self.line(&format!("earlier run: {}", summary(record))),
-            Err(RecordError::History { record, .. }) => {
-                self.line(&format!("earlier run: {}", summary(record)))
-            }
-            Err(RecordError::Join(_)) => {}
+        let record = match result {
+            Ok(record) => Some(record),
+            Err(e) => e.record(),
+        };
+        if let Some(record) = record {
+            self.line(&format!("earlier run: {}", summary(record)));
         }
     }
 }
@@ -130,17 +137,183 @@ pub async fn trigger<W: Write + Send>(
         scheduled_for: None,
         triggered_at: now,
     };
-    let (state, _lock, client) = prepare(config, server, &request)?;
-    let mut progress = Progress::new(out, live, &server.name);
     let wait = if no_wait {
         Wait::StartOnly
     } else {
         Wait::Follow
     };
+    if let Backend::Postgres(pg) = &config.daemon.backend {
+        return on_postgres(config, pg, server, &request, wait, out, live).await;
+    }
+    let (state, _lock, client) = prepare(config, server, &request)?;
+    let mut progress = Progress::new(out, live, &server.name);
     let end = Runner::new(&state)
         .run(&client, server, &request, &mut progress, wait)
         .await;
     report(progress.finish(), end, wait, config, server, &request)
+}
+
+/// How long `trigger` waits for PostgreSQL to accept a connection, and for a statement.
+const PG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The run on the PostgreSQL backend: claimed (`manual:<run_id>`) under the lease's epoch
+/// instead of the lock file, then run by a runner bound to that claim, every write fenced
+/// by its epoch and holder. While it waits, the trigger keeps its claim's heartbeat fresh
+/// ([`TriggerClaim::heartbeats`]); should it be killed, or paused or cut off for longer
+/// than `lease_ttl`, the leader adopts the claim, and this process's writes change
+/// nothing: it stops, saying so. With `--no-wait` the started claim is handed over to the
+/// leader, which follows the run and records it; so is the claim of a trigger interrupted
+/// (SIGINT, SIGTERM) while it waits.
+async fn on_postgres<W: Write + Send>(
+    config: &Config,
+    pg: &PostgresBackend,
+    server: &ServerConfig,
+    request: &RunRequest,
+    wait: Wait,
+    out: W,
+    live: bool,
+) -> Result<Verdict, CommandError> {
+    let mut signals = catch_shutdown();
+    let claim = TriggerClaim::take(pg, server, request).await?;
+    let state = StateDir::open(&config.daemon.state_dir)?;
+    let jellyfin = JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )?;
+    let mut progress = Progress::new(out, live, &server.name);
+    let store = RunStore::postgres(claim.session.clone(), claim.epoch, &claim.holder);
+    let runner = Runner::on(store, &state);
+    let taken_over = CommandError::TakenOver {
+        server: server.name.clone(),
+        run_id: request.run_id.clone(),
+    };
+    let end = tokio::select! {
+        end = runner.run(&jellyfin, server, request, &mut progress, wait) => end,
+        () = shutdown_asked(signals.as_mut()) => {
+            // Its claim would otherwise keep the server busy until the leader adopts it.
+            progress.line("interrupted; handing the run over to the instance that leads");
+            claim.hand_over().await?;
+            return Err(CommandError::Interrupted {
+                server: server.name.clone(),
+                run_id: request.run_id.clone(),
+            });
+        }
+        () = claim.heartbeats(pg.lease_ttl / 3) => {
+            progress.finish();
+            return Err(taken_over);
+        }
+    };
+    match end {
+        RunEnd::Started(Ok(())) => {
+            claim.hand_over().await?;
+        }
+        RunEnd::TakenOver | RunEnd::Recorded(Err(RecordError::TakenOver { .. })) => {
+            progress.finish();
+            return Err(taken_over);
+        }
+        _ => {}
+    }
+    report(progress.finish(), end, wait, config, server, request)
+}
+
+/// The claim a `trigger` holds on PostgreSQL: its run, the epoch it was claimed under, and
+/// the holder name that fences its writes (`trigger <run id> on <instance_name>`).
+struct TriggerClaim {
+    session: Arc<Session>,
+    run_id: String,
+    epoch: i64,
+    holder: String,
+}
+
+impl TriggerClaim {
+    /// Claims `request`'s run of `server` (the schema brought up to date first); another
+    /// run active on the server is [`CommandError::ClaimBusy`].
+    async fn take(
+        pg: &PostgresBackend,
+        server: &ServerConfig,
+        request: &RunRequest,
+    ) -> Result<TriggerClaim, CommandError> {
+        let mut client = postgres::connect(&pg.url, PG_TIMEOUT).await?;
+        postgres::migrate::migrate(&mut client).await?;
+        let holder = format!("trigger {} on {}", request.run_id, pg.instance());
+        let (name, run_id) = (server.name.as_str(), request.run_id.as_str());
+        let epoch = claims::claim_manual(&client, &holder, name, run_id, pg.lease_ttl)
+            .await?
+            .ok_or_else(|| CommandError::ClaimBusy {
+                server: server.name.clone(),
+            })?;
+        Ok(TriggerClaim {
+            session: Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT)),
+            run_id: request.run_id.clone(),
+            epoch,
+            holder,
+        })
+    }
+
+    /// The claim's heartbeat, every `interval`, until the claim is no longer this
+    /// trigger's (the leader adopted it: this process was paused or cut off for longer
+    /// than the lease). A heartbeat the database does not take is said in the log and
+    /// tried again at the next tick: should that last a lease, the leader adopts the claim
+    /// and the next one that gets through says so.
+    async fn heartbeats(&self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let (run_id, epoch, holder) = (self.run_id.as_str(), self.epoch, self.holder.as_str());
+            let beat = self
+                .session
+                .with(|c| async move { claims::heartbeat(&c, run_id, epoch, holder).await })
+                .await;
+            match beat {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the claim's heartbeat was not written; should this last lease_ttl, the leader takes the run over")
+                }
+            }
+        }
+    }
+
+    /// Hands the claim over to whoever leads (fenced: only if it is still this
+    /// trigger's).
+    async fn hand_over(&self) -> Result<bool, CommandError> {
+        let (run_id, epoch, holder) = (self.run_id.as_str(), self.epoch, self.holder.as_str());
+        self.session
+            .with(|c| async move { claims::hand_over(&c, run_id, epoch, holder).await })
+            .await
+            .map_err(|source| CommandError::NotHandedOver {
+                run_id: self.run_id.clone(),
+                source,
+            })
+    }
+}
+
+/// SIGINT or SIGTERM, caught so that an interrupted `trigger` on PostgreSQL hands its run
+/// over rather than leave its claim open; `None` (could not be caught): never.
+fn catch_shutdown() -> Option<SignalEvents> {
+    match SignalEvents::register() {
+        Ok(signals) => Some(signals),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGINT and SIGTERM; a trigger interrupted now leaves its run's claim open until the lease changes hands");
+            None
+        }
+    }
+}
+
+/// Until SIGINT or SIGTERM arrives (never, without `signals`).
+async fn shutdown_asked(signals: Option<&mut SignalEvents>) {
+    if let Some(signals) = signals {
+        while let Some(event) = signals.next().await {
+            if event == SignalEvent::Shutdown {
+                return;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// The state directory, the server's lock and a client for it.
@@ -178,13 +351,21 @@ fn report(
 ) -> Result<Verdict, CommandError> {
     match end {
         RunEnd::Started(Ok(())) => {
+            let who = match config.daemon.backend {
+                Backend::Files => format!("The daemon (or the next `trigger {}`)", server.name),
+                Backend::Postgres(_) => "The instance that leads".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "{}: started [run {}]; not waiting. The daemon (or the next `trigger {}`) records its outcome; see `history {}`.",
-                server.name, request.run_id, server.name, server.name
+                "{}: started [run {}]; not waiting. {who} records its outcome; see `history {}`.",
+                server.name, request.run_id, server.name
             );
             Ok(Verdict::Fine)
         }
+        RunEnd::TakenOver => Err(CommandError::TakenOver {
+            server: server.name.clone(),
+            run_id: request.run_id.clone(),
+        }),
         RunEnd::Started(Err(source)) => Err(CommandError::MarkerNotWritten {
             source,
             state_dir: config.daemon.state_dir.clone(),

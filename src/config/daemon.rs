@@ -1,5 +1,6 @@
 //! `[daemon]`: settings of the process as a whole.
 
+use super::backend::read_backend;
 use super::env::{Load, LoadEnv, expand_path};
 use super::model::{DaemonConfig, LogFormat, WatchConfig, WatchMode};
 use super::problem::{Problems, Reported};
@@ -23,6 +24,12 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "max_concurrent_runs",
     "shutdown_grace",
     "api_token_file",
+    "backend",
+    "database_url",
+    "database_url_file",
+    "database_url_env",
+    "lease_ttl",
+    "instance_name",
     "watch_config",
     "watch_debounce",
     "watch_poll_interval",
@@ -52,6 +59,7 @@ pub(super) fn read_daemon(
     t: &TableReader<'_>,
     load: &Load<'_>,
     problems: &mut Problems,
+    warnings: &mut Vec<String>,
 ) -> Result<DaemonConfig, Reported> {
     let (config_path, env) = (load.path, load.env);
     t.check_keys(DAEMON_KEYS, &[], problems);
@@ -92,6 +100,7 @@ pub(super) fn read_daemon(
     let api_token = read_api_token(t, load, problems);
     let max_concurrent_runs = t.positive_int("max_concurrent_runs", 100_000, problems);
     let shutdown_grace = t.duration("shutdown_grace", problems);
+    let backend = read_backend(t, load, problems, warnings);
     let watch = read_watch(t, problems);
     Ok(DaemonConfig {
         state_dir: state_dir?,
@@ -102,6 +111,7 @@ pub(super) fn read_daemon(
         shutdown_grace: shutdown_grace?.unwrap_or(Duration::from_secs(30)),
         listen: listen?,
         api_token: api_token?,
+        backend: backend?,
         watch: watch?,
     })
 }

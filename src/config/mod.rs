@@ -24,6 +24,7 @@
 //! |---|---|
 //! | this one | loading: read the file, walk the document, [`ConfigError`] |
 //! | `model` | the validated values: [`Config`], [`ServerConfig`], [`NotifyTarget`]… |
+//! | `backend` | `[daemon] backend` and the PostgreSQL keys (the database URL is a secret) |
 //! | `daemon`, `server`, `notify` | reading `[daemon]`, `[[servers]]` and `[defaults]`, `[[notify]]`; each section's table of keys |
 //! | `archive` | `[archive]` and the `archive` tables of `[defaults]` and servers, layered |
 //! | `settings` | the keys a server may inherit from `[defaults]`: one table, with each key's kind |
@@ -34,6 +35,7 @@
 //! | `placeholder` | warnings for values a copied example still holds |
 
 mod archive;
+mod backend;
 mod daemon;
 mod env;
 mod model;
@@ -46,14 +48,15 @@ mod server;
 mod settings;
 
 pub use crate::digest::sha256_hex;
+pub use backend::{DEFAULT_LEASE_TTL, check_database_url};
 pub use daemon::{
     DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_POLL_INTERVAL,
     default_state_dir,
 };
 pub use env::LoadEnv;
 pub use model::{
-    CatchUp, Config, DaemonConfig, IfRunning, KeySource, LogFormat, NotifyFormat, NotifyOn,
-    NotifyTarget, Secrets, ServerConfig, WatchConfig, WatchMode,
+    Backend, CatchUp, Config, DaemonConfig, IfRunning, KeySource, LogFormat, NotifyFormat,
+    NotifyOn, NotifyTarget, PostgresBackend, Secrets, ServerConfig, WatchConfig, WatchMode,
 };
 pub use problem::Problem;
 pub use reader::MAX_STRING_BYTES;
@@ -323,7 +326,8 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
         Ok(Some(t)) => t,
         _ => TableReader::empty(&idx, key),
     };
-    let daemon = read_daemon(&table("daemon", problems), load, problems);
+    let mut warnings = Vec::new();
+    let daemon = read_daemon(&table("daemon", problems), load, problems, &mut warnings);
     let defaults_table = table("defaults", problems);
     let defaults = read_defaults(&defaults_table, problems);
     let archive = [
@@ -359,6 +363,6 @@ fn build(text: &str, load: &Load<'_>, problems: &mut Problems) -> Result<Config,
         daemon: daemon?,
         servers,
         notify,
-        warnings: Vec::new(),
+        warnings,
     })
 }

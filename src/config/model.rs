@@ -56,6 +56,9 @@ pub struct DaemonConfig {
     /// `api_token_file`'s token: when set, the endpoint answers everything but `/healthz`
     /// and `/readyz` only to requests that carry it.
     pub api_token: Option<Secret>,
+    /// Where runs are claimed and recorded: files in `state_dir` (the default) or
+    /// PostgreSQL, shared by several instances.
+    pub backend: Backend,
     /// Whether and how the config file is watched for changes.
     pub watch: WatchConfig,
 }
@@ -92,6 +95,43 @@ impl WatchMode {
             WatchMode::Poll => "poll",
             WatchMode::Off => "off",
         }
+    }
+}
+
+/// `[daemon] backend`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    /// Lock files, in-flight markers and JSON Lines history in `state_dir`: one instance.
+    Files,
+    /// Leases, claims and history in PostgreSQL: several instances, one leader.
+    Postgres(PostgresBackend),
+}
+
+/// `backend = "postgres"` and its keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresBackend {
+    /// The connection URL (it usually holds a password): never shown.
+    pub url: Secret,
+    /// Which key gave it; shown instead of it.
+    pub url_source: KeySource,
+    /// How long the leader's lease holds without renewal.
+    pub lease_ttl: Duration,
+    /// `instance_name`; `None` means the default, host:pid ([`PostgresBackend::instance`]).
+    pub instance_name: Option<String>,
+}
+
+impl PostgresBackend {
+    /// The name this instance holds leases and claims under: `instance_name`, or the
+    /// host's name and this process's id.
+    pub fn instance(&self) -> String {
+        self.instance_name.clone().unwrap_or_else(|| {
+            let uname = rustix::system::uname();
+            format!(
+                "{}:{}",
+                uname.nodename().to_string_lossy(),
+                std::process::id()
+            )
+        })
     }
 }
 

@@ -63,6 +63,16 @@ pub(super) const WEBHOOK_URL_KEYS: SecretKeys = SecretKeys {
     env_hint: "the webhook URL",
 };
 
+/// `[daemon]`'s PostgreSQL connection URL (`backend = "postgres"`): it holds a password.
+pub(super) const DATABASE_URL_KEYS: SecretKeys = SecretKeys {
+    inline: "database_url",
+    file: "database_url_file",
+    env: "database_url_env",
+    noun: "database URL",
+    missing_hint: " (backend = \"postgres\" needs one, like \"postgresql://user:password@host:5432/db\")",
+    env_hint: "the PostgreSQL connection URL",
+};
+
 impl SecretKeys {
     /// The keys, in the order a "more than one source" message names them.
     fn sources(&self) -> [(&'static str, Source); 3] {

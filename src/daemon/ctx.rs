@@ -30,6 +30,9 @@ pub(super) struct Ctx {
     /// a client per run would cost a connection pool and a TLS setup each (about 18 KiB;
     /// 18 MiB for 1000 runs at once).
     pub(super) http: Mutex<HashMap<Duration, reqwest::Client>>,
+    /// The PostgreSQL backend, when `[daemon] backend = "postgres"`: runs are claimed in
+    /// the database, by the leader only ([`super::pg_task`]).
+    pub(super) pg: Option<super::pg_task::PgDaemon>,
 }
 
 /// Something that wants to hear what the daemon does (notifications; a test). Called from

@@ -13,15 +13,20 @@
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
 mod ctx;
+mod pg_task;
 mod run_task;
 mod server_loop;
 pub mod status;
 
 use crate::archive;
-use crate::config::{CatchUp, Config, DaemonConfig, ServerConfig};
+use crate::config::{Backend, CatchUp, Config, DaemonConfig, ServerConfig};
 use crate::history::HistoryError;
-use crate::record::RunRecord;
+use crate::postgres::Session;
+use crate::postgres::claims::Adopted;
+use crate::postgres::leadership::Leadership;
+use crate::record::{RunRecord, Trigger};
 use crate::runner::marker::Marker;
+use crate::runner::store::RunStore;
 use crate::runner::{self, Runner};
 use crate::sd_notify::Notifier;
 use crate::state::StateDir;
@@ -38,7 +43,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 
 /// How many of each history's newest records the daemon reads when it starts, from the
 /// end of the file: the board's last success and last time per outcome come from them,
@@ -49,6 +54,9 @@ const STARTUP_RECORDS: usize = 1000;
 
 /// How often records that could not be written (full disk) are tried again.
 const UNWRITTEN_RETRY: Duration = Duration::from_secs(15);
+
+/// PostgreSQL: how often the leader deletes old done claims (and once at each takeover).
+const CLAIM_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Options of [`start_with`].
 #[derive(Default)]
@@ -145,8 +153,21 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         o.config_applied(&config);
     }
     let status = Arc::new(StatusBoard::default());
+    let (pg, adopted, lease_stop) = postgres_backend(&config);
+    if let Some(pg) = &pg {
+        status.set_leadership(pg.leadership.clone());
+    }
     let ctx = Arc::new(Ctx {
-        runner: Runner::writing_later(&state),
+        runner: match &pg {
+            // Epoch 0 is nobody's: this runner only writes refused records again, each
+            // through the claim's own store.
+            Some(pg) => Runner::on(
+                RunStore::postgres(pg.session.clone(), 0, &pg.holder),
+                &state,
+            ),
+            None => Runner::writing_later(&state),
+        },
+        pg,
         state,
         status: status.clone(),
         slots: Arc::new(Semaphore::new(config.daemon.max_concurrent_runs)),
@@ -164,6 +185,9 @@ pub async fn start_with(config: Config, state: StateDir, options: DaemonOptions)
         loops: BTreeMap::new(),
         stop: stop.clone(),
         notifier,
+        adopted,
+        lease_stop,
+        caught_up_epoch: None,
     };
     supervisor.arm(&config, true).await;
     status.set_armed();
@@ -189,13 +213,59 @@ struct Supervisor {
     loops: BTreeMap<String, LoopHandle>,
     stop: CancellationToken,
     notifier: Notifier,
+    /// PostgreSQL: the claims adopted at each takeover, to follow.
+    adopted: Option<mpsc::Receiver<Vec<Adopted>>>,
+    /// PostgreSQL: gives the lease up, after the drain.
+    lease_stop: CancellationToken,
+    /// PostgreSQL: the epoch whose takeover was caught up on.
+    caught_up_epoch: Option<i64>,
 }
+
+/// The PostgreSQL backend's parts, with `backend = "postgres"`: a session for the claims
+/// and records, the leadership task, its adopted claims, and what stops it.
+fn postgres_backend(
+    config: &Config,
+) -> (
+    Option<pg_task::PgDaemon>,
+    Option<mpsc::Receiver<Vec<Adopted>>>,
+    CancellationToken,
+) {
+    let lease_stop = CancellationToken::new();
+    let Backend::Postgres(pg) = &config.daemon.backend else {
+        return (None, None, lease_stop);
+    };
+    let holder = pg.instance();
+    let (tx, rx) = mpsc::channel(16);
+    let leadership = Leadership::spawn(
+        pg.url.clone(),
+        holder.clone(),
+        pg.lease_ttl,
+        tx,
+        lease_stop.clone(),
+    );
+    info!(instance = %holder, lease_ttl_ms = pg.lease_ttl.as_millis() as u64, "PostgreSQL backend: runs are claimed by the instance that leads");
+    let session = Arc::new(Session::new(pg.url.clone(), PG_TIMEOUT));
+    let daemon = pg_task::PgDaemon {
+        session,
+        leadership,
+        holder,
+    };
+    (Some(daemon), Some(rx), lease_stop)
+}
+
+/// How long a claim or record statement may take before it counts as failed.
+const PG_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Supervisor {
     /// Start loops for every enabled server that has none. The board learns the config
     /// first; the servers new to it get the newest records of their history, read once.
     async fn arm(&mut self, config: &Config, at_daemon_start: bool) -> usize {
-        let markers_left = self.ctx.runner.markers().servers();
+        let markers_left = self
+            .ctx
+            .runner
+            .markers()
+            .map(|m| m.servers())
+            .unwrap_or_default();
         for name in &markers_left {
             if !config.servers.iter().any(|s| &s.name == name && s.enabled) {
                 warn!(server = %name, "a run of this server was left in flight, but the server is not (or no longer) enabled in the config; its outcome is recorded when the server is enabled again");
@@ -244,8 +314,8 @@ impl Supervisor {
         .await;
     }
 
-    /// From disk, on the blocking pool: the newest records of each server new to the
-    /// board (onto it), and for each server to arm, what it must do before its schedule:
+    /// The newest records of each server new to the board (onto it; from the database
+    /// with PostgreSQL, else from disk on the blocking pool), and for each server to arm, what it must do before its schedule:
     /// resume a marker, catch up a missed due instant.
     async fn read_startup(
         &self,
@@ -253,14 +323,19 @@ impl Supervisor {
         to_arm: &[ServerConfig],
         at_daemon_start: bool,
     ) -> HashMap<String, Startup> {
+        if let Some(pg) = &self.ctx.pg {
+            pg_task::remember_records(pg, &self.ctx.status, &fresh, STARTUP_RECORDS).await;
+        }
         let runner = self.ctx.runner.clone();
         let status = self.ctx.status.clone();
         let to_arm = to_arm.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut tails = HashMap::new();
+            let Some(history) = runner.history() else {
+                return HashMap::new();
+            };
             for name in fresh {
-                let tail = runner
-                    .history()
+                let tail = history
                     .tail(&name, STARTUP_RECORDS)
                     .map(|r| (r.warnings.clone(), r.into_records()));
                 if let Ok((_, records)) = &tail {
@@ -304,6 +379,8 @@ impl Supervisor {
         let mut watch =
             tokio::time::interval(self.notifier.watchdog_interval().unwrap_or(MAX_SLEEP));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune = tokio::time::interval(CLAIM_PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break,
@@ -315,9 +392,108 @@ impl Supervisor {
                     }
                 },
                 _ = retry.tick() => self.ctx.runner.write_unwritten().await,
+                _ = prune.tick() => self.prune_claims(),
+                Some(claims) = next_adopted(&mut self.adopted) => self.follow_adopted(claims),
+                epoch = next_epoch(self.ctx.pg.as_ref().map(|pg| pg.leadership.clone()), self.caught_up_epoch) => {
+                    self.catch_up_at_takeover(epoch);
+                    self.prune_claims();
+                }
             }
         }
+        let lease_stop = self.lease_stop.clone();
         self.drain().await;
+        lease_stop.cancel();
+    }
+
+    /// Adopted claims (PostgreSQL, at a takeover), each followed by a run task of its own.
+    fn follow_adopted(&self, claims: Vec<Adopted>) {
+        for claim in claims {
+            let Some(cfg) = self
+                .loops
+                .get(&claim.server)
+                .map(|h| h.config.borrow().clone())
+            else {
+                warn!(server = %claim.server, run_id = %claim.run_id, "adopted a run of a server this instance does not schedule; it stays open until an instance that has it leads");
+                continue;
+            };
+            let on_board = self
+                .ctx
+                .status
+                .begin_run(&cfg, &claim.run_id, Utc::now())
+                .is_ok();
+            let ctx = self.ctx.clone();
+            let span = info_span!("server", server = %cfg.name);
+            self.ctx.runs.spawn(
+                async move {
+                    if let Some(pg) = &ctx.pg {
+                        pg_task::adopted(&ctx, pg, &cfg, claim).await;
+                    }
+                    if on_board {
+                        ctx.status.end_run(&cfg.name);
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// PostgreSQL, when this instance starts leading under a new epoch: each server with
+    /// `catch_up = "last"` that has run before gets the latest due instant within its
+    /// `catch_up_window` dispatched once more. Its claim key makes that a no-op when that
+    /// due instant was claimed already (by the old leader); otherwise it was missed while
+    /// nobody led, and runs now.
+    fn catch_up_at_takeover(&mut self, epoch: i64) {
+        if self.caught_up_epoch == Some(epoch) {
+            return;
+        }
+        self.caught_up_epoch = Some(epoch);
+        for handle in self.loops.values() {
+            let cfg = handle.config.borrow().clone();
+            if cfg.catch_up != CatchUp::Last {
+                continue;
+            }
+            let jitter = crate::schedule::jitter_offset(&cfg.name, cfg.jitter);
+            let now = Utc::now() - chrono::Duration::from_std(jitter).unwrap_or_default();
+            let Some(due) = cfg.schedule.latest_at_or_before(now, cfg.catch_up_window) else {
+                continue;
+            };
+            let ctx = self.ctx.clone();
+            let span = info_span!("server", server = %cfg.name);
+            tokio::spawn(
+                async move {
+                    let Some(pg) = &ctx.pg else { return };
+                    if pg_task::has_run_before(pg, &cfg.name).await {
+                        info!(due = %due.to_rfc3339(), "leading now: catching up the latest due instant unless it was claimed");
+                        server_loop::dispatch(&ctx, cfg, Trigger::CatchUp, Some(due), &Span::current());
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// PostgreSQL, on the leader: a pass of claim retention in a task of its own (the done
+    /// claims older than [`pg_task::claims_kept_for`] the servers' catch-up windows).
+    fn prune_claims(&self) {
+        let Some(epoch) = self
+            .ctx
+            .pg
+            .as_ref()
+            .and_then(|pg| pg.leadership.trusted_epoch())
+        else {
+            return;
+        };
+        let windows = self
+            .loops
+            .values()
+            .map(|h| h.config.borrow().catch_up_window);
+        let kept_for = pg_task::claims_kept_for(windows.collect::<Vec<_>>());
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            if let Some(pg) = &ctx.pg {
+                pg_task::prune_claims(pg, epoch, kept_for).await;
+            }
+        });
     }
 
     /// Ping the watchdog only while every loop keeps waking: a stuck loop stops the pings
@@ -354,6 +530,11 @@ impl Supervisor {
         // Compared by value: a changed token file counts, even under the same path.
         if old.api_token != new.api_token {
             summary.needs_restart.push("api_token_file");
+        }
+        // Where runs are claimed and recorded: switching it under running work would split
+        // a run's life between two stores.
+        if old.backend != new.backend {
+            summary.needs_restart.push("backend");
         }
         // The grace applies to the next shutdown: nothing to restart for it.
         self.daemon.shutdown_grace = new.shutdown_grace;
@@ -444,7 +625,8 @@ fn startup(
     tail: Option<&Tail>,
     at_daemon_start: bool,
 ) -> Startup {
-    let resume: Option<Marker> = match runner.markers().read(&server.name) {
+    let read = runner.markers().map_or(Ok(None), |m| m.read(&server.name));
+    let resume: Option<Marker> = match read {
         Ok(m) => m,
         Err(e) => {
             warn!(server = %server.name, error = %e, "in-flight marker ignored");
@@ -499,6 +681,32 @@ fn missed_due(
     let covered = records.iter().any(|r| r.scheduled_for == Some(latest))
         || marker.is_some_and(|m| m.request.scheduled_for == Some(latest));
     (!covered).then_some(latest)
+}
+
+/// The next adopted claims, when there is a PostgreSQL backend (never, otherwise).
+async fn next_adopted(rx: &mut Option<mpsc::Receiver<Vec<Adopted>>>) -> Option<Vec<Adopted>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The epoch this instance leads under once it is not `seen`, when there is a PostgreSQL
+/// backend (never, otherwise): it waits for the leadership's role to change.
+async fn next_epoch(leadership: Option<Leadership>, seen: Option<i64>) -> i64 {
+    let Some(mut leadership) = leadership else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Some(epoch) = leadership.trusted_epoch()
+            && Some(epoch) != seen
+        {
+            return epoch;
+        }
+        if !leadership.changed().await {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The longest a healthy loop goes without waking.

@@ -40,6 +40,9 @@ impl Job {
 /// it and tells the board and the observers. A shutdown may cut the run: its marker lets
 /// the next start record it.
 pub(super) async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
+    if let (Some(pg), Job::Run(request)) = (&ctx.pg, &job) {
+        return super::pg_task::run(ctx, pg, cfg, request.clone()).await;
+    }
     let Some(_slot) = take_slot(ctx).await else {
         return;
     };
@@ -75,7 +78,7 @@ pub(super) async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
 
 /// A slot among `max_concurrent_runs`, waiting for one if need be; `None` when the daemon
 /// stops tracking runs first.
-async fn take_slot(ctx: &Ctx) -> Option<OwnedSemaphorePermit> {
+pub(super) async fn take_slot(ctx: &Ctx) -> Option<OwnedSemaphorePermit> {
     if let Ok(slot) = ctx.slots.clone().try_acquire_owned() {
         return Some(slot);
     }
@@ -122,7 +125,7 @@ async fn not_started(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job, e: LockError)
 
 /// The server's Jellyfin client on the shared HTTP client, telling the board whether the
 /// server answers.
-fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
+pub(super) fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
     let client = http_client(ctx, cfg).and_then(|http| {
         JellyfinClient::with_http(http, &cfg.name, &cfg.url, &cfg.api_key, cfg.request_timeout)
     });
@@ -141,9 +144,9 @@ fn jellyfin_client(ctx: &Ctx, cfg: &ServerConfig) -> Option<JellyfinClient> {
 
 /// How the daemon hears a run: its progress goes on the status board; how it ends goes
 /// to the log, the board and the observers.
-struct DaemonRun<'a> {
-    ctx: &'a Ctx,
-    cfg: &'a ServerConfig,
+pub(super) struct DaemonRun<'a> {
+    pub(super) ctx: &'a Ctx,
+    pub(super) cfg: &'a ServerConfig,
 }
 
 impl RunEvents for DaemonRun<'_> {
@@ -226,8 +229,18 @@ pub(super) fn record_skip(
     reason: String,
     span: &Span,
 ) {
-    let record = runner::not_started(&cfg, request, Outcome::Skipped, reason);
     let ctx2 = ctx.clone();
+    if ctx.pg.is_some() {
+        let request = request.clone();
+        let task = async move {
+            if let Some(pg) = &ctx2.pg {
+                super::pg_task::skip(&ctx2, pg, &cfg, &request, reason).await;
+            }
+        };
+        ctx.runs.spawn(task.instrument(span.clone()));
+        return;
+    }
+    let record = runner::not_started(&cfg, request, Outcome::Skipped, reason);
     ctx.runs
         .spawn(async move { write_record(&ctx2, &cfg, record).await }.instrument(span.clone()));
 }
@@ -244,7 +257,7 @@ fn http_client(ctx: &Ctx, cfg: &ServerConfig) -> Result<reqwest::Client, Jellyfi
 }
 
 /// Put a record on the board and tell the observers.
-fn announce(ctx: &Ctx, server: &ServerConfig, record: &RunRecord) {
+pub(super) fn announce(ctx: &Ctx, server: &ServerConfig, record: &RunRecord) {
     ctx.status.record(server, record);
     for o in ctx.observers() {
         o.run_recorded(server, record);

@@ -140,6 +140,12 @@ pub fn dispatch(
     due: Option<DateTime<Utc>>,
     server_span: &Span,
 ) {
+    if let Some(pg) = &ctx.pg
+        && pg.leadership.trusted_epoch().is_none()
+    {
+        // A follower's loop keeps time (and its heartbeat); the leader runs the schedule.
+        return info!("not leading; the leader runs this due instant");
+    }
     let now = Utc::now();
     let request = RunRequest {
         run_id: new_run_id(now),

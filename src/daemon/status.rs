@@ -15,6 +15,7 @@
 
 use crate::archive::FolderStats;
 use crate::config::{Config, ServerConfig};
+use crate::postgres::leadership::{Leadership, Role};
 use crate::record::{Outcome, RunRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, VecDeque};
@@ -150,6 +151,29 @@ struct Inner {
     servers: BTreeMap<String, ServerView>,
     reload_ok: bool,
     reload_success_at: Option<DateTime<Utc>>,
+    /// PostgreSQL: this instance's leadership, read when asked.
+    leadership: Option<Leadership>,
+}
+
+/// Where this instance stands among several (PostgreSQL backend).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leader {
+    /// This instance leads under `epoch`, its lease trusted now.
+    Leading { epoch: i64 },
+    /// Another instance leads (`holder`, `epoch`), or none is known (`None`).
+    Following { leader: Option<(String, i64)> },
+}
+
+impl std::fmt::Display for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leader::Leading { epoch } => write!(f, "leading (lease epoch {epoch})"),
+            Leader::Following {
+                leader: Some((holder, epoch)),
+            } => write!(f, "following {holder} (lease epoch {epoch})"),
+            Leader::Following { leader: None } => write!(f, "following (no instance leads now)"),
+        }
+    }
 }
 
 /// Every server the daemon knows, by name. Share it as `Arc<StatusBoard>`.
@@ -338,6 +362,23 @@ impl StatusBoard {
     }
 
     /// (last reload ok, when the config in force was applied).
+    /// PostgreSQL: the leadership whose role the board shows.
+    pub fn set_leadership(&self, leadership: Leadership) {
+        self.with(|i| i.leadership = Some(leadership));
+    }
+
+    /// Where this instance stands, with the PostgreSQL backend (`None` with files).
+    pub fn leader(&self) -> Option<Leader> {
+        let leadership = self.with(|i| i.leadership.clone())?;
+        Some(match (leadership.trusted_epoch(), leadership.role()) {
+            (Some(epoch), _) => Leader::Leading { epoch },
+            (None, Role::Following { leader: Some(h) }) if h.live => Leader::Following {
+                leader: Some((h.holder, h.epoch)),
+            },
+            (None, _) => Leader::Following { leader: None },
+        })
+    }
+
     pub fn reload(&self) -> (bool, Option<DateTime<Utc>>) {
         self.with(|i| (i.reload_ok, i.reload_success_at))
     }
@@ -363,7 +404,7 @@ impl StatusBoard {
 
     /// One line for systemd's `STATUS=`: "3 servers, 1 running, next export living-room at 03:30 UTC".
     pub fn summary(&self) -> String {
-        self.with(|i| {
+        let line = self.with(|i| {
             // A server whose loop stopped still counts while its last run goes on.
             let scheduled: Vec<(&String, &ServerView)> = i
                 .servers
@@ -390,6 +431,10 @@ impl StatusBoard {
                 ));
             }
             line
-        })
+        });
+        match self.leader() {
+            Some(leader) => format!("{line}; {leader}"),
+            None => line,
+        }
     }
 }

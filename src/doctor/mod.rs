@@ -22,6 +22,7 @@
 //! | [`cert`] | `notAfter` out of a DER certificate |
 
 pub mod cert;
+pub mod database;
 pub mod local;
 pub mod net;
 pub mod render;
@@ -216,6 +217,9 @@ pub async fn examine(config: &Config, servers: Vec<ServerConfig>, options: Optio
         .filter(|s| s.archive.enabled)
         .map(|s| s.archive.root(&config.daemon.state_dir))
         .collect();
-    let local = local::examine(&config.daemon.state_dir, &archives, largest_zip);
+    let mut local = local::examine(&config.daemon.state_dir, &archives, largest_zip);
+    if let crate::config::Backend::Postgres(pg) = &config.daemon.backend {
+        local.extend(database::examine(pg, options.timeout).await);
+    }
     Report::new(config, checked_at, reports, local)
 }

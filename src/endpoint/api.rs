@@ -1,7 +1,7 @@
 //! `/api/v1/...`: the status API, JSON, read-only, never a key.
 
 use crate::daemon::status::StatusBoard;
-use crate::history::{History, HistoryError};
+use crate::records::{ReadError, Records};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -62,21 +62,15 @@ pub fn servers(status: &StatusBoard) -> String {
 
 /// `GET /api/v1/servers/{name}/history?limit=N`: a JSON array of the records exactly as
 /// stored, newest first. `None` when the server is unknown.
-pub fn history(
-    history: &History,
+pub async fn history(
+    records: &Records,
     status: &StatusBoard,
     name: &str,
     limit: usize,
-) -> Option<Result<String, HistoryError>> {
+) -> Option<Result<String, ReadError>> {
     status.get(name)?;
-    Some(history.read(name).map(|read| {
-        let raw: Vec<&str> = read
-            .records
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|r| r.raw.as_str())
-            .collect();
+    Some(records.read(name, Some(limit)).await.map(|read| {
+        let raw: Vec<&str> = read.records.iter().rev().map(|r| r.raw.as_str()).collect();
         format!("[{}]", raw.join(","))
     }))
 }

@@ -8,7 +8,7 @@
 //! samples are read, from the daemon as a whole or from each server's view. `render` only
 //! walks it, so adding a metric is adding a row (and a line in `docs/monitoring.md`).
 
-use crate::daemon::status::{DURATION_BUCKETS, ServerView, StatusBoard};
+use crate::daemon::status::{DURATION_BUCKETS, Leader, ServerView, StatusBoard};
 use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
@@ -53,6 +53,8 @@ struct Daemon {
     reload_ok: bool,
     /// When the config in force was loaded.
     loaded_at: Option<DateTime<Utc>>,
+    /// PostgreSQL: where this instance stands (`None` with files: no samples).
+    leader: Option<Leader>,
 }
 
 /// One line of a family: a suffix of its name (`_bucket`, `_sum`, or none), its labels
@@ -210,6 +212,29 @@ const FAMILIES: &[Family] = &[
         help: "When the config in force was loaded (Unix time).",
         samples: Samples::Daemon(|d| vec![Sample::new(seconds_or_zero(d.loaded_at))]),
     },
+    Family {
+        name: "jellyfin_export_leader",
+        kind: Kind::Gauge,
+        help: "PostgreSQL backend: 1 while this instance leads (holds a trusted lease), else 0.",
+        samples: Samples::Daemon(|d| match &d.leader {
+            Some(Leader::Leading { .. }) => vec![Sample::new(1)],
+            Some(Leader::Following { .. }) => vec![Sample::new(0)],
+            None => Vec::new(),
+        }),
+    },
+    Family {
+        name: "jellyfin_export_lease_epoch",
+        kind: Kind::Gauge,
+        help: "PostgreSQL backend: the lease epoch of the instance that leads, as this instance knows it (0: none).",
+        samples: Samples::Daemon(|d| match &d.leader {
+            Some(Leader::Leading { epoch })
+            | Some(Leader::Following {
+                leader: Some((_, epoch)),
+            }) => vec![Sample::new(*epoch)],
+            Some(Leader::Following { leader: None }) => vec![Sample::new(0)],
+            None => Vec::new(),
+        }),
+    },
 ];
 
 /// A histogram's cumulative buckets (`le`), then `+Inf`, the sum and the count.
@@ -240,6 +265,7 @@ pub fn render(status: &StatusBoard) -> String {
     let daemon = Daemon {
         reload_ok,
         loaded_at,
+        leader: status.leader(),
     };
     let mut out = String::new();
     for family in FAMILIES {

@@ -34,7 +34,7 @@ pub use limits::{
 pub use token::ApiToken;
 
 use crate::daemon::status::StatusBoard;
-use crate::history::History;
+use crate::records::Records;
 use crate::secret::Secret;
 use conns::{Admission, Connections, Slot};
 use http::App;
@@ -54,7 +54,8 @@ pub struct Sources {
     pub status: Arc<StatusBoard>,
     /// How long a scheduling loop may go without waking before health fails.
     pub heartbeat_limit: Duration,
-    pub history: Arc<History>,
+    /// The recorded runs, from the backend in use.
+    pub history: Records,
 }
 
 /// Who may ask, and how much the endpoint takes.

@@ -193,7 +193,7 @@ th{{background:#eef0f3;font-weight:600}} small{{color:#5b6470}} td.name{{font-we
 .reason{{max-width:32em;color:#3a4048}} .running{{margin-top:.3em;color:#1f5fa8;font-weight:600}}
 </style></head><body>
 <h1>jellyfin-export-scheduler</h1>
-<div class="sub">{n} server{s}, {failing} failing · version {version} · {now} · refreshes every {REFRESH_SECONDS}s</div>
+<div class="sub">{n} server{s}, {failing} failing{leader} · version {version} · {now} · refreshes every {REFRESH_SECONDS}s</div>
 <table><thead><tr><th>Server</th><th>Next export</th><th>Last outcome</th><th>Duration</th><th>Last export</th><th>Reason</th><th>Last {recent} runs (oldest → newest)</th></tr></thead><tbody>
 "#,
         title = if failing > 0 {
@@ -206,6 +206,11 @@ th{{background:#eef0f3;font-weight:600}} small{{color:#5b6470}} td.name{{font-we
         version = crate::record::SCHEDULER_VERSION,
         now = now.format("%Y-%m-%d %H:%M:%S UTC"),
         recent = crate::daemon::status::RECENT,
+        // PostgreSQL: which instance leads (this one, or the one named).
+        leader = status
+            .leader()
+            .map(|l| format!(" · this instance is {}", esc(&l.to_string())))
+            .unwrap_or_default(),
     );
     for v in &views {
         row(&mut out, v, now);

@@ -116,19 +116,10 @@ async fn history(query: &str, sources: &Sources, name: &str) -> Reply {
             }
         },
     };
-    let (history, status, name) = (
-        sources.history.clone(),
-        sources.status.clone(),
-        name.to_owned(),
-    );
-    // Reading a history file is blocking I/O.
-    let answer =
-        tokio::task::spawn_blocking(move || api::history(&history, &status, &name, limit)).await;
-    match answer {
-        Ok(Some(Ok(body))) => Reply::new(200, JSON, body),
-        Ok(Some(Err(e))) => Reply::text(500, format!("{e}\n")),
-        Ok(None) => Reply::text(404, "no such server\n"),
-        Err(e) => Reply::text(500, format!("{e}\n")),
+    match api::history(&sources.history, &sources.status, name, limit).await {
+        Some(Ok(body)) => Reply::new(200, JSON, body),
+        Some(Err(e)) => Reply::text(500, format!("{e}\n")),
+        None => Reply::text(404, "no such server\n"),
     }
 }
 

@@ -16,9 +16,11 @@
 //!
 //! A record is a recovery when it is `completed` and the server's last run that was
 //! neither `skipped` nor `cancelled` failed. That streak is kept in memory, updated by
-//! every record the daemon reports. It is seeded from the server's history file, lazily
-//! and once per server: when a `completed` or failed record arrives for a server not seen
-//! yet, its history is read (on a blocking thread, by the dispatcher, never by the daemon)
+//! every record the daemon reports. It is seeded from the server's recorded runs, through
+//! the backend's reader ([`Records`]: the history file with files, `run_history` with
+//! PostgreSQL, so an instance that has just taken over counts the runs the old leader
+//! recorded), lazily and once per server: when a `completed` or failed record arrives for
+//! a server not seen yet, its records are read (by the dispatcher, never by the daemon)
 //! up to that record. Lazily, because `config_applied` has no state directory and reading
 //! 10 000 histories at start would delay nothing useful; from history rather than the
 //! status board because the board holds only the newest records, and a streak may be
@@ -40,10 +42,9 @@ pub mod message;
 
 use crate::config::{Config, NotifyOn, NotifyTarget, ServerConfig};
 use crate::daemon::DaemonObserver;
-use crate::history::History;
 use crate::record::{Outcome, RunRecord};
+use crate::records::Records;
 use crate::secret::{Secret, redacted};
-use crate::state::StateDir;
 use deliver::{Backoff, Pushed, Queue};
 use message::{Notice, PingKind, is_failure};
 use std::collections::{HashMap, HashSet};
@@ -111,13 +112,13 @@ pub struct NotifyObserver {
 }
 
 impl NotifyObserver {
-    /// Start the dispatcher (needs a tokio runtime). `state` is where the histories are
-    /// that seed `recovered`.
-    pub fn start(state: StateDir) -> Arc<NotifyObserver> {
-        NotifyObserver::start_with(state, NotifyOptions::default())
+    /// Start the dispatcher (needs a tokio runtime). `records` are the recorded runs that
+    /// seed `recovered` (the daemon's backend's).
+    pub fn start(records: Records) -> Arc<NotifyObserver> {
+        NotifyObserver::start_with(records, NotifyOptions::default())
     }
 
-    pub fn start_with(state: StateDir, options: NotifyOptions) -> Arc<NotifyObserver> {
+    pub fn start_with(records: Records, options: NotifyOptions) -> Arc<NotifyObserver> {
         let (events, rx) = mpsc::channel(options.event_capacity.max(1));
         let (targets, targets_rx) = watch::channel(Arc::new(Vec::new()));
         let tasks = TaskTracker::new();
@@ -134,7 +135,7 @@ impl NotifyObserver {
             // has the same backend, and notifications must not stop the daemon.
             .unwrap_or_default();
         let dispatcher = Dispatcher {
-            state,
+            records,
             client,
             options,
             tasks: tasks.clone(),
@@ -231,8 +232,8 @@ struct PingMsg {
 }
 
 struct Dispatcher {
-    /// Where the histories that seed the streaks are.
-    state: StateDir,
+    /// The recorded runs that seed the streaks.
+    records: Records,
     client: reqwest::Client,
     options: NotifyOptions,
     tasks: TaskTracker,
@@ -468,21 +469,16 @@ impl Dispatcher {
         }
     }
 
-    /// The failed runs at the end of the server's history before `record` (which the
+    /// The failed runs at the end of the server's records before `record` (which the
     /// daemon may have written already, or not yet).
     async fn seed(&self, record: &RunRecord) -> u32 {
-        let state = self.state.clone();
-        let server = record.server.clone();
-        let run_id = record.run_id.clone();
-        // A History of our own: its in-memory state is for writers, reading needs none.
-        let read = tokio::task::spawn_blocking(move || History::new(&state).read(&server)).await;
-        let records = match read {
-            Ok(Ok(r)) => r.into_records(),
-            Ok(Err(e)) => {
+        let run_id = record.run_id.as_str();
+        let records = match self.records.read(&record.server, None).await {
+            Ok(r) => r.into_records(),
+            Err(e) => {
                 warn!(server = %record.server, error = %e, "history unreadable; `recovered` counts from now on");
                 return 0;
             }
-            Err(_) => return 0,
         };
         let end = records
             .iter()

@@ -61,6 +61,16 @@ pub enum MarkerError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// PostgreSQL: the snapshot (the marker, kept in the run's claim) was not stored.
+    #[error(
+        "cannot store the run's snapshot in its claim: {0}; if this instance stops before the run ends, the instance that takes over cannot follow it and records it as interrupted"
+    )]
+    Snapshot(crate::postgres::PgError),
+    /// PostgreSQL: another instance adopted the run's claim; it follows the run now.
+    #[error(
+        "another instance took this run over (its claim is no longer this process's); it follows the run and records it"
+    )]
+    TakenOver,
     #[error("cannot remove in-flight marker {}: {source}; the run was recorded, and the marker will be cleared at the next start", path.display())]
     Remove {
         path: PathBuf,

@@ -9,15 +9,16 @@
 //! do this for one server at once.
 //!
 //! Its parts: [`track`] talks to Jellyfin (preflight, start, poll, verify, the outcome as
-//! data) and [`marker`] keeps the markers on disk; the record itself is
-//! [`crate::record`]'s and its file [`crate::history`]'s. A verified export is archived
+//! data); [`store`] is the backend's side of a run (with files: the markers of [`marker`]
+//! and the history files of [`crate::history`]); the record itself is [`crate::record`]'s. A verified export is archived
 //! here, between tracking and the record ([`crate::archive`]: the verify read staged its
 //! ZIP; this puts it in place and prunes, or fails the run saying why). History, marker
-//! and archive writes are blocking (fsync), so they run on tokio's blocking pool, those
-//! made here at most [`DISK_WRITERS`] at a time: 1000 runs ending together would
-//! otherwise start a thread each.
+//! and archive writes are blocking (fsync), so they run on tokio's blocking pool, at most
+//! [`DISK_WRITERS`] at a time ([`DiskPermits`], shared with the store): 1000 runs ending
+//! together would otherwise start a thread each.
 
 pub mod marker;
+pub mod store;
 pub mod track;
 
 use crate::archive::{self, ArchiveError, FAILURE_PREFIX, FolderStats, Keeper, Kept};
@@ -30,6 +31,7 @@ use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use store::{BeforeStart, RunStore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 use track::{Ended, NoEvents, RunEvents, StartResult};
@@ -45,6 +47,32 @@ pub enum RecordError {
     },
     #[error("history write did not finish: {0}")]
     Join(String),
+    /// PostgreSQL did not take the record (unreachable, a timeout): kept and written again
+    /// later, if the run's claim is still this instance's by then.
+    #[error("the run's record was not written to PostgreSQL: {source}")]
+    Database {
+        record: Box<RunRecord>,
+        source: crate::postgres::PgError,
+    },
+    /// PostgreSQL: another instance adopted the run's claim (a newer lease epoch than
+    /// `epoch`, or the leader took over a `trigger`'s claim gone stale), so it records the
+    /// run; this record is not written.
+    #[error(
+        "another instance took this run over (its claim, held under lease epoch {epoch}, is no longer this process's); it records the run"
+    )]
+    TakenOver { record: Box<RunRecord>, epoch: i64 },
+}
+
+impl RecordError {
+    /// The record that was not written, when the run got that far.
+    pub fn record(&self) -> Option<&RunRecord> {
+        match self {
+            RecordError::History { record, .. }
+            | RecordError::Database { record, .. }
+            | RecordError::TakenOver { record, .. } => Some(record),
+            RecordError::Join(_) => None,
+        }
+    }
 }
 
 /// How far [`Runner::run`] goes with the run it starts.
@@ -73,6 +101,9 @@ pub enum RunEnd {
     /// refused its record: no new run was started, so the left-over's marker stays and
     /// the next process records it. The record is in the error.
     LeftOverNotRecorded(RecordError),
+    /// PostgreSQL: another instance adopted the run's claim, so this process does nothing
+    /// more (before the start request: nothing was sent); that instance goes on with it.
+    TakenOver,
 }
 
 /// What the one who asked for a run hears as it goes, beyond Jellyfin's side of it
@@ -102,35 +133,62 @@ impl RunObserver for NoEvents {}
 /// p99 580–613 ms; 2: 415–459 ms; 1: 435–456 ms, in paired runs of the fleet benchmark).
 pub const DISK_WRITERS: usize = 2;
 
-/// Runs and records on one state directory. Cheap to clone.
+/// [`DISK_WRITERS`] permits for blocking file work, shared by a runner, its clones and its
+/// files store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiskPermits(Arc<Semaphore>);
+
+impl DiskPermits {
+    pub fn new() -> DiskPermits {
+        DiskPermits(Arc::new(Semaphore::new(DISK_WRITERS)))
+    }
+
+    /// `work` on the blocking pool once a permit is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.0.acquire().await;
+        tokio::task::spawn_blocking(work).await
+    }
+}
+
+impl Default for DiskPermits {
+    fn default() -> Self {
+        DiskPermits::new()
+    }
+}
+
+/// Runs and records through one backend ([`RunStore`]). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    history: Arc<History>,
-    markers: Markers,
+    store: RunStore,
     /// Records the disk refused, with their server's `history_limit`: written again by
     /// [`write_unwritten`](Self::write_unwritten), so nothing is lost.
-    unwritten: Arc<Mutex<Vec<(RunRecord, usize)>>>,
+    /// Each with the store it goes to (with PostgreSQL, its claim's epoch).
+    unwritten: Arc<Mutex<Vec<Unwritten>>>,
     /// The state directory, under which the archive is by default.
     state_root: PathBuf,
     /// Whether this process lives on to call [`write_unwritten`](Self::write_unwritten)
     /// (the daemon). Only then may a new run replace the marker of a left-over run whose
     /// record the disk refused: a process that exits would lose that run.
     writes_later: bool,
-    /// [`DISK_WRITERS`] permits for the blocking file work.
-    disk: Arc<Semaphore>,
+    /// Permits for the blocking file work (the files store shares them).
+    disk: DiskPermits,
 }
 
 impl Runner {
     /// A runner for one process that exits after its run (`trigger`): a left-over run
     /// whose record cannot be written stops it before it starts a new one.
     pub fn new(state: &StateDir) -> Runner {
+        let disk = DiskPermits::new();
         Runner {
-            history: Arc::new(History::new(state)),
-            markers: Markers::new(state),
+            store: RunStore::files(state, disk.clone()),
             unwritten: Arc::new(Mutex::new(Vec::new())),
             state_root: state.root().to_path_buf(),
             writes_later: false,
-            disk: Arc::new(Semaphore::new(DISK_WRITERS)),
+            disk,
         }
     }
 
@@ -143,12 +201,61 @@ impl Runner {
         }
     }
 
-    pub fn history(&self) -> &History {
-        &self.history
+    /// A runner on `store` (the PostgreSQL backend: one per claim, [`RunStore::postgres`]),
+    /// for the daemon, which writes refused records again later.
+    /// `state` holds the archive (unless `[archive] dir` says otherwise).
+    pub fn on(store: RunStore, state: &StateDir) -> Runner {
+        Runner {
+            store,
+            ..Runner::writing_later(state)
+        }
     }
 
-    pub fn markers(&self) -> &Markers {
-        &self.markers
+    /// This runner on another store (the PostgreSQL backend: one per claim, with its
+    /// epoch), sharing its records not written yet, so one
+    /// [`write_unwritten`](Self::write_unwritten) retries them all.
+    pub fn with_store(&self, store: RunStore) -> Runner {
+        Runner {
+            store,
+            ..self.clone()
+        }
+    }
+
+    /// The history files, with the files backend.
+    pub fn history(&self) -> Option<&History> {
+        match &self.store {
+            RunStore::Files { history, .. } => Some(history),
+            RunStore::Postgres { .. } => None,
+        }
+    }
+
+    /// Create the files a server's runs re-use if they are missing: its lock file in
+    /// `state` and, with the files backend, its in-flight marker's spare
+    /// ([`ServerLock::prepare`], [`Markers::prepare`]), on a disk permit. The daemon does
+    /// it ahead of the first due instant, so that a due instant creates no file (1000
+    /// servers due the same second spent 40 % of the daemon's CPU in that second creating
+    /// them). A failure is only logged: the run's own attempt reports it.
+    pub async fn prepare_server(&self, state: &StateDir, server: &str) {
+        let (state, markers, name) = (state.clone(), self.markers().cloned(), server.to_owned());
+        let _ = self
+            .disk
+            .run(move || {
+                if let Err(e) = ServerLock::prepare(&state, &name) {
+                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
+                }
+                if let Some(Err(e)) = markers.map(|m| m.prepare(&name)) {
+                    debug!(server = %name, error = %e, "cannot create the server's in-flight marker spare ahead of its runs");
+                }
+            })
+            .await;
+    }
+
+    /// The in-flight markers, with the files backend.
+    pub fn markers(&self) -> Option<&Markers> {
+        match &self.store {
+            RunStore::Files { markers, .. } => Some(markers),
+            RunStore::Postgres { .. } => None,
+        }
     }
 
     /// A run's life: finish a run left in flight first, then start the one `request` asks
@@ -168,6 +275,18 @@ impl Runner {
             return RunEnd::LeftOverNotRecorded(e);
         }
         observer.starting(request);
+        match self.store.before_start(&request.run_id).await {
+            BeforeStart::Send => {}
+            BeforeStart::TakenOver => return RunEnd::TakenOver,
+            BeforeStart::Unmarked(e) => {
+                let reason = format!(
+                    "not started: the run's claim could not be marked before the start request ({e})"
+                );
+                let ended = Ended::without_result(Outcome::TriggerFailed, reason);
+                let record = record_of(settings, request, ended, 0);
+                return RunEnd::Recorded(self.record(record, settings, observer).await);
+            }
+        }
         let started = match track::start(client, settings, observer).await {
             StartResult::Started(started) => started,
             StartResult::NotStarted { ended, attempts } => {
@@ -176,7 +295,12 @@ impl Runner {
             }
         };
         let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
-        let written = self.write_marker(marker).await;
+        let written = self.store.started(marker).await;
+        if matches!(written, Err(MarkerError::TakenOver)) {
+            // The instance that adopted the claim follows the run and records it: tracking
+            // it here too would only end in a record that changes nothing.
+            return RunEnd::TakenOver;
+        }
         if wait == Wait::StartOnly {
             return RunEnd::Started(written);
         }
@@ -201,7 +325,7 @@ impl Runner {
         settings: &ServerConfig,
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
-        let marker = match self.markers.read(&settings.name) {
+        let marker = match self.store.left_over(&settings.name) {
             Ok(m) => m?,
             Err(e) => {
                 warn!(server = %settings.name, error = %e, "in-flight marker skipped");
@@ -212,6 +336,66 @@ impl Runner {
         self.keep_if_unwritten(&result, settings.history_limit);
         observer.recorded(&result);
         Some(result)
+    }
+
+    /// A run this instance adopted (PostgreSQL: a claim taken over from an instance that
+    /// stopped leading, its snapshot the marker it stored): tracked to its end and
+    /// recorded, never started again.
+    pub async fn resume_adopted(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        marker: Marker,
+        observer: &mut dyn RunObserver,
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let result = self.finish(client, settings, marker, observer).await?;
+        self.keep_if_unwritten(&result, settings.history_limit);
+        observer.recorded(&result);
+        Some(result)
+    }
+
+    /// A run adopted in `posting` (PostgreSQL: its start request may have gone out at
+    /// `posted_at`, but Jellyfin's answer was never stored): looked up on Jellyfin
+    /// ([`track::look_up`]), never started again. Found: its snapshot is stored in the
+    /// claim and it is followed to its record. Not found (or Jellyfin did not answer):
+    /// recorded `interrupted`, saying why. `None`: the claim was adopted again meanwhile.
+    pub async fn resume_posted(
+        &self,
+        client: &JellyfinClient,
+        settings: &ServerConfig,
+        request: &RunRequest,
+        posted_at: chrono::DateTime<Utc>,
+        observer: &mut dyn RunObserver,
+    ) -> Option<Result<RunRecord, RecordError>> {
+        let posted = posted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let reason = match track::look_up(client, settings, posted_at).await {
+            Ok(Some(started)) => {
+                let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
+                match self.store.started(marker.clone()).await {
+                    Err(MarkerError::TakenOver) => return None,
+                    Err(e) => {
+                        warn!(server = %settings.name, run_id = %request.run_id, error = %e, "snapshot of the adopted run not stored")
+                    }
+                    Ok(()) => {}
+                }
+                return self
+                    .resume_adopted(client, settings, marker, observer)
+                    .await;
+            }
+            Ok(None) => format!(
+                "the instance that claimed this run stopped after its start request may have gone out ({posted}); Jellyfin showed no run of {} begun since, for start_grace ({}), so it is not started again (at most one start per claim)",
+                settings.task_key,
+                humantime::format_duration(settings.start_grace)
+            ),
+            Err(e) => format!(
+                "the instance that claimed this run stopped after its start request may have gone out ({posted}), and Jellyfin did not answer the look-up ({e}); it is not started again (at most one start per claim)"
+            ),
+        };
+        let ended = Ended::without_result(Outcome::Interrupted, reason);
+        let mut record = record_of(settings, request, ended, 0);
+        // The request's time is not kept in the claim: no duration to tell.
+        record.duration_ms = None;
+        Some(self.record(record, settings, observer).await)
     }
 
     /// Before a new run: finish the one left in flight (a `trigger --no-wait`, or a marker
@@ -226,8 +410,8 @@ impl Runner {
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
         let marker = self
-            .markers
-            .read(&settings.name)
+            .store
+            .left_over(&settings.name)
             .ok()
             .flatten()
             .filter(|m| !self.is_unwritten(&m.request.run_id))?;
@@ -248,11 +432,9 @@ impl Runner {
         observer: &mut dyn RunObserver,
     ) -> Option<Result<RunRecord, RecordError>> {
         let run_id = &marker.request.run_id;
-        if self.already_recorded(&settings.name, run_id).await {
+        if self.store.already_recorded(&settings.name, run_id).await {
             info!(server = %settings.name, run_id = %run_id, "run left in flight was already recorded; clearing its marker");
-            if let Err(e) = self.markers.remove(&settings.name) {
-                warn!(server = %settings.name, run_id = %run_id, error = %e, "marker not removed");
-            }
+            self.store.clear_left_over(&settings.name, run_id);
             return None;
         }
         info!(server = %settings.name, run_id = %run_id, task_id = %marker.started.task_id, since = %marker.started.accepted_at, "resuming a run left in flight by an earlier process");
@@ -288,7 +470,8 @@ impl Runner {
         let taken_at = record.started_at.unwrap_or(record.triggered_at);
         let kept = match export {
             Ok(staged) => self
-                .on_disk(move || archive::keep(staged, &keeper, taken_at))
+                .disk
+                .run(move || archive::keep(staged, &keeper, taken_at))
                 .await
                 .unwrap_or_else(|e| Err(ArchiveError::Writer(e.to_string()))),
             Err(e) => Err(e),
@@ -333,92 +516,35 @@ impl Runner {
         result
     }
 
-    /// Create the files a server's runs re-use if they are missing: its lock file in
-    /// `state` and its in-flight marker's spare ([`ServerLock::prepare`],
-    /// [`Markers::prepare`]), on a disk permit. The daemon does it ahead of the first due
-    /// instant, so that a due instant creates no file (1000 servers due the same second
-    /// spent 40 % of the daemon's CPU in that second creating them). A failure is only
-    /// logged: the run's own attempt reports it.
-    pub async fn prepare_server(&self, state: &StateDir, server: &str) {
-        let (state, markers, name) = (state.clone(), self.markers.clone(), server.to_owned());
-        let _ = self
-            .on_disk(move || {
-                if let Err(e) = ServerLock::prepare(&state, &name) {
-                    debug!(server = %name, error = %e, "cannot create the server's lock file ahead of its runs");
-                }
-                if let Err(e) = markers.prepare(&name) {
-                    debug!(server = %name, error = %e, "cannot create the server's in-flight marker spare ahead of its runs");
-                }
-            })
-            .await;
-    }
-
-    /// `work` on the blocking pool once one of the [`DISK_WRITERS`] permits is free.
-    async fn on_disk<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
-        // The semaphore is never closed, so the permit always comes.
-        let _permit = self.disk.acquire().await;
-        tokio::task::spawn_blocking(work).await
-    }
-
-    async fn already_recorded(&self, server: &str, run_id: &str) -> bool {
-        let history = self.history.clone();
-        let (server, run_id) = (server.to_owned(), run_id.to_owned());
-        self.on_disk(move || {
-            history
-                .read(&server)
-                .map(|r| r.records.iter().any(|s| s.record.run_id == run_id))
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    async fn write_marker(&self, marker: Marker) -> Result<(), MarkerError> {
-        let markers = self.markers.clone();
-        self.on_disk(move || markers.write(&marker))
-            .await
-            .unwrap_or_else(|e| {
-                Err(MarkerError::Write {
-                    path: std::path::PathBuf::from("inflight"),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            })
-    }
-
-    /// Append the record, then remove the marker (in that order: a crash between the two
-    /// leaves a marker whose run id is in the history, which the next start just clears).
+    /// Write the record and close the run's life in the store ([`RunStore::record`]).
     async fn append_and_clear(
         &self,
         record: RunRecord,
         history_limit: usize,
     ) -> Result<RunRecord, RecordError> {
-        let (history, markers) = (self.history.clone(), self.markers.clone());
-        self.on_disk(move || append_then_clear(&history, &markers, record, history_limit))
-            .await
-            .unwrap_or_else(|e| Err(RecordError::Join(e.to_string())))
+        self.store.record(record, history_limit).await
     }
 
     fn is_unwritten(&self, run_id: &str) -> bool {
         self.unwritten
             .lock()
-            .map(|u| u.iter().any(|(r, _)| r.run_id == run_id))
+            .map(|u| u.iter().any(|(r, _, _)| r.run_id == run_id))
             .unwrap_or(false)
     }
 
     /// Keep a record the disk refused, to write it again later (once per run).
     fn keep_if_unwritten(&self, result: &Result<RunRecord, RecordError>, history_limit: usize) {
-        if let Err(RecordError::History { record, .. }) = result {
+        if let Err(RecordError::History { record, .. } | RecordError::Database { record, .. }) =
+            result
+        {
             self.keep(RunRecord::clone(record), history_limit);
         }
     }
 
     fn keep(&self, record: RunRecord, history_limit: usize) {
         let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
-        if !u.iter().any(|(r, _)| r.run_id == record.run_id) {
-            u.push((record, history_limit));
+        if !u.iter().any(|(r, _, _)| r.run_id == record.run_id) {
+            u.push((record, history_limit, self.store.clone()));
         }
     }
 
@@ -429,55 +555,25 @@ impl Runner {
 
     /// Try again to write the records the disk refused; those it still refuses stay.
     pub async fn write_unwritten(&self) {
-        let pending: Vec<(RunRecord, usize)> =
+        let pending: Vec<Unwritten> =
             std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
-        }
-        let (history, markers) = (self.history.clone(), self.markers.clone());
-        let still: Vec<(RunRecord, usize)> = self.on_disk(move || {
-            let mut still = Vec::new();
-            for (record, limit) in pending {
-                match history.append(&record, limit) {
-                    Ok(()) => {
-                        info!(server = %record.server, run_id = %record.run_id, "record written after an earlier failure");
-                        let _ = markers.remove_if_run(&record.server, &record.run_id);
-                    }
-                    Err(e) => {
-                        warn!(server = %record.server, run_id = %record.run_id, error = %e, "record still not written; will try again");
-                        still.push((record, limit));
-                    }
-                }
+        let mut still = Vec::new();
+        for (record, limit, store) in pending {
+            for (record, limit) in store.record_again(vec![(record, limit)]).await {
+                still.push((record, limit, store.clone()));
             }
-            still
-        })
-        .await
-        .unwrap_or_default();
-        for (record, limit) in still {
-            self.keep(record, limit);
+        }
+        let mut u = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
+        for kept in still {
+            if !u.iter().any(|(r, _, _)| r.run_id == kept.0.run_id) {
+                u.push(kept);
+            }
         }
     }
 }
 
-/// [`Runner::append_and_clear`]'s blocking part.
-fn append_then_clear(
-    history: &History,
-    markers: &Markers,
-    record: RunRecord,
-    history_limit: usize,
-) -> Result<RunRecord, RecordError> {
-    if let Err(source) = history.append(&record, history_limit) {
-        // The marker stays: the next process resumes the run and records it.
-        return Err(RecordError::History {
-            record: Box::new(record),
-            source,
-        });
-    }
-    if let Err(e) = markers.remove_if_run(&record.server, &record.run_id) {
-        warn!(server = %record.server, run_id = %record.run_id, error = %e, "marker not removed");
-    }
-    Ok(record)
-}
+/// A record not written yet, its server's `history_limit`, and where it goes.
+type Unwritten = (RunRecord, usize, RunStore);
 
 /// Where run `run_id` of `settings`' server keeps its export: `None` when the server does
 /// not archive (turned off, or runs whose export is not verified: only a verified

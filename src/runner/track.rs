@@ -319,6 +319,81 @@ async fn mode_refusal(
         .map(|reason| Ended::without_result(Outcome::Skipped, reason)))
 }
 
+/// A run whose start request may have gone out at `posted_at` (PostgreSQL's clock) but
+/// whose answer was never kept (a claim adopted in `posting`), looked up on Jellyfin,
+/// never started again: the task going now, or a result of the task begun since
+/// `posted_at`, is taken to be it, to follow from there. A task still idle with an older
+/// result is looked at every `poll_interval` for `start_grace` (Jellyfin may not have
+/// begun a start it accepted); `None`: it stayed so (the request never reached Jellyfin,
+/// or Jellyfin never ran it). Transient failures are retried as the start phase retries
+/// them.
+pub async fn look_up(
+    client: &JellyfinClient,
+    server: &ServerConfig,
+    posted_at: DateTime<Utc>,
+) -> Result<Option<Started>, JellyfinError> {
+    let grace_ends = tokio::time::Instant::now() + server.start_grace;
+    let mut failures: u32 = 0;
+    loop {
+        match client.find_task(&server.task_key).await {
+            Ok(task) => {
+                if let Some(started) = posted_run(task, posted_at) {
+                    return Ok(Some(started));
+                }
+                if tokio::time::Instant::now() >= grace_ends {
+                    return Ok(None);
+                }
+                tokio::time::sleep(server.poll_interval).await;
+            }
+            Err(e) if e.is_transient() && failures < server.retries => {
+                let delay = server
+                    .retry_backoff
+                    .checked_mul(1u32.checked_shl(failures).unwrap_or(u32::MAX))
+                    .unwrap_or(Duration::MAX)
+                    .min(Duration::from_secs(60));
+                failures += 1;
+                warn!(server = %server.name, error = %e, "cannot look the adopted run up; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How much earlier than the `posting` time (PostgreSQL's clock) a run Jellyfin shows may
+/// have begun and still be taken as the claim's (if it did not end before): Jellyfin's
+/// times come from its own clock and may be written with as little as one fractional
+/// digit. (The preflight comes after `posting`, so a run begun that shortly before and
+/// still going then is the claim's or one its preflight would have found going.)
+const CLOCK_TOLERANCE: chrono::Duration = chrono::Duration::seconds(1);
+
+/// [`look_up`]'s judgement of what Jellyfin shows.
+fn posted_run(task: TaskInfo, posted_at: DateTime<Utc>) -> Option<Started> {
+    let last = task.last_execution_result.as_ref();
+    let snapshot = if task.state != TaskState::Idle {
+        // Going now: its result, when it comes, is the first that differs from this one.
+        last.map(SnapshotResult::of)
+    } else if last.is_some_and(|r| {
+        // Begun since, and not ended before: a run that ended before the claim went
+        // `posting` is an earlier one, however near.
+        r.start_time_utc
+            .is_some_and(|begun| begun >= posted_at - CLOCK_TOLERANCE)
+            && r.end_time_utc.is_none_or(|ended| ended >= posted_at)
+    }) {
+        // Ended already: with no snapshot, that result is the run's.
+        None
+    } else {
+        return None;
+    };
+    Some(Started {
+        task_id: task.id,
+        snapshot,
+        accepted_at: posted_at,
+        attempts: 1,
+        followed: true,
+    })
+}
+
 /// Poll a started run to its end, keeping a verified export's ZIP as `keeper` says
 /// ([`Ended::export`]; `None`: nothing kept).
 pub async fn track(

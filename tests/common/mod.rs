@@ -10,6 +10,8 @@
 pub mod bin;
 pub mod config;
 pub mod daemon;
+pub mod pg;
+pub mod proxy;
 pub mod records;
 pub mod runs;
 pub mod sim;

@@ -2,7 +2,9 @@
 //! stored lines, and the in-flight markers.
 
 use jellyfin_export_scheduler::history::History;
-use jellyfin_export_scheduler::record::RunRecord;
+use jellyfin_export_scheduler::record::{
+    Outcome, RunRecord, SCHEDULER_VERSION, Trigger, new_run_id,
+};
 use jellyfin_export_scheduler::state::StateDir;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -60,4 +62,42 @@ pub fn marker_json(state: &Path, server: &str) -> Option<serde_json::Value> {
     std::fs::read_to_string(state.join("inflight").join(format!("{server}.json")))
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap())
+}
+
+/// Writes into `state`'s history a record of `server` from two days ago, ending
+/// `outcome`: the server has run before, so a due instant missed while no daemon ran is
+/// caught up when one starts. Tests use it to have a run begin at the daemon's start,
+/// however long that start takes, rather than at a due instant a little ahead that a slow
+/// start would miss.
+pub fn ran_before(state: &Path, server: &str, outcome: Outcome) -> RunRecord {
+    let at = chrono::Utc::now() - chrono::Duration::days(2);
+    let record = RunRecord {
+        run_id: new_run_id(at),
+        server: server.into(),
+        task_key: "JellyfinMigratorExport".into(),
+        trigger: Trigger::Manual,
+        scheduled_for: None,
+        triggered_at: at,
+        started_at: None,
+        finished_at: Some(at),
+        duration_ms: None,
+        outcome,
+        jellyfin_status: None,
+        reason: Some("an earlier run".into()),
+        export_path: None,
+        attempts: 0,
+        scheduler_version: SCHEDULER_VERSION.into(),
+        archive_path: None,
+        archive_bytes: None,
+        archive_sha256: None,
+        archive_encrypted: None,
+        export_bytes: None,
+        export_sha256: None,
+        export_entries: None,
+        export_users: None,
+    };
+    History::new(&StateDir::open(state).unwrap())
+        .append(&record, 1000)
+        .unwrap();
+    record
 }
