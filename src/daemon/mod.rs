@@ -464,7 +464,13 @@ impl Supervisor {
                     let Some(pg) = &ctx.pg else { return };
                     if pg_task::has_run_before(pg, &cfg.name).await {
                         info!(due = %due.to_rfc3339(), "leading now: catching up the latest due instant unless it was claimed");
-                        server_loop::dispatch(&ctx, cfg, Trigger::CatchUp, Some(due), &Span::current());
+                        server_loop::dispatch(
+                            &ctx,
+                            ServerConfig::clone(&cfg),
+                            Trigger::CatchUp,
+                            Some(due),
+                            &Span::current(),
+                        );
                     }
                 }
                 .instrument(span),
