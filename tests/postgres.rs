@@ -911,6 +911,33 @@ async fn recorded(db: &Client) -> Vec<(String, String, String)> {
     .collect()
 }
 
+/// [`recorded`] once it holds a record, polled every 50 ms for at most 20 s; fails saying
+/// which `event` never happened, with the claims as they stand.
+async fn first_records(db: &Client, event: &str) -> Vec<(String, String, String)> {
+    let limit = Duration::from_secs(20);
+    let start = Instant::now();
+    loop {
+        let rows = recorded(db).await;
+        if !rows.is_empty() {
+            return rows;
+        }
+        if start.elapsed() >= limit {
+            let claims: Vec<(String, i64, String, String)> = db
+                .query(
+                    "SELECT claim_key, epoch, holder, state FROM run_claims",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            panic!("{event} within {limit:?}: no record; claims {claims:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Two daemons on one database: only the leader runs the schedule, each due instant is
 /// started at most once and recorded once; when the leader stops, the other takes over
 /// the schedule.
@@ -1031,18 +1058,7 @@ async fn a_due_instant_missed_while_nobody_led_is_caught_up_once() {
     let missed = chrono::Timelike::with_nanosecond(&missed, 0).unwrap();
     let schedule = common::time::daily_at(missed);
     let a = pg_daemon_on(&cluster, "a", dir.path(), &sim, &schedule).await;
-    let start = Instant::now();
-    let rows = loop {
-        let rows = recorded(&db).await;
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the missed due instant was caught up within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rows = first_records(&db, "the missed due instant was caught up").await;
     common::daemon::stop(a).await;
     let key = missed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -1519,19 +1535,7 @@ async fn trigger_no_wait_hands_the_run_to_the_leader_which_records_it_once() {
         "{}",
         describe(&ran)
     );
-    let start = Instant::now();
-    let rows = loop {
-        let rows = recorded(&db).await;
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the leader recorded the handed-over run within 20 s: {:?}",
-            the_claim(&db).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rows = first_records(&db, "the leader recorded the handed-over run").await;
     common::daemon::stop(a).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].0.starts_with("manual:"), "{rows:?}");
@@ -1697,19 +1701,7 @@ async fn an_interrupted_trigger_hands_its_run_to_the_leader() {
         "{}",
         describe(&ran)
     );
-    let start = Instant::now();
-    let rows = loop {
-        let rows = recorded(&db).await;
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the leader recorded the interrupted trigger's run within 20 s: {:?}",
-            the_claim(&db).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rows = first_records(&db, "the leader recorded the interrupted trigger's run").await;
     common::daemon::stop(a).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].2, "completed", "{rows:?}");

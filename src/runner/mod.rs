@@ -332,15 +332,14 @@ impl Runner {
                 return None;
             }
         };
-        let result = self.finish(client, settings, marker, observer).await?;
-        self.keep_if_unwritten(&result, settings.history_limit);
-        observer.recorded(&result);
-        Some(result)
+        self.resume_adopted(client, settings, marker, observer)
+            .await
     }
 
-    /// A run this instance adopted (PostgreSQL: a claim taken over from an instance that
-    /// stopped leading, its snapshot the marker it stored): tracked to its end and
-    /// recorded, never started again.
+    /// A run this instance adopted, its marker at hand: tracked to its end and recorded,
+    /// never started again. PostgreSQL: a claim taken over from an instance that stopped
+    /// leading, its snapshot the marker it stored; files: [`resume`](Self::resume)'s
+    /// marker, left by an earlier process.
     pub async fn resume_adopted(
         &self,
         client: &JellyfinClient,
