@@ -98,8 +98,22 @@ fn example_config_parses_with_every_key() {
         "6f1c0e2d9b8a7f3e4d5c6b7a8f9e0d1c\n",
     )
     .unwrap();
+    std::fs::write(
+        creds.path().join("database-url"),
+        "postgresql://scheduler:s3cret@db.lan:5432/scheduler\n",
+    )
+    .unwrap();
     let config = parse(&example_with_everything_on(), &vars)
         .unwrap_or_else(|e| panic!("config/example.toml, everything on, must parse:\n{e}"));
+    let jellyfin_export_scheduler::config::Backend::Postgres(pg) = &config.daemon.backend else {
+        panic!("backend = \"postgres\" on: {:?}", config.daemon.backend);
+    };
+    assert_eq!(
+        pg.url.expose(),
+        "postgresql://scheduler:s3cret@db.lan:5432/scheduler"
+    );
+    assert_eq!(pg.lease_ttl, Duration::from_secs(15));
+    assert_eq!(pg.instance_name.as_deref(), Some("scheduler-a"));
     assert_eq!(
         config.daemon.api_token.as_ref().map(|t| t.expose()),
         Some("6f1c0e2d9b8a7f3e4d5c6b7a8f9e0d1c")
