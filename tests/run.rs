@@ -853,3 +853,69 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
     assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
     assert!(ended.reason.unwrap().contains("no longer exists"));
 }
+
+#[tokio::test]
+async fn a_started_run_is_first_looked_at_one_poll_interval_later_and_a_resumed_one_at_once() {
+    // The export ends about 270 ms after its start, before the first look.
+    let sim = start_sim(sim_server(|_| {})).await;
+    let mut server = server_config(&sim.url("t"), KEY);
+    server.poll_interval = Duration::from_millis(400);
+    server.timeout = Duration::from_secs(10);
+    let client =
+        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
+        other => panic!("expected a start, got {other:?}"),
+    };
+    let ended = track::track(&client, &server, &started, &mut NoEvents, None).await;
+    assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
+    let requests = sim.server("t").requests();
+    let arrival = |endpoint: Endpoint| {
+        requests
+            .iter()
+            .find(|r| r.endpoint == endpoint)
+            .map(|r| r.at)
+            .unwrap_or_else(|| panic!("no {endpoint:?} request reached the server"))
+    };
+    let after_start = arrival(Endpoint::Task)
+        .duration_since(arrival(Endpoint::StartTask))
+        .unwrap_or_default();
+    assert!(
+        after_start >= server.poll_interval,
+        "the first look came {after_start:?} after the start request, before poll_interval ({:?})",
+        server.poll_interval
+    );
+
+    // A run resumed after a restart may have ended while nobody watched: it is looked at at
+    // once, not an hour later.
+    let sim = start_sim(sim_server(|_| {})).await;
+    let mut server = server_config(&sim.url("t"), KEY);
+    server.poll_interval = Duration::from_secs(3600);
+    server.timeout = Duration::from_secs(7200);
+    let client =
+        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let before = sim.server("t").task_state().last_result;
+    let started = match track::start(&client, &server, &mut NoEvents).await {
+        track::StartResult::Started(s) => s,
+        other => panic!("expected a start, got {other:?}"),
+    };
+    let handle = sim.server("t");
+    wait_until(
+        Duration::from_secs(10),
+        "the export ended on the server",
+        || {
+            let view = handle.task_state();
+            view.state == TaskState::Idle
+                && view.last_result.is_some()
+                && view.last_result != before
+        },
+    )
+    .await;
+    let resumed = tokio::time::timeout(
+        Duration::from_secs(30),
+        track::resume(&client, &server, &started, &mut NoEvents, None),
+    )
+    .await
+    .expect("a resumed run was not looked at at once: it waited for poll_interval (1 h)");
+    assert_eq!(resumed.outcome, Outcome::Completed, "{resumed:?}");
+}

@@ -31,6 +31,7 @@ use chrono::Utc;
 use marker::{Marker, MarkerError, Markers};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use store::{BeforeStart, RunStore};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -132,6 +133,13 @@ impl RunObserver for NoEvents {}
 /// the directory's lock, spinning on the CPU the start phase needs (8 writers: fleet
 /// p99 580–613 ms; 2: 415–459 ms; 1: 435–456 ms, in paired runs of the fleet benchmark).
 pub const DISK_WRITERS: usize = 2;
+
+/// The longest a started run's in-flight marker waits for the other runs of the process
+/// to finish their start phase ([`track::after_starts`]). The marker is what lets a
+/// restarted daemon record a run that was going when it stopped; this is how much longer
+/// a run may go unmarked when a whole fleet starts together, and in exchange its writes
+/// (a file, a rename, two fsyncs each) leave the CPU to the starts still to go out.
+pub const MARKER_DEFER: Duration = Duration::from_secs(2);
 
 /// [`DISK_WRITERS`] permits for blocking file work, shared by a runner, its clones and its
 /// files store. Cheap to clone.
@@ -295,6 +303,8 @@ impl Runner {
             }
         };
         let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
+        // After the other runs' starts (at most MARKER_DEFER): see `track::after_starts`.
+        track::after_starts(MARKER_DEFER).await;
         let written = self.store.started(marker).await;
         if matches!(written, Err(MarkerError::TakenOver)) {
             // The instance that adopted the claim follows the run and records it: tracking

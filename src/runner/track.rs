@@ -23,8 +23,9 @@ use crate::migrator::{self, Verdict};
 use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 /// How many verifications that keep their export (stream its ZIP to a file, checked and
@@ -41,6 +42,52 @@ static ARCHIVE_READ_SLOTS: Semaphore = Semaphore::const_new(ARCHIVE_READS);
 /// stream from the first milliseconds instead of all together at the end.
 pub const START_PHASES: usize = 64;
 static START_PHASE_SLOTS: Semaphore = Semaphore::const_new(START_PHASES);
+
+/// Runs in this process waiting for a start-phase slot or holding one (not those waiting
+/// out a retry's backoff), and a notice each time that count falls to zero: work that can
+/// come after the starts ([`after_starts`]) waits for it.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+static STARTS_SETTLED: Notify = Notify::const_new();
+
+/// One run counted in [`STARTING`] while this lives (so also when its future is dropped).
+struct Starting;
+
+impl Starting {
+    fn enter() -> Starting {
+        STARTING.fetch_add(1, Ordering::SeqCst);
+        Starting
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if STARTING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            STARTS_SETTLED.notify_waiters();
+        }
+    }
+}
+
+/// Wait until no run of this process is in its start phase, or `limit` has passed. For
+/// work that must follow a start but need not delay the others: when a fleet is due the
+/// same second, the in-flight markers of the runs started first would otherwise be
+/// written on the CPU the last starts are waiting for.
+pub async fn after_starts(limit: Duration) {
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    loop {
+        let settled = STARTS_SETTLED.notified();
+        tokio::pin!(settled);
+        // Registered before the count is read, so a fall to zero in between is not missed.
+        settled.as_mut().enable();
+        if STARTING.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = &mut settled => {}
+            _ = &mut deadline => return,
+        }
+    }
+}
 
 /// A run that Jellyfin accepted (or one already going that we follow): everything needed
 /// to track it, also after a restart (the daemon stores it in the in-flight marker).
@@ -162,6 +209,7 @@ pub async fn start(
     let mut failures: u32 = 0;
     loop {
         // Held for the attempt only, not across a retry's wait. Never closed.
+        let starting = Starting::enter();
         let slot = START_PHASE_SLOTS.acquire().await.ok();
         let attempt = attempt_start(
             client,
@@ -172,6 +220,7 @@ pub async fn start(
         )
         .await;
         drop(slot);
+        drop(starting);
         let error = match attempt {
             Ok(AttemptResult::Started(started)) => {
                 events.started(&started);
@@ -441,7 +490,15 @@ async fn track_inner(
         resuming,
         keeper,
     };
-    let mut delay = Duration::ZERO;
+    // A run just started is first looked at one `poll_interval` later: Jellyfin starts the
+    // task in the background, so a look at once tells nothing, and when a fleet starts
+    // together those looks would compete with the starts still to go out. A run resumed
+    // after a restart is looked at at once: it may have ended while nobody watched.
+    let mut delay = if resuming {
+        Duration::ZERO
+    } else {
+        server.poll_interval
+    };
     loop {
         tokio::time::sleep(delay).await;
         delay = server.poll_interval;

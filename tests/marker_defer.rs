@@ -1,0 +1,97 @@
+//! A started run's in-flight marker waits for the other runs' starts, but never longer than
+//! `runner::MARKER_DEFER`. In a test binary of its own: the count of runs in their start
+//! phase is the process's, and the stuck run here would hold back the markers of every
+//! other test's runs.
+
+use jellyfin_export_scheduler::config::ServerConfig;
+use jellyfin_export_scheduler::jellyfin::JellyfinClient;
+use jellyfin_export_scheduler::runner::track::NoEvents;
+use jellyfin_export_scheduler::runner::{MARKER_DEFER, RunEnd, Runner, Wait};
+use jellyfin_export_scheduler::sim::SimServerConfig;
+use jellyfin_export_scheduler::state::StateDir;
+use std::time::Duration;
+
+mod common;
+
+const KEY: &str = "5f4dcc3b5aa765d61d8327deb882cf99";
+
+fn server_config(name: &str, url: &str) -> ServerConfig {
+    let text = format!(
+        r#"[[servers]]
+name = "{name}"
+url = "{url}"
+api_key = "{KEY}"
+schedule = "@daily"
+timezone = "UTC"
+poll_interval = "20ms"
+timeout = "10s"
+request_timeout = "60s"
+retries = 0
+"#
+    );
+    common::config::parse(&text).servers.remove(0)
+}
+
+#[tokio::test]
+async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer() {
+    // Server "stuck" accepts connections and never answers: its run stays in its start
+    // phase for its whole request_timeout.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_url = format!("http://{}/", hole.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hole.accept().await {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let stuck = server_config("stuck", &hole_url);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let runner = Runner::new(&state);
+    let stuck_run = {
+        let (runner, stuck) = (runner.clone(), stuck.clone());
+        tokio::spawn(async move {
+            let client =
+                JellyfinClient::new("stuck", &stuck.url, &stuck.api_key, stuck.request_timeout)
+                    .unwrap();
+            let request = common::runs::manual_request();
+            runner
+                .run(&client, &stuck, &request, &mut NoEvents, Wait::Follow)
+                .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+        .await
+        .expect("the stuck server's run never connected");
+
+    // Another server's run starts meanwhile: its marker is written once MARKER_DEFER has
+    // passed, although the stuck run is still in its start phase.
+    let sim = common::sim::simulator(vec![SimServerConfig::new("t", KEY)]).await;
+    let server = server_config("t", &sim.url("t"));
+    let client =
+        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let request = common::runs::manual_request();
+    let begun = std::time::Instant::now();
+    let end = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner.run(&client, &server, &request, &mut NoEvents, Wait::StartOnly),
+    )
+    .await
+    .expect("the started run's marker was not written within 30 s");
+    let took = begun.elapsed();
+    assert!(matches!(end, RunEnd::Started(Ok(()))), "{end:?}");
+    assert!(
+        took >= MARKER_DEFER,
+        "the marker was written {took:?} after the run began, while another run was still starting (it waits up to {MARKER_DEFER:?})"
+    );
+    let marker = runner.markers().unwrap().read("t").unwrap();
+    assert_eq!(
+        marker.map(|m| m.request.run_id),
+        Some(request.run_id),
+        "the started run's marker is on disk"
+    );
+    stuck_run.abort();
+    holder.abort();
+}
