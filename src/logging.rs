@@ -85,12 +85,25 @@ where
             (true, _) => ("\x1b[2m", "\x1b[0m"),
         };
         write!(writer, "{time} {on}{level:>5}{off} ")?;
-        let spans: Vec<String> = span_fields(ctx)
-            .into_iter()
-            .filter(|f| !f.is_empty())
-            .collect();
-        if !spans.is_empty() {
-            write!(writer, "{}: ", spans.join(" "))?;
+        // The span fields straight from the spans, without copies: a fleet due the same
+        // second writes thousands of these lines while its starts go out.
+        let mut any_span = false;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                if fields.fields.is_empty() {
+                    continue;
+                }
+                let sep = if any_span { " " } else { "" };
+                write!(writer, "{sep}{}", fields.fields)?;
+                any_span = true;
+            }
+        }
+        if any_span {
+            write!(writer, ": ")?;
         }
         ctx.format_fields(writer.by_ref(), event)?;
         writeln!(writer)
