@@ -9,7 +9,10 @@
 //! (or `env LD_PRELOAD=…/libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=FILE`) runs the
 //! daemon under a profiler, with its due instant and deadlines five times further off,
 //! and stops it with SIGTERM so the profiler writes its data. (valgrind cannot run it:
-//! rustix's vDSO lookup faults under valgrind.)
+//! rustix's vDSO lookup faults under valgrind.) `JES_BENCH_TIMELINE=<file>` has the
+//! fleet rows' simulator write every request it received to that file, a line each
+//! (`<arrival, ns since the epoch> <server> <endpoint>`): which requests share the
+//! second the fleet is due with the starts.
 //!
 //! Every scenario runs in a child process of its own, so that its CPU seconds (`utime` +
 //! `stime` from `/proc/PID/stat`, all threads) and its peak RSS (`VmHWM` from
@@ -1159,6 +1162,23 @@ async fn simulate(n: usize) -> BenchResult<()> {
                 .map_or(0, |d| d.as_nanos());
             let _ = writeln!(out, "START {name} {ns}");
         }
+    }
+    if let Some(path) = std::env::var_os("JES_BENCH_TIMELINE") {
+        let mut lines = String::new();
+        for name in sim.names() {
+            for r in sim.server(&name).requests() {
+                let ns =
+                    r.at.duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos());
+                let _ = writeln!(lines, "{ns} {name} {:?}", r.endpoint);
+            }
+        }
+        std::fs::write(&path, lines).map_err(|e| {
+            format!(
+                "JES_BENCH_TIMELINE={}: cannot write it: {e}",
+                Path::new(&path).display()
+            )
+        })?;
     }
     let own = usage("self")?;
     let _ = writeln!(out, "RESULT cpu={:.2} hwm_kib={}", own.cpu, own.hwm_kib);
