@@ -1,5 +1,5 @@
 //! A started run's in-flight marker waits for the other runs' starts, but never longer than
-//! `runner::MARKER_DEFER`. In a test binary of its own: the count of runs in their start
+//! `runner::MARKER_DEFER`, and not at all once the daemon begins to stop. In a test binary of its own: the count of runs in their start
 //! phase is the process's, and the stuck run here would hold back the markers of every
 //! other test's runs.
 
@@ -33,7 +33,7 @@ retries = 0
 }
 
 #[tokio::test]
-async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer() {
+async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer_and_not_once_stopping() {
     // Server "stuck" accepts connections and never answers: its run stays in its start
     // phase for its whole request_timeout.
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,7 +68,11 @@ async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer() {
 
     // Another server's run starts meanwhile: its marker is written once MARKER_DEFER has
     // passed, although the stuck run is still in its start phase.
-    let sim = common::sim::simulator(vec![SimServerConfig::new("t", KEY)]).await;
+    let sim = common::sim::simulator(vec![
+        SimServerConfig::new("t", KEY),
+        SimServerConfig::new("t2", KEY),
+    ])
+    .await;
     let server = server_config("t", &sim.url("t"));
     let client =
         JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
@@ -91,6 +95,27 @@ async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer() {
         marker.map(|m| m.request.run_id),
         Some(request.run_id),
         "the started run's marker is on disk"
+    );
+
+    // Once the daemon begins to stop, a marker no longer waits: it must be on disk before
+    // the shutdown grace cuts tracking off.
+    jellyfin_export_scheduler::runner::track::stop_waiting_for_starts();
+    let server = server_config("t2", &sim.url("t2"));
+    let client =
+        JellyfinClient::new("t2", &server.url, &server.api_key, server.request_timeout).unwrap();
+    let request = common::runs::manual_request();
+    let begun = std::time::Instant::now();
+    let end = tokio::time::timeout(
+        Duration::from_secs(30),
+        runner.run(&client, &server, &request, &mut NoEvents, Wait::StartOnly),
+    )
+    .await
+    .expect("the started run's marker was not written within 30 s");
+    let took = begun.elapsed();
+    assert!(matches!(end, RunEnd::Started(Ok(()))), "{end:?}");
+    assert!(
+        took < MARKER_DEFER,
+        "after stop_waiting_for_starts the marker still waited for the stuck run's start ({took:?})"
     );
     stuck_run.abort();
     holder.abort();

@@ -587,6 +587,8 @@ impl Supervisor {
         for h in self.loops.values() {
             h.cancel.cancel();
         }
+        // Markers held back for other runs' starts are written now, within the grace.
+        crate::runner::track::stop_waiting_for_starts();
         self.ctx.runs.close();
         let running = self.ctx.runs.len();
         if running > 0 {

@@ -23,7 +23,7 @@ use crate::migrator::{self, Verdict};
 use crate::record::Outcome;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
@@ -48,6 +48,9 @@ static START_PHASE_SLOTS: Semaphore = Semaphore::const_new(START_PHASES);
 /// come after the starts ([`after_starts`]) waits for it.
 static STARTING: AtomicUsize = AtomicUsize::new(0);
 static STARTS_SETTLED: Notify = Notify::const_new();
+/// Set when the daemon begins to stop ([`stop_waiting_for_starts`]): from then on nothing
+/// waits for the starts.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// One run counted in [`STARTING`] while this lives (so also when its future is dropped).
 struct Starting;
@@ -67,6 +70,15 @@ impl Drop for Starting {
     }
 }
 
+/// The daemon begins to stop: [`after_starts`] returns at once from now on, so that the
+/// markers it held back are written before the shutdown grace is over and tracking is cut
+/// off (a run without its marker could not be recorded by the next start). For the rest
+/// of the process's life: a daemon stops once.
+pub fn stop_waiting_for_starts() {
+    STOPPING.store(true, Ordering::SeqCst);
+    STARTS_SETTLED.notify_waiters();
+}
+
 /// Wait until no run of this process is in its start phase, or `limit` has passed. For
 /// work that must follow a start but need not delay the others: when a fleet is due the
 /// same second, the in-flight markers of the runs started first would otherwise be
@@ -79,7 +91,7 @@ pub async fn after_starts(limit: Duration) {
         tokio::pin!(settled);
         // Registered before the count is read, so a fall to zero in between is not missed.
         settled.as_mut().enable();
-        if STARTING.load(Ordering::SeqCst) == 0 {
+        if STARTING.load(Ordering::SeqCst) == 0 || STOPPING.load(Ordering::SeqCst) {
             return;
         }
         tokio::select! {
