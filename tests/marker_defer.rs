@@ -73,19 +73,7 @@ async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer_and_n
         SimServerConfig::new("t2", KEY),
     ])
     .await;
-    let server = server_config("t", &sim.url("t"));
-    let client =
-        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let request = common::runs::manual_request();
-    let begun = std::time::Instant::now();
-    let end = tokio::time::timeout(
-        Duration::from_secs(30),
-        runner.run(&client, &server, &request, &mut NoEvents, Wait::StartOnly),
-    )
-    .await
-    .expect("the started run's marker was not written within 30 s");
-    let took = begun.elapsed();
-    assert!(matches!(end, RunEnd::Started(Ok(()))), "{end:?}");
+    let (request, took) = start_only(&runner, &sim, "t").await;
     assert!(
         took >= MARKER_DEFER,
         "the marker was written {took:?} after the run began, while another run was still starting (it waits up to {MARKER_DEFER:?})"
@@ -100,9 +88,25 @@ async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer_and_n
     // Once the daemon begins to stop, a marker no longer waits: it must be on disk before
     // the shutdown grace cuts tracking off.
     jellyfin_export_scheduler::runner::track::stop_waiting_for_starts();
-    let server = server_config("t2", &sim.url("t2"));
+    let (_, took) = start_only(&runner, &sim, "t2").await;
+    assert!(
+        took < MARKER_DEFER,
+        "after stop_waiting_for_starts the marker still waited for the stuck run's start ({took:?})"
+    );
+    stuck_run.abort();
+    holder.abort();
+}
+
+/// A `StartOnly` run of the simulated server `name`, which returns once its marker is
+/// written: its request, and how long that took.
+async fn start_only(
+    runner: &Runner,
+    sim: &jellyfin_export_scheduler::sim::Simulator,
+    name: &str,
+) -> (jellyfin_export_scheduler::record::RunRequest, Duration) {
+    let server = server_config(name, &sim.url(name));
     let client =
-        JellyfinClient::new("t2", &server.url, &server.api_key, server.request_timeout).unwrap();
+        JellyfinClient::new(name, &server.url, &server.api_key, server.request_timeout).unwrap();
     let request = common::runs::manual_request();
     let begun = std::time::Instant::now();
     let end = tokio::time::timeout(
@@ -111,12 +115,6 @@ async fn a_started_runs_marker_waits_for_other_starts_at_most_marker_defer_and_n
     )
     .await
     .expect("the started run's marker was not written within 30 s");
-    let took = begun.elapsed();
     assert!(matches!(end, RunEnd::Started(Ok(()))), "{end:?}");
-    assert!(
-        took < MARKER_DEFER,
-        "after stop_waiting_for_starts the marker still waited for the stuck run's start ({took:?})"
-    );
-    stuck_run.abort();
-    holder.abort();
+    (request, begun.elapsed())
 }
