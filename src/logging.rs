@@ -88,20 +88,14 @@ where
         // The span fields straight from the spans, without copies: a fleet due the same
         // second writes thousands of these lines while its starts go out.
         let mut any_span = false;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let extensions = span.extensions();
-                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
-                    continue;
-                };
-                if fields.fields.is_empty() {
-                    continue;
-                }
-                let sep = if any_span { " " } else { "" };
-                write!(writer, "{sep}{}", fields.fields)?;
-                any_span = true;
+        for_each_span_fields(ctx, |fields| {
+            if fields.is_empty() {
+                return Ok(());
             }
-        }
+            let sep = if any_span { " " } else { "" };
+            any_span = true;
+            write!(writer, "{sep}{fields}")
+        })?;
         if any_span {
             write!(writer, ": ")?;
         }
@@ -110,24 +104,25 @@ where
     }
 }
 
-/// The fields of the spans an event happened in, each as the fields formatter wrote them,
-/// outermost first.
-fn span_fields<S, N>(ctx: &FmtContext<'_, S, N>) -> Vec<String>
+/// `f` for the fields of each span an event happened in, as the fields formatter wrote
+/// them, outermost first; borrowed from the spans, not copied.
+fn for_each_span_fields<S, N>(
+    ctx: &FmtContext<'_, S, N>,
+    mut f: impl FnMut(&str) -> fmt::Result,
+) -> fmt::Result
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
     let Some(scope) = ctx.event_scope() else {
-        return Vec::new();
+        return Ok(());
     };
-    scope
-        .from_root()
-        .filter_map(|span| {
-            span.extensions()
-                .get::<FormattedFields<N>>()
-                .map(|f| f.fields.clone())
-        })
-        .collect()
+    for span in scope.from_root() {
+        if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+            f(&fields.fields)?;
+        }
+    }
+    Ok(())
 }
 
 /// One flat JSON object per event.
@@ -155,11 +150,12 @@ where
         obj.insert("level".into(), meta.level().as_str().into());
         obj.insert("target".into(), meta.target().into());
         // Span fields first (outermost to innermost), so the event's own fields win.
-        for fields in span_fields(ctx) {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
+        for_each_span_fields(ctx, |fields| {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(fields) {
                 obj.extend(map);
             }
-        }
+            Ok(())
+        })?;
         let mut visitor = JsonVisitor(&mut obj);
         event.record(&mut visitor);
         if !obj.contains_key("message") {
