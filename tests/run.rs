@@ -68,6 +68,22 @@ async fn run_against(sim: &Simulator, tweak: impl FnOnce(&mut ServerConfig)) -> 
     run_once(&server).await
 }
 
+/// Start a run of `server` with the track module alone (no runner, no marker): its client
+/// and the start, or the test fails.
+async fn start_run(server: &ServerConfig) -> (JellyfinClient, track::Started) {
+    let client = JellyfinClient::new(
+        &server.name,
+        &server.url,
+        &server.api_key,
+        server.request_timeout,
+    )
+    .unwrap();
+    match track::start(&client, server, &mut NoEvents).await {
+        track::StartResult::Started(s) => (client, s),
+        other => panic!("expected a start, got {other:?}"),
+    }
+}
+
 fn reason(r: &RunRecord) -> &str {
     r.reason.as_deref().unwrap_or("")
 }
@@ -825,12 +841,7 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
     // marker would hold.
     let sim = start_sim(sim_server(|c| c.run_length = Duration::from_millis(300))).await;
     let server = server_config(&sim.url("t"), KEY);
-    let client =
-        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match track::start(&client, &server, &mut NoEvents).await {
-        track::StartResult::Started(s) => s,
-        other => panic!("expected a start, got {other:?}"),
-    };
+    let (client, started) = start_run(&server).await;
     let ended = track::resume(&client, &server, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
 
@@ -843,12 +854,7 @@ async fn resuming_a_run_records_its_real_outcome_or_interrupted_when_the_task_is
 
     let sim = start_sim(sim_server(|c| c.task_vanishes = true)).await;
     let server = server_config(&sim.url("t"), KEY);
-    let client =
-        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match track::start(&client, &server, &mut NoEvents).await {
-        track::StartResult::Started(s) => s,
-        other => panic!("expected a start, got {other:?}"),
-    };
+    let (client, started) = start_run(&server).await;
     let ended = track::resume(&client, &server, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Interrupted, "{ended:?}");
     assert!(ended.reason.unwrap().contains("no longer exists"));
@@ -861,12 +867,7 @@ async fn a_started_run_is_first_looked_at_one_poll_interval_later_and_a_resumed_
     let mut server = server_config(&sim.url("t"), KEY);
     server.poll_interval = Duration::from_millis(400);
     server.timeout = Duration::from_secs(10);
-    let client =
-        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
-    let started = match track::start(&client, &server, &mut NoEvents).await {
-        track::StartResult::Started(s) => s,
-        other => panic!("expected a start, got {other:?}"),
-    };
+    let (client, started) = start_run(&server).await;
     let ended = track::track(&client, &server, &started, &mut NoEvents, None).await;
     assert_eq!(ended.outcome, Outcome::Completed, "{ended:?}");
     let requests = sim.server("t").requests();
@@ -892,13 +893,8 @@ async fn a_started_run_is_first_looked_at_one_poll_interval_later_and_a_resumed_
     let mut server = server_config(&sim.url("t"), KEY);
     server.poll_interval = Duration::from_secs(3600);
     server.timeout = Duration::from_secs(7200);
-    let client =
-        JellyfinClient::new("t", &server.url, &server.api_key, server.request_timeout).unwrap();
     let before = sim.server("t").task_state().last_result;
-    let started = match track::start(&client, &server, &mut NoEvents).await {
-        track::StartResult::Started(s) => s,
-        other => panic!("expected a start, got {other:?}"),
-    };
+    let (client, started) = start_run(&server).await;
     let handle = sim.server("t");
     wait_until(
         Duration::from_secs(10),
