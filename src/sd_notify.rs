@@ -96,6 +96,13 @@ impl Notifier {
         self.send("READY=1");
     }
 
+    /// [`ready`](Self::ready) and [`status`](Self::status) in one datagram, so that
+    /// whoever sees the unit become ready (`systemctl start` returns) already sees its
+    /// status line.
+    pub fn ready_with_status(&self, status: &str) {
+        self.send(&format!("READY=1\n{}", status_line(status)));
+    }
+
     /// A reload begins. Carries `MONOTONIC_USEC=` so that systemd ≥ 253 with
     /// `Type=notify-reload` can tell this reload from an older one; older versions ignore it.
     /// Follow it with [`ready`](Self::ready) once the new configuration is in force.
@@ -110,7 +117,7 @@ impl Notifier {
 
     /// A one-line status shown by `systemctl status` (newlines become spaces).
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={}", status.replace(['\n', '\r'], " ")));
+        self.send(&status_line(status));
     }
 
     /// Keep-alive for `WatchdogSec=`. Sent only when the watchdog is armed for this
@@ -192,6 +199,11 @@ fn parse_target(value: &OsStr) -> Option<Target> {
             None
         }
     }
+}
+
+/// `STATUS=` and the status on one line (newlines become spaces).
+fn status_line(status: &str) -> String {
+    format!("STATUS={}", status.replace(['\n', '\r'], " "))
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC=` with;
@@ -278,6 +290,16 @@ mod tests {
             "{before} <= {usec} <= {after}"
         );
         assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn ready_and_its_status_line_arrive_together() {
+        let (_dir, socket, n) = listener();
+        n.ready_with_status("1 server,\nnext export living-room at 03:30");
+        assert_eq!(
+            recv(&socket),
+            "READY=1\nSTATUS=1 server, next export living-room at 03:30"
+        );
     }
 
     #[test]

@@ -296,6 +296,43 @@ async fn the_board_starts_from_each_history() {
     assert!(!off.enabled && off.next_due.is_none());
 }
 
+/// Regression: the status line sent with READY=1 said "1 server" without the next export,
+/// because each loop worked out its first due instant only once the runtime ran it. It is
+/// worked out when the loop is armed: the board names it as soon as `start` (or a reload
+/// that adds a server) returns, on a current-thread runtime where no loop can have run.
+#[tokio::test(flavor = "current_thread")]
+async fn the_next_export_is_on_the_board_as_soon_as_the_schedules_are_armed() {
+    let dir = tempfile::tempdir().unwrap();
+    let daily = "schedule = \"0 30 3 * * *\"\ncatch_up = \"none\"";
+    let one = [("living-room", "http://127.0.0.1:9/".to_owned(), daily)];
+    let handle = start(config(dir.path(), "", &one)).await;
+    let summary = handle.status.summary();
+    assert!(
+        summary.starts_with("1 server, next export living-room at ")
+            && summary.ends_with(" 03:30:00 UTC"),
+        "the status line right after arming is {summary:?}"
+    );
+    let two = [
+        one[0].clone(),
+        (
+            "den",
+            "http://127.0.0.1:9/".to_owned(),
+            "schedule = \"0 15 3 * * *\"\ncatch_up = \"none\"",
+        ),
+    ];
+    let reloaded = handle
+        .reload(config(dir.path(), "", &two))
+        .await
+        .expect("reload answered");
+    assert_eq!(reloaded.added, 1, "{reloaded}");
+    let summary = handle.status.summary();
+    assert!(
+        summary.starts_with("2 servers, next export den at ") && summary.ends_with(" 03:15:00 UTC"),
+        "the status line right after the reload is {summary:?}"
+    );
+    stop(handle).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_the_difference() {
     let sim = simulator(vec![

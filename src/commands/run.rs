@@ -172,8 +172,7 @@ pub async fn run(
     }
     let summary = handle.status.summary();
     info!(status = %summary, "schedules armed");
-    notifier.ready();
-    notifier.status(&summary);
+    notifier.ready_with_status(&summary);
 
     let watcher = ConfigWatcher::start(config_path, watch_settings);
     until_shutdown(&handle, &mut reloader, &mut signals, watcher).await;

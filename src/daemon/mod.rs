@@ -365,9 +365,16 @@ impl Supervisor {
         if !startup.is_empty() {
             server_loop::startup_work(&self.ctx, server.clone(), startup, &span);
         }
+        // The first due instant is worked out here, not in the loop's first turn, so that
+        // the board (and the status line sent with READY=1 right after arming) already
+        // names the next export when this returns.
+        let first = server_loop::next_fire(&server.schedule, &name, server.jitter, Utc::now());
+        self.ctx
+            .status
+            .set_next_due(&name, first.map(|(_, fire_at)| fire_at));
         let (tx, rx) = watch::channel(Arc::new(server));
         tokio::spawn(
-            server_loop::server_loop(self.ctx.clone(), rx, cancel.clone()).instrument(span),
+            server_loop::server_loop(self.ctx.clone(), rx, cancel.clone(), first).instrument(span),
         );
         self.loops.insert(name, LoopHandle { config: tx, cancel });
     }

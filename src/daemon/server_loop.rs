@@ -40,22 +40,33 @@ impl Startup {
     }
 }
 
-/// Sleep until due, dispatch, repeat; until `stop` is cancelled.
+/// Sleep until due, dispatch, repeat; until `stop` is cancelled. `first` is the first
+/// [`next_fire`], worked out when the loop was armed.
 pub async fn server_loop(
     ctx: Arc<Ctx>,
     mut config: watch::Receiver<Arc<ServerConfig>>,
     stop: CancellationToken,
+    first: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) {
     let name = config.borrow().name.clone();
     let span = Span::current();
     // The last due instant handled: the next one is strictly later, whatever the clock does.
     let mut handled: Option<DateTime<Utc>> = None;
     let mut prepared = false;
+    let mut first = Some(first);
     'schedule: loop {
+        // Planned at arming for the settings the loop was armed with; a reload since then
+        // plans afresh.
+        let armed = first
+            .take()
+            .filter(|_| !config.has_changed().unwrap_or(true));
         let cfg = config.borrow_and_update().clone();
-        let now = Utc::now();
-        let after = handled.map_or(now, |h| h.max(now));
-        let Some((due, fire_at)) = next_fire(&cfg.schedule, &name, cfg.jitter, after) else {
+        let planned = armed.unwrap_or_else(|| {
+            let now = Utc::now();
+            let after = handled.map_or(now, |h| h.max(now));
+            next_fire(&cfg.schedule, &name, cfg.jitter, after)
+        });
+        let Some((due, fire_at)) = planned else {
             warn!(schedule = %cfg.schedule.expr(), "the schedule matches no future instant; nothing will run until the config changes");
             ctx.status.set_next_due(&name, None);
             tokio::select! {

@@ -177,8 +177,7 @@ impl Reloader {
                 next.problems = e.lines();
             }
         }
-        self.notifier.ready();
-        self.notifier.status(&handle.status.summary());
+        self.notifier.ready_with_status(&handle.status.summary());
         next.at = now();
         self.last = next;
         self.record();
