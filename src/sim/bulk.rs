@@ -8,6 +8,7 @@
 //! upload beside it) without ever holding it whole.
 
 use base64::Engine as _;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The largest chunk [`Bulk::chunks`] yields.
@@ -192,6 +193,51 @@ impl Iterator for Chunks<'_> {
             self.done_in_piece = 0;
         }
         Some(out)
+    }
+}
+
+/// Base64 text up to this many characters is made once, when a ZIP field's value is
+/// stored, and held ([`Base64Value`]); longer text is made while it is sent.
+pub const HELD_TEXT_MAX: u64 = 1 << 20;
+
+/// The value of one of the plugin's ZIP fields. The plugin keeps base64 text (it calls
+/// `Convert.ToBase64String` when it stores the ZIP) and Jellyfin copies that string into
+/// every answer; so does this, up to [`HELD_TEXT_MAX`] characters. A longer value is kept
+/// as its [`Bulk`] of bytes and encoded while it is sent, so that a 500 MB export is
+/// never held whole.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Base64Value {
+    bytes: Bulk,
+    text: Option<Box<[u8]>>,
+}
+
+impl Base64Value {
+    pub fn new(bytes: Bulk) -> Self {
+        let text = (Base64Stream::encoded_len(bytes.len()) <= HELD_TEXT_MAX).then(|| {
+            base64::engine::general_purpose::STANDARD
+                .encode(bytes.to_vec())
+                .into_bytes()
+                .into_boxed_slice()
+        });
+        Base64Value { bytes, text }
+    }
+
+    /// The bytes the text stands for.
+    pub fn bytes(&self) -> &Bulk {
+        &self.bytes
+    }
+
+    /// The length of the text.
+    pub fn text_len(&self) -> u64 {
+        Base64Stream::encoded_len(self.bytes.len())
+    }
+
+    /// The text, in chunks: borrowed when it is held, made chunk by chunk when not.
+    pub fn text_chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
+        match &self.text {
+            Some(text) => Box::new(text.chunks(CHUNK).map(Cow::Borrowed)),
+            None => Box::new(base64_chunks(&self.bytes).map(Cow::Owned)),
+        }
     }
 }
 
@@ -518,6 +564,24 @@ mod tests {
                 "{head} {block} {count}"
             );
             assert!(bulk.chunks().all(|c| c.len() <= CHUNK));
+        }
+    }
+
+    #[test]
+    fn a_base64_value_is_the_same_text_held_or_made_while_sent() {
+        // 3 MiB of bytes is 4 MiB of text: over HELD_TEXT_MAX, so made while sent.
+        for (block, count, held) in [(1000usize, 48u64, true), (3 << 10, 1 << 10, false)] {
+            let mut bytes = Bulk::new();
+            bytes.bytes(b"PK".to_vec()).repeat(
+                (0..block).map(|i| (i % 253) as u8).collect::<Vec<u8>>(),
+                count,
+            );
+            let value = Base64Value::new(bytes.clone());
+            assert_eq!(value.text.is_some(), held, "{block} x {count}");
+            let text: Vec<u8> = value.text_chunks().flat_map(Cow::into_owned).collect();
+            assert_eq!(text, base64(&bytes.to_vec()).into_bytes());
+            assert_eq!(value.text_len(), text.len() as u64);
+            assert_eq!(value.bytes(), &bytes);
         }
     }
 }

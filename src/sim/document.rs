@@ -2,9 +2,10 @@
 //! written field by field whose ZIP fields are base64 made while it is sent, so a
 //! configuration holding a 500 MB export is never held whole.
 
-use super::bulk::{Base64Stream, Bulk, base64_chunks};
+use super::bulk::Base64Value;
 use crate::sim::http1::BodySource;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One part of a streamed JSON document.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 enum Part {
     Text(Vec<u8>),
     /// A base64 string's characters (without its quotes).
-    Base64(Arc<Bulk>),
+    Base64(Arc<Base64Value>),
 }
 
 /// A JSON object whose big string values are base64 made while it is sent.
@@ -52,7 +53,7 @@ impl ConfigDocument {
         self
     }
 
-    pub(crate) fn zip(&mut self, name: &str, zip: Option<&Arc<Bulk>>) -> &mut Self {
+    pub(crate) fn zip(&mut self, name: &str, zip: Option<&Arc<Base64Value>>) -> &mut Self {
         if let Some(z) = zip {
             self.name(name);
             self.text("\"");
@@ -72,7 +73,7 @@ impl ConfigDocument {
     /// The whole document (tests and small documents).
     #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
-        self.chunks().flatten().collect()
+        self.chunks().flat_map(Cow::into_owned).collect()
     }
 }
 
@@ -82,19 +83,19 @@ impl BodySource for ConfigDocument {
             .iter()
             .map(|p| match p {
                 Part::Text(t) => t.len() as u64,
-                Part::Base64(b) => Base64Stream::encoded_len(b.len()),
+                Part::Base64(b) => b.text_len(),
             })
             .sum()
     }
 
-    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
         Box::new(
             self.parts
                 .iter()
-                .flat_map(|p| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+                .flat_map(|p| -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
                     match p {
-                        Part::Text(t) => Box::new(std::iter::once(t.clone())),
-                        Part::Base64(b) => Box::new(base64_chunks(b)),
+                        Part::Text(t) => Box::new(std::iter::once(Cow::Borrowed(&t[..]))),
+                        Part::Base64(b) => b.text_chunks(),
                     }
                 })
                 .filter(|c| !c.is_empty()),

@@ -109,7 +109,7 @@ impl SimHandle {
     /// The ZIP in `LastExportZipBase64`, made whole (keep it small in tests that call this).
     pub fn last_export_zip(&self) -> Option<Vec<u8>> {
         let zip = self.with_state(|st, _| st.plugin.last_export_zip.clone());
-        zip.map(|z| z.to_vec())
+        zip.map(|z| z.bytes().to_vec())
     }
 
     /// When each `POST /ScheduledTasks/Running/{id}` arrived (before any fault or auth).

@@ -9,6 +9,7 @@
 //! that talks to Jellyfin's task API sends one. Anything malformed is a [`ReadError`] and
 //! the connection answers 400 and closes; nothing here panics on input.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,7 +173,7 @@ pub trait BodySource: Send + Sync + std::fmt::Debug {
     /// Its length in bytes, known before any of it is made (it is the `Content-Length`).
     fn size(&self) -> u64;
     /// The bytes in order, in chunks.
-    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_>;
+    fn chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_>;
 }
 
 /// A shared [`BodySource`]; two are equal when they are the same source.
@@ -199,15 +200,21 @@ impl BodySource for Prefix {
         self.len
     }
 
-    fn chunks(&self) -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
         let mut left = self.len;
-        Box::new(self.inner.chunks().map_while(move |mut c| {
+        Box::new(self.inner.chunks().map_while(move |c| {
             if left == 0 {
                 return None;
             }
-            c.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-            left -= c.len() as u64;
-            Some(c)
+            let take = c.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= take as u64;
+            Some(match c {
+                Cow::Borrowed(b) => Cow::Borrowed(&b[..take]),
+                Cow::Owned(mut v) => {
+                    v.truncate(take);
+                    Cow::Owned(v)
+                }
+            })
         }))
     }
 }

@@ -10,7 +10,7 @@
 //! the document is a [`ConfigDocument`], served as a stream, so a fleet of servers with
 //! 500 MB exports costs the simulator nothing until someone reads one.
 
-use super::bulk::Bulk;
+use super::bulk::{Base64Value, Bulk};
 use super::config::{Mode, SimServerConfig};
 use super::document::ConfigDocument;
 use super::export::{self, Flags, RunPlan};
@@ -43,9 +43,9 @@ pub(crate) struct PluginConfig {
     pub last_export_utc: Option<SimTime>,
     pub last_export_path: Option<String>,
     pub last_export_log: Option<String>,
-    pub last_export_zip: Option<Arc<Bulk>>,
+    pub last_export_zip: Option<Arc<Base64Value>>,
     /// A ZIP uploaded on the Import tab; nothing ever clears it.
-    pub last_import_zip: Option<Arc<Bulk>>,
+    pub last_import_zip: Option<Arc<Base64Value>>,
     last_import: Option<ImportRecord>,
 }
 
@@ -84,7 +84,9 @@ impl PluginConfig {
             last_import: None,
         };
         if cfg.import_zip_base64_len > 0 {
-            plugin.last_import_zip = Some(Arc::new(uploaded_zip(cfg.import_zip_base64_len)));
+            plugin.last_import_zip = Some(Arc::new(Base64Value::new(uploaded_zip(
+                cfg.import_zip_base64_len,
+            ))));
         }
         plugin
     }
@@ -96,7 +98,7 @@ impl PluginConfig {
 
     /// The Import tab: the ZIP is kept as base64 and `Mode` becomes `Import`.
     pub fn upload_import_zip(&mut self, base64_len: usize) {
-        self.last_import_zip = Some(Arc::new(uploaded_zip(base64_len)));
+        self.last_import_zip = Some(Arc::new(Base64Value::new(uploaded_zip(base64_len))));
         self.mode_text = "Import".into();
     }
 
@@ -142,7 +144,7 @@ impl PluginConfig {
             if cfg.zip_broken {
                 zip.truncate(zip.len() / 2);
             }
-            self.last_export_zip = Some(Arc::new(zip));
+            self.last_export_zip = Some(Arc::new(Base64Value::new(zip)));
         }
     }
 
