@@ -78,10 +78,23 @@ pub(crate) async fn handle(cell: &ServerCell, req: &Request, path: &str, base: &
     }
 }
 
-/// `r` with a `Date` header: now, on a clock `skew` seconds off.
+/// `r` with a `Date` header: now, on a clock `skew` seconds off. The text is made once per
+/// second (per thread) and kept, as Kestrel keeps its `Date` value for a second.
 fn dated(r: Response, skew: i64) -> Response {
+    thread_local! {
+        static DATE: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
+    }
     let now = chrono::Utc::now() + chrono::Duration::seconds(skew);
-    r.with_header("Date", now.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+    let second = now.timestamp();
+    let value = DATE.with_borrow_mut(|kept| match kept {
+        Some((at, text)) if *at == second => text.clone(),
+        _ => {
+            let text = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            *kept = Some((second, text.clone()));
+            text
+        }
+    });
+    r.with_header("Date", value)
 }
 
 fn answer(st: &mut ServerState, route: &Route, req: &Request, base: &str, now: Instant) -> Reply {

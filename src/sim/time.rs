@@ -5,7 +5,7 @@
 //! stored result always reads the same (re-rendering one instant with another length would
 //! make one result look like two, which Jellyfin never does).
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Serialize, Serializer};
 use tokio::time::Instant;
 
@@ -56,11 +56,23 @@ impl SimTime {
     }
     pub fn render(&self) -> String {
         let frac = format!("{:09}", self.at.nanosecond() % 1_000_000_000);
-        format!(
-            "{}.{}Z",
-            self.at.format("%Y-%m-%dT%H:%M:%S"),
-            &frac[..usize::from(self.digits)]
-        )
+        let at = &self.at;
+        // Written field by field: chrono's `format` parses its pattern on every call, and
+        // the task list renders eight of these per answer.
+        let date = if (0..=9999).contains(&at.year()) {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                at.year(),
+                at.month(),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )
+        } else {
+            at.format("%Y-%m-%dT%H:%M:%S").to_string()
+        };
+        format!("{date}.{}Z", &frac[..usize::from(self.digits)])
     }
 }
 
@@ -100,5 +112,18 @@ mod tests {
         let t = SimTime::new(at, 3);
         assert_eq!(t.render(), t.render());
         assert_eq!(t.utc().nanosecond(), 123_000_000);
+    }
+
+    #[test]
+    fn rendering_field_by_field_matches_chrono_s_pattern() {
+        let base = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
+        for step in [0i64, 1, 86_399, 86_400 * 60 + 7, 86_400 * 366 * 30 + 3_601] {
+            let at =
+                base + chrono::Duration::seconds(step) + chrono::Duration::nanoseconds(40_000_000);
+            let want = format!("{}.04Z", at.format("%Y-%m-%dT%H:%M:%S"));
+            assert_eq!(SimTime::new(at, 2).render(), want);
+        }
+        let far = Utc.with_ymd_and_hms(10_000, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(SimTime::new(far, 1).render(), "+10000-01-02T03:04:05.0Z");
     }
 }
