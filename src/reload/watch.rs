@@ -8,9 +8,10 @@
 //!   a new file and renaming it over the old one (vim, `sed -i`), and Kubernetes, which
 //!   updates a ConfigMap by swapping its `..data` symlink, leave the old file's inode
 //!   behind, so a watch on the file itself would go quiet after the first such save. Any
-//!   event in the folder (but reads) counts; the digest comparison afterwards throws away
-//!   the ones that did not change the file (a swap file, another file, a `touch`). Where
-//!   the kernel's watches cannot be had (the inotify limit reached), it polls instead.
+//!   event in the folder counts but reads and data written into other files (a log kept
+//!   beside the config); the digest comparison afterwards throws away the ones that did
+//!   not change the file (a swap file, another file, a `touch`). Where the kernel's
+//!   watches cannot be had (the inotify limit reached), it polls instead.
 //! - **`poll`** looks at the file every `watch_poll_interval`: its metadata (mtime, size,
 //!   inode) and a digest of its content, for network file systems, where a change made on
 //!   another machine raises no event on this one.
@@ -24,8 +25,9 @@
 //!   between the daemon's last read of the file and the start of the watch is not lost.
 
 use crate::config::{MAX_CONFIG_BYTES, WatchConfig, WatchMode, sha256_hex};
-use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -147,32 +149,76 @@ fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
-/// The kernel's events of the config's folder, non-recursively, reads left out.
+/// The kernel's events of the config's folder, non-recursively, those that [`counts`]
+/// keeps.
 fn watch_folder(
     path: &Path,
     tx: mpsc::Sender<()>,
 ) -> notify::Result<(notify::RecommendedWatcher, PathBuf)> {
     let folder = folder_of(path);
+    let config = path.to_owned();
+    let mut names = config_names(&config);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            // Opening or reading a file changes nothing, and the reload itself reads the
-            // config: counting reads would make every reload cause another look.
-            Ok(e) => !matches!(
-                e.kind,
-                EventKind::Access(
-                    AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
-                )
-            ),
-            // An error (the event queue overflowed, say): something may have been missed.
-            Err(_) => true,
-        };
-        if relevant {
+        if counts(&event, &names) {
+            // A counted event may have re-pointed a symlink: name its target anew.
+            names = config_names(&config);
             // Full means a look is already due: this event adds nothing.
             let _ = tx.try_send(());
         }
     })?;
     watcher.watch(&folder, RecursiveMode::NonRecursive)?;
     Ok((watcher, folder))
+}
+
+/// Whether an event of the config's folder may have changed the config (`names`:
+/// [`config_names`]).
+/// - Opening or reading a file changes nothing, and the reload itself reads the config:
+///   counting reads would make every reload cause another look.
+/// - Data written into another file of the folder cannot change the config. A log file
+///   kept beside the config is written at every line, and each write would wake this
+///   watcher and push its debounce back (in the fleet benchmark, a thousand lines in the
+///   second its runs start, on the CPU the starts need).
+/// - Everything else counts: a creation, a rename or a removal (an editor's save, a
+///   ConfigMap's `..data` swap), attributes, any event on the config or the file it
+///   resolves to, and an error (the event queue overflowed, say: something may have
+///   been missed).
+fn counts(event: &notify::Result<notify::Event>, names: &[OsString]) -> bool {
+    let Ok(event) = event else {
+        return true;
+    };
+    match event.kind {
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read),
+        ) => false,
+        EventKind::Modify(ModifyKind::Data(_))
+        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+            event.paths.is_empty()
+                || event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|c| c == n)))
+        }
+        _ => true,
+    }
+}
+
+/// The names in the config's folder whose data is the config's: its own, and, when it is
+/// a symlink to a file in the same folder, that file's.
+fn config_names(path: &Path) -> Vec<OsString> {
+    let mut names: Vec<OsString> = path
+        .file_name()
+        .map(ToOwned::to_owned)
+        .into_iter()
+        .collect();
+    let folder = std::fs::canonicalize(folder_of(path));
+    if let (Ok(target), Ok(folder)) = (std::fs::canonicalize(path), folder)
+        && target.parent() == Some(folder.as_path())
+        && let Some(name) = target.file_name()
+        && !names.iter().any(|n| n == name)
+    {
+        names.push(name.to_owned());
+    }
+    names
 }
 
 /// What one look at the file found: its metadata and the digest of its content, or why it
@@ -291,6 +337,125 @@ mod tests {
                 .await
                 .unwrap_or_else(|_| panic!("{mode:?}: no first look within 10 s"));
         }
+    }
+
+    /// An event of `kind` on the files `names` of `/etc/x`.
+    fn event(kind: EventKind, names: &[&str]) -> notify::Result<notify::Event> {
+        let mut e = notify::Event::new(kind);
+        for n in names {
+            e = e.add_path(PathBuf::from("/etc/x").join(n));
+        }
+        Ok(e)
+    }
+
+    #[test]
+    fn data_written_into_another_file_of_the_folder_does_not_count() {
+        let names = [OsString::from("config.toml"), OsString::from("real.toml")];
+        let data = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let cases = [
+            (data, "daemon.log", false),
+            (closed, "daemon.log", false),
+            (EventKind::Access(AccessKind::Read), "config.toml", false),
+            (data, "config.toml", true),
+            (closed, "config.toml", true),
+            // The file the config is a symlink to, written in place.
+            (data, "real.toml", true),
+            // An editor's save and a ConfigMap's swap: new names, renamed over.
+            (
+                EventKind::Create(notify::event::CreateKind::File),
+                "config.toml.new",
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::Any)),
+                "..data",
+                true,
+            ),
+            (
+                EventKind::Remove(notify::event::RemoveKind::Any),
+                "other.toml",
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
+                "daemon.log",
+                true,
+            ),
+        ];
+        for (kind, name, want) in cases {
+            assert_eq!(
+                counts(&event(kind, &[name]), &names),
+                want,
+                "{kind:?} on {name}"
+            );
+        }
+        assert!(counts(&event(data, &[]), &names), "an event without a path");
+        assert!(counts(
+            &Err(notify::Error::generic("queue overflow")),
+            &names
+        ));
+    }
+
+    /// Regression: with a log file beside the config, every line written pushed the
+    /// debounce back, so an edit waited for the log to go quiet for a whole debounce
+    /// interval: in a busy daemon, never.
+    #[tokio::test]
+    async fn an_edit_applies_while_a_log_beside_the_config_keeps_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        let settings = WatchConfig {
+            mode: WatchMode::Auto,
+            debounce: Duration::from_millis(300),
+            poll_interval: Duration::from_secs(3600),
+        };
+        let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+            .await
+            .expect("the first look within 10 s");
+        // A log line every 20 ms, far more often than the debounce.
+        let log = dir.path().join("daemon.log");
+        let writer = tokio::spawn(async move {
+            let mut file = std::fs::File::create(&log).unwrap();
+            loop {
+                std::io::Write::write_all(&mut file, b"INFO run started\n").unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        std::fs::write(&path, "a = 2\n").unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(10), watcher.changed()).await;
+        writer.abort();
+        assert!(
+            seen.is_ok(),
+            "an in-place edit was not reported within 10 s while a log in the same folder kept growing"
+        );
+    }
+
+    #[test]
+    fn the_config_s_names_are_its_own_and_its_symlink_target_s_in_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        assert_eq!(config_names(&path), [OsString::from("config.toml")]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            config_names(&path),
+            [OsString::from("config.toml")],
+            "missing"
+        );
+        std::fs::write(dir.path().join("real.toml"), "a = 1\n").unwrap();
+        std::os::unix::fs::symlink("real.toml", &path).unwrap();
+        assert_eq!(
+            config_names(&path),
+            [OsString::from("config.toml"), OsString::from("real.toml")]
+        );
+        // A target in another folder (a ConfigMap's ..data/config.toml) is not the folder's.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(dir.path().join("..data")).unwrap();
+        std::fs::write(dir.path().join("..data/config.toml"), "a = 1\n").unwrap();
+        std::os::unix::fs::symlink("..data/config.toml", &path).unwrap();
+        assert_eq!(config_names(&path), [OsString::from("config.toml")]);
     }
 
     #[test]
