@@ -135,7 +135,8 @@ pub struct SimServerConfig {
     /// Length in characters of `LastExportZipBase64` (rounded down to a multiple of 4):
     /// each export's ZIP is a real archive of its folder, its last watch-history file
     /// filled until the ZIP is 3/4 of this many bytes (or as small as its files allow).
-    /// Served as a stream, never held whole; at most 4 GiB of ZIP.
+    /// Its text is held up to 1 MiB and made while it is sent beyond (never held whole);
+    /// at most 4 GiB of ZIP.
     pub zip_base64_len: usize,
     /// Length in characters of `LastImportZipBase64`: a ZIP someone uploaded on the
     /// plugin's Import tab, which stays in the configuration for good (0: none).

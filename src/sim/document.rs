@@ -1,5 +1,6 @@
 //! [`ConfigDocument`]: the body of `GET /Plugins/{id}/Configuration`, a JSON object
-//! written field by field whose ZIP fields are base64 made while it is sent, so a
+//! written field by field. Its ZIP fields are [`Base64Value`]s: text held when it is up to
+//! a megabyte, as the plugin holds it, and made while it is sent when longer, so a
 //! configuration holding a 500 MB export is never held whole.
 
 use super::bulk::Base64Value;

@@ -6,9 +6,11 @@
 //! copied, so `LastExportLog` doesn't show it). `Failed` writes nothing.
 //!
 //! The ZIPs (the last export's, and an upload from the Import tab kept in
-//! `LastImportZipBase64`) are [`Bulk`]s: a few hundred bytes each whatever their size, and
-//! the document is a [`ConfigDocument`], served as a stream, so a fleet of servers with
-//! 500 MB exports costs the simulator nothing until someone reads one.
+//! `LastImportZipBase64`) are [`Base64Value`]s: their bytes as a [`Bulk`] (a few hundred
+//! bytes whatever their size) and, up to a megabyte of text, the base64 text itself, made
+//! once when the ZIP is stored, as the plugin keeps it. The document is a
+//! [`ConfigDocument`], served as a stream, so a fleet of servers with 500 MB exports costs
+//! the simulator nothing until someone reads one.
 
 use super::bulk::{Base64Value, Bulk};
 use super::config::{Mode, SimServerConfig};
