@@ -1,7 +1,7 @@
 //! A started run's in-flight marker waits for the other runs' starts, but never longer than
-//! `runner::MARKER_DEFER`, and not at all once the daemon begins to stop. In a test binary of its own: the count of runs in their start
-//! phase is the process's, and the stuck run here would hold back the markers of every
-//! other test's runs.
+//! `runner::MARKER_DEFER`, and not at all once the daemon begins to stop. In a test binary
+//! of its own: the count of runs in their start phase is the process's, and the stuck run
+//! here would hold back the markers of every other test's runs.
 
 use jellyfin_export_scheduler::config::ServerConfig;
 use jellyfin_export_scheduler::jellyfin::JellyfinClient;
@@ -9,26 +9,19 @@ use jellyfin_export_scheduler::runner::track::NoEvents;
 use jellyfin_export_scheduler::runner::{MARKER_DEFER, RunEnd, Runner, Wait};
 use jellyfin_export_scheduler::sim::SimServerConfig;
 use jellyfin_export_scheduler::state::StateDir;
+use std::path::Path;
 use std::time::Duration;
 
 mod common;
 
-const KEY: &str = "5f4dcc3b5aa765d61d8327deb882cf99";
+use common::KEY;
 
+/// Server `name` at `url` through the tests' shared config text, with this test's timings:
+/// polls every 20 ms, and a 60 s request timeout, so that a server that never answers keeps
+/// its run in the start phase for the whole test.
 fn server_config(name: &str, url: &str) -> ServerConfig {
-    let text = format!(
-        r#"[[servers]]
-name = "{name}"
-url = "{url}"
-api_key = "{KEY}"
-schedule = "@daily"
-timezone = "UTC"
-poll_interval = "20ms"
-timeout = "10s"
-request_timeout = "60s"
-retries = 0
-"#
-    );
+    let extra = "schedule = \"@daily\"\npoll_interval = \"20ms\"\ntimeout = \"10s\"\nrequest_timeout = \"60s\"";
+    let text = common::config::text(Path::new("state"), "", "", &[(name, url.to_owned(), extra)]);
     common::config::parse(&text).servers.remove(0)
 }
 
