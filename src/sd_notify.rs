@@ -105,7 +105,8 @@ impl Notifier {
 
     /// A reload begins. Carries `MONOTONIC_USEC=` so that systemd ≥ 253 with
     /// `Type=notify-reload` can tell this reload from an older one; older versions ignore it.
-    /// Follow it with [`ready`](Self::ready) once the new configuration is in force.
+    /// Follow it with [`ready_with_status`](Self::ready_with_status) once the new
+    /// configuration is in force.
     pub fn reloading(&self) {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
     }

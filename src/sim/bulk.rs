@@ -213,12 +213,8 @@ pub struct Base64Value {
 
 impl Base64Value {
     pub fn new(bytes: Bulk) -> Self {
-        let text = (Base64Stream::encoded_len(bytes.len()) <= HELD_TEXT_MAX).then(|| {
-            base64::engine::general_purpose::STANDARD
-                .encode(bytes.to_vec())
-                .into_bytes()
-                .into_boxed_slice()
-        });
+        let text = (Base64Stream::encoded_len(bytes.len()) <= HELD_TEXT_MAX)
+            .then(|| base64(&bytes.to_vec()).into_bytes().into_boxed_slice());
         Base64Value { bytes, text }
     }
 
