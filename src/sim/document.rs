@@ -5,7 +5,7 @@
 
 use super::bulk::Base64Value;
 use crate::sim::http1::BodySource;
-use serde_json::Value;
+use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -20,34 +20,41 @@ enum Part {
 /// A JSON object whose big string values are base64 made while it is sent.
 #[derive(Debug, Default)]
 pub struct ConfigDocument {
+    /// The parts up to the last base64 value.
     parts: Vec<Part>,
+    /// The text after them, still being written.
+    tail: Vec<u8>,
     /// Fields written so far (for the commas).
     fields: usize,
 }
 
 impl ConfigDocument {
-    /// Raw JSON text, merged into the text part before it.
+    /// Raw JSON text.
     fn text(&mut self, s: &str) {
-        match self.parts.last_mut() {
-            Some(Part::Text(t)) => t.extend_from_slice(s.as_bytes()),
-            _ => self.parts.push(Part::Text(s.as_bytes().to_vec())),
-        }
+        self.tail.extend_from_slice(s.as_bytes());
     }
 
     /// `{"name":` or `,"name":`.
     fn name(&mut self, name: &str) {
-        let sep = if self.fields == 0 { "{" } else { "," };
-        self.text(&format!("{sep}\"{name}\":"));
+        let t = &mut self.tail;
+        t.push(if self.fields == 0 { b'{' } else { b',' });
+        t.push(b'"');
+        t.extend_from_slice(name.as_bytes());
+        t.extend_from_slice(b"\":");
         self.fields += 1;
     }
 
-    pub(crate) fn field(&mut self, name: &str, value: Value) -> &mut Self {
+    /// A field whose value is written as JSON straight into the text (no `Value` is built:
+    /// the simulator writes this document for every configuration read).
+    pub(crate) fn field(&mut self, name: &str, value: impl Serialize) -> &mut Self {
         self.name(name);
-        self.text(&value.to_string());
+        // Strings, booleans, numbers and lists of strings: their JSON cannot fail.
+        serde_json::to_writer(&mut self.tail, &value)
+            .expect("a string, boolean, number or list of strings is always JSON");
         self
     }
 
-    pub(crate) fn optional(&mut self, name: &str, value: Option<Value>) -> &mut Self {
+    pub(crate) fn optional(&mut self, name: &str, value: Option<impl Serialize>) -> &mut Self {
         if let Some(v) = value {
             self.field(name, v);
         }
@@ -58,6 +65,7 @@ impl ConfigDocument {
         if let Some(z) = zip {
             self.name(name);
             self.text("\"");
+            self.parts.push(Part::Text(std::mem::take(&mut self.tail)));
             self.parts.push(Part::Base64(z.clone()));
             self.text("\"");
         }
@@ -86,7 +94,8 @@ impl BodySource for ConfigDocument {
                 Part::Text(t) => t.len() as u64,
                 Part::Base64(b) => b.text_len(),
             })
-            .sum()
+            .sum::<u64>()
+            + self.tail.len() as u64
     }
 
     fn chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
@@ -99,6 +108,7 @@ impl BodySource for ConfigDocument {
                         Part::Base64(b) => b.text_chunks(),
                     }
                 })
+                .chain(std::iter::once(Cow::Borrowed(&self.tail[..])))
                 .filter(|c| !c.is_empty()),
         )
     }

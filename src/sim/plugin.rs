@@ -19,7 +19,6 @@ use super::export::{self, Flags, RunPlan};
 use super::time::SimTime;
 use super::zip;
 use chrono::Offset as _;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,49 +153,34 @@ impl PluginConfig {
     /// declaration order, absent when null, the ZIPs as streamed base64.
     pub fn document(&self) -> ConfigDocument {
         let f = &self.flags;
-        let strings = |v: &[&str]| json!(v);
+        let none: &[&str] = &[];
         let mut doc = ConfigDocument::default();
-        doc.field("ExportDirectory", json!(""))
-            .field("VerifyDirectory", json!(""))
-            .field("ImportDirectory", json!(""))
-            .field("Mode", json!(self.mode_text))
-            .field("IncludeUsers", json!(true))
-            .field("IncludeUserPasswordHashes", json!(f.user_password_hashes))
-            .field("IncludeLibraries", json!(f.libraries))
-            .field("IncludePermissions", json!(true))
-            .field("IncludeWatchHistory", json!(f.watch_history))
-            .field("IncludeDevices", json!(f.devices))
-            .field("SelectedUserIds", strings(&[]))
-            .field("SelectedUsernames", strings(&[]))
-            .field("SelectedLibraryIds", strings(&[]))
-            .field("SelectedLibraryPaths", strings(&[]))
-            .optional(
-                "LastExportLog",
-                self.last_export_log.as_ref().map(|l| json!(l)),
-            )
-            .optional(
-                "LastExportPath",
-                self.last_export_path.as_ref().map(|p| json!(p)),
-            )
-            .optional(
-                "LastExportUtc",
-                self.last_export_utc.map(|t| json!(t.render())),
-            )
+        doc.field("ExportDirectory", "")
+            .field("VerifyDirectory", "")
+            .field("ImportDirectory", "")
+            .field("Mode", &self.mode_text)
+            .field("IncludeUsers", true)
+            .field("IncludeUserPasswordHashes", f.user_password_hashes)
+            .field("IncludeLibraries", f.libraries)
+            .field("IncludePermissions", true)
+            .field("IncludeWatchHistory", f.watch_history)
+            .field("IncludeDevices", f.devices)
+            .field("SelectedUserIds", none)
+            .field("SelectedUsernames", none)
+            .field("SelectedLibraryIds", none)
+            .field("SelectedLibraryPaths", none)
+            .optional("LastExportLog", self.last_export_log.as_ref())
+            .optional("LastExportPath", self.last_export_path.as_ref())
+            .optional("LastExportUtc", self.last_export_utc.map(|t| t.render()))
             .zip("LastExportZipBase64", self.last_export_zip.as_ref())
             .zip("LastImportZipBase64", self.last_import_zip.as_ref());
         let import = self.last_import.as_ref();
-        doc.optional(
-            "LastImportAnalysisJson",
-            import.map(|i| json!(i.analysis_json)),
-        )
-        .optional(
-            "LastImportExtractPath",
-            import.map(|i| json!(i.extract_path)),
-        )
-        .optional("LastImportUtc", import.map(|i| json!(i.utc.render())))
-        .field("ImportIncludeLibraries", json!(false))
-        .optional("LastImportLog", import.map(|i| json!(i.log)))
-        .field("ImportIncludeUsers", json!(true));
+        doc.optional("LastImportAnalysisJson", import.map(|i| &i.analysis_json))
+            .optional("LastImportExtractPath", import.map(|i| &i.extract_path))
+            .optional("LastImportUtc", import.map(|i| i.utc.render()))
+            .field("ImportIncludeLibraries", false)
+            .optional("LastImportLog", import.map(|i| &i.log))
+            .field("ImportIncludeUsers", true);
         doc.close();
         doc
     }
@@ -206,10 +190,10 @@ impl PluginConfig {
 /// Migrator's id unchanged (the template's `PluginConfiguration`).
 pub fn template_document() -> ConfigDocument {
     let mut doc = ConfigDocument::default();
-    doc.field("TrueFalseSetting", json!(true))
-        .field("AnInteger", json!(2))
-        .field("AString", json!("string"))
-        .field("Options", json!("AnotherOption"));
+    doc.field("TrueFalseSetting", true)
+        .field("AnInteger", 2)
+        .field("AString", "string")
+        .field("Options", "AnotherOption");
     doc.close();
     doc
 }
