@@ -10,7 +10,7 @@
 //! the connection answers 400 and closes; nothing here panics on input.
 
 use std::borrow::Cow;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -147,24 +147,69 @@ impl Conn {
     }
 
     /// The head, then the first `limit` bytes of the body (a streamed one as it is made).
+    /// A streamed body's parts go out with the head in few writes, a batch of about
+    /// [`WRITE_BATCH`] bytes each, not one write per part: each write is pushed through the
+    /// socket, and wakes the reader, on its own.
     async fn write_prefix(&mut self, resp: &Response, close: bool, limit: u64) -> io::Result<()> {
         let mut out = resp.head(self.server, close, resp.body_len());
         let Some(stream) = &resp.stream else {
             out.extend_from_slice(&resp.body[..limit as usize]);
             return self.stream.write_all(&out).await;
         };
-        self.stream.write_all(&out).await?;
+        let mut batch = vec![Cow::Owned(out)];
+        let mut batched = 0;
         let mut left = limit;
         for chunk in stream.0.chunks() {
             if left == 0 {
                 break;
             }
-            let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.stream.write_all(&chunk[..take]).await?;
-            left -= take as u64;
+            let chunk = first_bytes(chunk, left);
+            left -= chunk.len() as u64;
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= WRITE_BATCH {
+                write_all_vectored(&mut self.stream, &batch).await?;
+                batch.clear();
+                batched = 0;
+            }
         }
-        Ok(())
+        write_all_vectored(&mut self.stream, &batch).await
     }
+}
+
+/// How many bytes of a streamed body are gathered before they are written.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// The first `limit` bytes of `chunk` (all of it when it is shorter).
+fn first_bytes(chunk: Cow<'_, [u8]>, limit: u64) -> Cow<'_, [u8]> {
+    let take = chunk
+        .len()
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
+    match chunk {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[..take]),
+        Cow::Owned(mut v) => {
+            v.truncate(take);
+            Cow::Owned(v)
+        }
+    }
+}
+
+/// All of `parts`, in as few vectored writes as the socket takes.
+async fn write_all_vectored(stream: &mut TcpStream, parts: &[Cow<'_, [u8]>]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = stream.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 /// A body made while it is written, for answers too big to hold: the simulated plugin
@@ -206,15 +251,9 @@ impl BodySource for Prefix {
             if left == 0 {
                 return None;
             }
-            let take = c.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            left -= take as u64;
-            Some(match c {
-                Cow::Borrowed(b) => Cow::Borrowed(&b[..take]),
-                Cow::Owned(mut v) => {
-                    v.truncate(take);
-                    Cow::Owned(v)
-                }
-            })
+            let c = first_bytes(c, left);
+            left -= c.len() as u64;
+            Some(c)
         }))
     }
 }
@@ -481,5 +520,86 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(parse_head(b"GET / HTTP/1.1\r\nA: \xff\r\n\r\n").is_err());
+    }
+
+    /// A body of many parts, borrowed and made, longer than a write batch.
+    #[derive(Debug)]
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl BodySource for Pieces {
+        fn size(&self) -> u64 {
+            self.0.iter().map(|p| p.len() as u64).sum()
+        }
+
+        fn chunks(&self) -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + Send + '_> {
+            Box::new(self.0.iter().enumerate().map(|(i, p)| {
+                if i % 2 == 0 {
+                    Cow::Borrowed(&p[..])
+                } else {
+                    Cow::Owned(p.clone())
+                }
+            }))
+        }
+    }
+
+    /// What a peer reads from `write` (or from a write of the first half and a reset).
+    async fn sent(resp: Response, half_then_reset: bool) -> Vec<u8> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            // A reset after the bytes ends the read with an error: what came is kept.
+            let _ = peer.read_to_end(&mut got).await;
+            got
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = Conn::new(stream, "Kestrel");
+        if half_then_reset {
+            conn.write_half_then_reset(&resp).await.unwrap();
+        } else {
+            conn.write(&resp, true).await.unwrap();
+            drop(conn);
+        }
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_sent_whole_and_in_order_across_batches() {
+        // 1 + 7 + 100 000 + ... bytes: parts of every size, 600 000 bytes in all.
+        let mut parts = vec![b"{".to_vec(), b"\"Field\":".to_vec()];
+        let mut n = 0u32;
+        while parts.iter().map(Vec::len).sum::<usize>() < 600_000 {
+            n += 1;
+            let len = [100_000, 3, 0, 70_000, 1][n as usize % 5];
+            parts.push((0..len).map(|i| (i as u32 * 31 + n) as u8).collect());
+        }
+        let body: Vec<u8> = parts.concat();
+        assert!(body.len() > 2 * WRITE_BATCH);
+        let source: Arc<dyn BodySource> = Arc::new(Pieces(parts));
+        let resp = Response::streamed(JSON, source);
+
+        let got = sent(resp.clone(), false).await;
+        let head = format!("Content-Length: {}\r\n", body.len());
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(String::from_utf8_lossy(&got[..at]).contains(&head));
+        assert!(
+            got[at..] == body[..],
+            "the body differs from its parts in order"
+        );
+
+        // Half of it, announced whole, then a reset: the peer may lose what it had not
+        // read when the reset came, but what it got is the body's start, and no more
+        // than half.
+        let got = sent(resp.clone(), true).await;
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            assert!(String::from_utf8_lossy(&got[..at]).contains(&head));
+            let part = &got[at + 4..];
+            assert!(part.len() <= body.len() / 2 && *part == body[..part.len()]);
+        }
+        // The truncated answer: half the body, and a length that says so.
+        let got = sent(resp.truncated(), false).await;
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(got[at..] == body[..body.len() / 2]);
     }
 }
