@@ -330,15 +330,22 @@ impl Response {
     }
 
     fn head(&self, server: &str, close: bool, content_length: u64) -> Vec<u8> {
-        let mut h = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        h.push_str(&format!("Server: {server}\r\n"));
+        use std::fmt::Write as _;
+        // One buffer, written in place (writing into a String cannot fail).
+        let mut h = String::with_capacity(256);
+        let _ = write!(
+            h,
+            "HTTP/1.1 {} {}\r\nServer: {server}\r\n",
+            self.status,
+            reason(self.status)
+        );
         if let Some(ct) = self.content_type {
-            h.push_str(&format!("Content-Type: {ct}\r\n"));
+            let _ = write!(h, "Content-Type: {ct}\r\n");
         }
         for (n, v) in &self.headers {
-            h.push_str(&format!("{n}: {v}\r\n"));
+            let _ = write!(h, "{n}: {v}\r\n");
         }
-        h.push_str(&format!("Content-Length: {content_length}\r\n"));
+        let _ = write!(h, "Content-Length: {content_length}\r\n");
         if close {
             h.push_str("Connection: close\r\n");
         }

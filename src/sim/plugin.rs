@@ -171,13 +171,13 @@ impl PluginConfig {
             .field("SelectedLibraryPaths", none)
             .optional("LastExportLog", self.last_export_log.as_ref())
             .optional("LastExportPath", self.last_export_path.as_ref())
-            .optional("LastExportUtc", self.last_export_utc.map(|t| t.render()))
+            .optional("LastExportUtc", self.last_export_utc)
             .zip("LastExportZipBase64", self.last_export_zip.as_ref())
             .zip("LastImportZipBase64", self.last_import_zip.as_ref());
         let import = self.last_import.as_ref();
         doc.optional("LastImportAnalysisJson", import.map(|i| &i.analysis_json))
             .optional("LastImportExtractPath", import.map(|i| &i.extract_path))
-            .optional("LastImportUtc", import.map(|i| i.utc.render()))
+            .optional("LastImportUtc", import.map(|i| i.utc))
             .field("ImportIncludeLibraries", false)
             .optional("LastImportLog", import.map(|i| &i.log))
             .field("ImportIncludeUsers", true);

@@ -9,7 +9,6 @@ use super::model::{ServerState, TaskState};
 use super::task_result::TaskResult;
 use super::time::SimTime;
 use serde::{Serialize, Serializer};
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
 pub const MIGRATOR_TASK_ID: &str = "d6eb93f1d1591e7d5e6c70f1d25e6fdd";
@@ -32,7 +31,8 @@ pub(crate) struct TaskInfo<'a> {
     pub id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_execution_result: Option<ResultDoc<'a>>,
-    triggers: Value,
+    #[serde(serialize_with = "trigger_list")]
+    triggers: Option<IntervalTrigger>,
     description: &'a str,
     category: &'a str,
     is_hidden: bool,
@@ -52,6 +52,22 @@ struct ResultDoc<'a> {
     error_message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     long_error_message: Option<String>,
+}
+
+/// Jellyfin's `TaskTriggerInfo` for an interval trigger, its fields in Jellyfin's order
+/// (the null ones left out).
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct IntervalTrigger {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    /// In .NET ticks of 100 ns.
+    interval_ticks: u64,
+}
+
+/// `Triggers`: an array, empty or with the one interval trigger.
+fn trigger_list<S: Serializer>(t: &Option<IntervalTrigger>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(t)
 }
 
 /// .NET writes a double that holds a whole number without a fraction: `0`, `100`.
@@ -174,10 +190,10 @@ fn tasks(st: &ServerState, now: Instant) -> Vec<TaskInfo<'static>> {
             current_progress_percentage: progress,
             id: b.task.id(),
             last_execution_result: last,
-            triggers: json!([{
-                "Type": "IntervalTrigger",
-                "IntervalTicks": b.interval_hours * 36_000_000_000u64,
-            }]),
+            triggers: Some(IntervalTrigger {
+                kind: "IntervalTrigger",
+                interval_ticks: b.interval_hours * 36_000_000_000u64,
+            }),
             description: b.description,
             category: b.category,
             is_hidden: false,
@@ -196,7 +212,7 @@ fn migrator_task<'a>(id: &'a str, (state, progress, last): Status<'a>) -> TaskIn
         current_progress_percentage: progress,
         id,
         last_execution_result: last,
-        triggers: json!([]),
+        triggers: None,
         description: "Run migration operation (Export/Verify)",
         category: "Migration",
         is_hidden: false,
@@ -219,5 +235,37 @@ mod tests {
     fn the_migrators_task_id_and_key_agree_with_its_sim_task() {
         assert_eq!(SimTask::Migrator.id(), MIGRATOR_TASK_ID);
         assert_eq!(SimTask::Migrator.key(), MIGRATOR_TASK_KEY);
+    }
+
+    #[test]
+    fn triggers_are_an_array_in_jellyfins_field_order() {
+        let with = |triggers| TaskInfo {
+            name: "n",
+            state: "Idle",
+            current_progress_percentage: None,
+            id: "i",
+            last_execution_result: None,
+            triggers,
+            description: "d",
+            category: "c",
+            is_hidden: false,
+            key: "k",
+        };
+        let none = serde_json::to_string(&with(None)).unwrap();
+        assert!(
+            none.contains(r#""Id":"i","Triggers":[],"Description""#),
+            "{none}"
+        );
+        let daily = with(Some(IntervalTrigger {
+            kind: "IntervalTrigger",
+            interval_ticks: 864_000_000_000,
+        }));
+        let daily = serde_json::to_string(&daily).unwrap();
+        assert!(
+            daily.contains(
+                r#""Triggers":[{"Type":"IntervalTrigger","IntervalTicks":864000000000}]"#
+            ),
+            "{daily}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Serialize, Serializer};
+use std::fmt;
 use tokio::time::Instant;
 
 /// Maps the simulator's monotonic instants to UTC, fixed at sim start.
@@ -55,12 +56,19 @@ impl SimTime {
         self.at
     }
     pub fn render(&self) -> String {
-        let frac = format!("{:09}", self.at.nanosecond() % 1_000_000_000);
+        let mut text = String::with_capacity(32);
+        // Writing into a String cannot fail.
+        let _ = self.write(&mut text);
+        text
+    }
+
+    /// The text, written field by field: chrono's `format` parses its pattern on every
+    /// call, and the task list writes eight of these per answer.
+    fn write(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let at = &self.at;
-        // Written field by field: chrono's `format` parses its pattern on every call, and
-        // the task list renders eight of these per answer.
-        let date = if (0..=9999).contains(&at.year()) {
-            format!(
+        if (0..=9999).contains(&at.year()) {
+            write!(
+                out,
                 "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
                 at.year(),
                 at.month(),
@@ -68,21 +76,59 @@ impl SimTime {
                 at.hour(),
                 at.minute(),
                 at.second()
-            )
+            )?;
         } else {
-            at.format("%Y-%m-%dT%H:%M:%S").to_string()
-        };
-        format!("{date}.{}Z", &frac[..usize::from(self.digits)])
+            write!(out, "{}", at.format("%Y-%m-%dT%H:%M:%S"))?;
+        }
+        let digits = u32::from(self.digits);
+        let fraction = (at.nanosecond() % 1_000_000_000) / 10u32.pow(9 - digits);
+        write!(out, ".{fraction:0width$}Z", width = digits as usize)
     }
 }
 
 impl Serialize for SimTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.render())
+        // On the stack: the task list serialises eight of these per answer.
+        let mut text = StackText::default();
+        match self.write(&mut text) {
+            Ok(()) => s.serialize_str(text.as_str()),
+            Err(_) => s.serialize_str(&self.render()),
+        }
     }
 }
 
-/// Hands out [`SimTime`]s with fraction lengths in rotation.
+/// Text of up to 40 bytes kept on the stack (the longest time is 30).
+struct StackText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are ever copied in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Stamper {
     next: usize,
