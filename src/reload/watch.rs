@@ -7,11 +7,14 @@
 //! - **`auto`** watches the config's *folder*, not the file: editors that save by writing
 //!   a new file and renaming it over the old one (vim, `sed -i`), and Kubernetes, which
 //!   updates a ConfigMap by swapping its `..data` symlink, leave the old file's inode
-//!   behind, so a watch on the file itself would go quiet after the first such save. Any
-//!   event in the folder counts but reads and data written into other files (a log kept
-//!   beside the config); the digest comparison afterwards throws away the ones that did
-//!   not change the file (a swap file, another file, a `touch`). Where the kernel's
-//!   watches cannot be had (the inotify limit reached), it polls instead.
+//!   behind, so a watch on the file itself would go quiet after the first such save. The
+//!   folder's watch asks the kernel only for names coming and going, attributes and ends
+//!   of writes, never for data written or reads (a log kept beside the config is written
+//!   at every line); a second watch, of the file the config resolves to, renewed after
+//!   each counted event, sees its data written. The digest comparison afterwards throws
+//!   away the events that did not change the file (a swap file, another file, a
+//!   `touch`). Where the kernel's watches cannot be had (the inotify limit reached), it
+//!   polls instead.
 //! - **`poll`** looks at the file every `watch_poll_interval`: its metadata (mtime, size,
 //!   inode) and a digest of its content, for network file systems, where a change made on
 //!   another machine raises no event on this one.
@@ -25,9 +28,9 @@
 //!   between the daemon's last read of the file and the start of the watch is not lost.
 
 use crate::config::{MAX_CONFIG_BYTES, WatchConfig, WatchMode, sha256_hex};
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
-use std::ffi::OsString;
+use futures_util::StreamExt;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -48,10 +51,8 @@ pub struct ConfigWatcher {
 
 /// Both are held only to be dropped with the watcher.
 enum Source {
-    /// The kernel's change events of the folder.
-    Events {
-        _watcher: notify::RecommendedWatcher,
-    },
+    /// A task that reads the kernel's change events of the folder.
+    Events { _task: AbortOnDrop },
     /// A task that looks at the file now and then.
     Poll { _task: AbortOnDrop },
 }
@@ -79,9 +80,9 @@ impl ConfigWatcher {
                 _task: poll(path, settings.poll_interval, tx),
             },
             WatchMode::Auto => match watch_folder(path, tx.clone()) {
-                Ok((watcher, folder)) => {
+                Ok((task, folder)) => {
                     info!(folder = %folder.display(), "watching the config's folder for changes");
-                    Source::Events { _watcher: watcher }
+                    Source::Events { _task: task }
                 }
                 Err(e) => {
                     warn!(
@@ -149,57 +150,119 @@ fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
-/// The kernel's events of the config's folder, non-recursively, those that [`counts`]
-/// keeps.
-fn watch_folder(
-    path: &Path,
-    tx: mpsc::Sender<()>,
-) -> notify::Result<(notify::RecommendedWatcher, PathBuf)> {
+/// What the folder's watch asks the kernel for: names that appear, go or move (an
+/// editor's save by rename, a ConfigMap's `..data` swap), attributes, the end of a
+/// writer's work on a file, and the folder itself moved or removed. Not data written
+/// (`IN_MODIFY`), opens or reads: a log kept beside the config is written at every line,
+/// and each write would wake the daemon (in the fleet benchmark, two thousand lines in
+/// the second its runs start, each a wake-up on the CPU the starts need).
+const FOLDER_EVENTS: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// What the watch of the config file itself (the file its path resolves to) asks for:
+/// its data written, also by a writer that keeps it open, and the rest as above.
+const FILE_EVENTS: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// Watch the config's folder (non-recursively) and the config file itself, and send on
+/// `tx` for each event that [`counts`]. The events are read by a task on the runtime's
+/// I/O driver: no thread of its own.
+fn watch_folder(path: &Path, tx: mpsc::Sender<()>) -> std::io::Result<(AbortOnDrop, PathBuf)> {
     let folder = folder_of(path);
-    let config = path.to_owned();
-    let mut names = config_names(&config);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if counts(&event, &names) {
-            // A counted event may have re-pointed a symlink: name its target anew.
-            names = config_names(&config);
-            // Full means a look is already due: this event adds nothing.
-            let _ = tx.try_send(());
+    let inotify = Inotify::init()?;
+    let mut watches = inotify.watches();
+    let folder_watch = watches.add(&folder, FOLDER_EVENTS)?;
+    let mut config = WatchedConfig::new(path.to_owned(), watches);
+    let mut events = inotify.into_event_stream([0u8; 4096])?;
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let counted = match event {
+                Ok(e) => counts(
+                    e.mask,
+                    e.wd == folder_watch,
+                    e.name.as_deref(),
+                    &config.names,
+                ),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the config folder's change events; edits are no longer seen (send SIGHUP to reload)");
+                    let _ = tx.try_send(());
+                    return;
+                }
+            };
+            if counted {
+                // A counted event may have replaced the file or re-pointed a symlink.
+                config.watch_again();
+                // Full means a look is already due: this event adds nothing.
+                let _ = tx.try_send(());
+            }
         }
-    })?;
-    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-    Ok((watcher, folder))
+    });
+    Ok((AbortOnDrop(task), folder))
 }
 
-/// Whether an event of the config's folder may have changed the config (`names`:
-/// [`config_names`]).
-/// - Opening or reading a file changes nothing, and the reload itself reads the config:
-///   counting reads would make every reload cause another look.
-/// - Data written into another file of the folder cannot change the config. A log file
-///   kept beside the config is written at every line, and each write would wake this
-///   watcher and push its debounce back (in the fleet benchmark, a thousand lines in the
-///   second its runs start, on the CPU the starts need).
-/// - Everything else counts: a creation, a rename or a removal (an editor's save, a
-///   ConfigMap's `..data` swap), attributes, any event on the config or the file it
-///   resolves to, and an error (the event queue overflowed, say: something may have
-///   been missed).
-fn counts(event: &notify::Result<notify::Event>, names: &[OsString]) -> bool {
-    let Ok(event) = event else {
-        return true;
-    };
-    match event.kind {
-        EventKind::Access(
-            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read),
-        ) => false,
-        EventKind::Modify(ModifyKind::Data(_))
-        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-            event.paths.is_empty()
-                || event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|c| c == n)))
-        }
-        _ => true,
+/// The config file's own watch, and the names in the folder that are the config's.
+struct WatchedConfig {
+    path: PathBuf,
+    watches: Watches,
+    /// The watch of the file the path resolves to now; none while it cannot be had (the
+    /// file is missing: its return is a creation in the folder).
+    file: Option<WatchDescriptor>,
+    /// [`config_names`].
+    names: Vec<OsString>,
+}
+
+impl WatchedConfig {
+    fn new(path: PathBuf, watches: Watches) -> Self {
+        let mut config = WatchedConfig {
+            names: Vec::new(),
+            file: None,
+            path,
+            watches,
+        };
+        config.watch_again();
+        config
     }
+
+    /// Watch the file the path resolves to now, dropping the watch of the one before if it
+    /// was another (an editor's save leaves the old file behind, perhaps as a backup).
+    fn watch_again(&mut self) {
+        self.names = config_names(&self.path);
+        let now = self.watches.add(&self.path, FILE_EVENTS).ok();
+        if let Some(before) = self.file.take()
+            && Some(&before) != now.as_ref()
+        {
+            // Gone with its file already, or not: either way it is no longer the config.
+            let _ = self.watches.remove(before);
+        }
+        self.file = now;
+    }
+}
+
+/// Whether an event may have changed the config: `of_folder` when it comes from the
+/// folder's watch, `name` the file it names there; `names`: [`config_names`].
+/// - Anything from the config file's own watch counts.
+/// - The end of a write into another file of the folder does not: it cannot change the
+///   config (a log file beside it, closed by a logger that reopens it).
+/// - Everything else counts: a creation, a rename or a removal, attributes, the folder
+///   itself moved or removed, and a lost event (the queue overflowed: something may have
+///   been missed).
+fn counts(mask: EventMask, of_folder: bool, name: Option<&OsStr>, names: &[OsString]) -> bool {
+    if !of_folder || mask.contains(EventMask::Q_OVERFLOW) {
+        return true;
+    }
+    if mask.contains(EventMask::CLOSE_WRITE) {
+        return name.is_none_or(|n| names.iter().any(|c| c == n));
+    }
+    true
 }
 
 /// The names in the config's folder whose data is the config's: its own, and, when it is
@@ -339,62 +402,67 @@ mod tests {
         }
     }
 
-    /// An event of `kind` on the files `names` of `/etc/x`.
-    fn event(kind: EventKind, names: &[&str]) -> notify::Result<notify::Event> {
-        let mut e = notify::Event::new(kind);
-        for n in names {
-            e = e.add_path(PathBuf::from("/etc/x").join(n));
-        }
-        Ok(e)
-    }
-
     #[test]
     fn data_written_into_another_file_of_the_folder_does_not_count() {
         let names = [OsString::from("config.toml"), OsString::from("real.toml")];
-        let data = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
-        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        let cases = [
-            (data, "daemon.log", false),
-            (closed, "daemon.log", false),
-            (EventKind::Access(AccessKind::Read), "config.toml", false),
-            (data, "config.toml", true),
-            (closed, "config.toml", true),
-            // The file the config is a symlink to, written in place.
-            (data, "real.toml", true),
-            // An editor's save and a ConfigMap's swap: new names, renamed over.
-            (
-                EventKind::Create(notify::event::CreateKind::File),
-                "config.toml.new",
-                true,
-            ),
-            (
-                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::Any)),
-                "..data",
-                true,
-            ),
-            (
-                EventKind::Remove(notify::event::RemoveKind::Any),
-                "other.toml",
-                true,
-            ),
-            (
-                EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
-                "daemon.log",
-                true,
-            ),
-        ];
-        for (kind, name, want) in cases {
-            assert_eq!(
-                counts(&event(kind, &[name]), &names),
-                want,
-                "{kind:?} on {name}"
-            );
-        }
-        assert!(counts(&event(data, &[]), &names), "an event without a path");
-        assert!(counts(
-            &Err(notify::Error::generic("queue overflow")),
-            &names
-        ));
+        let folder = |mask, name: &str| counts(mask, true, Some(OsStr::new(name)), &names);
+        // Data written into a file is not even asked for on the folder (only on the
+        // config file's own watch); the end of a write into another file does not count.
+        assert!(!FOLDER_EVENTS.contains(WatchMask::MODIFY));
+        assert!(!FOLDER_EVENTS.intersects(WatchMask::OPEN | WatchMask::ACCESS));
+        assert!(!folder(EventMask::CLOSE_WRITE, "daemon.log"));
+        assert!(folder(EventMask::CLOSE_WRITE, "config.toml"));
+        // The file the config is a symlink to, written in place.
+        assert!(folder(EventMask::CLOSE_WRITE, "real.toml"));
+        // An editor's save and a ConfigMap's swap: new names, renamed over.
+        assert!(folder(EventMask::CREATE, "config.toml.new"));
+        assert!(folder(EventMask::MOVED_TO | EventMask::ISDIR, "..data"));
+        assert!(folder(EventMask::DELETE, "other.toml"));
+        assert!(folder(EventMask::ATTRIB, "daemon.log"));
+        assert!(counts(EventMask::DELETE_SELF, true, None, &names));
+        // The config file's own watch: all it reports, its data written too.
+        assert!(FILE_EVENTS.contains(WatchMask::MODIFY));
+        assert!(counts(EventMask::MODIFY, false, None, &names));
+        // Events were lost.
+        assert!(counts(EventMask::Q_OVERFLOW, false, None, &names));
+        assert!(counts(EventMask::Q_OVERFLOW, true, None, &names));
+    }
+
+    /// Data written by a writer that keeps the file open raises no end-of-write: the config
+    /// file's own watch sees it, also after a save by rename replaced the file it watched.
+    #[tokio::test]
+    async fn data_written_by_a_writer_that_keeps_the_config_open_is_seen_after_a_rename_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        let settings = WatchConfig {
+            mode: WatchMode::Auto,
+            debounce: Duration::from_millis(50),
+            poll_interval: Duration::from_secs(3600),
+        };
+        let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
+        let within = |what: &'static str| {
+            move |r: Result<(), tokio::time::error::Elapsed>| {
+                r.unwrap_or_else(|_| panic!("{what} was not reported within 10 s"))
+            }
+        };
+        let ten = Duration::from_secs(10);
+        within("the first look")(tokio::time::timeout(ten, watcher.changed()).await);
+        // An editor's save: a new file renamed over the config.
+        let new = dir.path().join("config.toml.new");
+        std::fs::write(&new, "a = 2\n").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        within("a save by rename")(tokio::time::timeout(ten, watcher.changed()).await);
+        // The new file, written in place and held open.
+        let mut held = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut held, b"b = 3\n").unwrap();
+        within("data written into the renamed-over config, the file still open")(
+            tokio::time::timeout(ten, watcher.changed()).await,
+        );
+        drop(held);
     }
 
     /// Regression: with a log file beside the config, every line written pushed the
