@@ -350,6 +350,27 @@ fn poll(path: &Path, interval: Duration, tx: mpsc::Sender<()>) -> AbortOnDrop {
 mod tests {
     use super::*;
 
+    /// A watcher of `mode` on the config at `path`, with this debounce; `poll` looks only
+    /// hourly, so that what a test sees comes from events.
+    fn start(path: &Path, mode: WatchMode, debounce_ms: u64) -> ConfigWatcher {
+        let settings = WatchConfig {
+            mode,
+            debounce: Duration::from_millis(debounce_ms),
+            poll_interval: Duration::from_secs(3600),
+        };
+        ConfigWatcher::start(path, settings).unwrap()
+    }
+
+    /// Wait for the watcher to report `what`, failing with a sentence after 10 s.
+    async fn seen(watcher: &mut ConfigWatcher, what: &str) {
+        if tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+            .await
+            .is_err()
+        {
+            panic!("{what} was not reported within 10 s");
+        }
+    }
+
     #[test]
     fn a_look_changes_with_content_and_with_a_rename_over_but_not_with_a_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -390,12 +411,7 @@ mod tests {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "a = 1\n").unwrap();
         for mode in [WatchMode::Auto, WatchMode::Poll] {
-            let settings = WatchConfig {
-                mode,
-                debounce: Duration::from_millis(10),
-                poll_interval: Duration::from_secs(3600),
-            };
-            let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
+            let mut watcher = start(&path, mode, 10);
             tokio::time::timeout(Duration::from_secs(10), watcher.changed())
                 .await
                 .unwrap_or_else(|_| panic!("{mode:?}: no first look within 10 s"));
@@ -435,33 +451,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "a = 1\n").unwrap();
-        let settings = WatchConfig {
-            mode: WatchMode::Auto,
-            debounce: Duration::from_millis(50),
-            poll_interval: Duration::from_secs(3600),
-        };
-        let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
-        let within = |what: &'static str| {
-            move |r: Result<(), tokio::time::error::Elapsed>| {
-                r.unwrap_or_else(|_| panic!("{what} was not reported within 10 s"))
-            }
-        };
-        let ten = Duration::from_secs(10);
-        within("the first look")(tokio::time::timeout(ten, watcher.changed()).await);
+        let mut watcher = start(&path, WatchMode::Auto, 50);
+        seen(&mut watcher, "the first look").await;
         // An editor's save: a new file renamed over the config.
         let new = dir.path().join("config.toml.new");
         std::fs::write(&new, "a = 2\n").unwrap();
         std::fs::rename(&new, &path).unwrap();
-        within("a save by rename")(tokio::time::timeout(ten, watcher.changed()).await);
+        seen(&mut watcher, "a save by rename").await;
         // The new file, written in place and held open.
         let mut held = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
         std::io::Write::write_all(&mut held, b"b = 3\n").unwrap();
-        within("data written into the renamed-over config, the file still open")(
-            tokio::time::timeout(ten, watcher.changed()).await,
-        );
+        seen(
+            &mut watcher,
+            "data written into the renamed-over config, the file still open",
+        )
+        .await;
         drop(held);
     }
 
@@ -473,12 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "a = 1\n").unwrap();
-        let settings = WatchConfig {
-            mode: WatchMode::Auto,
-            debounce: Duration::from_millis(300),
-            poll_interval: Duration::from_secs(3600),
-        };
-        let mut watcher = ConfigWatcher::start(&path, settings).unwrap();
+        let mut watcher = start(&path, WatchMode::Auto, 300);
         tokio::time::timeout(Duration::from_secs(10), watcher.changed())
             .await
             .expect("the first look within 10 s");
