@@ -129,6 +129,7 @@ impl fmt::Write for StackText {
     }
 }
 
+/// Hands out [`SimTime`]s with fraction lengths in rotation.
 #[derive(Debug, Default)]
 pub(crate) struct Stamper {
     next: usize,
