@@ -13,6 +13,7 @@
 //! a slot is not skipped); one server's trouble stays in its own tasks.
 
 mod ctx;
+mod descriptors;
 mod pg_task;
 mod run_task;
 mod server_loop;
@@ -280,6 +281,10 @@ impl Supervisor {
             .cloned()
             .collect();
         let mut startups = self.read_startup(fresh, &to_arm, at_daemon_start).await;
+        let enabled = config.servers.iter().filter(|s| s.enabled).count();
+        descriptors::reserve(descriptors::for_runs(
+            enabled.min(config.daemon.max_concurrent_runs),
+        ));
         let added = to_arm.len();
         for server in to_arm {
             let startup = startups.remove(&server.name).unwrap_or_default();
