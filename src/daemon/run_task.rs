@@ -41,7 +41,9 @@ impl Job {
 /// the next start record it.
 pub(super) async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
     if let (Some(pg), Job::Run(request)) = (&ctx.pg, &job) {
-        return super::pg_task::run(ctx, pg, cfg, request.clone()).await;
+        // Boxed, as every phase of a run is: the run task is spawned at the size of its
+        // largest await point, and a fleet due at once spawns a thousand (`Runner::run`).
+        return Box::pin(super::pg_task::run(ctx, pg, cfg, request.clone())).await;
     }
     let Some(_slot) = take_slot(ctx).await else {
         return;
@@ -49,7 +51,7 @@ pub(super) async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
     ctx.status.progress(&cfg.name, "starting", None);
     let _lock = match lock_server(ctx, cfg, job.run_id()) {
         Ok(lock) => lock,
-        Err(e) => return not_started(ctx, cfg, job, e).await,
+        Err(e) => return Box::pin(not_started(ctx, cfg, job, e)).await,
     };
     let Some(client) = jellyfin_client(ctx, cfg) else {
         return;
@@ -59,12 +61,14 @@ pub(super) async fn run_task(ctx: &Arc<Ctx>, cfg: &ServerConfig, job: Job) {
         match job {
             Job::Resume(marker) => {
                 info!(task_id = %marker.started.task_id, since = %marker.started.accepted_at.to_rfc3339(), "resuming a run left in flight by an earlier process");
-                ctx.runner.resume(&client, cfg, &mut observer).await;
+                Box::pin(ctx.runner.resume(&client, cfg, &mut observer)).await;
             }
             Job::Run(request) => {
-                ctx.runner
-                    .run(&client, cfg, &request, &mut observer, Wait::Follow)
-                    .await;
+                Box::pin(
+                    ctx.runner
+                        .run(&client, cfg, &request, &mut observer, Wait::Follow),
+                )
+                .await;
             }
         }
     };

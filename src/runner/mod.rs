@@ -277,13 +277,17 @@ impl Runner {
         observer: &mut dyn RunObserver,
         wait: Wait,
     ) -> RunEnd {
-        if let Some(Err(e)) = self.finish_left_over(client, settings, observer).await
+        // Each phase's future is boxed: a spawned run is allocated at the size of its
+        // largest await point, and a fleet due the same second spawns a thousand runs at
+        // once. Boxed, each run holds only the phase it is in (a thousand runs wait for a
+        // start-phase slot in a few hundred bytes each, not 8 KB of fresh memory each).
+        if let Some(Err(e)) = Box::pin(self.finish_left_over(client, settings, observer)).await
             && !self.writes_later
         {
             return RunEnd::LeftOverNotRecorded(e);
         }
         observer.starting(request);
-        match self.store.before_start(&request.run_id).await {
+        match Box::pin(self.store.before_start(&request.run_id)).await {
             BeforeStart::Send => {}
             BeforeStart::TakenOver => return RunEnd::TakenOver,
             BeforeStart::Unmarked(e) => {
@@ -292,14 +296,14 @@ impl Runner {
                 );
                 let ended = Ended::without_result(Outcome::TriggerFailed, reason);
                 let record = record_of(settings, request, ended, 0);
-                return RunEnd::Recorded(self.record(record, settings, observer).await);
+                return RunEnd::Recorded(Box::pin(self.record(record, settings, observer)).await);
             }
         }
-        let started = match track::start(client, settings, observer).await {
+        let started = match Box::pin(track::start(client, settings, observer)).await {
             StartResult::Started(started) => started,
             StartResult::NotStarted { ended, attempts } => {
                 let record = record_of(settings, request, ended, attempts);
-                return RunEnd::Recorded(self.record(record, settings, observer).await);
+                return RunEnd::Recorded(Box::pin(self.record(record, settings, observer)).await);
             }
         };
         let marker = Marker::new(&settings.name, &settings.task_key, request, &started);
@@ -319,11 +323,24 @@ impl Runner {
             warn!(server = %settings.name, run_id = %request.run_id, error = %e, "in-flight marker not written");
         }
         let keeper = keeper(settings, &self.state_root, &request.run_id);
-        let ended = track::track(client, settings, &started, observer, keeper.as_ref()).await;
-        let record = self
-            .record_keeping(settings, request, ended, started.attempts, keeper, observer)
-            .await;
-        RunEnd::Recorded(self.record(record, settings, observer).await)
+        let ended = Box::pin(track::track(
+            client,
+            settings,
+            &started,
+            observer,
+            keeper.as_ref(),
+        ))
+        .await;
+        let record = Box::pin(self.record_keeping(
+            settings,
+            request,
+            ended,
+            started.attempts,
+            keeper,
+            observer,
+        ))
+        .await;
+        RunEnd::Recorded(Box::pin(self.record(record, settings, observer)).await)
     }
 
     /// Only the run an earlier process left in flight (the daemon's start): track it to

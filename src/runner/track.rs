@@ -223,13 +223,14 @@ pub async fn start(
         // Held for the attempt only, not across a retry's wait. Never closed.
         let starting = Starting::enter();
         let slot = START_PHASE_SLOTS.acquire().await.ok();
-        let attempt = attempt_start(
+        // Boxed: only the runs holding a slot need the requests' state (see `Runner::run`).
+        let attempt = Box::pin(attempt_start(
             client,
             server,
             &mut attempts,
             &mut start_maybe_sent,
             &mut snapshot_before_first_send,
-        )
+        ))
         .await;
         drop(slot);
         drop(starting);
