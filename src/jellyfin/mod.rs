@@ -216,6 +216,10 @@ const VERIFY_WITH_EXPORT: &[&str] = &{
 /// The largest piece of ZIP [`JellyfinClient::migrator_config_with_export`] sends at once.
 pub const ZIP_PIECE: usize = 64 * 1024;
 
+/// How much of a chunk the preflight strips before it looks again for the members it
+/// needs (`read_config_members`).
+const WATCH_SLICE: usize = 2 * 1024;
+
 /// What one read of the configuration saw of `LastExportZipBase64`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExportZipRead {
@@ -583,17 +587,31 @@ impl JellyfinClient {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
-                    let watched = kept.len();
-                    if export.wants_more() {
-                        let mut raw = Vec::new();
-                        stripper.feed_capturing(&chunk, &mut kept, &mut raw);
-                        export.feed(&raw).await;
-                    } else {
-                        stripper.feed(&chunk, &mut kept);
+                    // A read that only wants some members (the preflight) goes through
+                    // the chunk in slices, so that it stops as soon as they have passed
+                    // rather than strip the rest of a chunk of up to hundreds of KiB.
+                    let slice = match (&watch, export.zip) {
+                        (Some(_), None) => WATCH_SLICE,
+                        _ => chunk.len().max(1),
+                    };
+                    let mut stopped = false;
+                    for slice in chunk.chunks(slice) {
+                        let watched = kept.len();
+                        if export.wants_more() {
+                            let mut raw = Vec::new();
+                            stripper.feed_capturing(slice, &mut kept, &mut raw);
+                            export.feed(&raw).await;
+                        } else {
+                            stripper.feed(slice, &mut kept);
+                        }
+                        if let Some(end) = watch.as_mut().and_then(|w| w.feed(&kept[watched..])) {
+                            kept.truncate(end);
+                            kept.push(b'}');
+                            stopped = true;
+                            break;
+                        }
                     }
-                    if let Some(end) = watch.as_mut().and_then(|w| w.feed(&kept[watched..])) {
-                        kept.truncate(end);
-                        kept.push(b'}');
+                    if stopped {
                         tracing::debug!(server = %self.server, read = total, "stopped reading the plugin configuration: every member needed was there");
                         break;
                     }
