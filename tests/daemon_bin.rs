@@ -11,6 +11,7 @@ mod common;
 use common::KEY;
 use common::bin::{Daemon, bin, bin_async};
 use common::config::ConfigFile;
+use common::proc::{open_file_limits, status_value};
 use common::records::{history_json, marker_json};
 use common::sim::{sim_server, simulator};
 use common::wait::wait_until;
@@ -386,4 +387,55 @@ async fn a_full_disk_is_logged_scheduling_goes_on_and_records_are_written_once_i
         "one record per started run"
     );
     assert!(log_text(&env, 1).contains("record written after an earlier failure"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_endpoint_the_open_file_limit_is_raised_and_the_table_grown_for_the_fleet() {
+    // 200 servers due daily (never here), all allowed to run at once, `listen = ""`,
+    // started with a soft limit of 512: that fleet due at once needs more than 512
+    // descriptors.
+    let names: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();
+    let servers: Vec<(&str, String, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "http://127.0.0.1:9".to_owned(), ""))
+        .collect();
+    let env = ConfigFile::quick(
+        "listen = \"\"\nmax_concurrent_runs = 200",
+        "schedule = \"@daily\"",
+        &servers,
+    );
+    let (_, hard) = open_file_limits(std::process::id());
+    let hard: u64 = hard.parse().unwrap_or(1 << 20);
+    assert!(
+        hard >= 1024,
+        "this test needs an open-file hard limit of at least 1024 (it is {hard}; raise it with ulimit -Hn)"
+    );
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile=512:{hard}"))
+        .arg("--")
+        .arg(common::bin::BIN)
+        .args(["run", "--config", env.arg()]);
+    common::bin::clean(&mut cmd);
+    let mut daemon = Daemon::spawn(&mut cmd, &log_path(&env, 1));
+    wait_until(
+        Duration::from_secs(20),
+        "the daemon armed its schedules",
+        || log_text(&env, 1).contains("schedules armed"),
+    )
+    .await;
+    let (soft_now, _) = open_file_limits(daemon.id());
+    assert_eq!(
+        soft_now,
+        hard.to_string(),
+        "the soft open-file limit was raised to the hard one without the endpoint:\n{}",
+        log_text(&env, 1)
+    );
+    // 3 per run that may go at once, plus 64.
+    let table = status_value(daemon.id(), "FDSize");
+    assert!(
+        table >= 200 * 3 + 64,
+        "the descriptor table has {table} slots once the 200 servers are armed"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).await, Some(0));
 }

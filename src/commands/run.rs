@@ -58,11 +58,11 @@ async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     if let crate::config::Backend::Postgres(pg) = &config.daemon.backend {
         prepare_database(&pg.url).await?;
     }
+    // With or without the endpoint: a fleet due at once holds a lock file and a
+    // connection per run, past the common soft limit of 1024 at a few hundred servers.
+    raise_open_file_limit();
     let listener = match config.daemon.listen {
-        Some(addr) => {
-            raise_open_file_limit();
-            Some(endpoint::bind(addr).await?)
-        }
+        Some(addr) => Some(endpoint::bind(addr).await?),
         None => None,
     };
     let signals = SignalEvents::register().map_err(StartError::Signals)?;
@@ -92,8 +92,9 @@ async fn prepare_database(url: &crate::secret::Secret) -> Result<(), StartError>
     Ok(())
 }
 
-/// The soft open-file limit up to the hard one, for the endpoint's connection cap (see
-/// [`endpoint::Limits`]); where that is not allowed, the cap follows the soft limit.
+/// The soft open-file limit up to the hard one, for the runs' lock files and connections
+/// and the endpoint's connection cap (see [`endpoint::Limits`]); where that is not
+/// allowed, the cap follows the soft limit.
 fn raise_open_file_limit() {
     let shown = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
     match endpoint::raise_nofile_limit() {
@@ -106,7 +107,7 @@ fn raise_open_file_limit() {
         Err(e) => warn!(
             error = %e,
             limit = %shown(endpoint::nofile_limit()),
-            "cannot raise the open-file limit (RLIMIT_NOFILE); the HTTP endpoint's connection cap follows the current one"
+            "cannot raise the open-file limit (RLIMIT_NOFILE); runs due at once and the HTTP endpoint's connections must fit in the current one (raise it with LimitNOFILE= or ulimit -n)"
         ),
     }
 }

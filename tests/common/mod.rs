@@ -1,8 +1,8 @@
 //! What the integration tests share, so that each test file says only what it tests: the
 //! simulated servers they run against ([`sim`]), bounded waits ([`wait`]), due instants
 //! ([`time`]), configs and config files ([`config`]), the daemon in-process ([`daemon`]),
-//! the real binary ([`bin`]), one run through the runner ([`runs`]) and what runs leave on
-//! disk ([`records`]).
+//! the real binary ([`bin`]) and what `/proc` says of it ([`proc`]), one run through the
+//! runner ([`runs`]) and what runs leave on disk ([`records`]).
 //!
 //! Every test file compiles all of it and uses a part, hence `dead_code` is allowed here.
 #![allow(dead_code)]
@@ -11,6 +11,7 @@ pub mod bin;
 pub mod config;
 pub mod daemon;
 pub mod pg;
+pub mod proc;
 pub mod proxy;
 pub mod records;
 pub mod runs;

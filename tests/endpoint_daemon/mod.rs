@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use crate::common::bin::{self, command, signal};
+use crate::common::proc;
 use crate::common::wait::wait_until_async;
 use crate::common::{KEY, free_port};
 use std::net::SocketAddr;
@@ -111,23 +112,12 @@ impl Daemon {
 
     /// Its resident memory, from /proc, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        proc::status_value(self.pid(), "VmRSS")
     }
 
     /// Its `RLIMIT_NOFILE` (soft, hard) as /proc shows it.
     pub fn nofile(&self) -> (String, String) {
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .expect("Max open files in /proc/PID/limits");
-        let mut f = line["Max open files".len()..].split_whitespace();
-        (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        proc::open_file_limits(self.pid())
     }
 
     /// SIGTERM, and the exit status must be 0 within 15 s.
