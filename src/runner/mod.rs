@@ -279,8 +279,8 @@ impl Runner {
     ) -> RunEnd {
         // Each phase's future is boxed: a spawned run is allocated at the size of its
         // largest await point, and a fleet due the same second spawns a thousand runs at
-        // once. Boxed, each run holds only the phase it is in (a thousand runs wait for a
-        // start-phase slot in a few hundred bytes each, not 8 KB of fresh memory each).
+        // once. Boxed, each run holds only the phase it is in (the daemon's run task was
+        // 7376 bytes at its spawn, 2000 with the phases boxed).
         if let Some(Err(e)) = Box::pin(self.finish_left_over(client, settings, observer)).await
             && !self.writes_later
         {
