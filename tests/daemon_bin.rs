@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::KEY;
-use common::bin::{Daemon, bin, bin_async};
+use common::bin::{Daemon, bin, bin_async, command_with_nofile};
 use common::config::ConfigFile;
 use common::proc::{open_file_limits, status_value};
 use common::records::{history_json, marker_json};
@@ -410,12 +410,7 @@ async fn without_the_endpoint_the_open_file_limit_is_raised_and_the_table_grown_
         hard >= 1024,
         "this test needs an open-file hard limit of at least 1024 (it is {hard}; raise it with ulimit -Hn)"
     );
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.arg(format!("--nofile=512:{hard}"))
-        .arg("--")
-        .arg(common::bin::BIN)
-        .args(["run", "--config", env.arg()]);
-    common::bin::clean(&mut cmd);
+    let mut cmd = command_with_nofile(512, hard, ["run", "--config", env.arg()]);
     let mut daemon = Daemon::spawn(&mut cmd, &log_path(&env, 1));
     wait_until(
         Duration::from_secs(20),

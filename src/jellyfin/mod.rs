@@ -590,12 +590,12 @@ impl JellyfinClient {
                     // A read that only wants some members (the preflight) goes through
                     // the chunk in slices, so that it stops as soon as they have passed
                     // rather than strip the rest of a chunk of up to hundreds of KiB.
-                    let slice = match (&watch, export.zip) {
+                    let step = match (&watch, export.zip) {
                         (Some(_), None) => WATCH_SLICE,
                         _ => chunk.len().max(1),
                     };
                     let mut stopped = false;
-                    for slice in chunk.chunks(slice) {
+                    for slice in chunk.chunks(step) {
                         let watched = kept.len();
                         if export.wants_more() {
                             let mut raw = Vec::new();

@@ -312,6 +312,14 @@ mod tests {
         ConfigWatcher::start(path, settings).unwrap()
     }
 
+    /// `text` appended to the file at `path` by a writer that keeps it open: the file,
+    /// for the test to close once the watcher has reported.
+    fn append_held_open(path: &Path, text: &[u8]) -> std::fs::File {
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, text).unwrap();
+        file
+    }
+
     /// Wait for the watcher to report `what`, failing with a sentence after 10 s.
     async fn seen(watcher: &mut ConfigWatcher, what: &str) {
         if tokio::time::timeout(Duration::from_secs(10), watcher.changed())
@@ -412,11 +420,7 @@ mod tests {
         std::fs::rename(&new, &path).unwrap();
         seen(&mut watcher, "a save by rename").await;
         // The new file, written in place and held open.
-        let mut held = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut held, b"b = 3\n").unwrap();
+        let held = append_held_open(&path, b"b = 3\n");
         seen(
             &mut watcher,
             "data written into the renamed-over config, the file still open",
@@ -466,11 +470,7 @@ mod tests {
         std::os::unix::fs::symlink("real.toml", &path).unwrap();
         let mut watcher = start(&path, WatchMode::Auto, 50);
         seen(&mut watcher, "the first look").await;
-        let mut held = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&real)
-            .unwrap();
-        std::io::Write::write_all(&mut held, b"b = 2\n").unwrap();
+        let held = append_held_open(&real, b"b = 2\n");
         seen(
             &mut watcher,
             "data written into the symlink's target, held open",

@@ -30,6 +30,21 @@ pub fn command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
     cmd
 }
 
+/// [`command`] run through util-linux's `prlimit` with `RLIMIT_NOFILE` set to `soft`:`hard`.
+pub fn command_with_nofile<S: AsRef<OsStr>>(
+    soft: u64,
+    hard: u64,
+    args: impl IntoIterator<Item = S>,
+) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft}:{hard}"))
+        .arg("--")
+        .arg(BIN)
+        .args(args);
+    clean(&mut cmd);
+    cmd
+}
+
 /// `cmd` without the [`CLEARED`] variables (for a program that runs the binary).
 pub fn clean(cmd: &mut Command) -> &mut Command {
     for var in CLEARED {

@@ -10,7 +10,6 @@ use crate::common::wait::wait_until_async;
 use crate::common::{KEY, free_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,15 +53,7 @@ impl Daemon {
         let port = free_port();
         let config = write_config(dir.path(), port, how.extra_daemon);
         let mut cmd = match how.nofile {
-            // prlimit comes with util-linux.
-            Some((soft, hard)) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}"))
-                    .arg("--")
-                    .arg(bin::BIN);
-                bin::clean(&mut c);
-                c
-            }
+            Some((soft, hard)) => bin::command_with_nofile::<&str>(soft, hard, []),
             None => command::<&str>([]),
         };
         cmd.args(["run", "--config"])
